@@ -22,14 +22,14 @@ BINARIZATIONS = ("none", "static", "dynamic")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 MIXED_PRECISION = ("none", "float16", "bfloat16")
 OPTIMIZERS = ("adam", "adagrad", "sgd", "rmsprop")
+DEFAULT_HIDDEN_UNITS = {"mlp": (400,), "conv": (32, 64)}
 
 
 def check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
     """Raise a `ValueError` naming the argument when `value` is not one of `allowed`."""
     if value not in allowed:
         raise ValueError(
-            f"Unknown {name} {value!r}. Expected one of {list(allowed)}. "
-            f"Received: {name}={value!r}"
+            f"Unknown {name} {value!r}. Expected one of {list(allowed)}. Received: {name}={value!r}"
         )
 
 
@@ -69,7 +69,8 @@ class ModelConfig:
     Attributes:
         latent_dim: size of z (>= 1).
         architecture: "mlp" (the paper's) or "conv" (images HxW or HxWxC).
-        hidden_units: widths of the MLP hidden layers, or the conv filters per stride-2 block.
+        hidden_units: widths of the MLP hidden layers, or the conv filters per stride-2 block
+            (None: (400,) for "mlp", (32, 64) for "conv").
         activation: hidden activation ("tanh" in the paper, "relu" is common).
         likelihood: "bernoulli" (logits) or "gaussian".
         likelihood_scale: the Gaussian's fixed scale sigma, or "learned" (a decoder output).
@@ -81,7 +82,7 @@ class ModelConfig:
 
     latent_dim: int = 20
     architecture: str = "mlp"
-    hidden_units: tuple[int, ...] = (400,)
+    hidden_units: tuple[int, ...] | None = None
     activation: str = "relu"
     likelihood: str = "bernoulli"
     likelihood_scale: float | str = 1.0
@@ -91,12 +92,15 @@ class ModelConfig:
     kl_warmup_steps: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_units", tuple(int(u) for u in self.hidden_units))
-        object.__setattr__(
-            self, "likelihood_scale", parse_likelihood_scale(self.likelihood_scale)
-        )
-        check_at_least("latent_dim", self.latent_dim, 1)
         check_choice("architecture", self.architecture, ARCHITECTURES)
+        units = self.hidden_units
+        if units is None:
+            units = DEFAULT_HIDDEN_UNITS[self.architecture]
+        elif isinstance(units, int):
+            units = (units,)
+        object.__setattr__(self, "hidden_units", tuple(int(u) for u in units))
+        object.__setattr__(self, "likelihood_scale", parse_likelihood_scale(self.likelihood_scale))
+        check_at_least("latent_dim", self.latent_dim, 1)
         check_choice("likelihood", self.likelihood, LIKELIHOODS)
         check_choice("estimator", self.estimator, ESTIMATORS)
         check_at_least("num_samples", self.num_samples, 1)

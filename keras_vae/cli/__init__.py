@@ -1,0 +1,60 @@
+"""The `keras-vae` command line: argparse -> config -> one library call per subcommand.
+
+Each subcommand lives in its own module exposing `HELP`, `add_arguments(parser)` and
+`run(args) -> int`. Bad input (a ValueError or OSError raised before any output is written)
+becomes one line on stderr and exit code 2.
+
+    $ keras-vae train --dataset digits --epochs 5 --output runs/digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from keras_vae import __version__
+
+# Subcommand name -> module under keras_vae.cli (imported only when that subcommand runs).
+SUBCOMMANDS = {
+    "train": "train",
+}
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad command-line input; the message says what was wrong and how to fix it."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keras-vae",
+        description="Variational Autoencoders (Kingma & Welling, 2014) with Keras 3: train, "
+        "evaluate, sample and export for TF Serving and LiteRT.",
+    )
+    parser.add_argument("--version", action="version", version=f"keras-vae {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in SUBCOMMANDS.items():
+        module = importlib.import_module(f"keras_vae.cli.{module_name}")
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (UsageError, ValueError, OSError) as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"keras-vae {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

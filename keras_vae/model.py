@@ -1,0 +1,282 @@
+"""`VAE`: a `keras.Model` whose `train_step` maximises the SGVB estimate of the ELBO.
+
+>>> import numpy as np, keras
+>>> vae = VAE(data_shape=(8, 8), latent_dim=2, hidden_units=(32,))
+>>> vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+>>> history = vae.fit(np.random.rand(64, 8, 8), batch_size=16, epochs=1, verbose=0)
+>>> sorted(history.history)
+['elbo', 'kl', 'loss', 'reconstruction']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from keras_vae import distributions, objectives
+from keras_vae.config import ModelConfig
+from keras_vae.networks import build_decoder, build_encoder
+
+METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
+
+
+def average_over_global_batch(per_example: tf.Tensor) -> tf.Tensor:
+    """Sum over the local batch divided by the GLOBAL batch size.
+
+    A custom `train_step` under `tf.distribute` gets no loss scaling from Keras, and the
+    gradients of all replicas are SUMMED by the optimizer. Dividing each replica's sum by the
+    global batch (local batch x replicas) makes that sum the gradient of the global mean.
+    Training batches are dropped-remainder batches split evenly, so this is exact.
+    """
+    return tf.nn.compute_average_loss(per_example)
+
+
+def _unpack_inputs(data: Any) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """(x, noise or None) from x, (x,), (x, y[, w]) or {"x": x, "noise": eps}."""
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    noise = None
+    if isinstance(x, dict):
+        noise = x.get("noise")
+        x = x["x"]
+    return tf.cast(x, tf.float32), noise
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class VAE(keras.Model):
+    """Variational autoencoder trained with the SGVB estimator (Kingma & Welling, 2014).
+
+    q(z|x) is a diagonal Gaussian, p(z) = N(0, I) and p(x|z) a Bernoulli or Gaussian over all
+    data dimensions; `fit` maximises the ELBO (minimises `loss` = -(reconstruction - beta * kl))
+    and reports, per example in nats, `loss`, `elbo`, `reconstruction` (E_q log p(x|z)) and
+    `kl`. Inputs may be vectors, HxW or HxWxC, with or without labels (ignored). Pass
+    `{"x": x, "noise": eps}` with eps of shape [batch, num_samples, latent_dim] to supply the
+    reparameterisation noise yourself (common random numbers, exact reproducibility).
+
+    Args:
+        data_shape: shape of one example, e.g. (28, 28).
+        latent_dim: size of z. Default 20.
+        architecture: "mlp" or "conv". Default "mlp".
+        hidden_units: hidden widths (mlp) or filters per stride-2 block (conv).
+            Default (400,) for mlp, (32, 64) for conv.
+        activation: hidden activation. Default "relu" ("tanh" in the paper).
+        likelihood: "bernoulli" or "gaussian". Default "bernoulli".
+        likelihood_scale: Gaussian standard deviation, a float or "learned". Default 1.0.
+        estimator: "analytic_kl" (default) or "monte_carlo".
+        num_samples: L, samples of z per datapoint. Default 1.
+        beta: KL weight. Default 1.0.
+        kl_warmup_steps: linear warm-up of the KL weight over this many steps. Default 0.
+        seed: seed of the reparameterisation noise. Default None.
+
+    Example:
+        >>> vae = VAE(data_shape=(784,), latent_dim=2, hidden_units=(16,))
+        >>> vae.sample(3, seed=1).shape
+        TensorShape([3, 784])
+    """
+
+    def __init__(
+        self,
+        data_shape: Sequence[int],
+        latent_dim: int = 20,
+        architecture: str = "mlp",
+        hidden_units: Sequence[int] | None = None,
+        activation: str = "relu",
+        likelihood: str = "bernoulli",
+        likelihood_scale: float | str = 1.0,
+        estimator: str = "analytic_kl",
+        num_samples: int = 1,
+        beta: float = 1.0,
+        kl_warmup_steps: int = 0,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        spec = ModelConfig(
+            latent_dim=latent_dim,
+            architecture=architecture,
+            hidden_units=hidden_units,
+            activation=activation,
+            likelihood=likelihood,
+            likelihood_scale=likelihood_scale,
+            estimator=estimator,
+            num_samples=num_samples,
+            beta=beta,
+            kl_warmup_steps=kl_warmup_steps,
+        )
+        data_shape = tuple(int(d) for d in data_shape)
+        if not data_shape or min(data_shape) < 1:
+            raise ValueError(
+                "Received an invalid value for `data_shape`, expected one or more positive "
+                f"integers. Received: data_shape={data_shape!r}"
+            )
+        self.data_shape = data_shape
+        self.latent_dim = spec.latent_dim
+        self.architecture = spec.architecture
+        self.hidden_units = spec.hidden_units
+        self.activation = spec.activation
+        self.likelihood = spec.likelihood
+        self.likelihood_scale = spec.likelihood_scale
+        self.estimator = spec.estimator
+        self.num_samples = spec.num_samples
+        self.beta = spec.beta
+        self.kl_warmup_steps = spec.kl_warmup_steps
+        self.seed = seed
+
+        self.learned_scale = spec.likelihood == "gaussian" and spec.likelihood_scale == "learned"
+        self.encoder = build_encoder(
+            data_shape, spec.latent_dim, spec.architecture, spec.hidden_units, spec.activation
+        )
+        self.decoder = build_decoder(
+            data_shape,
+            spec.latent_dim,
+            spec.architecture,
+            spec.hidden_units,
+            spec.activation,
+            spec.likelihood,
+            learned_scale=self.learned_scale,
+        )
+        self.seed_generator = keras.random.SeedGenerator(seed, name="reparameterisation_seed")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self.built = True
+
+    @classmethod
+    def from_model_config(
+        cls, data_shape: Sequence[int], config: ModelConfig, seed: int | None = None
+    ) -> VAE:
+        """Build from a `ModelConfig` (what `keras-vae train` does)."""
+        return cls(data_shape=data_shape, seed=seed, **vars(config))
+
+    # ----------------------------------------------------------------- building blocks
+    def posterior(self, x: tf.Tensor, training: bool = False):
+        """q(z|x) as a `tfd.Distribution` with batch shape [batch], event shape [latent_dim]."""
+        z_mean, z_stddev = self.encoder(x, training=training)
+        return distributions.posterior(z_mean, z_stddev)
+
+    def prior(self):
+        """p(z) = N(0, I) as a `tfd.Distribution` with event shape [latent_dim]."""
+        return distributions.prior(self.latent_dim)
+
+    def likelihood_from_z(self, z: tf.Tensor, training: bool = False):
+        """p(x|z) for z of shape [..., latent_dim]: a distribution over [..., *data_shape]."""
+        leading = tf.shape(z)[:-1]
+        outputs = self.decoder(tf.reshape(z, [-1, self.latent_dim]), training=training)
+        if self.learned_scale:
+            location, scale = outputs
+        else:
+            location, scale = outputs, self.likelihood_scale
+
+        def unflatten(t):
+            return tf.reshape(t, tf.concat([leading, self.data_shape], axis=0))
+
+        location = unflatten(location)
+        if self.learned_scale:
+            scale = unflatten(scale)
+        return distributions.likelihood(
+            self.likelihood, location, len(self.data_shape), None if scale is None else scale
+        )
+
+    def elbo_terms(
+        self, x: tf.Tensor, noise: tf.Tensor | None = None, training: bool = False
+    ) -> objectives.ElboTerms:
+        """Per-example SGVB terms for a batch; `noise` is [batch, L, latent_dim] or None."""
+        z_mean, z_stddev = self.encoder(x, training=training)
+        if noise is None:
+            batch = tf.shape(z_mean)[0]
+            noise = keras.random.normal(
+                (self.num_samples, batch, self.latent_dim), seed=self.seed_generator
+            )
+        else:
+            noise = tf.transpose(tf.cast(noise, z_mean.dtype), [1, 0, 2])
+
+        def log_likelihood(z):
+            return self.likelihood_from_z(z, training=training).log_prob(x)
+
+        return objectives.elbo_terms(z_mean, z_stddev, noise, log_likelihood, self.estimator)
+
+    def kl_weight(self) -> tf.Tensor:
+        """The current KL weight: `beta`, ramped up linearly over `kl_warmup_steps`."""
+        step = self.optimizer.iterations if self.optimizer is not None else 0
+        return objectives.kl_weight(self.beta, self.kl_warmup_steps, step)
+
+    # ----------------------------------------------------------------- training
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return list(self.trackers.values())
+
+    def _update_metrics(self, terms: objectives.ElboTerms, per_example_loss: tf.Tensor) -> dict:
+        values = {
+            "loss": per_example_loss,
+            "elbo": terms.elbo,
+            "reconstruction": terms.reconstruction,
+            "kl": terms.kl,
+        }
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def train_step(self, data):
+        x, noise = _unpack_inputs(data)
+        with tf.GradientTape() as tape:
+            terms = self.elbo_terms(x, noise, training=True)
+            per_example_loss = -(terms.reconstruction - self.kl_weight() * terms.kl)
+            loss = average_over_global_batch(per_example_loss)
+            if self.losses:
+                loss += tf.add_n(self.losses) / tf.distribute.get_strategy().num_replicas_in_sync
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._update_metrics(terms, per_example_loss)
+
+    def test_step(self, data):
+        x, noise = _unpack_inputs(data)
+        terms = self.elbo_terms(x, noise, training=False)
+        per_example_loss = -(terms.reconstruction - self.kl_weight() * terms.kl)
+        return self._update_metrics(terms, per_example_loss)
+
+    # ----------------------------------------------------------------- inference
+    def call(self, inputs, training: bool = False):
+        """Deterministic reconstruction: E[x|z] at z = the posterior mean."""
+        x, _ = _unpack_inputs(inputs)
+        z_mean, _ = self.encoder(x, training=training)
+        return self.decode(z_mean, training=training)
+
+    def encode(self, x, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+        """(z_mean, z_stddev) of q(z|x), each [batch, latent_dim]."""
+        return self.encoder(tf.cast(x, tf.float32), training=training)
+
+    def decode(self, z, training: bool = False) -> tf.Tensor:
+        """E[x|z]: Bernoulli probabilities or the Gaussian mean, [batch, *data_shape]."""
+        outputs = self.decoder(tf.cast(z, tf.float32), training=training)
+        location = outputs[0] if self.learned_scale else outputs
+        return distributions.likelihood_mean(self.likelihood, location)
+
+    def reconstruct(self, x) -> tf.Tensor:
+        """Same as `call`: the decoder mean at the posterior mean."""
+        return self(x, training=False)
+
+    def sample(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
+        """E[x|z] for `num_samples` draws z ~ p(z); the same integer seed gives the same draws."""
+        z = keras.random.normal(
+            (num_samples, self.latent_dim), seed=self.seed_generator if seed is None else seed
+        )
+        return self.decode(z)
+
+    # ----------------------------------------------------------------- serialization
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "data_shape": list(self.data_shape),
+            "latent_dim": self.latent_dim,
+            "architecture": self.architecture,
+            "hidden_units": list(self.hidden_units),
+            "activation": self.activation,
+            "likelihood": self.likelihood,
+            "likelihood_scale": self.likelihood_scale,
+            "estimator": self.estimator,
+            "num_samples": self.num_samples,
+            "beta": self.beta,
+            "kl_warmup_steps": self.kl_warmup_steps,
+            "seed": self.seed,
+        }
