@@ -25,10 +25,7 @@ from keras_vae.config import Config
 from keras_vae.data import DatasetInfo, make_datasets
 from keras_vae.distribute import get_strategy
 from keras_vae.model import VAE
-
-MODEL_FILE = "model.keras"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
+from keras_vae.run_dir import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

@@ -25,3 +25,24 @@ def shared_data_dir() -> pathlib.Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory) -> pathlib.Path:
+    """A finished run of the real train job on the bundled 8x8 digits (2 epochs, latent 2).
+
+    Shared by the tests of commands that read a run; treat it as read-only and
+    `shutil.copytree` it before changing anything inside.
+    """
+    from keras_vae.config import Config
+    from keras_vae.train import train_and_evaluate
+
+    config = Config.from_dict(
+        {
+            "model": {"latent_dim": 2, "hidden_units": [16]},
+            "training": {"epochs": 2, "batch_size": 64},
+        }
+    )
+    run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
+    train_and_evaluate(config, run_dir, verbose=0)
+    return run_dir
