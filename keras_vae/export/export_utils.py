@@ -1,0 +1,105 @@
+"""Helpers shared by the export formats: the error type, numeric checks, signature summaries.
+
+>>> import numpy as np
+>>> max_abs_error(np.zeros(3), np.array([0.0, -2.0, 1.0]))
+2.0
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Exported float32 graphs must reproduce the Keras model to this absolute tolerance.
+FLOAT32_TOLERANCE = 1e-5
+# Examples the exporter pushes through every signature to check it against Keras.
+CHECK_BATCH = 4
+CHECK_SEED = 20140101  # NumPy seed of those check inputs (AEVB's arXiv year, nothing magic)
+
+
+class ExportError(RuntimeError):
+    """An export was written but failed its own checks (wrong numbers, NaN, dropped weights).
+
+    Nothing is committed when it is raised: no version folder, no tflite file, no export.json.
+    """
+
+
+def max_abs_error(expected: Any, actual: Any) -> float:
+    """max |expected - actual| in float64; `inf` when either holds NaN or the shapes differ."""
+    expected = np.asarray(expected, np.float64)
+    actual = np.asarray(actual, np.float64)
+    if expected.shape != actual.shape:
+        return float("inf")
+    if not (np.isfinite(expected).all() and np.isfinite(actual).all()):
+        return float("inf")
+    if expected.size == 0:
+        return 0.0
+    return float(np.max(np.abs(expected - actual)))
+
+
+def check_close(what: str, expected: Any, actual: Any, tolerance: float) -> float:
+    """`max_abs_error`, raising `ExportError` naming `what` when it is above `tolerance`.
+
+    Example:
+        >>> check_close("decoder x_mean", [0.5], [0.5], tolerance=1e-5)
+        0.0
+    """
+    actual_array = np.asarray(actual)
+    if actual_array.dtype.kind == "f" and np.isnan(actual_array).any():
+        raise ExportError(
+            f"The exported {what} contains NaN (the Keras model's does not); the conversion is "
+            "broken, nothing was written."
+        )
+    error = max_abs_error(expected, actual)
+    if not error <= tolerance:
+        shapes = f"{np.shape(expected)} vs {np.shape(actual)}"
+        raise ExportError(
+            f"The exported {what} differs from the Keras model by {error:.3g} (shapes "
+            f"{shapes}), more than the allowed {tolerance:g}; nothing was written."
+        )
+    return error
+
+
+def tensor_info(dtype: str, shape: Any) -> dict[str, Any]:
+    """One input or output as export.json records it: -1 marks a dimension of any size."""
+    return {"dtype": dtype, "shape": [-1 if d is None or int(d) < 0 else int(d) for d in shape]}
+
+
+def saved_model_signatures(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The SignatureDefs of a SavedModel as TF Serving reads them, from `saved_model.pb`.
+
+    Returns ``{signature: {"method_name", "inputs": {name: {dtype, shape}}, "outputs": ...}}``
+    for the "serve" tag, leaving out TF's internal ``__saved_model_init_op``.
+
+    Example:
+        >>> saved_model_signatures("export/decoder/1")["sample"]["inputs"]  # doctest: +SKIP
+        {'num_samples': {'dtype': 'int32', 'shape': []}, 'seed': {'dtype': 'int32', 'shape': []}}
+    """
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel.FromString((Path(path) / "saved_model.pb").read_bytes())
+    graphs = [g for g in proto.meta_graphs if "serve" in g.meta_info_def.tags]
+    if not graphs:
+        raise ExportError(f"{path} has no MetaGraph tagged 'serve', which TF Serving needs.")
+
+    def describe(infos) -> dict[str, Any]:
+        return {
+            name: tensor_info(
+                tf.dtypes.as_dtype(info.dtype).name,
+                [dim.size for dim in info.tensor_shape.dim],
+            )
+            for name, info in sorted(infos.items())
+        }
+
+    return {
+        key: {
+            "method_name": sig.method_name,
+            "inputs": describe(sig.inputs),
+            "outputs": describe(sig.outputs),
+        }
+        for key, sig in sorted(graphs[0].signature_def.items())
+        if not key.startswith("__")
+    }

@@ -1,0 +1,175 @@
+"""`export_run`: a trained run directory -> the TF Serving / LiteRT export folder.
+
+    >>> record = export_run("runs/mnist", "export", tflite=True)   # doctest: +SKIP
+    >>> record["version"], sorted(record["models"])                # doctest: +SKIP
+    (1, ['decoder', 'encoder'])
+
+See `keras_vae.export.layout` for the folder layout and how versions appear atomically.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from keras_vae.export import layout
+from keras_vae.export.export_utils import saved_model_signatures
+
+FORMAT_VERSION = 1
+
+
+def _read_export_json(path: Path) -> dict[str, Any]:
+    """The existing export.json, or {} when it is missing or unreadable (it is rewritten)."""
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def _write_json_atomically(path: Path, values: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(values, indent=2, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _publish_tflite(staged: Path, target: Path, trash: Path) -> None:
+    """Replace the whole tflite folder at once (it holds the latest --tflite export only)."""
+    layout.fsync_tree(staged)
+    if target.exists():
+        os.rename(target, trash / "old-tflite")
+    os.rename(staged, target)
+
+
+def export_run(
+    run_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    version: int | None = None,
+    overwrite: bool = False,
+    tflite: bool = False,
+) -> dict[str, Any]:
+    """Export a trained run as TF Serving SavedModels (and LiteRT files) into `out_dir`.
+
+    Writes ``out_dir/encoder/<version>/``, ``out_dir/decoder/<version>/`` and, with `tflite`,
+    ``out_dir/tflite/decoder{,_float16,_dynamic_int8}.tflite``, then ``out_dir/export.json``.
+    Every artifact is reloaded and compared with the Keras model before anything is moved into
+    place; bad input is refused before anything is written.
+
+    Args:
+        run_dir: a folder written by `keras_vae.train.train_and_evaluate` (`keras-vae train`).
+        out_dir: the export folder; created if missing.
+        version: positive integer; None (default) takes one above the highest existing one.
+        overwrite: replace an existing `version`. Default False: refuse.
+        tflite: also write the LiteRT decoder files. Default False.
+
+    Returns:
+        The record written to ``out_dir/export.json`` (without its history).
+
+    Raises:
+        ValueError: the run directory is unusable (`keras_vae.run_dir.RunDirError`), the
+            version is invalid or exists (`layout.VersionExistsError`), or `out_dir` cannot be
+            written; nothing has been written then.
+        ExportError: an exported artifact disagrees with the Keras model; nothing committed.
+
+    Example:
+        >>> export_run("runs/mnist", "export", version=1)   # doctest: +SKIP
+    """
+    from keras_vae import __version__
+    from keras_vae.run_dir import load_run
+
+    out_dir = layout.check_out_dir(out_dir)
+    version = layout.resolve_version(out_dir, version, overwrite)
+    if tflite:
+        from keras_vae.export.tflite import check_litert_available
+
+        check_litert_available()
+    run = load_run(run_dir)  # RunDirError (a ValueError) for a missing or corrupt run
+    model = run.model
+
+    import tensorflow as tf
+
+    from keras_vae.export import saved_model
+
+    record: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "version": version,
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "keras_vae_version": __version__,
+        "tensorflow_version": tf.__version__,
+        "run_dir": str(run.path.resolve()),
+        "run_config": run.config.to_dict(),
+        "model": {
+            "data_shape": list(model.data_shape),
+            "latent_dim": int(model.latent_dim),
+            "likelihood": model.likelihood,
+            "x_mean": "Bernoulli probabilities"
+            if model.likelihood == "bernoulli"
+            else "Gaussian mean",
+        },
+        "models": {},
+        "tflite": None,
+    }
+    writers = {
+        "encoder": (saved_model.write_encoder, saved_model.check_encoder),
+        "decoder": (saved_model.write_decoder, saved_model.check_decoder),
+    }
+    with layout.staging_dir(out_dir) as staging:
+        for name, (write, check) in writers.items():
+            path = staging / name
+            write(model, path)
+            errors = check(model, path)
+            record["models"][name] = {
+                "path": f"{name}/{version}",
+                "base_path": str((out_dir / name).resolve()),
+                "signatures": saved_model_signatures(path),
+                "max_abs_error": errors,
+            }
+        if tflite:
+            from keras_vae.export.tflite import write_tflite
+
+            record["tflite"] = {
+                "path": layout.TFLITE_DIR,
+                "version": version,
+                **write_tflite(model, staging / layout.TFLITE_DIR, staging / "work"),
+            }
+        trash = staging / "trash"
+        trash.mkdir()
+        for name in writers:
+            target = out_dir / name / str(version)
+            layout.publish(staging / name, target, trash, overwrite)
+        if tflite:
+            _publish_tflite(staging / layout.TFLITE_DIR, out_dir / layout.TFLITE_DIR, trash)
+        _write_json_atomically(out_dir / layout.EXPORT_JSON, _with_history(out_dir, record))
+    return record
+
+
+def _with_history(out_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """`record` plus ``history``: one line per version currently exported, oldest first."""
+    previous = _read_export_json(out_dir / layout.EXPORT_JSON)
+    history = [h for h in previous.get("history", []) if isinstance(h, dict)]
+    history = [h for h in history if h.get("version") != record["version"]]
+    tflite = record["tflite"] is not None
+    if tflite:  # the tflite folder now holds this version's files only
+        history = [{**h, "tflite": False} for h in history]
+    history.append(
+        {
+            "version": record["version"],
+            "run_dir": record["run_dir"],
+            "exported_at": record["exported_at"],
+            "tflite": tflite,
+        }
+    )
+    history.sort(key=lambda h: h.get("version", 0))
+    values = {**record, "history": history}
+    if not tflite and isinstance(previous.get("tflite"), dict):
+        values["tflite"] = previous["tflite"]  # still on disk, from an earlier version
+    return values

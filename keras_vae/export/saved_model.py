@@ -1,0 +1,166 @@
+"""Self-contained encoder and decoder SavedModels with the signatures TF Serving serves.
+
+* encoder, ``serving_default``: ``x`` float32 [batch, *data_shape] -> ``z_mean``, ``z_stddev``
+  float32 [batch, latent_dim].
+* decoder, ``serving_default``: ``z`` float32 [batch, latent_dim] -> ``x_mean`` float32
+  [batch, *data_shape] (Bernoulli probabilities or the Gaussian mean).
+* decoder, ``sample``: ``num_samples`` int32 scalar, ``seed`` int32 scalar -> ``x_mean`` and
+  ``z``, z ~ N(0, I) from `tf.random.stateless_normal` with seed [seed, 0]: the same seed gives
+  the same samples, in any process, on any machine with the same TensorFlow.
+
+The graphs hold only TensorFlow ops and the weights, so they load with ``tf.saved_model.load``
+(or TF Serving, or ``saved_model_cli``) without keras_vae or custom objects. Inputs of the
+wrong shape, rank or dtype fail with `tf.errors.InvalidArgumentError` (`tf.ensure_shape`
+checks every input: TF Serving feeds tensors without comparing them with the signature).
+
+    >>> write_decoder(vae, "export/decoder/1")                         # doctest: +SKIP
+    >>> decoder = tf.saved_model.load("export/decoder/1")             # doctest: +SKIP
+    >>> decoder.signatures["sample"](num_samples=tf.constant(4), seed=tf.constant(0))["z"].shape
+    TensorShape([4, 20])                                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_vae.export.export_utils import (
+    CHECK_BATCH,
+    CHECK_SEED,
+    FLOAT32_TOLERANCE,
+    check_close,
+)
+
+SERVING_DEFAULT = "serving_default"
+SAMPLE = "sample"
+SAMPLE_SEED_STREAM = 0  # second word of the stateless seed [seed, 0]
+
+
+def prior_noise(num_samples: tf.Tensor, seed: tf.Tensor, latent_dim: int) -> tf.Tensor:
+    """z ~ N(0, I), [num_samples, latent_dim], a pure function of the int32 `seed`.
+
+    Example:
+        >>> a = prior_noise(tf.constant(2), tf.constant(5), 3)
+        >>> bool(tf.reduce_all(a == prior_noise(tf.constant(2), tf.constant(5), 3)))
+        True
+    """
+    seed_pair = tf.stack([tf.cast(seed, tf.int32), tf.constant(SAMPLE_SEED_STREAM, tf.int32)])
+    return tf.random.stateless_normal(
+        tf.stack([num_samples, latent_dim]), seed=seed_pair, dtype=tf.float32
+    )
+
+
+def _decode(model: keras.Model, z: tf.Tensor) -> tf.Tensor:
+    return tf.cast(model.decode(z, training=False), tf.float32)
+
+
+def encoder_archive(model: keras.Model) -> keras.export.ExportArchive:
+    """An `ExportArchive` of `model.encoder` with the encoder's ``serving_default``."""
+    x_shape = [None, *model.data_shape]
+
+    def serving_default(x):
+        x = tf.ensure_shape(x, x_shape, name="check_x_shape")
+        z_mean, z_stddev = model.encode(x, training=False)
+        return {
+            "z_mean": tf.cast(z_mean, tf.float32),
+            "z_stddev": tf.cast(z_stddev, tf.float32),
+        }
+
+    archive = keras.export.ExportArchive()
+    archive.track(model.encoder)
+    archive.add_endpoint(
+        SERVING_DEFAULT,
+        serving_default,
+        input_signature=[tf.TensorSpec(x_shape, tf.float32, name="x")],
+    )
+    return archive
+
+
+def decoder_archive(model: keras.Model) -> keras.export.ExportArchive:
+    """An `ExportArchive` of `model.decoder` with ``serving_default`` (z) and ``sample``."""
+    latent_dim = int(model.latent_dim)
+    z_shape = [None, latent_dim]
+
+    def serving_default(z):
+        z = tf.ensure_shape(z, z_shape, name="check_z_shape")
+        return {"x_mean": _decode(model, z)}
+
+    def sample(num_samples, seed):
+        num_samples = tf.ensure_shape(num_samples, [], name="check_num_samples_shape")
+        seed = tf.ensure_shape(seed, [], name="check_seed_shape")
+        check = tf.debugging.assert_non_negative(
+            num_samples, message="num_samples must be >= 0", name="check_num_samples"
+        )
+        with tf.control_dependencies([check]):
+            z = prior_noise(num_samples, seed, latent_dim)
+        return {"x_mean": _decode(model, z), "z": z}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model.decoder)
+    archive.add_endpoint(
+        SERVING_DEFAULT,
+        serving_default,
+        input_signature=[tf.TensorSpec(z_shape, tf.float32, name="z")],
+    )
+    archive.add_endpoint(
+        SAMPLE,
+        sample,
+        input_signature=[
+            tf.TensorSpec([], tf.int32, name="num_samples"),
+            tf.TensorSpec([], tf.int32, name="seed"),
+        ],
+    )
+    return archive
+
+
+def write_encoder(model: keras.Model, path: str | Path) -> None:
+    """Write the encoder SavedModel to `path` (a folder that must not exist yet)."""
+    encoder_archive(model).write_out(str(path), verbose=False)
+
+
+def write_decoder(model: keras.Model, path: str | Path) -> None:
+    """Write the decoder SavedModel to `path` (a folder that must not exist yet)."""
+    decoder_archive(model).write_out(str(path), verbose=False)
+
+
+def check_encoder(model: keras.Model, path: str | Path) -> dict[str, float]:
+    """Reload the encoder SavedModel and compare it with Keras on random data in [0, 1].
+
+    Returns:
+        The max absolute error of each output; `ExportError` if above `FLOAT32_TOLERANCE`.
+    """
+    rng = np.random.default_rng(CHECK_SEED)
+    x = rng.uniform(size=(CHECK_BATCH, *model.data_shape)).astype(np.float32)
+    signature = tf.saved_model.load(str(path)).signatures[SERVING_DEFAULT]
+    got = signature(x=tf.constant(x))
+    z_mean, z_stddev = model.encode(x)
+    return {
+        "z_mean": check_close("encoder z_mean", z_mean, got["z_mean"], FLOAT32_TOLERANCE),
+        "z_stddev": check_close("encoder z_stddev", z_stddev, got["z_stddev"], FLOAT32_TOLERANCE),
+    }
+
+
+def check_decoder(model: keras.Model, path: str | Path) -> dict[str, float]:
+    """Reload the decoder SavedModel and compare both signatures with Keras.
+
+    ``serving_default`` on z ~ N(0, I); ``sample`` twice with one seed (identical z required)
+    and its ``x_mean`` against the Keras decoder at the returned ``z``.
+    """
+    rng = np.random.default_rng(CHECK_SEED)
+    z = rng.standard_normal((CHECK_BATCH, model.latent_dim)).astype(np.float32)
+    signatures = tf.saved_model.load(str(path)).signatures
+    got = signatures[SERVING_DEFAULT](z=tf.constant(z))
+    errors = {
+        "x_mean": check_close("decoder x_mean", _decode(model, z), got["x_mean"], FLOAT32_TOLERANCE)
+    }
+    n, seed = tf.constant(CHECK_BATCH, tf.int32), tf.constant(CHECK_SEED % 2**31, tf.int32)
+    first = signatures[SAMPLE](num_samples=n, seed=seed)
+    again = signatures[SAMPLE](num_samples=n, seed=seed)
+    check_close("decoder sample z (same seed twice)", first["z"], again["z"], 0.0)
+    errors["sample_x_mean"] = check_close(
+        "decoder sample x_mean", _decode(model, first["z"]), first["x_mean"], FLOAT32_TOLERANCE
+    )
+    return errors

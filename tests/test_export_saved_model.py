@@ -1,0 +1,314 @@
+"""The TF Serving SavedModels: layout, export.json, self-containedness, parity with Keras, and
+clear errors for bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from export_helpers import (
+    LATENT_DIM,
+    exported,
+    mnist_model,
+    mnist_run,
+    rng_inputs,
+    run_python,
+)
+
+from keras_vae.export import saved_model_signatures
+
+TOL = 1e-5  # float32 parity required by the issue
+
+
+@pytest.fixture(scope="module")
+def vae(tmp_path_factory, shared_data_dir):
+    return mnist_model(tmp_path_factory, shared_data_dir)
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory, shared_data_dir):
+    return exported(tmp_path_factory, shared_data_dir)
+
+
+@pytest.fixture(scope="module")
+def loaded(out):
+    return {
+        "encoder": tf.saved_model.load(str(out / "encoder" / "1")),
+        "decoder": tf.saved_model.load(str(out / "decoder" / "1")),
+    }
+
+
+def test_the_fixture_model_is_trained(vae, tmp_path_factory, shared_data_dir):
+    """The export is of a model that learned something: its ELBO improved while training."""
+    run_dir = mnist_run(tmp_path_factory, shared_data_dir)
+    elbo = json.loads((run_dir / "metrics.json").read_text())["history"]["elbo"]
+    assert elbo[-1] > elbo[0] + 50  # nats per image; the first epochs gain hundreds
+
+
+def test_layout_is_tf_serving_model_base_paths(out):
+    for name in ("encoder", "decoder"):
+        assert sorted(p.name for p in (out / name).iterdir()) == ["1"]
+        version = out / name / "1"
+        assert (version / "saved_model.pb").is_file()
+        assert (version / "variables" / "variables.index").is_file()
+    assert not list(out.glob(".tmp-export-*")), "the staging folder must be gone"
+
+
+def test_signatures_are_exactly_the_documented_ones(out, vae):
+    shape = [-1, *vae.data_shape]
+    encoder = saved_model_signatures(out / "encoder" / "1")
+    decoder = saved_model_signatures(out / "decoder" / "1")
+    f32 = "float32"
+    assert encoder == {
+        "serving_default": {
+            "method_name": "tensorflow/serving/predict",
+            "inputs": {"x": {"dtype": f32, "shape": shape}},
+            "outputs": {
+                "z_mean": {"dtype": f32, "shape": [-1, LATENT_DIM]},
+                "z_stddev": {"dtype": f32, "shape": [-1, LATENT_DIM]},
+            },
+        }
+    }
+    assert decoder["serving_default"]["inputs"] == {"z": {"dtype": f32, "shape": [-1, LATENT_DIM]}}
+    assert decoder["serving_default"]["outputs"] == {"x_mean": {"dtype": f32, "shape": shape}}
+    assert decoder["sample"]["inputs"] == {
+        "num_samples": {"dtype": "int32", "shape": []},
+        "seed": {"dtype": "int32", "shape": []},
+    }
+    assert decoder["sample"]["outputs"] == {
+        "x_mean": {"dtype": f32, "shape": shape},
+        "z": {"dtype": f32, "shape": [-1, LATENT_DIM]},
+    }
+    assert sorted(decoder) == ["sample", "serving_default"]
+
+
+def test_export_json_records_run_signatures_and_checks(out, tmp_path_factory, shared_data_dir):
+    run_dir = mnist_run(tmp_path_factory, shared_data_dir)
+    record = json.loads((out / "export.json").read_text())
+    assert record["version"] == 1
+    assert record["run_dir"] == str(run_dir.resolve())
+    assert record["run_config"] == json.loads((run_dir / "config.json").read_text())
+    assert record["model"]["data_shape"] == [28, 28]
+    assert record["model"]["latent_dim"] == LATENT_DIM
+    for name in ("encoder", "decoder"):
+        info = record["models"][name]
+        assert info["path"] == f"{name}/1"
+        assert info["signatures"] == saved_model_signatures(out / name / "1")
+        assert all(0 <= e <= TOL for e in info["max_abs_error"].values())
+    assert [h["version"] for h in record["history"]] == [1]
+    assert record["tflite"]["version"] == 1
+
+
+def test_outputs_equal_keras(loaded, vae):
+    for batch in (1, 7):  # two batch sizes, as Keras's own export tests do
+        x, z = rng_inputs(vae, batch, seed=batch)
+        encoded = loaded["encoder"].signatures["serving_default"](x=tf.constant(x))
+        z_mean, z_stddev = vae.encode(x)
+        np.testing.assert_allclose(encoded["z_mean"], z_mean, rtol=0, atol=TOL)
+        np.testing.assert_allclose(encoded["z_stddev"], z_stddev, rtol=0, atol=TOL)
+        decoded = loaded["decoder"].signatures["serving_default"](z=tf.constant(z))
+        np.testing.assert_allclose(decoded["x_mean"], vae.decode(z), rtol=0, atol=TOL)
+        assert decoded["x_mean"].shape == (batch, 28, 28)
+        assert float(tf.reduce_min(decoded["x_mean"])) >= 0
+        assert float(tf.reduce_max(decoded["x_mean"])) <= 1  # Bernoulli probabilities
+
+
+def test_sample_is_a_pure_function_of_the_seed_and_decodes_with_keras(loaded, vae):
+    sample = loaded["decoder"].signatures["sample"]
+
+    def draw(n, seed):
+        return sample(num_samples=tf.constant(n, tf.int32), seed=tf.constant(seed, tf.int32))
+
+    first, again, other = draw(6, 3), draw(6, 3), draw(6, 4)
+    np.testing.assert_array_equal(first["z"], again["z"])
+    np.testing.assert_array_equal(first["x_mean"], again["x_mean"])
+    assert not np.allclose(first["z"], other["z"])
+    # The documented generator: tf.random.stateless_normal with seed [seed, 0].
+    expected_z = tf.random.stateless_normal([6, LATENT_DIM], seed=[3, 0])
+    np.testing.assert_array_equal(first["z"], expected_z)
+    np.testing.assert_allclose(first["x_mean"], vae.decode(first["z"]), rtol=0, atol=TOL)
+    assert draw(0, 1)["z"].shape == (0, LATENT_DIM)
+
+
+def test_sample_draws_standard_normal_z(loaded):
+    """Mean 0 and variance 1 within 5 standard errors over 4,000 x 20 draws."""
+    z = (
+        loaded["decoder"]
+        .signatures["sample"](num_samples=tf.constant(4000), seed=tf.constant(123))["z"]
+        .numpy()
+    )
+    n = z.size
+    assert abs(z.mean()) < 5 / np.sqrt(n)
+    assert abs(z.var() - 1) < 5 * np.sqrt(2 / n)
+
+
+BAD_ENCODER_INPUTS = {
+    "wrong rank, same size": np.zeros((2, 784), np.float32),
+    "wrong width": np.zeros((2, 28, 27), np.float32),
+    "extra channel axis": np.zeros((2, 28, 28, 1), np.float32),
+    "no batch axis": np.zeros((28, 28), np.float32),
+    "float64": np.zeros((2, 28, 28), np.float64),
+    "int32": np.zeros((2, 28, 28), np.int32),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ENCODER_INPUTS))
+def test_encoder_rejects_bad_inputs_with_invalid_argument(loaded, case):
+    x = tf.constant(BAD_ENCODER_INPUTS[case])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"shape|expected to be a float"):
+        loaded["encoder"].signatures["serving_default"](x=x)
+
+
+BAD_DECODER_INPUTS = {
+    "wrong latent size": np.zeros((2, LATENT_DIM + 1), np.float32),
+    "vector": np.zeros((LATENT_DIM,), np.float32),
+    "rank 3": np.zeros((2, LATENT_DIM, 1), np.float32),
+    "float64": np.zeros((2, LATENT_DIM), np.float64),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DECODER_INPUTS))
+def test_decoder_rejects_bad_inputs_with_invalid_argument(loaded, case):
+    z = tf.constant(BAD_DECODER_INPUTS[case])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"shape|expected to be a float"):
+        loaded["decoder"].signatures["serving_default"](z=z)
+
+
+BAD_SAMPLE_INPUTS = {
+    "negative count": (tf.constant(-1), tf.constant(0), "num_samples must be >= 0"),
+    "count as vector": (tf.constant([2]), tf.constant(0), "Shape of tensor num_samples"),
+    "seed as vector": (tf.constant(2), tf.constant([1, 2]), "Shape of tensor seed"),
+    "int64 count": (tf.constant(2, tf.int64), tf.constant(0), "expected to be a int32"),
+    "float seed": (tf.constant(2), tf.constant(0.5), "expected to be a int32"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SAMPLE_INPUTS))
+def test_sample_rejects_bad_inputs_with_invalid_argument(loaded, case):
+    num_samples, seed, message = BAD_SAMPLE_INPUTS[case]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loaded["decoder"].signatures["sample"](num_samples=num_samples, seed=seed)
+
+
+# Runs in a fresh interpreter that cannot import keras_vae: what TF Serving or any user gets.
+PURE_TF_SCRIPT = r"""
+import sys
+
+class NoKerasVae:
+    def find_spec(self, name, path=None, target=None):
+        if name == "keras_vae" or name.startswith("keras_vae."):
+            raise ImportError("keras_vae must not be needed to load the export")
+
+sys.meta_path.insert(0, NoKerasVae())
+import numpy as np
+import tensorflow as tf
+
+out, inputs, results = sys.argv[1:4]
+data = np.load(inputs)
+encoder = tf.saved_model.load(out + "/encoder/1")
+decoder = tf.saved_model.load(out + "/decoder/1")
+assert sorted(decoder.signatures) == ["sample", "serving_default"], list(decoder.signatures)
+enc = encoder.signatures["serving_default"](x=tf.constant(data["x"]))
+dec = decoder.signatures["serving_default"](z=tf.constant(data["z"]))
+smp = decoder.signatures["sample"](num_samples=tf.constant(5), seed=tf.constant(11))
+again = decoder.signatures["sample"](num_samples=tf.constant(5), seed=tf.constant(11))
+assert "keras_vae" not in sys.modules
+np.savez(
+    results,
+    z_mean=enc["z_mean"], z_stddev=enc["z_stddev"], x_mean=dec["x_mean"],
+    sample_x_mean=smp["x_mean"], sample_z=smp["z"], again_z=again["z"],
+)
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_a_process_with_only_tensorflow_runs_every_signature(out, vae, tmp_path):
+    x, z = rng_inputs(vae, 5, seed=99)
+    np.savez(tmp_path / "inputs.npz", x=x, z=z)
+    results = tmp_path / "results.npz"
+    done = run_python(PURE_TF_SCRIPT, str(out), str(tmp_path / "inputs.npz"), str(results))
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = np.load(results)
+    z_mean, z_stddev = vae.encode(x)
+    np.testing.assert_allclose(got["z_mean"], z_mean, rtol=0, atol=TOL)
+    np.testing.assert_allclose(got["z_stddev"], z_stddev, rtol=0, atol=TOL)
+    np.testing.assert_allclose(got["x_mean"], vae.decode(z), rtol=0, atol=TOL)
+    np.testing.assert_array_equal(got["sample_z"], got["again_z"])
+    np.testing.assert_allclose(got["sample_x_mean"], vae.decode(got["sample_z"]), rtol=0, atol=TOL)
+
+
+def _saved_model_cli(*args: str) -> subprocess.CompletedProcess:
+    """TensorFlow's `saved_model_cli`, installed beside this interpreter."""
+    script = pathlib.Path(sys.executable).parent / "saved_model_cli"
+    assert script.is_file(), f"saved_model_cli not found beside {sys.executable}"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [str(script), *args], capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+@pytest.mark.slow
+def test_saved_model_cli_shows_and_runs_the_signatures(out, vae, tmp_path):
+    """`saved_model_cli` goes through the SignatureDef, as TF Serving does."""
+    shown = _saved_model_cli("show", "--all", "--dir", str(out / "decoder" / "1"))
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    for fragment in (
+        "signature_def['serving_default']",
+        "signature_def['sample']",
+        "inputs['num_samples']",
+        "inputs['seed']",
+        "inputs['z']",
+        "outputs['x_mean']",
+        "outputs['z']",
+        "DT_INT32",
+        "tensorflow/serving/predict",
+    ):
+        assert fragment in shown.stdout, fragment
+
+    x, _ = rng_inputs(vae, 3, seed=5)
+    np.save(tmp_path / "x.npy", x)
+    ran = _saved_model_cli(
+        "run",
+        "--dir",
+        str(out / "encoder" / "1"),
+        "--tag_set",
+        "serve",
+        "--signature_def",
+        "serving_default",
+        "--inputs",
+        f"x={tmp_path / 'x.npy'}",
+        "--outdir",
+        str(tmp_path / "encoded"),
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    z_mean, z_stddev = vae.encode(x)
+    np.testing.assert_allclose(np.load(tmp_path / "encoded" / "z_mean.npy"), z_mean, atol=TOL)
+    np.testing.assert_allclose(np.load(tmp_path / "encoded" / "z_stddev.npy"), z_stddev, atol=TOL)
+
+    np.save(tmp_path / "n.npy", np.int32(4))
+    np.save(tmp_path / "seed.npy", np.int32(8))
+    ran = _saved_model_cli(
+        "run",
+        "--dir",
+        str(out / "decoder" / "1"),
+        "--tag_set",
+        "serve",
+        "--signature_def",
+        "sample",
+        "--inputs",
+        f"num_samples={tmp_path / 'n.npy'};seed={tmp_path / 'seed.npy'}",
+        "--outdir",
+        str(tmp_path / "sampled"),
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    z = np.load(tmp_path / "sampled" / "z.npy")
+    np.testing.assert_array_equal(z, tf.random.stateless_normal([4, LATENT_DIM], seed=[8, 0]))
+    x_mean = np.load(tmp_path / "sampled" / "x_mean.npy")
+    np.testing.assert_allclose(x_mean, vae.decode(z), rtol=0, atol=TOL)
