@@ -28,8 +28,19 @@ class UsageError(Exception):
     """Bad command-line input; the message says what was wrong and how to fix it."""
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An `ArgumentParser` whose errors are one line (no usage dump), raised as `UsageError`.
+
+    Subparsers inherit the class, so `keras-vae train --likelihood x` fails like every other
+    bad input: one line on stderr and exit code 2.
+    """
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="keras-vae",
         description="Variational Autoencoders (Kingma & Welling, 2014) with Keras 3: train, "
         "evaluate, sample and export for TF Serving and LiteRT.",
@@ -47,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
     try:
         return int(args.run(args) or 0)
     except (UsageError, ValueError, OSError) as error:
