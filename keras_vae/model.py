@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import functools
+import math
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +24,11 @@ from keras_vae.config import ModelConfig
 from keras_vae.networks import build_decoder, build_encoder
 
 METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
+# Importance sampling runs in chunks whose decoder output is about this big (see
+# `VAE.default_chunk_size`); compiled functions are cached per model, outside the model so
+# that SavedModel exports of it do not pick them up.
+CHUNK_BYTES = 8 * 2**20
+_IMPORTANCE_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def average_over_global_batch(per_example: tf.Tensor) -> tf.Tensor:
@@ -262,6 +270,130 @@ class VAE(keras.Model):
             (num_samples, self.latent_dim), seed=self.seed_generator if seed is None else seed
         )
         return self.decode(z)
+
+    # ----------------------------------------------------------------- evaluation
+    def log_likelihood(
+        self,
+        x,
+        num_samples: int = 5000,
+        chunk_size: int | None = None,
+        seed: int | Sequence[int] | None = None,
+        noise=None,
+        jit_compile: bool = False,
+    ) -> tf.Tensor:
+        """Importance-weighted estimate of log p(x) per example, in nats, shape [batch].
+
+        log p(x) ~ log (1/K) sum_k p(x, z_k) / q(z_k|x), z_k ~ q(z|x) (Burda et al., 2015): a
+        lower bound in expectation that rises to log p(x) as K grows; K = 5000 is the standard
+        protocol. See `importance_weighted_terms` for the arguments.
+
+        Example:
+            >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
+            >>> vae.log_likelihood(tf.zeros((3, 4)), num_samples=100, seed=0).shape
+            TensorShape([3])
+        """
+        terms = self.importance_weighted_terms(x, num_samples, chunk_size, seed, noise, jit_compile)
+        return terms.log_likelihood
+
+    def importance_weighted_terms(
+        self,
+        x,
+        num_samples: int = 5000,
+        chunk_size: int | None = None,
+        seed: int | Sequence[int] | None = None,
+        noise=None,
+        jit_compile: bool = False,
+    ) -> objectives.ImportanceWeightedTerms:
+        """Importance-weighted log p(x), the K-sample ELBO and the Monte Carlo error, per example.
+
+        Args:
+            x: a batch, [batch, *data_shape].
+            num_samples: K, importance samples per example. Default 5000.
+            chunk_size: samples drawn at once (memory is one chunk's, whatever K). Default:
+                `default_chunk_size(batch)`. The draws depend on it (noise comes per chunk).
+            seed: an int or a pair of ints: the same seed (and chunk size) gives the same
+                draws. Default None: the next draw of the model's seed generator.
+            noise: optional standard normal draws [batch, K, latent_dim] to use instead of a
+                seed (common random numbers; results then do not depend on `chunk_size`).
+            jit_compile: XLA-compile the loop over chunks. Default False: on CPU it takes
+                as long as the plain graph (both ~65 CPU-seconds per 1000 MNIST images at
+                K = 5000 for 784-400-20), and compiles once per batch shape.
+
+        Returns:
+            `objectives.ImportanceWeightedTerms` of [batch] tensors.
+        """
+        x = tf.convert_to_tensor(x, tf.float32)
+        batch = int(x.shape[0])
+        chunk_size = self.default_chunk_size(batch) if chunk_size is None else chunk_size
+        for name, value in (("num_samples", num_samples), ("chunk_size", chunk_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"Received an invalid value for `{name}`, expected a positive integer. "
+                    f"Received: {name}={value!r}"
+                )
+        given_noise = noise is not None
+        if given_noise:
+            noise = tf.convert_to_tensor(noise, tf.float32)
+            if noise.shape != (batch, num_samples, self.latent_dim):
+                raise ValueError(
+                    f"Expected `noise` of shape {(batch, num_samples, self.latent_dim)} "
+                    f"(batch, num_samples, latent_dim). Received: noise.shape={noise.shape}"
+                )
+        else:
+            noise = self._importance_seed(seed)
+        key = (num_samples, min(chunk_size, num_samples), bool(jit_compile), given_noise)
+        functions = _IMPORTANCE_FUNCTIONS.setdefault(self, {})
+        if key not in functions:
+            graph = functools.partial(
+                self._importance_weighted_graph,
+                num_samples=num_samples,
+                chunk_size=key[1],
+                given_noise=given_noise,
+            )
+            functions[key] = tf.function(graph, jit_compile=jit_compile, reduce_retracing=True)
+        return functions[key](x, noise)
+
+    def default_chunk_size(self, batch_size: int) -> int:
+        """Importance samples per chunk so a chunk's decoder output is about `CHUNK_BYTES`."""
+        per_sample = max(1, batch_size) * math.prod(self.data_shape) * 4
+        return max(1, CHUNK_BYTES // per_sample)
+
+    def _importance_seed(self, seed: int | Sequence[int] | None) -> tf.Tensor:
+        """A stateless-RNG seed pair (int32, as XLA requires) from an int, a pair or None."""
+        if seed is None:
+            return keras.random.randint((2,), 0, 2**31 - 1, seed=self.seed_generator, dtype="int32")
+        pair = [seed, 0] if isinstance(seed, int) else list(seed)
+        if len(pair) != 2:
+            raise ValueError(f"Expected `seed` to be an int or a pair of ints. Received: {seed!r}")
+        return tf.cast(tf.stack(pair), tf.int32)
+
+    def _importance_weighted_graph(
+        self, x, noise_or_seed, num_samples: int, chunk_size: int, given_noise: bool
+    ) -> objectives.ImportanceWeightedTerms:
+        z_mean, z_stddev = self.encoder(x, training=False)
+        batch = tf.shape(z_mean)[0]
+        if given_noise:
+            num_chunks = -(-num_samples // chunk_size)
+            noise = tf.transpose(noise_or_seed, [1, 0, 2])
+            noise = tf.pad(noise, [[0, num_chunks * chunk_size - num_samples], [0, 0], [0, 0]])
+
+            def noise_fn(i):
+                return tf.slice(noise, [i * chunk_size, 0, 0], [chunk_size, -1, -1])
+        else:
+
+            def noise_fn(i):
+                return tf.random.stateless_normal(
+                    [chunk_size, batch, self.latent_dim],
+                    seed=tf.random.fold_in(noise_or_seed, i),
+                    dtype=z_mean.dtype,
+                )
+
+        def log_likelihood(z):
+            return self.likelihood_from_z(z, training=False).log_prob(x)
+
+        return objectives.importance_weighted_terms(
+            z_mean, z_stddev, log_likelihood, num_samples, chunk_size, noise_fn
+        )
 
     # ----------------------------------------------------------------- serialization
     def get_config(self) -> dict[str, Any]:

@@ -89,6 +89,122 @@ def log_importance_weights(
     return log_likelihood(z) + p.log_prob(z) - q.log_prob(z)
 
 
+class ImportanceWeightedTerms(NamedTuple):
+    """Per-example results of K importance samples, each of shape [batch], in nats."""
+
+    log_likelihood: tf.Tensor  # log (1/K) sum_k w_k: the importance-weighted estimate of log p(x)
+    elbo: tf.Tensor  # (1/K) sum_k log w_k: a K-sample estimate of the ELBO (estimator A)
+    mc_stderr: tf.Tensor  # delta-method Monte Carlo standard error of `log_likelihood`
+
+
+def log_mean_exp(values: tf.Tensor, axis: int = 0) -> tf.Tensor:
+    """log(mean(exp(values))) along `axis`, computed stably with log-sum-exp.
+
+    Example:
+        >>> float(log_mean_exp(tf.constant([-1000.0, -1000.0])))
+        -1000.0
+    """
+    count = tf.cast(tf.shape(values)[axis], values.dtype)
+    return tf.reduce_logsumexp(values, axis=axis) - tf.math.log(count)
+
+
+def log_add_exp(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """log(exp(a) + exp(b)) elementwise, exact for -inf inputs and without overflow.
+
+    Example:
+        >>> float(log_add_exp(tf.constant(-float("inf")), tf.constant(-800.0)))
+        -800.0
+    """
+    high = tf.maximum(a, b)
+    # Both -inf: shift by 0 so that exp(-inf - 0) = 0 rather than exp(nan).
+    shift = tf.where(tf.math.is_finite(high), high, tf.zeros_like(high))
+    return shift + tf.math.log(tf.exp(a - shift) + tf.exp(b - shift))
+
+
+def importance_weighted_terms(
+    z_mean: tf.Tensor,
+    z_stddev: tf.Tensor,
+    log_likelihood: LogLikelihoodFn,
+    num_samples: int,
+    chunk_size: int,
+    noise_fn: Callable[[tf.Tensor], tf.Tensor],
+) -> ImportanceWeightedTerms:
+    """Importance-weighted estimate of log p(x) with K samples, in chunks of `chunk_size`.
+
+    log p(x) ~ log (1/K) sum_k w_k,  w_k = p(x|z_k) p(z_k) / q(z_k|x),  z_k ~ q(z|x)
+    (Burda et al., 2015). Memory is that of ONE chunk whatever K: the sum runs as a log-sum-exp
+    accumulator over chunks in a `tf.while_loop`, so nothing underflows even when log w is
+    around -10^4. Samples past K in the last chunk are masked out (weight 0).
+
+    Args:
+        z_mean: posterior means, [batch, latent_dim].
+        z_stddev: posterior standard deviations, [batch, latent_dim].
+        log_likelihood: maps z of shape [chunk, batch, latent_dim] to log p(x|z), [chunk, batch].
+        num_samples: K >= 1.
+        chunk_size: samples per chunk (>= 1; more than K wastes the masked part of a chunk).
+        noise_fn: maps a chunk index (int32 scalar tensor) to standard normal draws of shape
+            [chunk_size, batch, latent_dim]; chunk i holds samples i * chunk_size + (0, 1, ...).
+
+    Returns:
+        `ImportanceWeightedTerms`: the log-likelihood estimate, the K-sample ELBO estimate
+        (never above it, by Jensen's inequality) and the estimate's Monte Carlo standard error
+        sqrt((mean(w^2) / mean(w)^2 - 1) / K) (delta method; unreliable when few weights dominate).
+
+    Example:
+        >>> terms = importance_weighted_terms(
+        ...     tf.zeros([2, 3]), tf.ones([2, 3]), lambda z: tf.zeros(tf.shape(z)[:2]),
+        ...     num_samples=10, chunk_size=4, noise_fn=lambda i: tf.zeros([4, 2, 3]))
+        >>> terms.log_likelihood.numpy().tolist()  # q = p(z), p(x|z) = 1: log p(x) = 0
+        [0.0, 0.0]
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(
+            "Received an invalid value for `num_samples`, expected a positive integer. "
+            f"Received: num_samples={num_samples!r}"
+        )
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(
+            "Received an invalid value for `chunk_size`, expected a positive integer. "
+            f"Received: chunk_size={chunk_size!r}"
+        )
+    num_chunks = -(-num_samples // chunk_size)
+    dtype = z_mean.dtype
+    batch = tf.shape(z_mean)[0]
+    minus_inf = tf.fill([batch], tf.constant(-float("inf"), dtype))
+    offsets = tf.range(chunk_size)
+
+    def step(i, log_sum_w, log_sum_w2, sum_log_w):
+        noise = noise_fn(i)
+        if noise.shape[0] is not None and noise.shape[0] != chunk_size:
+            raise ValueError(
+                f"`noise_fn` must return [chunk_size={chunk_size}, batch, latent_dim] draws. "
+                f"Received: shape {noise.shape}"
+            )
+        log_w = log_importance_weights(z_mean, z_stddev, noise, log_likelihood)
+        valid = (i * chunk_size + offsets < num_samples)[:, tf.newaxis]
+        masked = tf.where(valid, log_w, -float("inf"))
+        log_sum_w = log_add_exp(log_sum_w, tf.reduce_logsumexp(masked, axis=0))
+        log_sum_w2 = log_add_exp(log_sum_w2, tf.reduce_logsumexp(2.0 * masked, axis=0))
+        sum_log_w += tf.reduce_sum(tf.where(valid, log_w, tf.zeros_like(log_w)), axis=0)
+        return i + 1, log_sum_w, log_sum_w2, sum_log_w
+
+    _, log_sum_w, log_sum_w2, sum_log_w = tf.while_loop(
+        lambda i, *_: i < num_chunks,
+        step,
+        (tf.constant(0), minus_inf, minus_inf, tf.zeros([batch], dtype)),
+        maximum_iterations=num_chunks,
+    )
+    log_k = tf.math.log(tf.constant(num_samples, dtype))
+    log_mean_w = log_sum_w - log_k
+    # mean(w^2) / mean(w)^2 >= 1 in exact arithmetic; clip rounding below 1.
+    relative_variance = tf.maximum(tf.exp(log_sum_w2 - log_k - 2.0 * log_mean_w) - 1.0, 0.0)
+    return ImportanceWeightedTerms(
+        log_likelihood=log_mean_w,
+        elbo=sum_log_w / tf.cast(num_samples, dtype),
+        mc_stderr=tf.sqrt(relative_variance / tf.cast(num_samples, dtype)),
+    )
+
+
 def kl_weight(beta: float, warmup_steps: int, step: tf.Tensor) -> tf.Tensor:
     """beta * min(1, (step + 1) / warmup_steps): linear KL warm-up, `beta` once warm."""
     beta = tf.constant(beta, tf.float32)
