@@ -12,20 +12,19 @@ RUN_DIR then holds `model.keras`, `config.json` (enough to rerun) and `metrics.j
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import keras
 
+from keras_vae import resume
+from keras_vae.atomic import save_model_atomically, write_atomically
 from keras_vae.config import Config
 from keras_vae.data import DatasetInfo, make_datasets
 from keras_vae.distribute import get_strategy
 from keras_vae.model import VAE
-from keras_vae.run_dir import CONFIG_FILE, METRICS_FILE, MODEL_FILE
+from keras_vae.run_dir import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_metrics
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -37,47 +36,6 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
         "rmsprop": keras.optimizers.RMSprop,
     }
     return optimizers[name](learning_rate=learning_rate)
-
-
-def write_atomically(path: str | Path, data: str | bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_model_atomically(model: keras.Model, path: str | Path) -> None:
-    """`model.save` into a temporary `.keras` file beside `path`, then rename it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each training epoch, to report examples per second."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 def build_model(config: Config, info: DatasetInfo) -> VAE:
@@ -103,39 +61,60 @@ def train_and_evaluate(
     *,
     verbose: int | str = "auto",
     callbacks: list[keras.callbacks.Callback] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train on `config.data`, evaluate on its held-out split and fill `run_dir`.
 
-    Everything that can be wrong with the inputs (config, data) is checked before anything is
-    written, so a failure leaves `run_dir` as it was.
+    Everything that can be wrong with the inputs (config, data, a `run_dir` holding another
+    run) is checked before anything is written, so a failure leaves `run_dir` as it was.
+
+    Resumable: the training state is backed up to `run_dir/backup` after every epoch, so
+    calling this again with the same config after the process died (even by `kill -9`)
+    continues from the last completed epoch and ends after `config.training.epochs`, with the
+    same results as an uninterrupted run. Calling it on a finished run returns its metrics
+    without training; a different config raises `RunDirError` unless `overwrite`. See
+    `keras_vae.resume`.
 
     Args:
         config: the run's configuration.
         run_dir: output folder (created if missing).
         verbose: passed to `model.fit`.
         callbacks: extra Keras callbacks.
+        overwrite: delete a previous run's outputs in `run_dir` and start over. Default False.
 
     Returns:
         The metrics written to `run_dir/metrics.json`.
     """
+    run_dir = Path(run_dir)
+    status = resume.inspect_run_dir(run_dir, config, overwrite=overwrite)
+    if status == resume.FINISHED:
+        return load_metrics(run_dir)
     keras.utils.set_random_seed(config.runtime.seed)
     batch_size = config.training.batch_size
     train_data, test_data, info = make_datasets(config.data, batch_size, config.runtime.seed)
-    run_dir = Path(run_dir)
     strategy = get_strategy(config.runtime.strategy)
+    backup = resume.RunBackup(run_dir / resume.BACKUP_DIR)
     with strategy.scope():
         model = build_model(config, info)
+        initial_epoch = backup.restore(model) if status == resume.RESUME else 0
 
+    if overwrite:
+        resume.clear_run_outputs(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    resume.remove_stale_temporaries(run_dir)
     write_atomically(run_dir / CONFIG_FILE, config.to_json() + "\n")
-    timer = EpochTimer()
-    history = model.fit(
-        train_data,
-        epochs=config.training.epochs,
-        validation_data=test_data,
-        callbacks=[timer, *(callbacks or [])],
-        verbose=verbose,
-    )
+    remaining = initial_epoch < config.training.epochs  # False: killed after the last backup
+    resume.replay_epochs(train_data, initial_epoch, fit_follows=remaining)
+    if remaining:
+        model.fit(
+            train_data,
+            epochs=config.training.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=info.num_train // batch_size,  # one iterator/epoch: replay_epochs
+            validation_data=test_data,
+            callbacks=[*(callbacks or []), backup],  # the backup last: it commits the epoch
+            verbose=verbose,
+        )
     test = model.evaluate(test_data, return_dict=True, verbose=0)
     train = model.evaluate(train_data, return_dict=True, verbose=0)
     examples_per_epoch = (info.num_train // batch_size) * batch_size
@@ -144,16 +123,18 @@ def train_and_evaluate(
         "data_shape": list(info.data_shape),
         "num_train": info.num_train,
         "num_test": info.num_test,
-        "epochs": len(history.epoch),
+        "epochs": backup.epochs_done,
+        "resumed_from_epoch": initial_epoch,
         "train_elbo": float(train["elbo"]),
         "train_kl": float(train["kl"]),
         "train_reconstruction": float(train["reconstruction"]),
         "test_elbo": float(test["elbo"]),
         "test_kl": float(test["kl"]),
         "test_reconstruction": float(test["reconstruction"]),
-        "examples_per_second": examples_per_second(timer.seconds, examples_per_epoch),
-        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+        "examples_per_second": examples_per_second(backup.epoch_seconds, examples_per_epoch),
+        "history": backup.history,
     }
     save_model_atomically(model, run_dir / MODEL_FILE)
     write_atomically(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    backup.delete()  # only now: a kill before this line resumes and rewrites the outputs
     return metrics

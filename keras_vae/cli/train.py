@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from keras_vae import config as cfg
 
@@ -36,7 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o",
         required=True,
         metavar="RUN_DIR",
-        help="run directory to write model.keras, config.json, metrics.json",
+        help="run directory to write model.keras, config.json, metrics.json; rerunning the "
+        "same command continues an interrupted run from its last completed epoch",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in a RUN_DIR that holds another (or a finished) run: delete its "
+        "model.keras, metrics.json, config.json, backup/, logs/ and figures/ first",
     )
     group = parser.add_argument_group("data")
     group.add_argument(
@@ -137,9 +145,19 @@ def config_from_args(args: argparse.Namespace) -> cfg.Config:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from keras_vae.train import train_and_evaluate  # imports TensorFlow: after validation
+    from keras_vae import resume  # imports TensorFlow: after validation
+    from keras_vae.train import train_and_evaluate
 
-    metrics = train_and_evaluate(config, args.output, verbose=args.verbose)
+    status = resume.inspect_run_dir(args.output, config, overwrite=args.overwrite)
+    if status == resume.FINISHED:
+        print(
+            f"{args.output} already holds this finished run; nothing to train "
+            "(pass --overwrite to train it again).",
+            file=sys.stderr,
+        )
+    metrics = train_and_evaluate(
+        config, args.output, verbose=args.verbose, overwrite=args.overwrite
+    )
     summary = {k: v for k, v in metrics.items() if k != "history"}
     print(json.dumps(summary, indent=2))
     return 0

@@ -1,0 +1,321 @@
+"""Resumable runs: kill -9, rerun, same numbers; and what a rerun on an existing RUN_DIR does.
+
+Why the resumed numbers must EQUAL the uninterrupted ones (not just be close): the backup holds
+every variable training changes (weights, optimizer slots and step, the reparameterisation
+SeedGenerator state), and `replay_epochs` advances the tf.data shuffle / binarization seeds by
+the completed epochs, so epochs after the resume see the same batches and the same noise and do
+the same float32 arithmetic, so the results are bitwise equal. The comparison allows rtol=1e-6
+(8 float32 ulps) for reduction-order noise, and `test_replay_is_what_makes_the_resume_exact`
+checks that this tolerance is tight enough to see one epoch of differently ordered minibatches
+(which moves the epoch's mean ELBO by 1e-5 to 1e-3 relative here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vae import resume
+from keras_vae.cli import main
+from keras_vae.config import Config
+from keras_vae.model import VAE
+from keras_vae.run_dir import RunDirError
+from keras_vae.train import train_and_evaluate
+
+EPOCHS = 4
+CONFIG = Config.from_dict(
+    {
+        "model": {"latent_dim": 2, "hidden_units": [16]},
+        "training": {"epochs": EPOCHS, "batch_size": 64},
+        "runtime": {"seed": 3},
+    }
+)
+# `keras-vae train` flags giving exactly CONFIG.
+CLI_FLAGS = [
+    "--dataset=digits",
+    "--latent-dim=2",
+    "--hidden-units=16",
+    f"--epochs={EPOCHS}",
+    "--batch-size=64",
+    "--seed=3",
+    "--verbose=0",
+]
+RTOL = 1e-6
+TIMING_KEYS = {"examples_per_second", "resumed_from_epoch"}
+DRIVER = Path(__file__).with_name("train_driver.py")
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder` (and the folders, as None): byte-identity checks."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_file()
+        else None
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def assert_same_results(resumed: dict, uninterrupted: dict) -> None:
+    assert set(resumed) == set(uninterrupted)
+    for key, value in uninterrupted.items():
+        if key in TIMING_KEYS:
+            continue
+        if key == "history":
+            assert set(resumed[key]) == set(value)
+            for name, curve in value.items():
+                np.testing.assert_allclose(resumed[key][name], curve, rtol=RTOL, err_msg=name)
+        elif isinstance(value, float):
+            np.testing.assert_allclose(resumed[key], value, rtol=RTOL, err_msg=key)
+        else:
+            assert resumed[key] == value, key
+
+
+class FailAt(keras.callbacks.Callback):
+    """Raise at the end of epoch `epoch` (before that epoch's backup), or at train end."""
+
+    def __init__(self, epoch: int | None = None, at_train_end: bool = False):
+        super().__init__()
+        self.epoch, self.at_train_end = epoch, at_train_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError(f"interrupted after epoch {epoch}")
+
+    def on_train_end(self, logs=None):
+        if self.at_train_end:
+            raise RuntimeError("interrupted after training")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    return run_dir, train_and_evaluate(CONFIG, run_dir, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def interrupted_dir(tmp_path_factory) -> Path:
+    """A run that died at the end of epoch index 2: its backup holds 2 completed epochs."""
+    run_dir = tmp_path_factory.mktemp("interrupted") / "run"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train_and_evaluate(CONFIG, run_dir, verbose=0, callbacks=[FailAt(epoch=2)])
+    return run_dir
+
+
+def copy_of(run_dir: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "run"
+    shutil.copytree(run_dir, target)
+    return target
+
+
+def test_interrupted_run_leaves_a_backup_and_no_outputs(interrupted_dir):
+    assert (interrupted_dir / "backup" / "state.npz").is_file()
+    assert (interrupted_dir / "config.json").is_file()
+    assert not (interrupted_dir / "model.keras").exists()
+    assert not (interrupted_dir / "metrics.json").exists()
+    assert resume.inspect_run_dir(interrupted_dir, CONFIG) == resume.RESUME
+
+
+def test_rerun_resumes_and_matches_the_uninterrupted_run(interrupted_dir, uninterrupted, tmp_path):
+    run_dir = copy_of(interrupted_dir, tmp_path)
+    metrics = train_and_evaluate(CONFIG, run_dir, verbose=0)
+    assert metrics["resumed_from_epoch"] == 2
+    assert metrics["epochs"] == EPOCHS
+    assert len(metrics["history"]["elbo"]) == EPOCHS
+    assert_same_results(metrics, uninterrupted[1])
+    assert not (run_dir / "backup").exists()  # deleted once every output is written
+    assert json.loads((run_dir / "metrics.json").read_text()) == metrics
+
+
+def test_replay_is_what_makes_the_resume_exact(
+    interrupted_dir, uninterrupted, tmp_path, monkeypatch
+):
+    """Counter-check: without replaying the tf.data seeds, epochs 3-4 see other batches."""
+    monkeypatch.setattr(resume, "replay_epochs", lambda *args, **kwargs: None)
+    metrics = train_and_evaluate(CONFIG, copy_of(interrupted_dir, tmp_path), verbose=0)
+    resumed, reference = metrics["history"]["elbo"], uninterrupted[1]["history"]["elbo"]
+    assert resumed[:2] == reference[:2]  # restored from the backup
+    assert not np.allclose(resumed[2:], reference[2:], rtol=RTOL, atol=0)
+
+
+def test_kill_after_training_before_outputs_reruns_zero_epochs(uninterrupted, tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="after training"):
+        train_and_evaluate(CONFIG, run_dir, verbose=0, callbacks=[FailAt(at_train_end=True)])
+    assert not (run_dir / "model.keras").exists()
+    metrics = train_and_evaluate(CONFIG, run_dir, verbose=0)
+    assert metrics["resumed_from_epoch"] == EPOCHS
+    assert_same_results(metrics, uninterrupted[1])
+
+
+def test_finished_run_rerun_changes_nothing(uninterrupted, capsys):
+    run_dir, metrics = uninterrupted
+    before = digests(run_dir)
+    assert train_and_evaluate(CONFIG, run_dir, verbose=0) == metrics
+    assert main(["train", f"--output={run_dir}", *CLI_FLAGS]) == 0
+    captured = capsys.readouterr()
+    assert "already holds this finished run" in captured.err
+    assert json.loads(captured.out)["test_elbo"] == metrics["test_elbo"]
+    assert digests(run_dir) == before
+
+
+@pytest.mark.parametrize("fixture", ["interrupted_dir", "uninterrupted"])
+def test_different_config_exits_2_and_changes_nothing(fixture, request, capsys):
+    value = request.getfixturevalue(fixture)
+    run_dir = value[0] if isinstance(value, tuple) else value
+    before = digests(run_dir)
+    code = main(["train", f"--output={run_dir}", *CLI_FLAGS, "--epochs=7", "--beta=0.5"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1
+    assert "different config" in err
+    assert "training.epochs: 4 -> 7" in err and "model.beta: 1.0 -> 0.5" in err
+    assert "--overwrite" in err
+    assert digests(run_dir) == before
+
+
+def test_overwrite_starts_over(interrupted_dir, tmp_path):
+    run_dir = copy_of(interrupted_dir, tmp_path)
+    (run_dir / "notes.txt").write_text("mine")
+    config = Config.from_dict({**CONFIG.to_dict(), "training": {"epochs": 1, "batch_size": 64}})
+    metrics = train_and_evaluate(config, run_dir, verbose=0, overwrite=True)
+    assert metrics["resumed_from_epoch"] == 0 and metrics["epochs"] == 1
+    assert Config.from_json((run_dir / "config.json").read_text()) == config
+    assert not (run_dir / "backup").exists()
+    assert (run_dir / "notes.txt").read_text() == "mine"  # only the run's own outputs go
+
+
+def test_corrupt_backup_exits_2_and_changes_nothing(interrupted_dir, tmp_path, capsys):
+    run_dir = copy_of(interrupted_dir, tmp_path)
+    state = run_dir / "backup" / "state.npz"
+    state.write_bytes(state.read_bytes()[:1000])
+    before = digests(run_dir)
+    assert main(["train", f"--output={run_dir}", *CLI_FLAGS]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Cannot read the backup" in err
+    assert digests(run_dir) == before
+
+
+def test_backup_round_trip_includes_optimizer_and_seed_generator(tmp_path):
+    x = np.random.default_rng(0).random((32, 6)).astype("float32")
+
+    def build():
+        model = VAE(data_shape=(6,), latent_dim=2, hidden_units=(5,), seed=1)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        return model
+
+    trained = build()
+    backup = resume.RunBackup(tmp_path / "backup")
+    trained.fit(x, batch_size=8, epochs=2, callbacks=[backup], verbose=0)
+    restored = build()
+    assert resume.RunBackup(tmp_path / "backup").restore(restored) == 2
+    assert int(restored.optimizer.iterations.numpy()) == 8
+    np.testing.assert_array_equal(restored.seed_generator.state, trained.seed_generator.state)
+    for a, b in zip(resume.training_variables(restored), resume.training_variables(trained)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    # The next step is identical too: same weights, same optimizer slots, same noise.
+    for model in (trained, restored):
+        model.fit(x, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(restored.trainable_variables, trained.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_backup_write_is_atomic(tmp_path, monkeypatch):
+    """A save that dies before its rename leaves the previous state intact and readable."""
+    model = VAE(data_shape=(3,), latent_dim=1, hidden_units=(2,))
+    model.compile(optimizer="sgd")
+    backup = resume.RunBackup(tmp_path)
+    backup.epochs_done = 1
+    backup.save(model)
+    before = (tmp_path / "state.npz").read_bytes()
+    model.encoder.trainable_variables[0].assign_add(np.ones((3, 2), "float32"))
+    backup.epochs_done = 2
+
+    def dies(*args):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(os, "replace", dies)
+    with pytest.raises(KeyboardInterrupt):
+        backup.save(model)
+    monkeypatch.undo()
+    assert (tmp_path / "state.npz").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.npz"]  # no temporary left
+    assert resume.RunBackup(tmp_path).restore(model) == 1
+
+
+def test_restore_refuses_a_backup_of_another_model(tmp_path):
+    small = VAE(data_shape=(3,), latent_dim=1, hidden_units=(2,))
+    small.compile(optimizer="sgd")
+    resume.RunBackup(tmp_path).save(small)
+    other = VAE(data_shape=(3,), latent_dim=1, hidden_units=(4,))
+    other.compile(optimizer="sgd")
+    with pytest.raises(RunDirError, match="different model"):
+        resume.RunBackup(tmp_path).restore(other)
+
+
+def test_stale_temporaries_are_removed(tmp_path):
+    keep = ["state.npz", "notes.json", "figure.png"]
+    stale = [".state.npz.abc123", ".metrics.json.x1", ".model.tmp42.keras", ".samples.png.q"]
+    for name in keep + stale:
+        (tmp_path / name).write_text("x")
+    resume.remove_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
+
+
+def _launch(config_path: Path, run_dir: Path, pause: float) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(DRIVER), str(config_path), str(run_dir), str(pause)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+
+
+def _metrics_of(process: subprocess.Popen, timeout: float = 300) -> dict:
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err[-2000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_kill_minus_9_mid_run_then_same_command_finishes_with_same_metrics(tmp_path):
+    config_path = tmp_path / "config.json"
+    config_path.write_text(CONFIG.to_json())
+    reference = _launch(config_path, tmp_path / "reference", 0.0)
+    killed_dir = tmp_path / "killed"
+    victim = _launch(config_path, killed_dir, 1.0)
+    state = killed_dir / "backup" / "state.npz"
+    try:
+        deadline = time.monotonic() + 240
+        while not state.exists():  # the first epoch has been backed up
+            assert victim.poll() is None, victim.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "no backup appeared"
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=60)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    assert not (killed_dir / "metrics.json").exists()
+    with np.load(state) as saved:
+        epochs_backed_up = json.loads(str(saved["metadata"]))["epoch"]
+    assert 1 <= epochs_backed_up < EPOCHS
+
+    metrics = _metrics_of(_launch(config_path, killed_dir, 0.0))  # the same command again
+    assert metrics["resumed_from_epoch"] == epochs_backed_up
+    assert metrics["epochs"] == EPOCHS
+    assert_same_results(metrics, _metrics_of(reference))
+    assert not (killed_dir / "backup").exists()
