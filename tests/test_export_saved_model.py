@@ -217,12 +217,30 @@ assert sorted(decoder.signatures) == ["sample", "serving_default"], list(decoder
 enc = encoder.signatures["serving_default"](x=tf.constant(data["x"]))
 dec = decoder.signatures["serving_default"](z=tf.constant(data["z"]))
 smp = decoder.signatures["sample"](num_samples=tf.constant(5), seed=tf.constant(11))
-again = decoder.signatures["sample"](num_samples=tf.constant(5), seed=tf.constant(11))
+
+
+def run_signature_def(path, key, feeds):
+    # TF Serving's path: a Session fed and fetched through the SignatureDef's tensor names.
+    with tf.compat.v1.Graph().as_default(), tf.compat.v1.Session() as sess:
+        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
+        signature = meta.signature_def[key]
+        fetch = {k: v.name for k, v in signature.outputs.items()}
+        feed = {signature.inputs[k].name: v for k, v in feeds.items()}
+        return sess.run(fetch, feed_dict=feed)
+
+
+session_enc = run_signature_def(out + "/encoder/1", "serving_default", {"x": data["x"]})
+session_dec = run_signature_def(out + "/decoder/1", "serving_default", {"z": data["z"]})
+feeds = {"num_samples": np.int32(5), "seed": np.int32(11)}
+session_smp = run_signature_def(out + "/decoder/1", "sample", feeds)
 assert "keras_vae" not in sys.modules
 np.savez(
     results,
     z_mean=enc["z_mean"], z_stddev=enc["z_stddev"], x_mean=dec["x_mean"],
-    sample_x_mean=smp["x_mean"], sample_z=smp["z"], again_z=again["z"],
+    sample_x_mean=smp["x_mean"], sample_z=smp["z"],
+    session_z_mean=session_enc["z_mean"], session_z_stddev=session_enc["z_stddev"],
+    session_x_mean=session_dec["x_mean"],
+    session_sample_x_mean=session_smp["x_mean"], session_sample_z=session_smp["z"],
 )
 print("ok")
 """
@@ -237,11 +255,15 @@ def test_a_process_with_only_tensorflow_runs_every_signature(out, vae, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     got = np.load(results)
     z_mean, z_stddev = vae.encode(x)
-    np.testing.assert_allclose(got["z_mean"], z_mean, rtol=0, atol=TOL)
-    np.testing.assert_allclose(got["z_stddev"], z_stddev, rtol=0, atol=TOL)
-    np.testing.assert_allclose(got["x_mean"], vae.decode(z), rtol=0, atol=TOL)
-    np.testing.assert_array_equal(got["sample_z"], got["again_z"])
-    np.testing.assert_allclose(got["sample_x_mean"], vae.decode(got["sample_z"]), rtol=0, atol=TOL)
+    expected_z = tf.random.stateless_normal([5, LATENT_DIM], seed=[11, 0])
+    for prefix in ("", "session_"):  # tf.saved_model.load, then the TF1 Session path
+        np.testing.assert_allclose(got[prefix + "z_mean"], z_mean, rtol=0, atol=TOL)
+        np.testing.assert_allclose(got[prefix + "z_stddev"], z_stddev, rtol=0, atol=TOL)
+        np.testing.assert_allclose(got[prefix + "x_mean"], vae.decode(z), rtol=0, atol=TOL)
+        sample_z = got[prefix + "sample_z"]
+        np.testing.assert_array_equal(sample_z, expected_z)
+        x_mean = got[prefix + "sample_x_mean"]
+        np.testing.assert_allclose(x_mean, vae.decode(sample_z), rtol=0, atol=TOL)
 
 
 def _saved_model_cli(*args: str) -> subprocess.CompletedProcess:
@@ -272,28 +294,8 @@ def test_saved_model_cli_shows_and_runs_the_signatures(out, vae, tmp_path):
     ):
         assert fragment in shown.stdout, fragment
 
-    x, _ = rng_inputs(vae, 3, seed=5)
-    np.save(tmp_path / "x.npy", x)
-    ran = _saved_model_cli(
-        "run",
-        "--dir",
-        str(out / "encoder" / "1"),
-        "--tag_set",
-        "serve",
-        "--signature_def",
-        "serving_default",
-        "--inputs",
-        f"x={tmp_path / 'x.npy'}",
-        "--outdir",
-        str(tmp_path / "encoded"),
-    )
-    assert ran.returncode == 0, ran.stderr[-3000:]
-    z_mean, z_stddev = vae.encode(x)
-    np.testing.assert_allclose(np.load(tmp_path / "encoded" / "z_mean.npy"), z_mean, atol=TOL)
-    np.testing.assert_allclose(np.load(tmp_path / "encoded" / "z_stddev.npy"), z_stddev, atol=TOL)
-
-    np.save(tmp_path / "n.npy", np.int32(4))
-    np.save(tmp_path / "seed.npy", np.int32(8))
+    _, z = rng_inputs(vae, 3, seed=5)
+    np.save(tmp_path / "z.npy", z)
     ran = _saved_model_cli(
         "run",
         "--dir",
@@ -301,14 +303,12 @@ def test_saved_model_cli_shows_and_runs_the_signatures(out, vae, tmp_path):
         "--tag_set",
         "serve",
         "--signature_def",
-        "sample",
+        "serving_default",
         "--inputs",
-        f"num_samples={tmp_path / 'n.npy'};seed={tmp_path / 'seed.npy'}",
+        f"z={tmp_path / 'z.npy'}",
         "--outdir",
-        str(tmp_path / "sampled"),
+        str(tmp_path / "decoded"),
     )
     assert ran.returncode == 0, ran.stderr[-3000:]
-    z = np.load(tmp_path / "sampled" / "z.npy")
-    np.testing.assert_array_equal(z, tf.random.stateless_normal([4, LATENT_DIM], seed=[8, 0]))
-    x_mean = np.load(tmp_path / "sampled" / "x_mean.npy")
+    x_mean = np.load(tmp_path / "decoded" / "x_mean.npy")
     np.testing.assert_allclose(x_mean, vae.decode(z), rtol=0, atol=TOL)

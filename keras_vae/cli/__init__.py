@@ -20,6 +20,7 @@ from keras_vae import __version__
 # Subcommand name -> module under keras_vae.cli (imported only when that subcommand runs).
 SUBCOMMANDS = {
     "train": "train",
+    "export": "export",
 }
 EXIT_USAGE = 2
 

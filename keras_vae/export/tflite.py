@@ -161,11 +161,21 @@ def describe_signatures(interp) -> dict[str, dict[str, Any]]:
     return signatures
 
 
+def x_mean_weight_count(model: keras.Model) -> int:
+    """Number of decoder weights that ``x_mean`` depends on (a learned Gaussian scale has its
+    own head, which the converter rightly prunes from files that only output the mean)."""
+    decoder = model.decoder
+    outputs = decoder.outputs
+    if isinstance(outputs, (list, tuple)) and len(outputs) > 1:
+        decoder = keras.Model(decoder.inputs, outputs[0])
+    return sum(int(np.prod(w.shape)) for w in decoder.weights)
+
+
 def check_variant(
     model: keras.Model, content: bytes, file_name: str, quantization: str
 ) -> dict[str, Any]:
     """Run a converted file against the Keras decoder; raise `ExportError` if it is broken."""
-    weights = sum(int(np.prod(w.shape)) for w in model.decoder.weights)
+    weights = x_mean_weight_count(model)
     minimum = int(MIN_SIZE_FRACTION * BYTES_PER_WEIGHT[quantization] * weights)
     if len(content) < minimum:
         raise ExportError(
@@ -217,6 +227,6 @@ def write_tflite(model: keras.Model, out_dir: str | Path, work_dir: str | Path) 
         (out_dir / file_name).write_bytes(content)
     return {
         "files": files,
-        "decoder_weights": sum(int(np.prod(w.shape)) for w in model.decoder.weights),
+        "x_mean_weights": x_mean_weight_count(model),
         "checked_on": f"{CHECK_BATCH} draws z ~ N(0, I) against the Keras decoder",
     }

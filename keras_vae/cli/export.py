@@ -1,0 +1,78 @@
+"""`keras-vae export RUN_DIR --out DIR [--version N] [--overwrite] [--tflite]`.
+
+Flags -> `keras_vae.export.export_run`; prints what was written as JSON.
+
+    $ keras-vae export runs/mnist --out export --tflite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = (
+    "Export a trained run for TF Serving (DIR/encoder/<version>, DIR/decoder/<version> "
+    "SavedModels) and, with --tflite, LiteRT (DIR/tflite/*.tflite)."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `keras-vae train`")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="export folder; DIR/encoder and DIR/decoder are TF Serving model base paths",
+    )
+    parser.add_argument(
+        "--version",
+        type=int,
+        default=None,
+        metavar="N",
+        help="version number to write (default: one above the highest existing one)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace version N if it already exists"
+    )
+    parser.add_argument(
+        "--tflite",
+        action="store_true",
+        help="also write DIR/tflite/decoder.tflite and its float16 and dynamic-int8 variants",
+    )
+
+
+def summary(record: dict) -> dict:
+    """The part of the export record worth printing: where things went and how exact."""
+    out = {
+        "version": record["version"],
+        "run_dir": record["run_dir"],
+        "models": {
+            name: {
+                "base_path": info["base_path"],
+                "version_dir": info["path"],
+                "signatures": sorted(info["signatures"]),
+                "max_abs_error": max(info["max_abs_error"].values()),
+            }
+            for name, info in record["models"].items()
+        },
+    }
+    if record.get("tflite"):
+        out["tflite"] = {
+            name: {"size_bytes": info["size_bytes"], "max_abs_error": info["max_abs_error"]}
+            for name, info in record["tflite"]["files"].items()
+        }
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from keras_vae.export import export_run  # imports TensorFlow
+
+    record = export_run(
+        args.run_dir,
+        args.out,
+        version=args.version,
+        overwrite=args.overwrite,
+        tflite=args.tflite,
+    )
+    print(json.dumps(summary(record), indent=2))
+    return 0

@@ -1,0 +1,196 @@
+"""The LiteRT (TFLite) decoder files: builtin ops only, parity with Keras, no NaN, no dropped
+weights, reproducible sampling that matches the SavedModel, and the measured quantization
+error and size recorded in export.json."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+from export_helpers import LATENT_DIM, exported, mnist_model
+
+from keras_vae.export import ExportError, export_run
+from keras_vae.export import tflite as litert
+from keras_vae.model import VAE
+
+FILES = ("decoder.tflite", "decoder_float16.tflite", "decoder_dynamic_int8.tflite")
+# float32 must match Keras to 1e-5 (the issue). float16 weights carry a relative rounding
+# error of 2**-11 ~ 5e-4 and int8 weights ~ 1/254 of each tensor's range: bounds on the
+# decoder's probabilities well above what these cause but far below what a broken file gives.
+TOLERANCE = {
+    "decoder.tflite": 1e-5,
+    "decoder_float16.tflite": 1e-3,
+    "decoder_dynamic_int8.tflite": 0.05,
+}
+BYTES_PER_WEIGHT = {
+    "decoder.tflite": 4,
+    "decoder_float16.tflite": 2,
+    "decoder_dynamic_int8.tflite": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def vae(tmp_path_factory, shared_data_dir):
+    return mnist_model(tmp_path_factory, shared_data_dir)
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory, shared_data_dir):
+    return exported(tmp_path_factory, shared_data_dir)
+
+
+@pytest.fixture(scope="module")
+def interpreters(out):
+    return {name: Interpreter(model_path=str(out / "tflite" / name)) for name in FILES}
+
+
+@pytest.fixture(scope="module")
+def z():
+    return np.random.default_rng(2024).standard_normal((32, LATENT_DIM)).astype(np.float32)
+
+
+def weight_count(vae) -> int:
+    """All decoder weights: a Bernoulli decoder's x_mean uses every one of them."""
+    return sum(int(np.prod(w.shape)) for w in vae.decoder.weights)
+
+
+def test_files_hold_their_weights_and_sizes_are_recorded(out, vae):
+    record = json.loads((out / "export.json").read_text())["tflite"]
+    assert sorted(record["files"]) == sorted(FILES)
+    assert record["x_mean_weights"] == weight_count(vae)
+    for name in FILES:
+        size = (out / "tflite" / name).stat().st_size
+        assert record["files"][name]["size_bytes"] == size
+        # At least the bytes of the weights in that precision: a file that lost its weights
+        # (a 3 KB model with NaN outputs has been seen here) cannot pass.
+        assert size >= BYTES_PER_WEIGHT[name] * weight_count(vae)
+    sizes = [record["files"][name]["size_bytes"] for name in FILES]
+    assert sizes[0] > sizes[1] > sizes[2]  # float32 > float16 > int8 weights
+
+
+def test_only_builtin_ops(out):
+    for name in FILES:
+        ops = litert.operators((out / "tflite" / name).read_bytes())
+        assert "FULLY_CONNECTED" in ops
+        assert not [op for op in ops if op.startswith("FLEX") or op == "CUSTOM"]
+
+
+def test_signatures(interpreters):
+    for interp in interpreters.values():
+        signatures = interp.get_signature_list()
+        assert signatures == {
+            "decode": {"inputs": ["z"], "outputs": ["x_mean"]},
+            "sample": {"inputs": ["noise"], "outputs": ["x_mean", "z"]},
+        }
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_decode_matches_keras_without_nan(interpreters, vae, z, name):
+    expected = np.asarray(vae.decode(z))
+    for batch in (1, len(z)):
+        got = interpreters[name].get_signature_runner("decode")(z=z[:batch])["x_mean"]
+        assert got.shape == (batch, 28, 28)
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, expected[:batch], rtol=0, atol=TOLERANCE[name])
+
+
+def test_quantization_errors_recorded_are_measured_and_ordered(out, interpreters, vae, z):
+    record = json.loads((out / "export.json").read_text())["tflite"]["files"]
+    expected = np.asarray(vae.decode(z))
+    errors = {}
+    for name in FILES:
+        got = interpreters[name].get_signature_runner("decode")(z=z)["x_mean"]
+        errors[name] = float(np.max(np.abs(got - expected)))
+        recorded = record[name]["max_abs_error"]
+        assert 0 <= recorded <= TOLERANCE[name]
+    assert record["decoder.tflite"]["max_abs_error"] <= 1e-5
+    # Fewer bits, larger error, both in what the exporter recorded and on fresh z.
+    assert errors["decoder.tflite"] < errors["decoder_float16.tflite"]
+    assert errors["decoder_float16.tflite"] < errors["decoder_dynamic_int8.tflite"]
+
+
+def test_sample_is_reproducible_and_matches_the_saved_model(out, interpreters, z):
+    decoder = tf.saved_model.load(str(out / "decoder" / "1")).signatures
+    served = decoder["sample"](num_samples=tf.constant(8), seed=tf.constant(42))
+    for name in FILES:
+        runner = interpreters[name].get_signature_runner("sample")
+        first = runner(noise=served["z"].numpy())
+        again = runner(noise=served["z"].numpy())
+        np.testing.assert_array_equal(first["x_mean"], again["x_mean"])
+        np.testing.assert_array_equal(first["z"], served["z"])
+        np.testing.assert_allclose(first["x_mean"], served["x_mean"], rtol=0, atol=TOLERANCE[name])
+    runner = interpreters["decoder.tflite"].get_signature_runner("sample")
+    from_noise = runner(noise=z)["x_mean"]
+    from_saved_model = decoder["serving_default"](z=tf.constant(z))["x_mean"]
+    np.testing.assert_allclose(from_noise, from_saved_model, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [np.zeros((2, LATENT_DIM + 1), np.float32), np.zeros((2, LATENT_DIM), np.float64)],
+    ids=["wrong width", "float64"],
+)
+def test_litert_rejects_bad_latents(interpreters, bad):
+    with pytest.raises((ValueError, RuntimeError)):
+        interpreters["decoder.tflite"].get_signature_runner("decode")(z=bad)
+
+
+def test_a_nan_decoder_never_passes(tmp_path):
+    vae = VAE(data_shape=(6, 5), latent_dim=3, hidden_units=(8,))
+    vae.decoder.set_weights([np.full(w.shape, np.nan, np.float32) for w in vae.decoder.weights])
+    litert.litert_archive(vae).write_out(str(tmp_path / "sm"), verbose=False)
+    content = litert.convert(tmp_path / "sm")
+    with pytest.raises(ExportError, match="NaN"):
+        litert.check_variant(vae, content, "decoder.tflite", "none")
+
+
+def test_a_file_without_its_weights_never_passes(tmp_path):
+    """A flatbuffer far smaller than the weights (what a conversion that drops them gives)."""
+    vae = VAE(data_shape=(6, 5), latent_dim=3, hidden_units=(64,))
+
+    class Tiny(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+        def decode(self, z):
+            return {"x_mean": tf.sigmoid(tf.tile(z[:, :1], [1, 30]))}
+
+    tiny = Tiny()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [tiny.decode.get_concrete_function()], tiny
+    )
+    with pytest.raises(ExportError, match="dropped weights"):
+        litert.check_variant(vae, converter.convert(), "decoder.tflite", "none")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"architecture": "conv", "hidden_units": (4, 8)},
+        {"likelihood": "gaussian", "likelihood_scale": "learned", "hidden_units": (16,)},
+    ],
+    ids=["conv-bernoulli", "mlp-gaussian-learned-scale"],
+)
+def test_other_architectures_export_with_parity(tmp_path, kwargs):
+    """A conv decoder (transposed convolutions, cropping to 13x10) and a two-headed Gaussian
+    decoder convert too, and the files agree with Keras."""
+    keras.utils.set_random_seed(1)
+    vae = VAE(data_shape=(13, 10), latent_dim=3, **kwargs)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    vae.save(run_dir / "model.keras")
+    (run_dir / "config.json").write_text("{}")
+    record = export_run(run_dir, tmp_path / "out", tflite=True)
+    z = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    expected = np.asarray(vae.decode(z))
+    assert record["tflite"]["files"]["decoder.tflite"]["max_abs_error"] <= 1e-5
+    for name in FILES:
+        interp = Interpreter(model_path=str(tmp_path / "out" / "tflite" / name))
+        got = interp.get_signature_runner("decode")(z=z)["x_mean"]
+        assert got.shape == (5, 13, 10)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE[name])
+    decoder = tf.saved_model.load(str(tmp_path / "out" / "decoder" / "1"))
+    served = decoder.signatures["serving_default"](z=tf.constant(z))["x_mean"]
+    np.testing.assert_allclose(served, expected, rtol=0, atol=1e-5)

@@ -1,0 +1,211 @@
+"""Version folders and atomicity: next free version, refused overwrites change nothing,
+--overwrite replaces, a killed export leaves no version, bad input exits 2 before writing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from export_helpers import mnist_model, mnist_run, tree_digest
+
+from keras_vae.cli import main
+from keras_vae.export import VersionExistsError, export_run, list_versions
+from keras_vae.export.layout import STAGING_PREFIX, resolve_version
+from keras_vae.model import VAE
+from keras_vae.run_dir import RunDirError
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, shared_data_dir):
+    return mnist_run(tmp_path_factory, shared_data_dir)
+
+
+@pytest.fixture(scope="module")
+def vae(tmp_path_factory, shared_data_dir):
+    return mnist_model(tmp_path_factory, shared_data_dir)
+
+
+@pytest.fixture(scope="module")
+def other_run(tmp_path_factory, vae, run_dir):
+    """The same architecture with other (untrained) weights, to see which one was exported."""
+    keras.utils.set_random_seed(7)
+    other = VAE.from_config(vae.get_config())
+    path = tmp_path_factory.mktemp("other_run")
+    other.save(path / "model.keras")
+    shutil.copy(run_dir / "config.json", path / "config.json")
+    return path, other
+
+
+def served_x_mean(out, version: int, z: np.ndarray) -> np.ndarray:
+    decoder = tf.saved_model.load(str(out / "decoder" / str(version)))
+    return decoder.signatures["serving_default"](z=tf.constant(z))["x_mean"].numpy()
+
+
+def test_versions_count_up_and_history_is_kept(run_dir, tmp_path):
+    out = tmp_path / "export"
+    first = export_run(run_dir, out)
+    digest_v1 = tree_digest(out / "decoder" / "1")
+    second = export_run(run_dir, out)
+    assert (first["version"], second["version"]) == (1, 2)
+    assert list_versions(out / "encoder") == list_versions(out / "decoder") == [1, 2]
+    assert tree_digest(out / "decoder" / "1") == digest_v1  # an old version is never touched
+    record = json.loads((out / "export.json").read_text())
+    assert record["version"] == 2
+    assert [h["version"] for h in record["history"]] == [1, 2]
+    assert record["tflite"] is None
+    third = export_run(run_dir, out, version=7)
+    assert third["version"] == 7
+    assert export_run(run_dir, out)["version"] == 8  # one above the highest
+
+
+def test_refused_overwrite_changes_nothing_and_overwrite_replaces(run_dir, other_run, tmp_path):
+    out = tmp_path / "export"
+    export_run(run_dir, out, version=1)
+    before = tree_digest(out)
+    other_dir, other = other_run
+    with pytest.raises(VersionExistsError, match="--overwrite"):
+        export_run(other_dir, out, version=1)
+    assert tree_digest(out) == before
+
+    z = np.random.default_rng(1).standard_normal((3, other.latent_dim)).astype(np.float32)
+    record = export_run(other_dir, out, version=1, overwrite=True)
+    assert record["version"] == 1
+    np.testing.assert_allclose(served_x_mean(out, 1, z), other.decode(z), rtol=0, atol=1e-5)
+    assert list_versions(out / "decoder") == [1]
+    history = json.loads((out / "export.json").read_text())["history"]
+    assert [h["run_dir"] for h in history] == [str(other_dir.resolve())]
+    assert not list(out.glob(f"{STAGING_PREFIX}*"))
+
+
+def test_encoder_and_decoder_share_version_numbers(tmp_path):
+    (tmp_path / "encoder" / "4").mkdir(parents=True)
+    (tmp_path / "decoder" / "2").mkdir(parents=True)
+    (tmp_path / "decoder" / "notes").mkdir()  # not a version: TF Serving ignores it too
+    assert resolve_version(tmp_path, None, overwrite=False) == 5
+    with pytest.raises(VersionExistsError):
+        resolve_version(tmp_path, 2, overwrite=False)
+    assert resolve_version(tmp_path, 2, overwrite=True) == 2
+
+
+@pytest.mark.parametrize("version", [0, -3, 1.5, True, "2"])
+def test_invalid_versions_are_refused_before_writing(run_dir, tmp_path, version):
+    out = tmp_path / "export"
+    with pytest.raises(ValueError, match="version"):
+        export_run(run_dir, out, version=version)
+    assert not out.exists()
+
+
+def test_a_run_without_model_is_refused_before_writing(run_dir, tmp_path):
+    incomplete = tmp_path / "run"
+    incomplete.mkdir()
+    shutil.copy(run_dir / "config.json", incomplete / "config.json")
+    out = tmp_path / "export"
+    with pytest.raises(RunDirError, match="no model.keras"):
+        export_run(incomplete, out)
+    assert not out.exists()
+    with pytest.raises(RunDirError, match="not found"):
+        export_run(tmp_path / "missing", out)
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_is_refused(run_dir, tmp_path):
+    target = tmp_path / "export"
+    target.write_text("not a folder")
+    with pytest.raises(ValueError, match="is a file"):
+        export_run(run_dir, target)
+    assert target.read_text() == "not a folder"
+
+
+def test_cli_bad_input_exits_2_with_one_line_and_changes_nothing(run_dir, tmp_path, capsys):
+    out = tmp_path / "export"
+    export_run(run_dir, out, version=1)
+    before = tree_digest(out)
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    shutil.copy(run_dir / "config.json", incomplete / "config.json")
+    cases = [
+        ([str(incomplete), "--out", str(out)], "no model.keras"),
+        ([str(run_dir), "--out", str(out), "--version", "1"], "--overwrite"),
+        ([str(run_dir), "--out", str(out), "--version", "0"], "positive integer"),
+    ]
+    for args, fragment in cases:
+        assert main(["export", *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and fragment in err[0], err
+        assert err[0].startswith("keras-vae export: error:")
+    assert tree_digest(out) == before
+
+
+@pytest.mark.slow
+def test_cli_through_the_console_script(run_dir, tmp_path):
+    out = tmp_path / "export"
+    script = os.path.join(os.path.dirname(sys.executable), "keras-vae")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [script, "export", str(run_dir), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = json.loads(done.stdout)
+    assert printed["version"] == 1
+    assert printed["models"]["decoder"]["signatures"] == ["sample", "serving_default"]
+    assert printed["models"]["encoder"]["max_abs_error"] <= 1e-5
+    assert list_versions(out / "decoder") == [1]
+
+
+# Exports in a child process that pauses right before the first rename (the moment with the
+# most written and nothing published) and tells the parent, which then kills it with SIGKILL.
+PAUSED_EXPORT = r"""
+import pathlib, sys, time
+from keras_vae.export import export_run, layout
+
+run_dir, out, marker = sys.argv[1:4]
+publish = layout.publish
+
+def pause_then_publish(*args, **kwargs):
+    pathlib.Path(marker).write_text("staged")
+    time.sleep(600)
+    return publish(*args, **kwargs)
+
+layout.publish = pause_then_publish
+export_run(run_dir, out, tflite=True)
+"""
+
+
+@pytest.mark.slow
+def test_an_export_killed_midway_leaves_no_version(run_dir, tmp_path):
+    out, marker = tmp_path / "export", tmp_path / "staged"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_EXPORT, str(run_dir), str(out), str(marker)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), child.stderr.read().decode()[-3000:] if child.poll() else ""
+        staged = list(out.glob(f"{STAGING_PREFIX}*"))
+        assert len(staged) == 1 and (staged[0] / "decoder" / "saved_model.pb").is_file()
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert list_versions(out / "encoder") == list_versions(out / "decoder") == []
+    assert not (out / "tflite").exists()
+    assert not (out / "export.json").exists()
+    # The next export cleans the dead one's staging folder and writes version 1.
+    assert export_run(run_dir, out)["version"] == 1
+    assert not list(out.glob(f"{STAGING_PREFIX}*"))
