@@ -205,7 +205,8 @@ class VAE(keras.Model):
 
     def kl_weight(self) -> tf.Tensor:
         """The current KL weight: `beta`, ramped up linearly over `kl_warmup_steps`."""
-        step = self.optimizer.iterations if self.optimizer is not None else 0
+        optimizer = getattr(self, "optimizer", None)  # None or missing before `compile`
+        step = optimizer.iterations if optimizer is not None else 0
         return objectives.kl_weight(self.beta, self.kl_warmup_steps, step)
 
     # ----------------------------------------------------------------- training
