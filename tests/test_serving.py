@@ -1,0 +1,533 @@
+"""The `keras_vae.serving` client and the `serving/` kit, against a stand-in model server.
+
+TF Serving's binary cannot be installed on the machines these tests run on (no Debian package,
+no Docker engine), so `FakeModelServer` stands in for it: it answers on 127.0.0.1 in TF
+Serving's documented REST (``/v1/models/NAME[/versions/V](:predict|/metadata)``, row and
+columnar formats, ``{"error": ...}`` bodies) and gRPC (``PredictionService.Predict`` /
+``GetModelMetadata``) wire formats, by running the exported signatures with plain TensorFlow
+(``tf.saved_model.load(...).signatures[...]``). Every request goes to 127.0.0.1; the slow
+server used for the timeout tests answers within a few seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent import futures
+
+import grpc
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+from export_helpers import LATENT_DIM, exported, mnist_model, rng_inputs
+from google.protobuf import json_format, text_format
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+from tensorflow_serving.config import model_server_config_pb2
+
+from keras_vae.serving import ServingClient, ServingError
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+SERVING_DIR = REPO / "serving"
+TOL = 1e-5
+REST_PATH = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<verb>:predict|/metadata)?$"
+)
+
+
+class FakeServingError(Exception):
+    """What TF Serving reports as an error status: NOT_FOUND or INVALID_ARGUMENT."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class FakeModelServer:
+    """TF Serving's REST and gRPC APIs over the SavedModels of an export folder."""
+
+    def __init__(self, export_dir):
+        self.export_dir = export_dir
+        self.loaded = {}
+        self.requests: list[tuple[str, str, str]] = []  # (protocol, kind, model)
+        self.delay = 0.0
+        self.lock = threading.Lock()
+
+    # ------------------------------------------------------------ servables
+    def _servable(self, name: str, version: int | None):
+        base = self.export_dir / name
+        versions = [] if not base.is_dir() else [p.name for p in base.iterdir()]
+        versions = sorted(int(v) for v in versions if v.isdigit())
+        wanted = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+        if not versions or (version is not None and version not in versions):
+            raise FakeServingError("NOT_FOUND", f"Servable not found for request: {wanted}")
+        version = versions[-1] if version is None else version
+        with self.lock:
+            if (name, version) not in self.loaded:
+                path = base / str(version)
+                proto = saved_model_pb2.SavedModel.FromString(
+                    (path / "saved_model.pb").read_bytes()
+                )
+                self.loaded[name, version] = (tf.saved_model.load(str(path)), proto)
+        return version, *self.loaded[name, version]
+
+    def signature_spec(self, name, version, signature):
+        _, loaded, _ = self._servable(name, version)
+        if signature not in loaded.signatures:
+            raise FakeServingError(
+                "INVALID_ARGUMENT", f'Serving signature name: "{signature}" not found'
+            )
+        function = loaded.signatures[signature]
+        return function, function.structured_input_signature[1]
+
+    def predict(self, protocol, name, version, signature, inputs):
+        self.requests.append((protocol, "predict", name))
+        time.sleep(self.delay)
+        function, specs = self.signature_spec(name, version, signature)
+        if sorted(inputs) != sorted(specs):
+            raise FakeServingError(
+                "INVALID_ARGUMENT",
+                f"Expected inputs {sorted(specs)} for signature {signature}, got {sorted(inputs)}",
+            )
+        try:
+            outputs = function(**{k: tf.constant(v) for k, v in inputs.items()})
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
+            # TF Serving returns the op's status message; eager TF prefixes a traceback header.
+            lines = getattr(error, "message", str(error)).splitlines()
+            skip = ("Graph execution error", "Detected at node", "<stack traces")
+            message = " ".join(line.strip() for line in lines if not line.startswith(skip))
+            raise FakeServingError("INVALID_ARGUMENT", message.strip()) from None
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    def metadata(self, protocol, name, version):
+        self.requests.append((protocol, "metadata", name))
+        time.sleep(self.delay)
+        version, _, proto = self._servable(name, version)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = name
+        response.model_spec.version.value = version
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        for key, value in proto.meta_graphs[0].signature_def.items():
+            if not key.startswith("__"):
+                signatures.signature_def[key].CopyFrom(value)
+        response.metadata["signature_def"].Pack(signatures)
+        return response
+
+    def predict_count(self) -> int:
+        return sum(kind == "predict" for _, kind, _ in self.requests)
+
+    # ------------------------------------------------------------ REST
+    def rest_handler(self):
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status: int, payload: dict):
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                # The client may have given up already (the timeout tests).
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(body)
+
+            def handle_request(self, method: str):
+                match = REST_PATH.match(self.path)
+                if not match:
+                    return self.reply(404, {"error": f"Malformed request: {method} {self.path}"})
+                name, verb = match["name"], match["verb"]
+                version = int(match["version"]) if match["version"] else None
+                try:
+                    if method == "GET" and verb == "/metadata":
+                        response = server.metadata("rest", name, version)
+                        payload = json_format.MessageToDict(
+                            response, preserving_proto_field_name=True
+                        )
+                    elif method == "GET" and verb is None:
+                        served, _, _ = server._servable(name, version)
+                        ok = {"error_code": "OK", "error_message": ""}
+                        state = {"version": str(served), "state": "AVAILABLE", "status": ok}
+                        payload = {"model_version_status": [state]}
+                    elif method == "POST" and verb == ":predict":
+                        length = int(self.headers.get("Content-Length", 0))
+                        payload = server.rest_predict(name, version, self.rfile.read(length))
+                    else:
+                        return self.reply(404, {"error": f"Malformed request: {method}"})
+                except FakeServingError as failure:
+                    status = 404 if failure.code == "NOT_FOUND" else 400
+                    return self.reply(status, {"error": str(failure)})
+                return self.reply(200, payload)
+
+            def do_GET(self):
+                self.handle_request("GET")
+
+            def do_POST(self):
+                self.handle_request("POST")
+
+        return Handler
+
+    def rest_predict(self, name, version, body: bytes) -> dict:
+        try:
+            request = json.loads(body)
+        except ValueError as error:
+            raise FakeServingError("INVALID_ARGUMENT", f"JSON Parse error: {error}") from None
+        signature = request.get("signature_name", "serving_default")
+        _, specs = self.signature_spec(name, version, signature)
+
+        def tensor(key, value):
+            if key not in specs:
+                raise FakeServingError("INVALID_ARGUMENT", f"Unknown input: {key}")
+            try:
+                return np.asarray(value, dtype=specs[key].dtype.as_numpy_dtype)
+            except (TypeError, ValueError) as error:
+                raise FakeServingError("INVALID_ARGUMENT", str(error)) from None
+
+        if ("instances" in request) == ("inputs" in request):
+            raise FakeServingError("INVALID_ARGUMENT", "Missing 'inputs' or 'instances' key")
+        if "instances" in request:
+            rows = request["instances"]
+            if len(specs) == 1:
+                inputs = {k: tensor(k, rows) for k in specs}
+            else:
+                inputs = {k: tensor(k, [row[k] for row in rows]) for k in specs}
+        else:
+            columns = request["inputs"]
+            if not isinstance(columns, dict):
+                columns = {next(iter(specs)): columns}
+            inputs = {k: tensor(k, v) for k, v in columns.items()}
+        outputs = self.predict("rest", name, version, signature, inputs)
+        if "instances" in request:
+            if len(outputs) == 1:
+                return {"predictions": next(iter(outputs.values())).tolist()}
+            count = len(next(iter(outputs.values())))
+            rows = [{k: v[i].tolist() for k, v in outputs.items()} for i in range(count)]
+            return {"predictions": rows}
+        if len(outputs) == 1:
+            return {"outputs": next(iter(outputs.values())).tolist()}
+        return {"outputs": {k: v.tolist() for k, v in outputs.items()}}
+
+    # ------------------------------------------------------------ gRPC
+    def grpc_servicer(self):
+        server = self
+
+        def abort(context, failure: FakeServingError):
+            code = getattr(grpc.StatusCode, failure.code)
+            context.abort(code, str(failure))
+
+        class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+            def Predict(self, request, context):  # noqa: N802 (gRPC's name)
+                spec = request.model_spec
+                version = spec.version.value if spec.HasField("version") else None
+                signature = spec.signature_name or "serving_default"
+                inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+                try:
+                    outputs = server.predict("grpc", spec.name, version, signature, inputs)
+                except FakeServingError as failure:
+                    abort(context, failure)
+                response = predict_pb2.PredictResponse()
+                response.model_spec.name = spec.name
+                response.model_spec.signature_name = signature
+                for key, value in outputs.items():
+                    response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+                return response
+
+            def GetModelMetadata(self, request, context):  # noqa: N802
+                spec = request.model_spec
+                version = spec.version.value if spec.HasField("version") else None
+                try:
+                    return server.metadata("grpc", spec.name, version)
+                except FakeServingError as failure:
+                    abort(context, failure)
+
+        return Servicer()
+
+
+@pytest.fixture(scope="module")
+def vae(tmp_path_factory, shared_data_dir):
+    return mnist_model(tmp_path_factory, shared_data_dir)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, shared_data_dir):
+    fake = FakeModelServer(exported(tmp_path_factory, shared_data_dir))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), fake.rest_handler())
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        fake.grpc_servicer(), grpc_server
+    )
+    fake.grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
+    fake.rest_port = httpd.server_address[1]
+    grpc_server.start()
+    yield fake
+    grpc_server.stop(grace=None)
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_log(request):
+    if "server" in request.fixturenames:
+        server = request.getfixturevalue("server")
+        server.requests.clear()
+        server.delay = 0.0
+
+
+def client_for(server, protocol="rest", **kwargs) -> ServingClient:
+    kwargs.setdefault("timeout", 30)
+    return ServingClient(
+        "127.0.0.1",
+        protocol=protocol,
+        rest_port=server.rest_port,
+        grpc_port=server.grpc_port,
+        **kwargs,
+    )
+
+
+CLIENTS = [("rest", "columnar"), ("rest", "row"), ("grpc", "columnar")]
+
+
+@pytest.mark.parametrize("protocol,rest_format", CLIENTS, ids=["rest-columnar", "rest-row", "grpc"])
+def test_client_results_equal_keras(server, vae, protocol, rest_format):
+    with client_for(server, protocol, rest_format=rest_format) as client:
+        x, z = rng_inputs(vae, 3, seed=21)
+        z_mean, z_stddev = client.encode(x)
+        expected_mean, expected_stddev = vae.encode(x)
+        np.testing.assert_allclose(z_mean, expected_mean, rtol=0, atol=TOL)
+        np.testing.assert_allclose(z_stddev, expected_stddev, rtol=0, atol=TOL)
+        x_mean = client.decode(z)
+        assert x_mean.shape == (3, 28, 28) and x_mean.dtype == np.float32
+        np.testing.assert_allclose(x_mean, vae.decode(z), rtol=0, atol=TOL)
+        samples = client.sample(4, seed=9)
+        again = client.sample(4, seed=9)
+        np.testing.assert_array_equal(samples.z, again.z)
+        np.testing.assert_array_equal(
+            samples.z, tf.random.stateless_normal([4, LATENT_DIM], seed=[9, 0])
+        )
+        np.testing.assert_allclose(samples.x_mean, vae.decode(samples.z), rtol=0, atol=TOL)
+    # Four predictions, and the two metadata calls that told the client the shapes.
+    assert server.predict_count() == 4
+    assert sorted(m for _, kind, m in server.requests if kind == "metadata") == [
+        "decoder",
+        "encoder",
+    ]
+    assert {p for p, _, _ in server.requests} == {protocol}
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_shapes_come_from_the_metadata_api_and_bad_input_is_never_sent(server, protocol):
+    with client_for(server, protocol) as client:  # no data_shape, no latent_dim given
+        with pytest.raises(ValueError, match=r"shape \(2, 28, 27\).*\[batch, 28, 28\]"):
+            client.encode(np.zeros((2, 28, 27)))
+        with pytest.raises(ValueError, match=r"shape \(20,\).*\[batch, 20\]"):
+            client.decode(np.zeros(LATENT_DIM))
+        assert client.data_shape == (28, 28) and client.latent_dim == LATENT_DIM
+    assert [kind for _, kind, _ in server.requests] == ["metadata", "metadata"]
+
+
+BAD_CALLS = {
+    "encode 1 x 784": ("encode", (np.zeros((1, 784)),), "shape"),
+    "encode empty batch": ("encode", (np.zeros((0, 28, 28)),), "empty batch"),
+    "encode NaN": ("encode", (np.full((1, 28, 28), np.nan),), "NaN"),
+    "encode strings": ("encode", (np.full((1, 28, 28), "a"),), "dtype"),
+    "decode wrong width": ("decode", (np.zeros((2, LATENT_DIM - 1)),), "shape"),
+    "decode inf": ("decode", (np.full((1, LATENT_DIM), np.inf),), "inf"),
+    "sample zero": ("sample", (0, 1), "`n`"),
+    "sample float n": ("sample", (2.0, 1), "`n`"),
+    "sample seed too big": ("sample", (2, 2**31), "`seed`"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CALLS))
+def test_client_validates_before_sending(server, case):
+    method, args, message = BAD_CALLS[case]
+    client = client_for(server, data_shape=(28, 28), latent_dim=LATENT_DIM)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        getattr(client, method)(*args)
+    assert server.requests == []
+
+
+def test_constructor_rejects_bad_settings():
+    with pytest.raises(ValueError, match="protocol"):
+        ServingClient(protocol="http")
+    with pytest.raises(ValueError, match="timeout"):
+        ServingClient(timeout=0)
+    with pytest.raises(ValueError, match="rest_port"):
+        ServingClient(rest_port=70000)
+    with pytest.raises(ValueError, match="rest_format"):
+        ServingClient(rest_format="rows")
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_server_errors_say_what_failed(server, protocol):
+    with client_for(server, protocol, decoder="no_such_model", latent_dim=LATENT_DIM) as client:
+        with pytest.raises(ServingError, match=r"no_such_model.*(HTTP 404|NOT_FOUND)") as error:
+            client.decode(np.zeros((1, LATENT_DIM)))
+        assert "Servable not found" in str(error.value)
+    with client_for(server, protocol) as client:
+        # Bypass the client's checks: the server's own invalid-argument error comes through.
+        bad = {"z": np.zeros((1, 3), np.float32)}
+        pattern = r"(HTTP 400|INVALID_ARGUMENT).*Shape of tensor z \[1,3\]"
+        with pytest.raises(ServingError, match=pattern):
+            client.predict("decoder", "serving_default", bad, ("x_mean",))
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_versions_are_addressed(server, vae, protocol):
+    z = np.zeros((1, LATENT_DIM), np.float32)
+    with client_for(server, protocol, version=1, latent_dim=LATENT_DIM) as client:
+        np.testing.assert_allclose(client.decode(z), vae.decode(z), rtol=0, atol=TOL)
+    client = client_for(server, protocol, version=2, latent_dim=LATENT_DIM)
+    with client, pytest.raises(ServingError, match=r"Specific\(decoder, 2\)"):
+        client.decode(z)
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_timeouts(server, protocol):
+    server.delay = 2.0
+    client = client_for(server, protocol, timeout=0.3, latent_dim=LATENT_DIM)
+    with client, pytest.raises(ServingError, match=r"timed out after 0\.3 s"):
+        client.decode(np.zeros((1, LATENT_DIM)))
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_no_server_listening(protocol):
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = ServingClient(
+        "127.0.0.1", protocol=protocol, rest_port=port, grpc_port=port, timeout=5, latent_dim=2
+    )
+    with pytest.raises(ServingError, match=r"cannot (connect|reach).*is TF Serving running"):
+        client.decode(np.zeros((1, 2)))
+
+
+def test_from_export_reads_the_shapes(server):
+    client = ServingClient.from_export(server.export_dir, "127.0.0.1", rest_port=server.rest_port)
+    assert client.data_shape == (28, 28) and client.latent_dim == LATENT_DIM
+    with pytest.raises(ValueError, match="export.json"):
+        ServingClient.from_export(server.export_dir / "encoder")
+
+
+# ---------------------------------------------------------------------------- the serving/ kit
+def readme_commands() -> list[str]:
+    text = (SERVING_DIR / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    lines = [line.strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if "curl" in line and "localhost:8501" in line]
+
+
+def test_readme_curl_examples_run_against_the_wire_format(server):
+    commands = readme_commands()
+    assert len(commands) >= 7
+    checked = 0
+    for command in commands:
+        body = None
+        if " | curl " in command:
+            producer, command = command.split(" | ", 1)
+            argv = shlex.split(producer)
+            assert argv[:2] == ["python3", "-c"], producer
+            made = subprocess.run(
+                [sys.executable, "-c", argv[2]], capture_output=True, text=True, timeout=60
+            )
+            body = made.stdout
+        argv = shlex.split(command)
+        url = next(a for a in argv if a.startswith("http://localhost:8501"))
+        url = url.replace("localhost:8501", f"127.0.0.1:{server.rest_port}")
+        if "-d" in argv:
+            data = argv[argv.index("-d") + 1]
+            body = body if data == "@-" else data
+            response = requests.post(url, data=body, timeout=30)
+        else:
+            response = requests.get(url, timeout=30)
+        assert response.status_code == 200, (command, response.text[:300])
+        payload = response.json()
+        if url.endswith(":predict"):
+            result = payload["predictions"] if "instances" in body else payload["outputs"]
+            if isinstance(result, list) and isinstance(result[0], dict):  # rows of outputs
+                result = {key: [row[key] for row in result] for key in result[0]}
+            columns = result if isinstance(result, dict) else {"": result}
+            for values in columns.values():
+                values = np.asarray(values, np.float32)
+                assert values.ndim >= 2 and np.isfinite(values).all()
+        checked += 1
+    assert checked == len(commands)
+
+
+def test_readme_sample_example_is_deterministic_and_shaped(server):
+    command = next(c for c in readme_commands() if '"sample"' in c)
+    body = shlex.split(command)[shlex.split(command).index("-d") + 1]
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models/decoder:predict"
+    first = requests.post(url, data=body, timeout=30).json()["outputs"]
+    second = requests.post(url, data=body, timeout=30).json()["outputs"]
+    assert first == second
+    request = json.loads(body)["inputs"]
+    assert np.asarray(first["x_mean"]).shape == (request["num_samples"], 28, 28)
+    assert np.asarray(first["z"]).shape == (request["num_samples"], LATENT_DIM)
+
+
+def test_models_config_serves_both_models_from_the_export_layout():
+    config = text_format.Parse(
+        (SERVING_DIR / "models.config").read_text(), model_server_config_pb2.ModelServerConfig()
+    )
+    models = {c.name: c for c in config.model_config_list.config}
+    assert sorted(models) == ["decoder", "encoder"]
+    for name, model in models.items():
+        assert model.base_path == f"/models/{name}"  # the export folder mounted at /models
+        assert model.model_platform == "tensorflow"
+
+
+BATCHING_FIELDS = {
+    "max_batch_size",
+    "batch_timeout_micros",
+    "max_enqueued_batches",
+    "num_batch_threads",
+    "allowed_batch_sizes",
+    "pad_variable_length_inputs",
+}
+
+
+def test_batching_config_is_valid_batching_parameters():
+    """Field names of TF Serving's BatchingParameters, and its rule that the last allowed batch
+    size equals max_batch_size (checked by TF Serving at start-up)."""
+    values: dict[str, list[str]] = {}
+    for line in (SERVING_DIR / "batching.config").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"(\w+)\s*(?:\{\s*value:\s*(\S+)\s*\}|:\s*(\S+))", line)
+        assert match, line
+        values.setdefault(match[1], []).append(match[2] or match[3])
+    assert set(values) <= BATCHING_FIELDS
+    sizes = [int(v) for v in values["allowed_batch_sizes"]]
+    assert sizes == sorted(sizes) and sizes[-1] == int(values["max_batch_size"][0])
+
+
+def test_docker_compose_runs_tf_serving_on_the_export_folder():
+    text = (SERVING_DIR / "docker-compose.yml").read_text()
+    assert "image: ${TF_SERVING_IMAGE:-tensorflow/serving:latest}" in text
+    assert "${EXPORT_DIR:-../export}:/models:ro" in text
+    for mounted in ("models.config", "batching.config"):
+        assert f"./{mounted}:/config/{mounted}:ro" in text
+        assert (SERVING_DIR / mounted).is_file()
+    assert "--model_config_file=/config/models.config" in text
+    assert "--batching_parameters_file=/config/batching.config" in text
+    assert '"8501:8501"' in text and '"8500:8500"' in text
