@@ -21,6 +21,7 @@ from keras_vae import __version__
 SUBCOMMANDS = {
     "train": "train",
     "export": "export",
+    "evaluate": "evaluate",
 }
 EXIT_USAGE = 2
 

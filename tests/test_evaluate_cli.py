@@ -1,0 +1,229 @@
+"""`keras-vae evaluate RUN_DIR`: the JSON it prints, what it adds to metrics.json, bad input."""
+
+import hashlib
+import json
+import math
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_vae.cli import main
+from keras_vae.evaluate import HEADLINE_KEYS, evaluate_run
+from keras_vae.run_dir import load_model, load_run, load_test_split
+
+
+@pytest.fixture
+def run_copy(tiny_run_dir, tmp_path):
+    """A private copy of the shared trained digits run (8x8, Bernoulli, latent 2)."""
+    return pathlib.Path(shutil.copytree(tiny_run_dir, tmp_path / "run"))
+
+
+def tree_digest(root: pathlib.Path) -> dict[str, str]:
+    """sha256 of every file (and the names of every folder) under `root`."""
+    digest = {}
+    for path in sorted(root.rglob("*")):
+        relative = str(path.relative_to(root))
+        digest[relative] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "/"
+    return digest
+
+
+def run_cli(capsys, *argv):
+    code = main(["evaluate", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_prints_json_and_adds_the_estimate_to_metrics(run_copy, capsys):
+    before = json.loads((run_copy / "metrics.json").read_text())
+    files_before = set(os.listdir(run_copy))
+    code, out, err = run_cli(capsys, run_copy, "--importance-samples", 100, "--verbose", 0)
+    assert code == 0, err
+    result = json.loads(out)  # stdout is exactly one JSON object
+    assert err == ""
+
+    assert result["importance_samples"] == result["test_log_likelihood_k"] == 100
+    assert result["num_examples"] == before["num_test"] == 360
+    assert result["data_dims"] == 64
+    assert result["dataset"] == "digits"
+    ll, elbo = result["test_log_likelihood"], result["test_elbo"]
+    # Same draws: log-mean-exp >= mean-log, example by example (Jensen).
+    assert ll >= elbo and result["test_log_likelihood_minus_elbo"] >= 0
+    # Bits per dimension and their standard error are the nats rescaled by D log 2.
+    assert result["test_bits_per_dim"] == pytest.approx(-ll / (64 * math.log(2)), rel=1e-12)
+    ratio = result["test_bits_per_dim_stderr"] / result["test_log_likelihood_stderr"]
+    assert ratio == pytest.approx(1 / (64 * math.log(2)), rel=1e-12)
+    # Digits are grey values in [0, 1]: a Bernoulli "likelihood" of them is a cross-entropy.
+    assert result["bits_per_dim_kind"] == "bernoulli_on_non_binary_data"
+    # The Monte Carlo error of the mean is far below the spread over test examples.
+    assert 0 < result["test_log_likelihood_mc_stderr"] < result["test_log_likelihood_stderr"]
+
+    after = json.loads((run_copy / "metrics.json").read_text())
+    assert {key: after[key] for key in before} == before  # train's numbers are kept
+    assert {key: after[key] for key in HEADLINE_KEYS} == {key: result[key] for key in HEADLINE_KEYS}
+    assert after["evaluation"] == {k: v for k, v in result.items() if k != "run_dir"}
+    assert set(os.listdir(run_copy)) == files_before  # no temporary file left behind
+
+
+def test_estimate_is_above_the_elbo_that_train_reported(run_copy):
+    """The K=500 estimate exceeds the ELBO of train's own estimator (independent draws).
+
+    train's test ELBO uses one sample per example, so it is noisy: 20 repeats of that
+    estimator give its spread, which must cover train's number, and their mean, whose
+    standard error is spread / sqrt(20), which the log-likelihood estimate must exceed.
+    """
+    metrics = json.loads((run_copy / "metrics.json").read_text())
+    result = evaluate_run(run_copy, importance_samples=500, write_metrics=False)
+    model = load_model(run_copy)
+    images = load_test_split(load_run(run_copy, with_model=False)).images
+    repeats = [float(model.elbo_terms(images).elbo.numpy().mean()) for _ in range(20)]
+    spread = np.std(repeats, ddof=1)
+    assert abs(np.mean(repeats) - metrics["test_elbo"]) < 4 * spread
+    stderr = spread / math.sqrt(len(repeats))
+    assert result["test_log_likelihood"] > np.mean(repeats) + 4 * stderr, (result, repeats)
+
+
+def test_same_seed_same_numbers_and_max_examples(run_copy):
+    first = evaluate_run(run_copy, importance_samples=30, seed=4, write_metrics=False)
+    again = evaluate_run(run_copy, importance_samples=30, seed=4, write_metrics=False)
+    other = evaluate_run(run_copy, importance_samples=30, seed=5, write_metrics=False)
+    for key in ("test_log_likelihood", "test_elbo", "test_log_likelihood_mc_stderr"):
+        assert first[key] == again[key]
+        assert first[key] != other[key]
+    # Different draws estimate the same number: they agree within their Monte Carlo errors.
+    mc = math.hypot(first["test_log_likelihood_mc_stderr"], other["test_log_likelihood_mc_stderr"])
+    assert abs(first["test_log_likelihood"] - other["test_log_likelihood"]) < 5 * mc
+    few = evaluate_run(
+        run_copy, importance_samples=30, seed=4, batch_size=7, max_examples=10, write_metrics=False
+    )
+    assert few["num_examples"] == 10 and few["batch_size"] == 7
+
+
+def write_npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing_run_dir",
+        "run_dir_is_a_file",
+        "corrupt_model",
+        "truncated_model",
+        "model_is_a_folder",
+        "corrupt_metrics",
+        "corrupt_config",
+        "mismatched_shape",
+        "outside_unit_interval",
+        "nan_in_data",
+        "zero_k",
+        "negative_k",
+        "non_integer_k",
+        "zero_batch_size",
+        "zero_max_examples",
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_changes_nothing(case, run_copy, tmp_path, capsys):
+    target, extra = run_copy, []
+    data = tmp_path / "data"
+    data.mkdir()
+    good = np.random.default_rng(0).random((6, 8, 8)).astype(np.float32)
+    if case == "missing_run_dir":
+        target = tmp_path / "no_such_run"
+    elif case == "run_dir_is_a_file":
+        target = data / "file.txt"
+        target.write_text("not a run")
+    elif case == "corrupt_model":
+        (run_copy / "model.keras").write_bytes(b"\x00garbage")
+    elif case == "truncated_model":
+        model = run_copy / "model.keras"
+        model.write_bytes(model.read_bytes()[:2000])
+    elif case == "model_is_a_folder":
+        (run_copy / "model.keras").unlink()
+        (run_copy / "model.keras").mkdir()
+    elif case == "corrupt_metrics":
+        (run_copy / "metrics.json").write_text('{"test_elbo": ')
+    elif case == "corrupt_config":
+        (run_copy / "config.json").write_text("[]")
+    elif case == "mismatched_shape":
+        npz = write_npz(data / "small.npz", x_train=good[:, :5], x_test=good[:, :5])
+        extra = ["--dataset", npz]
+    elif case == "outside_unit_interval":
+        npz = write_npz(data / "wide.npz", x_train=good, x_test=good * 3)
+        extra = ["--dataset", npz]
+    elif case == "nan_in_data":
+        bad = good.copy()
+        bad[2, 3, 4] = np.nan
+        extra = ["--dataset", write_npz(data / "nan.npz", x_train=good, x_test=bad)]
+    elif case == "zero_k":
+        extra = ["--importance-samples", 0]
+    elif case == "negative_k":
+        extra = ["-k", -5]
+    elif case == "non_integer_k":
+        extra = ["--importance-samples", "2.5"]
+    elif case == "zero_batch_size":
+        extra = ["--batch-size", 0]
+    elif case == "zero_max_examples":
+        extra = ["--max-examples", 0]
+    if case == "mismatched_shape":  # a readable npz whose test split is 5x8, not 8x8
+        expected = "(5, 8)"
+    else:
+        expected = {
+            "missing_run_dir": "not found",
+            "run_dir_is_a_file": "is a file",
+            "corrupt_model": "corrupt",
+            "truncated_model": "corrupt",
+            "model_is_a_folder": "not a file",
+            "corrupt_metrics": "not valid JSON",
+            "corrupt_config": "expected an object",
+            "outside_unit_interval": "expected [0, 1]",
+            "nan_in_data": "NaN",
+            "zero_k": "importance_samples=0",
+            "negative_k": "importance_samples=-5",
+            "non_integer_k": "invalid int value",
+            "zero_batch_size": "batch_size=0",
+            "zero_max_examples": "max_examples=0",
+        }[case]
+    roots = [run_copy, data]
+    before = [tree_digest(root) for root in roots]
+    code, out, err = run_cli(capsys, target, *extra, "--verbose", 0)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("keras-vae"), err
+    assert expected in err, err
+    assert [tree_digest(root) for root in roots] == before
+    assert not (tmp_path / "no_such_run").exists()
+
+
+@pytest.mark.slow
+def test_console_entry_point_in_a_subprocess(run_copy):
+    """The installed command path end to end: JSON on stdout, exit 0; bad k: exit 2."""
+    command = [sys.executable, "-m", "keras_vae.cli", "evaluate", str(run_copy)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [*command, "-k", "20", "--max-examples", "50"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["num_examples"] == 50 and result["test_log_likelihood_k"] == 20
+    assert "evaluate: 50/50 examples" in done.stderr  # progress goes to stderr, not stdout
+    metrics = json.loads((run_copy / "metrics.json").read_text())
+    assert metrics["test_log_likelihood"] == result["test_log_likelihood"]
+
+    before = tree_digest(run_copy)
+    bad = subprocess.run(
+        [*command, "-k", "0"], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert bad.returncode == 2 and bad.stdout == ""
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("keras-vae")]
+    assert errors == [bad.stderr.splitlines()[-1]] and "importance_samples=0" in errors[0]
+    assert tree_digest(run_copy) == before
