@@ -13,10 +13,10 @@ The graphs hold only TensorFlow ops and the weights, so they load with ``tf.save
 wrong shape, rank or dtype fail with `tf.errors.InvalidArgumentError` (`tf.ensure_shape`
 checks every input: TF Serving feeds tensors without comparing them with the signature).
 
-    >>> write_decoder(vae, "export/decoder/1")                         # doctest: +SKIP
-    >>> decoder = tf.saved_model.load("export/decoder/1")             # doctest: +SKIP
-    >>> decoder.signatures["sample"](num_samples=tf.constant(4), seed=tf.constant(0))["z"].shape
-    TensorShape([4, 20])                                              # doctest: +SKIP
+    >>> write_decoder(vae, "export/decoder/1")                          # doctest: +SKIP
+    >>> sample = tf.saved_model.load("export/decoder/1").signatures["sample"]  # doctest: +SKIP
+    >>> sample(num_samples=tf.constant(4), seed=tf.constant(0))["z"].shape   # doctest: +SKIP
+    TensorShape([4, 20])
 """
 
 from __future__ import annotations
