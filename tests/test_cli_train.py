@@ -220,9 +220,10 @@ def test_train_writes_model_config_and_metrics(digits_run):
         # Means of 1437 / 360 float32 values of size <= |reconstruction|: rounding bound.
         tolerance = metrics[f"num_{split}"] * FLOAT32_EPS * abs(reconstruction)
         assert abs(elbo - (reconstruction - kl)) <= tolerance
-    # 8x8 digits in [0, 1] under a Bernoulli decoder: at best the pixels' binary entropy
-    # (about -19 nats), at worst an untrained model's 64 log 2 = 44 nats.
-    assert -64 * math.log(2) < metrics["test_elbo"] < -10
+    # 8x8 digits in [0, 1] under a Bernoulli decoder: the ELBO cannot exceed minus the sum of
+    # the pixels' binary entropies (-13.7 nats on average), and 22 Adam steps leave the
+    # untrained model's -64 log 2 = -44.4 nats well behind (measured: -31.8 for seeds 3, 4).
+    assert -64 * math.log(2) + 5 < metrics["test_elbo"] < -13
     assert len(metrics["history"]["val_elbo"]) == 2
 
 
