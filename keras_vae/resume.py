@@ -45,9 +45,11 @@ from keras_vae.config import Config
 from keras_vae.run_dir import CONFIG_FILE, METRICS_FILE, MODEL_FILE, RunDirError
 
 BACKUP_DIR = "backup"
+LOGS_DIR = "logs"
+FIGURES_DIR = "figures"
 STATE_FILE = "state.npz"
 # What `overwrite=True` deletes: the outputs of a previous run, nothing else.
-RUN_OUTPUTS = (MODEL_FILE, METRICS_FILE, CONFIG_FILE, BACKUP_DIR, "logs", "figures")
+RUN_OUTPUTS = (MODEL_FILE, METRICS_FILE, CONFIG_FILE, BACKUP_DIR, LOGS_DIR, FIGURES_DIR)
 # Temporary files `keras_vae.atomic` leaves behind when killed mid-write.
 STALE_TEMPORARY_PATTERNS = (".*.json.*", ".*.tmp*.keras", ".*.png.*", f".{STATE_FILE}.*")
 NEW, RESUME, FINISHED = "new", "resume", "finished"

@@ -18,8 +18,9 @@ from typing import Any
 
 import keras
 
-from keras_vae import resume
+from keras_vae import resume, visualize
 from keras_vae.atomic import save_model_atomically, write_atomically
+from keras_vae.callbacks import training_callbacks
 from keras_vae.config import Config
 from keras_vae.data import DatasetInfo, make_datasets
 from keras_vae.distribute import get_strategy
@@ -112,7 +113,11 @@ def train_and_evaluate(
             initial_epoch=initial_epoch,
             steps_per_epoch=info.num_train // batch_size,  # one iterator/epoch: replay_epochs
             validation_data=test_data,
-            callbacks=[*(callbacks or []), backup],  # the backup last: it commits the epoch
+            callbacks=[
+                *(callbacks or []),
+                *training_callbacks(run_dir, test_data, config.runtime.tensorboard),
+                backup,  # the backup last: it commits the epoch
+            ],
             verbose=verbose,
         )
     test = model.evaluate(test_data, return_dict=True, verbose=0)
@@ -134,6 +139,8 @@ def train_and_evaluate(
         "examples_per_second": examples_per_second(backup.epoch_seconds, examples_per_epoch),
         "history": backup.history,
     }
+    figures = visualize.render_figures(model, test_data, backup.history)
+    visualize.save_figures(figures, run_dir / resume.FIGURES_DIR)
     save_model_atomically(model, run_dir / MODEL_FILE)
     write_atomically(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     backup.delete()  # only now: a kill before this line resumes and rewrites the outputs

@@ -22,6 +22,8 @@ SUBCOMMANDS = {
     "train": "train",
     "export": "export",
     "evaluate": "evaluate",
+    "sample": "sample",
+    "reconstruct": "reconstruct",
 }
 EXIT_USAGE = 2
 

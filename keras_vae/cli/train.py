@@ -103,6 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mixed-precision", choices=cfg.MIXED_PRECISION, default=runtime.mixed_precision
     )
     group.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="log scalars (elbo, kl, reconstruction, learning rate) and images "
+        "(reconstructions, samples) every epoch to RUN_DIR/logs",
+    )
+    group.add_argument(
         "--verbose",
         type=int,
         choices=(0, 1, 2),
@@ -138,7 +144,10 @@ def config_from_args(args: argparse.Namespace) -> cfg.Config:
             steps_per_execution=args.steps_per_execution,
         ),
         runtime=cfg.RuntimeConfig(
-            seed=args.seed, strategy=args.strategy, mixed_precision=args.mixed_precision
+            seed=args.seed,
+            strategy=args.strategy,
+            mixed_precision=args.mixed_precision,
+            tensorboard=args.tensorboard,
         ),
     )
 

@@ -1,0 +1,122 @@
+"""Keras callbacks that show training as it happens: the learning rate, and TensorBoard images.
+
+`train --tensorboard` adds `tensorboard_callbacks(RUN_DIR / "logs", examples)`:
+
+- `keras.callbacks.TensorBoard` writes the epoch scalars to ``logs/train`` and
+  ``logs/validation`` as ``epoch_elbo``, ``epoch_kl``, ``epoch_reconstruction``,
+  ``epoch_loss`` and ``epoch_learning_rate``;
+- `ImageSummaries` writes the images ``reconstructions`` (fixed test examples above their
+  reconstructions) and ``samples`` (decoded fixed prior draws) to ``logs/images`` every epoch,
+  so the same inputs and the same z can be compared across epochs.
+
+Example:
+
+>>> callbacks = tensorboard_callbacks("runs/x/logs", test_examples)        # doctest: +SKIP
+>>> model.fit(train_data, epochs=10, callbacks=callbacks)                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_vae import visualize
+from keras_vae.resume import LOGS_DIR
+
+IMAGES_DIR = "images"  # under RUN_DIR/logs
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Add the optimizer's current learning rate to the epoch logs as ``learning_rate``.
+
+    It then appears in `History` (and `metrics.json`'s history), and in TensorBoard as
+    ``epoch_learning_rate``; place it before callbacks that read the logs.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras_vae.model import VAE
+        >>> model = VAE(data_shape=(4,), latent_dim=1, hidden_units=(3,))
+        >>> model.compile(optimizer=keras.optimizers.SGD(0.25))
+        >>> history = model.fit(np.full((8, 4), 0.5), epochs=1, verbose=0,
+        ...                     callbacks=[LearningRateLogger()])
+        >>> history.history["learning_rate"]
+        [0.25]
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self.model.optimizer is not None:
+            rate = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+            logs["learning_rate"] = float(rate)
+
+
+def _summary_image(pixels: np.ndarray) -> np.ndarray:
+    """uint8 (h, w) or (h, w, 3) -> the [1, h, w, c] batch `tf.summary.image` expects."""
+    return pixels[None, ..., None] if pixels.ndim == 2 else pixels[None]
+
+
+class ImageSummaries(keras.callbacks.Callback):
+    """Log reconstructions and prior samples as TensorBoard images at the end of every epoch.
+
+    Args:
+        log_dir: the folder for the event files (``RUN_DIR/logs/images``).
+        examples: fixed inputs [N, *data_shape] to reconstruct (the first test examples).
+        num_samples: prior samples to draw (always the same z: `seed`). Default 64.
+        seed: seed of the prior draws. Default 0.
+    """
+
+    def __init__(
+        self,
+        log_dir: str | os.PathLike,
+        examples: np.ndarray,
+        num_samples: int = visualize.NUM_SAMPLES,
+        seed: int = visualize.SAMPLE_SEED,
+    ):
+        super().__init__()
+        self.log_dir = str(log_dir)
+        self.examples = np.asarray(examples, dtype=np.float32)
+        self.num_samples = num_samples
+        self.seed = seed
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        reconstructions = visualize.reconstruction_pixels(self.model, self.examples)
+        sample_pixels = visualize.sample_pixels(self.model, self.num_samples, self.seed)
+        with self._writer.as_default():
+            tf.summary.image("reconstructions", _summary_image(reconstructions), step=epoch)
+            tf.summary.image("samples", _summary_image(sample_pixels), step=epoch)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def tensorboard_callbacks(
+    log_dir: str | os.PathLike, examples: np.ndarray
+) -> list[keras.callbacks.Callback]:
+    """Scalars (Keras' `TensorBoard`) and images (`ImageSummaries`) under `log_dir`."""
+    log_dir = Path(log_dir)
+    return [
+        keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0),
+        ImageSummaries(log_dir / IMAGES_DIR, examples),
+    ]
+
+
+def training_callbacks(
+    run_dir: str | os.PathLike, test_data: tf.data.Dataset, tensorboard: bool = False
+) -> list[keras.callbacks.Callback]:
+    """What `train` adds to `fit`: `LearningRateLogger`, and with `tensorboard` the callbacks
+    logging scalars and images (of the first test examples) to ``run_dir/logs``."""
+    callbacks: list[keras.callbacks.Callback] = [LearningRateLogger()]
+    if tensorboard:
+        examples, _ = visualize.collect_examples(test_data, visualize.NUM_RECONSTRUCTIONS)
+        callbacks += tensorboard_callbacks(Path(run_dir) / LOGS_DIR, examples)
+    return callbacks
