@@ -196,14 +196,16 @@ def replay_epochs(dataset: tf.data.Dataset, epochs: int, fit_follows: bool = Tru
         del iterator
 
 
-def remove_stale_temporaries(folder: Path) -> None:
-    """Delete the hidden temporary files an atomic write killed half-way leaves in `folder`."""
-    if not folder.is_dir():
-        return
-    for pattern in STALE_TEMPORARY_PATTERNS:
-        for path in folder.glob(pattern):
-            if path.is_file():
-                path.unlink(missing_ok=True)
+def remove_stale_temporaries(folder: str | Path) -> None:
+    """Delete the hidden temporary files an atomic write killed half-way leaves in `folder`
+    (a run directory or its backup) and in its ``figures`` subfolder."""
+    for directory in (Path(folder), Path(folder) / FIGURES_DIR):
+        if not directory.is_dir():
+            continue
+        for pattern in STALE_TEMPORARY_PATTERNS:
+            for path in directory.glob(pattern):
+                if path.is_file():
+                    path.unlink(missing_ok=True)
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

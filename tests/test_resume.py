@@ -264,12 +264,14 @@ def test_restore_refuses_a_backup_of_another_model(tmp_path):
 
 
 def test_stale_temporaries_are_removed(tmp_path):
-    keep = ["state.npz", "notes.json", "figure.png"]
-    stale = [".state.npz.abc123", ".metrics.json.x1", ".model.tmp42.keras", ".samples.png.q"]
+    keep = ["state.npz", "notes.json", "figures/samples.png", "figures/notes.txt"]
+    stale = [".state.npz.abc1", ".metrics.json.x1", ".model.tmp42.keras", "figures/.samples.png.q"]
+    (tmp_path / "figures").mkdir()
     for name in keep + stale:
         (tmp_path / name).write_text("x")
     resume.remove_stale_temporaries(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
+    left = [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()]
+    assert sorted(left) == sorted(keep)
 
 
 def _launch(config_path: Path, run_dir: Path, pause: float) -> subprocess.Popen:

@@ -8,7 +8,12 @@ import sys
 
 from keras_vae import config as cfg
 
-HELP = "Train a VAE, evaluate it on held-out data and write RUN_DIR."
+HELP = (
+    "Train a VAE, evaluate it on held-out data and write RUN_DIR (model.keras, config.json, "
+    "metrics.json, figures/). Rerunning the same command continues an interrupted run from its "
+    "last completed epoch; on a finished run it does nothing; a different config is refused "
+    "unless --overwrite."
+)
 
 
 def hidden_units(text: str) -> tuple[int, ...]:
