@@ -130,13 +130,14 @@ def estimate_log_likelihood(
     batch_size: int = DEFAULT_BATCH_SIZE,
     chunk_size: int | None = None,
     seed: int = 0,
-    jit_compile: bool = False,
+    jit_compile: bool = True,
     progress: ProgressFn | None = None,
 ) -> LogLikelihoodEstimate:
     """`VAE.importance_weighted_terms` over a whole dataset, batch by batch.
 
     Batch b draws its noise from the seed pair fold_in([seed, 0], b), so results depend only on
-    (seed, batch_size, chunk_size) and examples in different batches never share draws.
+    (seed, batch_size, chunk_size) and examples in different batches never share draws. The
+    last batch is padded to the full size (padded rows are dropped), so XLA compiles once.
 
     Args:
         model: a `keras_vae.VAE`.
@@ -163,13 +164,17 @@ def estimate_log_likelihood(
     check_at_least("num_samples", num_samples, 1)
     check_at_least("batch_size", batch_size, 1)
     check_at_least("seed", seed, 0)
+    batch_size = min(batch_size, len(images))
     if chunk_size is None:
-        chunk_size = model.default_chunk_size(min(batch_size, len(images)))
+        chunk_size = model.default_chunk_size(batch_size)
     check_at_least("chunk_size", chunk_size, 1)
     parts = {"log_likelihood": [], "elbo": [], "mc_stderr": []}
     base_seed = tf.constant([seed, 0], tf.int32)
     for batch_index, start in enumerate(range(0, len(images), batch_size)):
         batch = images[start : start + batch_size]
+        size = len(batch)
+        if size < batch_size:
+            batch = np.concatenate([batch, np.repeat(batch[:1], batch_size - size, axis=0)])
         terms = model.importance_weighted_terms(
             batch,
             num_samples=num_samples,
@@ -178,9 +183,9 @@ def estimate_log_likelihood(
             jit_compile=jit_compile,
         )
         for name in parts:
-            parts[name].append(getattr(terms, name).numpy())
+            parts[name].append(getattr(terms, name).numpy()[:size])
         if progress is not None:
-            progress(start + len(batch), len(images))
+            progress(start + size, len(images))
     arrays = {name: np.concatenate(values) for name, values in parts.items()}
     return LogLikelihoodEstimate(
         **arrays, num_samples=num_samples, data_dims=int(np.prod(model.data_shape))

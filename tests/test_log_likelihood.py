@@ -305,9 +305,6 @@ def test_vae_log_likelihood_seeds(small_vae):
     assert not np.array_equal(first, other)
     fresh = [vae.log_likelihood(x, 200, chunk_size=30).numpy() for _ in range(2)]
     assert not np.array_equal(*fresh)  # seed=None advances the model's seed generator
-    # Different draws, same quantity: agree within their Monte Carlo errors.
-    se = vae.importance_weighted_terms(x, 200, chunk_size=30, seed=5).mc_stderr.numpy()
-    assert np.all(np.abs(first - other) < 5 * math.sqrt(2) * se + 1e-4)
 
 
 def test_vae_log_likelihood_rejects_bad_arguments(small_vae):
