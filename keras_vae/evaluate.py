@@ -16,8 +16,9 @@ What the numbers mean:
 - ``test_bits_per_dim`` = -test_log_likelihood / (D log 2). Its meaning depends on the data
   (``bits_per_dim_kind``): "discrete" for binary data under the Bernoulli likelihood (the
   number papers report); "continuous_density" for the Gaussian likelihood, where log p(x) is a
-  density of data scaled to [0, 1] and not a discrete-data bpd (that needs a model trained on
-  dequantized data; for 8-bit data the two differ by about log2(256) = 8 bits); and
+  density of data scaled to [0, 1], which can exceed 1 (then bpd < 0), and not a discrete-data
+  bpd (that needs a model trained on dequantized data; for 8-bit data the two differ by about
+  log2(256) = 8 bits); and
   "bernoulli_on_non_binary_data" for grey values under a Bernoulli likelihood, which is a
   cross-entropy, not a normalised likelihood.
 

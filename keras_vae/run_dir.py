@@ -288,7 +288,7 @@ def load_test_split(run: Run, dataset: str | None = None, data_dir: str | None =
 
     The same examples as `keras_vae.data.make_datasets` yields for the run's test pipeline
     (same hold-out, same binarization draw), from the run's own dataset unless `dataset` names
-    another one.
+    another one, which is then prepared the same way (the run's binarization and seed).
 
     Args:
         run: from `load_run` (with its model).
