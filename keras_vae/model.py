@@ -21,6 +21,17 @@ import tensorflow as tf
 
 from keras_vae import distributions, objectives
 from keras_vae.config import ModelConfig
+from keras_vae.distribute import (
+    RNG_ALG,
+    BatchLayout,
+    average_over_global_batch,
+    batch_layout,
+    check_steps_per_execution,
+    reducible_logs,
+    replica_normal,
+    stateless_seed,
+    uses_replica_jit,
+)
 from keras_vae.networks import build_decoder, build_encoder
 
 METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
@@ -29,17 +40,9 @@ METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
 # that SavedModel exports of it do not pick them up.
 CHUNK_BYTES = 8 * 2**20
 _IMPORTANCE_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def average_over_global_batch(per_example: tf.Tensor) -> tf.Tensor:
-    """Sum over the local batch divided by the GLOBAL batch size.
-
-    A custom `train_step` under `tf.distribute` gets no loss scaling from Keras, and the
-    gradients of all replicas are SUMMED by the optimizer. Dividing each replica's sum by the
-    global batch (local batch x replicas) makes that sum the gradient of the global mean.
-    Training batches are dropped-remainder batches split evenly, so this is exact.
-    """
-    return tf.nn.compute_average_loss(per_example)
+# Per-model XLA-compiled gradient functions for `compile(jit_compile=True)` under multi-device
+# strategies (see `VAE.compile`), also kept outside the model.
+_REPLICA_JIT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _unpack_inputs(data: Any) -> tuple[tf.Tensor, tf.Tensor | None]:
@@ -186,15 +189,23 @@ class VAE(keras.Model):
         )
 
     def elbo_terms(
-        self, x: tf.Tensor, noise: tf.Tensor | None = None, training: bool = False
+        self,
+        x: tf.Tensor,
+        noise: tf.Tensor | None = None,
+        training: bool = False,
+        layout: BatchLayout | None = None,
     ) -> objectives.ElboTerms:
-        """Per-example SGVB terms for a batch; `noise` is [batch, L, latent_dim] or None."""
+        """Per-example SGVB terms for a batch; `noise` is [batch, L, latent_dim] or None.
+
+        Without `noise`, it is drawn from the seed generator for the GLOBAL batch and sliced at
+        this replica's `layout` (see `keras_vae.distribute.replica_normal`), so replicas never
+        share draws and the result does not depend on the number of replicas.
+        """
         z_mean, z_stddev = self.encoder(x, training=training)
         if noise is None:
-            batch = tf.shape(z_mean)[0]
-            noise = keras.random.normal(
-                (self.num_samples, batch, self.latent_dim), seed=self.seed_generator
-            )
+            batch = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
+            seed = stateless_seed(self.seed_generator)
+            noise = replica_normal(self.num_samples, batch, self.latent_dim, seed, layout)
         else:
             noise = tf.transpose(tf.cast(noise, z_mean.dtype), [1, 0, 2])
 
@@ -225,24 +236,54 @@ class VAE(keras.Model):
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
+    def compile(self, optimizer="rmsprop", *, jit_compile="auto", **kwargs):
+        """`keras.Model.compile`, with `jit_compile=True` working under multi-device strategies.
+
+        Keras XLA-compiles the whole step, `strategy.run` included, which fails when the
+        variables are mirrored over several devices (`MirroredStrategy`,
+        `MultiWorkerMirroredStrategy`). There, `jit_compile=True` instead compiles each
+        replica's forward and backward pass and leaves the all-reduce and the update outside
+        XLA; `self.replica_jit_compile` tells which applies. `steps_per_execution > 1` with
+        several mirrored replicas raises a ValueError (a Keras 3 bug, see
+        `keras_vae.distribute.check_steps_per_execution`). Call inside the strategy's scope.
+        """
+        strategy = self.distribute_strategy
+        check_steps_per_execution(strategy, kwargs.get("steps_per_execution", 1))
+        self.replica_jit_compile = jit_compile is True and uses_replica_jit(strategy)
+        if self.replica_jit_compile:
+            jit_compile = False
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        """Recompile a loaded `.keras` file through our `compile` (Keras skips overrides)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:  # create the optimizer's variables so the saved ones load into them
+            self.optimizer.build(self.trainable_variables)
+
     def train_step(self, data):
         x, noise = _unpack_inputs(data)
-        with tf.GradientTape() as tape:
-            terms = self.elbo_terms(x, noise, training=True)
-            per_example_loss = -(terms.reconstruction - self.kl_weight() * terms.kl)
-            loss = average_over_global_batch(per_example_loss)
-            if self.losses:
-                loss += tf.add_n(self.losses) / tf.distribute.get_strategy().num_replicas_in_sync
-            scaled_loss = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        layout = batch_layout(x)  # outside XLA: it may all-gather the replicas' batch sizes
+        compute = self._gradients
+        if getattr(self, "replica_jit_compile", False):
+            compute = _REPLICA_JIT.setdefault(self, tf.function(self._gradients, jit_compile=True))
+        terms, per_example_loss, gradients = compute(x, noise, layout)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return self._update_metrics(terms, per_example_loss)
+        return reducible_logs(self._update_metrics(terms, per_example_loss))
+
+    def _gradients(self, x, noise, layout: BatchLayout):
+        """This replica's ELBO terms, per-example losses and gradients of its loss share."""
+        with tf.GradientTape() as tape:
+            terms = self.elbo_terms(x, noise, training=True, layout=layout)
+            per_example_loss = -(terms.reconstruction - self.kl_weight() * terms.kl)
+            loss = average_over_global_batch(per_example_loss, layout.global_size, self.losses)
+            scaled_loss = self.optimizer.scale_loss(loss)
+        return terms, per_example_loss, tape.gradient(scaled_loss, self.trainable_variables)
 
     def test_step(self, data):
         x, noise = _unpack_inputs(data)
-        terms = self.elbo_terms(x, noise, training=False)
+        terms = self.elbo_terms(x, noise, training=False, layout=batch_layout(x))
         per_example_loss = -(terms.reconstruction - self.kl_weight() * terms.kl)
-        return self._update_metrics(terms, per_example_loss)
+        return reducible_logs(self._update_metrics(terms, per_example_loss))
 
     # ----------------------------------------------------------------- inference
     def call(self, inputs, training: bool = False):
@@ -389,6 +430,7 @@ class VAE(keras.Model):
                     [chunk_size, batch, self.latent_dim],
                     seed=tf.random.fold_in(noise_or_seed, i),
                     dtype=z_mean.dtype,
+                    alg=RNG_ALG,  # the default's numbers, without its XLA slowdown
                 )
 
         def log_likelihood(z):

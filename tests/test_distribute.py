@@ -1,0 +1,230 @@
+"""Distributed training is exact: one device vs `MirroredStrategy` over two logical CPUs.
+
+The comparisons run once in a subprocess (tests/mirrored_main.py), because logical devices
+must be configured before TensorFlow starts. Plain SGD makes a loss-scaling error visible: a
+wrong factor scales every update (Adam would normalise most of it away). Tolerances: float32
+sums taken in a different order differ by a few ulps per step, ~1e-7 relative after 8 steps;
+the issue asks for 1e-5.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_vae import distribute
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+RTOL = 1e-5
+METRICS = ("loss", "elbo", "reconstruction", "kl")
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory) -> dict:
+    """The numbers of tests/mirrored_main.py (about a minute on 2 cores)."""
+    run_root = tmp_path_factory.mktemp("mirrored_runs")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CONFIG", None)
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tests" / "mirrored_main.py"), str(run_root)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=REPO_ROOT,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def relative_error(a: list, b: list) -> float:
+    """Largest ||a - b|| / max(||a||, ||b||) over the variables."""
+    errors = []
+    for x, y in zip(a, b):
+        scale = max(np.linalg.norm(x), np.linalg.norm(y))
+        errors.append(float(np.linalg.norm(np.subtract(x, y)) / scale) if scale else 0.0)
+    return max(errors)
+
+
+def assert_same_history(one: dict, two: dict) -> None:
+    for name in METRICS:
+        np.testing.assert_allclose(two[name], one[name], rtol=RTOL, err_msg=name)
+
+
+# --------------------------------------------------------------------- 1 vs 2 replicas
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["injected", "seeded", "jit"])
+def test_two_replicas_train_exactly_like_one_device(mirrored, mode):
+    """Same global batches, same noise, plain SGD: same weights and same reported metrics.
+
+    injected: the noise comes with the data; seeded: drawn by the model (a draw for the global
+    batch, sliced per replica); jit: seeded, with each replica's step XLA-compiled.
+    """
+    assert mirrored["replicas"] == 2
+    one, two = mirrored[mode]["one"], mirrored[mode]["two"]
+    assert one["steps"] == two["steps"] == 8  # the KL warm-up (5 steps) follows this counter
+    assert relative_error(one["weights"], two["weights"]) < RTOL
+    assert relative_error(mirrored["initial"], one["weights"]) > 100 * RTOL  # training moved
+    assert_same_history(one["history"], two["history"])
+    assert two["replica_jit_compile"] is (mode == "jit")
+
+
+@pytest.mark.slow
+def test_an_unscaled_loss_fails_the_same_comparison(mirrored):
+    """The classic bug (mean over the LOCAL batch, summed by the all-reduce) doubles each step."""
+    one = mirrored["injected"]["one"]["weights"]
+    error = relative_error(one, mirrored["unscaled"]["two"]["weights"])
+    assert error > 100 * RTOL
+
+
+@pytest.mark.slow
+def test_evaluate_counts_every_example_once_and_matches_one_device(mirrored):
+    """63 examples, batches of 16: the last (15) splits 8 + 7 over the replicas."""
+    one, two = mirrored["evaluate"]["one"], mirrored["evaluate"]["two"]
+    assert one["counts"] == two["counts"] == {name: 63.0 for name in METRICS}
+    for name in METRICS:
+        np.testing.assert_allclose(two["results"][name], one["results"][name], rtol=RTOL)
+
+
+@pytest.mark.slow
+def test_replicas_draw_their_slices_of_one_global_draw(mirrored):
+    """`replica_normal` gives replica r rows [4r, 4r+4) of the draw for the global batch of 8."""
+    noise = mirrored["noise"]
+    ours = [np.array(x) for x in noise["ours"]]
+    assert [x.shape for x in ours] == [(2, 4, 3), (2, 4, 3)]
+    np.testing.assert_array_equal(np.concatenate(ours, axis=1), np.array(noise["global"]))
+    assert not np.allclose(ours[0], ours[1])
+
+
+@pytest.mark.slow
+def test_keras_seed_generator_repeats_its_noise_on_every_replica(mirrored):
+    """Why `replica_normal` exists: a `SeedGenerator` is mirrored, so every replica draws the
+    same numbers. If this starts failing, Keras changed and the docs of `replica_normal` must.
+    """
+    first, second = (np.array(x) for x in mirrored["noise"]["keras"])
+    np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.slow
+def test_keras_still_fails_steps_per_execution_over_two_replicas(mirrored):
+    """keras-team/keras#19246. When Keras is fixed this fails: then delete
+    `distribute.check_steps_per_execution` and this test."""
+    result = mirrored["steps_per_execution"]
+    assert result["keras_error"] is not None
+    assert "placeholder" in result["keras_error"]
+    assert "keras-team/keras#19246" in result["vae_error"]
+    assert "steps_per_execution=1" in result["vae_error"]
+
+
+@pytest.mark.slow
+def test_train_job_on_two_replicas_matches_one_device(mirrored):
+    """The real `train_and_evaluate` (digits, SGD, seeded noise) reports the same numbers."""
+    one, two = mirrored["train_job"]["one"], mirrored["train_job"]["two"]
+    for key in ("train_elbo", "test_elbo", "test_kl"):
+        np.testing.assert_allclose(two[key], one[key], rtol=RTOL, err_msg=key)
+    assert_same_history(one["history"], two["history"])
+
+
+# --------------------------------------------------------------------- one replica, in process
+def test_get_strategy_by_name_and_cached():
+    one = distribute.get_strategy("one_device")
+    assert one.num_replicas_in_sync == 1
+    assert distribute.get_strategy("one_device") is one
+    assert distribute.is_chief(one) and not distribute.is_multi_worker(one)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"name": "tpu"}, r"Unknown strategy 'tpu'.*'multi_worker'"),
+        ({"name": "one_device", "devices": ["/cpu:0"]}, r"only for strategy='mirrored'"),
+    ],
+)
+def test_get_strategy_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        distribute.get_strategy(**kwargs)
+
+
+def test_malformed_tf_config_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="TF_CONFIG is not a JSON object"):
+        distribute.get_strategy("auto")
+
+
+def test_average_over_global_batch_on_one_replica():
+    per_example = tf.constant([1.0, 2.0, 6.0])
+    assert float(distribute.average_over_global_batch(per_example)) == pytest.approx(3.0)
+    # A replica holding 3 of 12 examples contributes a quarter of its mean.
+    assert float(distribute.average_over_global_batch(per_example, 12)) == pytest.approx(0.75)
+    regularized = distribute.average_over_global_batch(per_example, 3, [tf.constant(0.5)])
+    assert float(regularized) == pytest.approx(3.5)
+    assert float(distribute.average_over_global_batch(tf.zeros([0]), 0)) == 0.0
+
+
+def test_batch_layout_on_one_replica_static_and_dynamic():
+    assert distribute.batch_layout(tf.zeros([5, 2])) == (5, 0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2])])
+    def dynamic(x):
+        return distribute.batch_layout(x)
+
+    size, offset = dynamic(tf.zeros([7, 2]))
+    assert (int(size), int(offset)) == (7, 0)
+
+
+def test_one_replica_noise_is_what_keras_random_draws():
+    """On one replica the noise is bitwise `keras.random.normal` with the same generator."""
+    ours, theirs = keras.random.SeedGenerator(5), keras.random.SeedGenerator(5)
+    for _ in range(2):  # the generators advance in step
+        seed = distribute.stateless_seed(ours)
+        np.testing.assert_array_equal(
+            distribute.replica_normal(3, 4, 2, seed),
+            keras.random.normal((3, 4, 2), seed=theirs),
+        )
+
+
+def test_logs_are_unchanged_outside_multi_worker():
+    logs = {"elbo": tf.constant(-3.0)}
+    assert distribute.reducible_logs(logs) is logs
+
+
+def test_shard_by_data_sets_the_data_policy():
+    dataset = distribute.shard_by_data(tf.data.Dataset.range(4))
+    policy = dataset.options().experimental_distribute.auto_shard_policy
+    assert policy == tf.data.experimental.AutoShardPolicy.DATA
+    assert list(dataset.as_numpy_iterator()) == [0, 1, 2, 3]
+
+
+def test_resolve_jit_compile():
+    assert distribute.resolve_jit_compile(True) is True
+    assert distribute.resolve_jit_compile(False) is False
+    has_accelerator = bool(tf.config.list_logical_devices("GPU"))
+    assert distribute.resolve_jit_compile("auto") is has_accelerator
+    with pytest.raises(ValueError, match="jit_compile"):
+        distribute.resolve_jit_compile("yes")
+
+
+class _FakeStrategy:
+    num_replicas_in_sync = 8
+
+
+def test_global_batch_must_split_evenly():
+    distribute.check_global_batch(_FakeStrategy(), 64)
+    with pytest.raises(ValueError, match=r"multiple of the 8 replicas.*batch_size=100.*96 or 104"):
+        distribute.check_global_batch(_FakeStrategy(), 100)
+
+
+def test_chief_writes_into_the_run_dir(tmp_path):
+    strategy = distribute.get_strategy("one_device")
+    assert distribute.worker_output_dir(tmp_path, strategy) == tmp_path
+    distribute.check_same_on_all_workers(strategy, 3, "anything")  # one worker: nothing to do
