@@ -14,6 +14,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import types
 
 import keras
 import numpy as np
@@ -228,3 +229,12 @@ def test_chief_writes_into_the_run_dir(tmp_path):
     strategy = distribute.get_strategy("one_device")
     assert distribute.worker_output_dir(tmp_path, strategy) == tmp_path
     distribute.check_same_on_all_workers(strategy, 3, "anything")  # one worker: nothing to do
+
+
+def test_other_workers_write_into_a_temporary_dir(tmp_path):
+    """A non-chief worker (`should_checkpoint` False) never writes into RUN_DIR."""
+    worker = types.SimpleNamespace(extended=types.SimpleNamespace(should_checkpoint=False))
+    assert not distribute.is_chief(worker)
+    out_dir = distribute.worker_output_dir(tmp_path / "run", worker)
+    assert out_dir.is_dir() and tmp_path not in out_dir.parents
+    assert not (tmp_path / "run").exists()
