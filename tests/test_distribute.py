@@ -238,3 +238,32 @@ def test_other_workers_write_into_a_temporary_dir(tmp_path):
     out_dir = distribute.worker_output_dir(tmp_path / "run", worker)
     assert out_dir.is_dir() and tmp_path not in out_dir.parents
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_train_with_the_distribution_flags(tmp_path, capsys):
+    """mirrored (over this machine's one CPU), bfloat16, XLA per replica, 2 steps/execution."""
+    from keras_vae.cli import main
+
+    args = ["train", "--output", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "64"]
+    args += ["--latent-dim", "2", "--hidden-units", "16", "--verbose", "0"]
+    args += ["--strategy", "mirrored", "--mixed-precision", "bfloat16", "--jit-compile"]
+    args += ["--steps-per-execution", "2"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert np.isfinite(summary["test_elbo"]) and summary["epochs"] == 1
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["runtime"]["strategy"] == "mirrored"
+    assert config["runtime"]["mixed_precision"] == "bfloat16"
+    assert config["training"]["jit_compile"] is True
+    assert config["training"]["steps_per_execution"] == 2
+
+
+def test_cli_malformed_tf_config_is_exit_2_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from keras_vae.cli import main
+
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": ')
+    run_dir = tmp_path / "run"
+    code = main(["train", "--output", str(run_dir), "--strategy", "multi_worker"])
+    assert code == 2 and not run_dir.exists()
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "TF_CONFIG" in error

@@ -98,14 +98,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--jit-compile",
         action=argparse.BooleanOptionalAction,
         default=training.jit_compile,
-        help="XLA-compile the train step",
+        help="XLA-compile the train step (default: on with a GPU or TPU, off on CPU; per "
+        "replica under mirrored and multi_worker)",
     )
-    group.add_argument("--steps-per-execution", type=int, default=training.steps_per_execution)
+    group.add_argument(
+        "--steps-per-execution",
+        type=int,
+        default=training.steps_per_execution,
+        help="train steps per call into the compiled function (1 with several mirrored "
+        "replicas: keras-team/keras#19246)",
+    )
     group = parser.add_argument_group("runtime")
     group.add_argument("--seed", type=int, default=runtime.seed)
-    group.add_argument("--strategy", choices=cfg.STRATEGIES, default=runtime.strategy)
     group.add_argument(
-        "--mixed-precision", choices=cfg.MIXED_PRECISION, default=runtime.mixed_precision
+        "--strategy",
+        choices=cfg.STRATEGIES,
+        default=runtime.strategy,
+        help="tf.distribute strategy: mirrored = all visible GPUs, multi_worker = "
+        "MultiWorkerMirroredStrategy from TF_CONFIG (run the same command on every worker), "
+        "auto = multi_worker if TF_CONFIG lists several workers, else mirrored with 2+ GPUs, "
+        "else one_device; --batch-size is the global batch",
+    )
+    group.add_argument(
+        "--mixed-precision",
+        choices=cfg.MIXED_PRECISION,
+        default=runtime.mixed_precision,
+        help="Keras mixed_float16 (with loss scaling) or mixed_bfloat16 policy; "
+        "distributions and losses stay float32",
     )
     group.add_argument(
         "--tensorboard",
