@@ -11,6 +11,8 @@ so `log_prob` returns one number per example:
 
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -60,6 +62,55 @@ def likelihood(
             f"Received: likelihood={name!r}"
         )
     return tfd.Independent(base, reinterpreted_batch_ndims=event_ndims)
+
+
+def log_likelihood(
+    name: str,
+    location: tf.Tensor,
+    x: tf.Tensor,
+    event_ndims: int,
+    scale: tf.Tensor | float | None = None,
+) -> tf.Tensor:
+    """log p(x|z) of `likelihood(name, location, event_ndims, scale)`, in closed form.
+
+    The same numbers as that distribution's `log_prob(x)` (to float32 rounding), with fewer
+    elementwise passes: Bernoulli log p = x * logits - softplus(logits) (TFP evaluates two
+    softplus), Gaussian log p = -((x - mean) / scale)^2 / 2 - log(scale) - log(2 pi) / 2. This
+    is what the training and importance-sampling losses use: on the 784-400-20 VAE it saves
+    about a tenth of a CPU train step (benchmarks/throughput.py).
+
+    Args:
+        name: "bernoulli" or "gaussian".
+        location: decoder output, [..., *data_shape].
+        x: the data, broadcastable against `location`.
+        event_ndims: number of data axes, summed over.
+        scale: the Gaussian's standard deviation (float or tensor like `location`).
+
+    Example:
+        >>> logits = tf.constant([[0.5, -1.0]])
+        >>> x = tf.constant([[1.0, 0.0]])
+        >>> fast = log_likelihood("bernoulli", logits, x, 1)
+        >>> reference = likelihood("bernoulli", logits, 1).log_prob(x)
+        >>> bool(tf.abs(fast - reference) < 1e-6)
+        True
+    """
+    x = tf.cast(x, location.dtype)
+    if name == "bernoulli":
+        log_p = x * location - tf.nn.softplus(location)
+    elif name == "gaussian":
+        if scale is None:
+            raise ValueError("The Gaussian likelihood needs a `scale`. Received: scale=None")
+        scale = tf.cast(scale, location.dtype)
+        log_p = -0.5 * tf.square((x - location) / scale) - tf.math.log(scale) - _HALF_LOG_2PI
+    else:
+        raise ValueError(
+            f"Unknown likelihood {name!r}. Expected one of ['bernoulli', 'gaussian']. "
+            f"Received: likelihood={name!r}"
+        )
+    return tf.reduce_sum(log_p, axis=list(range(-event_ndims, 0)))
+
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def likelihood_mean(name: str, location: tf.Tensor) -> tf.Tensor:

@@ -171,6 +171,20 @@ class VAE(keras.Model):
 
     def likelihood_from_z(self, z: tf.Tensor, training: bool = False):
         """p(x|z) for z of shape [..., latent_dim]: a distribution over [..., *data_shape]."""
+        location, scale = self._likelihood_parameters(z, training)
+        return distributions.likelihood(self.likelihood, location, len(self.data_shape), scale)
+
+    def log_likelihood_given_z(self, x: tf.Tensor, z: tf.Tensor, training: bool = False):
+        """log p(x|z), [...], for z of shape [..., latent_dim] and x broadcastable to
+        [..., *data_shape]: `likelihood_from_z(z).log_prob(x)` in closed form (cheaper; what
+        the training and importance-sampling losses use)."""
+        location, scale = self._likelihood_parameters(z, training)
+        return distributions.log_likelihood(
+            self.likelihood, location, x, len(self.data_shape), scale
+        )
+
+    def _likelihood_parameters(self, z: tf.Tensor, training: bool):
+        """(location, scale) of p(x|z), shaped [..., *data_shape] (scale may be a float)."""
         leading = tf.shape(z)[:-1]
         outputs = self.decoder(tf.reshape(z, [-1, self.latent_dim]), training=training)
         if self.learned_scale:
@@ -184,9 +198,7 @@ class VAE(keras.Model):
         location = unflatten(location)
         if self.learned_scale:
             scale = unflatten(scale)
-        return distributions.likelihood(
-            self.likelihood, location, len(self.data_shape), None if scale is None else scale
-        )
+        return location, scale
 
     def elbo_terms(
         self,
@@ -210,7 +222,7 @@ class VAE(keras.Model):
             noise = tf.transpose(tf.cast(noise, z_mean.dtype), [1, 0, 2])
 
         def log_likelihood(z):
-            return self.likelihood_from_z(z, training=training).log_prob(x)
+            return self.log_likelihood_given_z(x, z, training=training)
 
         return objectives.elbo_terms(z_mean, z_stddev, noise, log_likelihood, self.estimator)
 
@@ -434,7 +446,7 @@ class VAE(keras.Model):
                 )
 
         def log_likelihood(z):
-            return self.likelihood_from_z(z, training=False).log_prob(x)
+            return self.log_likelihood_given_z(x, z, training=False)
 
         return objectives.importance_weighted_terms(
             z_mean, z_stddev, log_likelihood, num_samples, chunk_size, noise_fn

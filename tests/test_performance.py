@@ -1,0 +1,197 @@
+"""The speed work must not change the numbers: fast paths against their references.
+
+benchmarks/throughput.py measures the speed; these tests check that each thing that made
+training faster computes exactly what it replaced (no timing assertions here):
+
+- the closed-form log-likelihood against TFP's `log_prob` and SciPy;
+- the index-gather input pipeline against tf.data's per-example shuffle;
+- naming the Philox RNG against the default algorithm, with and without XLA;
+- several steps per execution against one, and a train step with no Python in it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+import scipy.stats
+import tensorflow as tf
+
+from keras_vae import distributions
+from keras_vae.config import DataConfig
+from keras_vae.data import load_splits, make_datasets, to_unit_interval
+from keras_vae.distribute import RNG_ALG
+from keras_vae.model import VAE
+
+F32_EPS = float(np.finfo(np.float32).eps)
+
+
+def sum_tolerance(terms: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Bound on the float32 rounding of a sum of `terms` over `axes`: n * eps * sum |term|
+    (each of n additions rounds by at most eps relative to the running sum), plus eps for
+    each term's own evaluation."""
+    n = math.prod(terms.shape[a] for a in axes)
+    return (n + 4) * F32_EPS * np.sum(np.abs(terms), axis=axes) + 1e-6
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_bernoulli_log_likelihood_matches_tfp_and_scipy(binary):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 4, size=(3, 5, 7, 6)).astype(np.float32)  # [L, batch, H, W]
+    x = rng.uniform(size=(5, 7, 6)).astype(np.float32)  # broadcast over L
+    if binary:
+        x = (x < 0.3).astype(np.float32)
+    fast = distributions.log_likelihood("bernoulli", tf.constant(logits), x, event_ndims=2)
+    reference = distributions.likelihood("bernoulli", tf.constant(logits), 2).log_prob(x)
+    assert fast.shape == reference.shape == (3, 5)
+    # Independent reference in float64: x log p + (1 - x) log(1 - p), p = sigmoid(logits).
+    l64 = logits.astype(np.float64)
+    terms = x * -np.logaddexp(0, -l64) + (1 - x) * -np.logaddexp(0, l64)
+    if binary:
+        terms = scipy.stats.bernoulli.logpmf(np.broadcast_to(x, l64.shape), 1 / (1 + np.exp(-l64)))
+    expected = terms.sum(axis=(-2, -1))
+    tolerance = sum_tolerance(terms, (-2, -1))
+    np.testing.assert_array_less(np.abs(fast.numpy() - expected), tolerance)
+    np.testing.assert_array_less(np.abs(reference.numpy() - expected), tolerance)
+
+
+@pytest.mark.parametrize("learned", [True, False])
+def test_gaussian_log_likelihood_matches_tfp_and_scipy(learned):
+    rng = np.random.default_rng(1)
+    mean = rng.uniform(size=(4, 10)).astype(np.float32)
+    scale = rng.uniform(0.05, 2.0, size=(4, 10)).astype(np.float32) if learned else 0.3
+    x = rng.uniform(size=(4, 10)).astype(np.float32)
+    fast = distributions.log_likelihood("gaussian", tf.constant(mean), x, 1, scale)
+    reference = distributions.likelihood("gaussian", tf.constant(mean), 1, scale).log_prob(x)
+    terms = scipy.stats.norm.logpdf(x, loc=mean, scale=np.asarray(scale, np.float64))
+    expected, tolerance = terms.sum(axis=-1), sum_tolerance(terms, (-1,))
+    np.testing.assert_array_less(np.abs(fast.numpy() - expected), tolerance)
+    np.testing.assert_array_less(np.abs(reference.numpy() - expected), tolerance)
+
+
+def test_log_likelihood_rejects_unknown_names_and_missing_scale():
+    with pytest.raises(ValueError, match="Unknown likelihood 'bernouli'"):
+        distributions.log_likelihood("bernouli", tf.zeros([2, 3]), tf.zeros([2, 3]), 1)
+    with pytest.raises(ValueError, match="needs a `scale`"):
+        distributions.log_likelihood("gaussian", tf.zeros([2, 3]), tf.zeros([2, 3]), 1)
+
+
+def test_model_loss_uses_the_same_log_likelihood_as_its_distribution():
+    vae = VAE(data_shape=(6, 5), latent_dim=3, hidden_units=(16,))
+    x = tf.constant(np.random.default_rng(2).uniform(size=(4, 6, 5)), tf.float32)
+    z = tf.random.stateless_normal([2, 4, 3], seed=[1, 2])
+    fast = vae.log_likelihood_given_z(x, z)
+    reference = vae.likelihood_from_z(z).log_prob(x)
+    np.testing.assert_allclose(fast.numpy(), reference.numpy(), rtol=30 * F32_EPS, atol=1e-5)
+
+
+def per_example_batches(images, labels, batch_size, seed, epochs):
+    """The reference pipeline: shuffle examples, then batch (what make_datasets replaced)."""
+    data = images if labels is None else (images, labels)
+    dataset = tf.data.Dataset.from_tensor_slices(data)
+    dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    return [list(dataset.as_numpy_iterator()) for _ in range(epochs)]
+
+
+@pytest.mark.parametrize("with_labels", [True, False])
+def test_gather_pipeline_yields_the_per_example_shuffle_batches(tmp_path, with_labels):
+    if with_labels:
+        dataset, splits = "digits", load_splits("digits")
+    else:
+        images = np.random.default_rng(3).integers(0, 256, size=(150, 4, 3), dtype=np.uint8)
+        dataset = str(tmp_path / "images.npz")
+        np.savez(dataset, images=images)
+        splits = load_splits(dataset)
+    train, test, info = make_datasets(DataConfig(dataset), batch_size=32, seed=5)
+    train_split = splits["train"]
+    expected = per_example_batches(train_split.images, train_split.labels, 32, 5, epochs=2)
+    for epoch in range(2):  # a new permutation per epoch, the same as the reference's
+        got = list(train.as_numpy_iterator())
+        assert len(got) == len(expected[epoch]) == info.num_train // 32
+        for ours, theirs in zip(got, expected[epoch]):
+            ours_x = ours[0] if with_labels else ours
+            theirs_x = theirs[0] if with_labels else theirs
+            np.testing.assert_array_equal(ours_x, to_unit_interval(theirs_x))
+            if with_labels:
+                np.testing.assert_array_equal(ours[1], theirs[1])
+    test_x = np.concatenate([b[0] if with_labels else b for b in test.as_numpy_iterator()])
+    np.testing.assert_array_equal(test_x, to_unit_interval(splits["test"].images))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_named_rng_algorithm_draws_the_default_numbers(jit_compile):
+    def draw(alg):
+        fn = tf.function(
+            lambda seed: tf.random.stateless_normal([3, 64, 5], seed=seed, alg=alg),
+            jit_compile=jit_compile,
+        )
+        return fn(tf.constant([11, 4])).numpy()
+
+    np.testing.assert_array_equal(draw(RNG_ALG), draw("auto_select"))
+
+
+def fit_weights(steps_per_execution: int, x: np.ndarray) -> tuple[list[np.ndarray], int]:
+    keras.utils.set_random_seed(0)
+    vae = VAE(data_shape=x.shape[1:], latent_dim=2, hidden_units=(8,), seed=3)
+    vae.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        jit_compile=False,
+        steps_per_execution=steps_per_execution,
+    )
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(10, drop_remainder=True)
+    vae.fit(dataset, epochs=2, verbose=0)
+    return [w.numpy() for w in vae.trainable_weights], int(vae.optimizer.iterations)
+
+
+def test_several_steps_per_execution_train_exactly_like_one():
+    # 7 batches per epoch: an execution of 3 steps ends early in every epoch.
+    x = np.random.default_rng(4).uniform(size=(75, 6)).astype(np.float32)
+    one, one_steps = fit_weights(1, x)
+    three, three_steps = fit_weights(3, x)
+    assert one_steps == three_steps == 2 * 7
+    for a, b in zip(one, three):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_train_step_runs_no_python():
+    vae = VAE(data_shape=(6,), latent_dim=2, hidden_units=(8,))
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    vae.optimizer.build(vae.trainable_variables)
+    graph = (
+        tf.function(vae.train_step)
+        .get_concrete_function(tf.TensorSpec([16, 6], tf.float32))
+        .graph.as_graph_def()
+    )
+    ops = {node.op for node in graph.node}
+    for function in graph.library.function:
+        ops |= {node.op for node in function.node_def}
+    assert "StatelessRandomNormalV2" in ops  # the walk sees the step's ops
+    assert not ops & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
+
+
+def load_benchmark_common():
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "common.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_common", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_flop_count_matches_a_hand_count():
+    common = load_benchmark_common()
+    vae = VAE(data_shape=(28, 28), latent_dim=20, hidden_units=(400,))
+    flops = common.training_flops_per_example(vae)
+    encoder = 2 * (784 * 400 + 2 * 400 * 20)  # hidden layer, z_mean and z_stddev heads
+    decoder = 2 * (20 * 400 + 400 * 784)
+    assert flops["forward"] == encoder + decoder
+    assert flops["train"] == 3 * (encoder + decoder) - 2 * 784 * 400
+    assert flops["parameters"] == vae.count_params()
+    conv = VAE(data_shape=(28, 28), latent_dim=20, architecture="conv")
+    first_conv = 2 * 14 * 14 * 3 * 3 * 1 * 32  # stride 2, 'same': 14x14 outputs
+    assert common.training_flops_per_example(conv)["train"] > first_conv
+    assert common.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
