@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCHMARKS_DIR.parent
 RESULTS_DIR = BENCHMARKS_DIR / "results"
@@ -290,3 +292,93 @@ def matmul_gflops(
             }
         )
     return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Resumable training (the reproductions)
+# ----------------------------------------------------------------------------------------------
+
+
+class Budget:
+    """A wall-clock budget: `Budget(minutes)`, then `remaining()` seconds and `spent()`."""
+
+    def __init__(self, minutes: float):
+        self.seconds = 60.0 * minutes
+        self.start = time.monotonic()
+
+    def spent(self) -> float:
+        return time.monotonic() - self.start
+
+    def remaining(self) -> float:
+        return self.seconds - self.spent()
+
+
+class TrainingState:
+    """The resumable state of one configuration: every training variable + a progress dict.
+
+    ``<directory>/<name>.npz`` holds the model's and optimizer's variables (seed generators
+    included, see `keras_vae.resume.training_variables`), ``<name>.json`` the progress (samples
+    seen, curve points, ...). Both are replaced atomically, JSON last, so a kill at any moment
+    leaves the previous consistent pair or the new one.
+
+    Example:
+
+    >>> state = TrainingState(RESULTS_DIR / "reproduce_aevb", "mnist-nz20")  # doctest: +SKIP
+    >>> progress = state.restore(model) or {"samples": 0}                   # doctest: +SKIP
+    >>> state.save(model, progress)                                          # doctest: +SKIP
+    """
+
+    def __init__(self, directory: Path, name: str):
+        self.directory = Path(directory)
+        self.name = name
+        self.weights = self.directory / f"{name}.npz"
+        self.progress = self.directory / f"{name}.json"
+
+    def load_progress(self) -> dict[str, Any] | None:
+        if not self.progress.exists():
+            return None
+        return json.loads(self.progress.read_text())
+
+    def save(self, model, progress: dict[str, Any]) -> None:
+        from keras_vae.resume import training_variables
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        arrays = {f"v{i:04d}": v.numpy() for i, v in enumerate(training_variables(model))}
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.weights.name}.", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, **arrays)
+            os.replace(tmp, self.weights)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        write_json_atomically(self.progress, progress)
+
+    def restore(self, model) -> dict[str, Any] | None:
+        """Load the saved variables into `model` (compiled); the progress, or None if new."""
+        from keras_vae.resume import training_variables
+
+        progress = self.load_progress()
+        if progress is None:
+            return None
+        model.optimizer.build(model.trainable_variables)
+        variables = training_variables(model)
+        with np.load(self.weights) as saved:
+            if len(saved.files) != len(variables):
+                raise ValueError(
+                    f"{self.weights} holds {len(saved.files)} variables, the model has "
+                    f"{len(variables)}: it belongs to another configuration; delete it."
+                )
+            for i, variable in enumerate(variables):
+                variable.assign(saved[f"v{i:04d}"])
+        return progress
+
+
+def log_spaced_points(start: float, stop: float, per_decade: int = 4) -> list[int]:
+    """Sample counts where a curve is evaluated: `per_decade` log-spaced points per decade.
+
+    >>> log_spaced_points(1e4, 1e5, per_decade=2)
+    [10000, 31623, 100000]
+    """
+    count = round(math.log10(stop / start) * per_decade)
+    return [round(start * 10 ** (i / per_decade)) for i in range(count + 1)]

@@ -1,0 +1,155 @@
+"""The PyTorch reference point: the official PyTorch VAE example's model and loop, timed here.
+
+Same model as pytorch/examples `vae/main.py` (784-400-20 ReLU, sigmoid decoder, BCE summed
+over pixels + analytic KL, Adam 1e-3, batch 128, shuffled MNIST), written from its description
+(not copied) so the ratio keras-vae / PyTorch is measured on the same machine in the same
+session. Two data loops:
+
+- ``dataloader``: `torch.utils.data.DataLoader(TensorDataset(...), batch_size=128,
+  shuffle=True)`, the example's loop (per-example fetch + collate) minus its PIL decoding;
+- ``tensor``: one random permutation per epoch, slicing a float tensor (no DataLoader), the
+  fastest plain-PyTorch loop.
+
+It runs in a SEPARATE virtualenv that has torch (never the project's), reads MNIST's IDX files
+with NumPy, and writes ``benchmarks/results/pytorch_baseline.json``:
+
+    /work/torchvenv/bin/python benchmarks/pytorch_baseline.py --epochs 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional
+
+RESULTS = Path(__file__).resolve().parent / "results" / "pytorch_baseline.json"
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+def read_mnist_images(folder: Path) -> np.ndarray:
+    """The 60,000 training images as float32 in [0, 1], shape (60000, 784)."""
+    with gzip.open(folder / "train-images-idx3-ubyte.gz", "rb") as handle:
+        raw = handle.read()
+    images = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 784)
+    return images.astype(np.float32) / 255.0
+
+
+class VAE(nn.Module):
+    """784-400-20 encoder, 20-400-784 decoder, ReLU hidden units."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 400)
+        self.fc21 = nn.Linear(400, 20)
+        self.fc22 = nn.Linear(400, 20)
+        self.fc3 = nn.Linear(20, 400)
+        self.fc4 = nn.Linear(400, 784)
+
+    def forward(self, x):
+        h = functional.relu(self.fc1(x))
+        mu, logvar = self.fc21(h), self.fc22(h)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return torch.sigmoid(self.fc4(functional.relu(self.fc3(z)))), mu, logvar
+
+
+def loss_function(recon, x, mu, logvar):
+    bce = functional.binary_cross_entropy(recon, x, reduction="sum")
+    kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return bce + kld
+
+
+def train_epoch(model, optimizer, batches) -> tuple[float, int]:
+    """One epoch; returns (mean loss per example, examples)."""
+    model.train()
+    total, count = 0.0, 0
+    for x in batches:
+        optimizer.zero_grad()
+        recon, mu, logvar = model(x)
+        loss = loss_function(recon, x, mu, logvar)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()  # the example's loop syncs the loss every step, as here
+        count += len(x)
+    return total / count, count
+
+
+def dataloader_batches(images: torch.Tensor, batch_size: int):
+    dataset = torch.utils.data.TensorDataset(images)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
+    return (x for (x,) in loader)
+
+
+def tensor_batches(images: torch.Tensor, batch_size: int):
+    order = torch.randperm(len(images))
+    for start in range(0, len(images), batch_size):
+        yield images[order[start : start + batch_size]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of MNIST IDX")
+    parser.add_argument("--epochs", type=int, default=6, help="timed epochs per loop (+1 warm-up)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--quick", action="store_true", help="3 epochs per loop")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    epochs = 3 if args.quick else args.epochs
+    torch.manual_seed(0)
+    images = torch.from_numpy(read_mnist_images(args.data))
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    loops = {"dataloader": dataloader_batches, "tensor": tensor_batches}
+    runs = {
+        name: {"model": VAE(), "seconds": [], "loss": []} for name in loops
+    }  # interleaved, so both loops see the same background load
+    for run in runs.values():
+        run["optimizer"] = torch.optim.Adam(run["model"].parameters(), lr=1e-3)
+    for _ in range(epochs + 1):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            loss, count = train_epoch(
+                run["model"], run["optimizer"], loops[name](images, args.batch_size)
+            )
+            run["seconds"].append(time.perf_counter() - start)
+            run["loss"].append(round(loss, 3))
+    results = {}
+    for name, run in runs.items():
+        timed = run["seconds"][1:]
+        results[name] = {
+            "examples_per_second_median": round(len(images) / statistics.median(timed)),
+            "examples_per_second_best": round(len(images) / min(timed)),
+            "epoch_seconds": [round(s, 3) for s in run["seconds"]],
+            "loss_per_example": run["loss"],
+        }
+        print(f"{name:10s} {results[name]['examples_per_second_median']:>8d} examples/s (median)")
+    payload = {
+        "benchmark": "pytorch_baseline",
+        "model": "784-400-20 ReLU, Bernoulli (BCE sum) + analytic KL, Adam 1e-3",
+        "batch_size": args.batch_size,
+        "timed_epochs": epochs,
+        "machine": {
+            "cpu": platform.processor(),
+            "cores": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+        },
+        "load_average_before": load_before,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "loops": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
