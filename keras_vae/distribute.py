@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -43,9 +44,9 @@ _CROSS_DEVICE_STRATEGIES = (
     tf.distribute.MultiWorkerMirroredStrategy,
 )
 # The stateless RNG algorithm of the reparameterisation and importance-sampling noise. The
-# default, "auto_select", is Philox on CPU and GPU (the same numbers, with and without XLA),
-# but under XLA it passes the algorithm as a runtime tensor and the compiled kernel is 10-20x
-# slower: 1.7 ms instead of 0.08 ms for a [1, 128, 20] draw on 2 CPU cores, a quarter of the
+# default, "auto_select", is Philox on CPU and GPU (the same raw bits with and without XLA;
+# see `standard_normal` for the floats), but under XLA it passes the algorithm as a runtime
+# tensor and the compiled kernel is 10-20x slower: 1.7 ms instead of 0.08 ms for a [1, 128, 20] draw on 2 CPU cores, a quarter of the
 # 784-400-20 VAE's train step (benchmarks/throughput.py). Naming it keeps the numbers.
 RNG_ALG = "philox"
 
@@ -273,7 +274,8 @@ def replica_normal(
     Drawn for the GLOBAL batch from the step's stateless `seed` and sliced at this replica's
     offset: replicas get different noise (a seed generator alone gives every replica the same
     draws) and the noise of an example depends only on the seed and its position in the global
-    batch, so one replica and many replicas train identically for the same seed.
+    batch (not on the replica count, nor on XLA: see `standard_normal`), so one replica and
+    many replicas train identically for the same seed.
 
     Args:
         num_samples: L, draws per example.
@@ -288,13 +290,29 @@ def replica_normal(
     """
     context = tf.distribute.get_replica_context()
     if layout is None or context is None or context.num_replicas_in_sync == 1:
-        return tf.random.stateless_normal(
-            [num_samples, local_batch, latent_dim], seed=seed, alg=RNG_ALG
-        )
-    noise = tf.random.stateless_normal(
-        [num_samples, layout.global_size, latent_dim], seed=seed, alg=RNG_ALG
-    )
+        return standard_normal([num_samples, local_batch, latent_dim], seed)
+    noise = standard_normal([num_samples, layout.global_size, latent_dim], seed)
     return tf.slice(noise, [0, layout.offset, 0], [num_samples, local_batch, latent_dim])
+
+
+def standard_normal(shape, seed: tf.Tensor) -> tf.Tensor:
+    """float32 N(0, 1) draws: Box-Muller on stateless Philox bits, the same with or without XLA.
+
+    `tf.random.stateless_normal` (and `stateless_uniform`) give different numbers when XLA
+    compiles them with a seed known only at run time (TF 2.21), so a run's noise would depend
+    on `jit_compile`; the raw 32-bit draws agree. Uniforms are built from their top 24 bits,
+    u = (k + 1/2) / 2**24, so |z| <= 5.8 (P(|z| > 5.8) is 7e-9 under N(0, 1)).
+
+    Example:
+        >>> standard_normal([2, 3], tf.constant([1, 2])).shape
+        TensorShape([2, 3])
+    """
+    bits = tf.random.stateless_uniform(
+        [2, *shape], seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg=RNG_ALG
+    )
+    uniform = (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) * 2.0**-24
+    radius = tf.sqrt(-2.0 * tf.math.log(uniform[0]))
+    return radius * tf.cos((2.0 * math.pi) * uniform[1])
 
 
 def stateless_seed(seed_generator) -> tf.Tensor:

@@ -33,7 +33,6 @@ CONFIG = {
     "training": {"epochs": 3, "batch_size": 64, "optimizer": "sgd", "learning_rate": 0.05},
     "runtime": {"seed": 4, "strategy": "multi_worker"},
 }
-RESUME_EPOCHS = 6
 # The index file: pixel values encode example indices; batches of 8 (see multi_worker_main).
 NUM_TRAIN_IDS, NUM_TEST_IDS, IDS_BATCH = 44, 17, 8
 
@@ -211,16 +210,16 @@ def backup_epoch(run_dir: Path) -> int | None:
         return None
 
 
-def test_killed_worker_then_restarted_cluster_resumes_from_the_backup(tmp_path):
+def test_killed_worker_then_restarted_cluster_resumes_from_the_backup(tmp_path, cluster_run):
     """kill -9 one worker mid-run, stop the other, restart both: they continue from the last
-    backed-up epoch (the second launch trains only the remaining epochs) and finish at the
-    requested count with identical weights."""
-    config = {**CONFIG, "training": {**CONFIG["training"], "epochs": RESUME_EPOCHS}}
+    backed-up epoch (the second launch trains only the remaining epochs), finish at the
+    requested count, and end with the very weights of the uninterrupted `cluster_run`."""
+    epochs = CONFIG["training"]["epochs"]
     run_dir = tmp_path / "run"
-    first = Cluster(tmp_path, "first", config, run_dir, extra=["--epoch-delay", "1.0"])
+    first = Cluster(tmp_path, "first", CONFIG, run_dir, extra=["--epoch-delay", "1.0"])
     try:
         deadline = time.monotonic() + LAUNCH_TIMEOUT
-        while (backup_epoch(run_dir) or 0) < 2:
+        while (backup_epoch(run_dir) or 0) < 1:
             assert time.monotonic() < deadline, first.tail()
             assert all(p.poll() is None for p in first.procs), first.tail()
             time.sleep(0.1)
@@ -233,23 +232,25 @@ def test_killed_worker_then_restarted_cluster_resumes_from_the_backup(tmp_path):
         first.kill()
     assert chief_code != 0  # the chief cannot finish without its peer
     resumed_from = backup_epoch(run_dir)
-    assert 2 <= resumed_from < RESUME_EPOCHS
+    assert 1 <= resumed_from < epochs
     assert not (run_dir / "metrics.json").exists()
 
-    second = Cluster(tmp_path, "second", config, run_dir)
+    second = Cluster(tmp_path, "second", CONFIG, run_dir)
     try:
         codes = second.wait()
     finally:
         second.kill()
     assert codes == [0, 0], second.tail()
     for index in range(2):
-        assert second.epochs_done(index) == list(range(resumed_from + 1, RESUME_EPOCHS + 1))
+        assert second.epochs_done(index) == list(range(resumed_from + 1, epochs + 1))
         metrics = second.results(index)["metrics"]
         assert metrics["resumed_from_epoch"] == resumed_from
-        assert metrics["epochs"] == RESUME_EPOCHS
-        assert len(metrics["history"]["elbo"]) == RESUME_EPOCHS
-    first_weights, second_weights = (np.load(path) for path in second.weights)
-    for name in first_weights.files:
-        np.testing.assert_array_equal(first_weights[name], second_weights[name])
+        assert metrics["epochs"] == epochs
+        assert len(metrics["history"]["elbo"]) == epochs
+    uninterrupted = np.load(cluster_run["cluster"].weights[0])
+    for path in second.weights:
+        resumed = np.load(path)
+        for name in uninterrupted.files:
+            np.testing.assert_array_equal(resumed[name], uninterrupted[name])
     assert not (run_dir / "backup").exists()
-    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == RESUME_EPOCHS
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == epochs
