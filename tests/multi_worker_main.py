@@ -102,6 +102,12 @@ def main() -> int:
 
     report("worker", {"chief": distribute.is_chief(strategy), "pid": os.getpid()})
     if args.checks:
+        task = strategy.cluster_resolver.task_id
+        try:  # each worker passes its own index: they must be told they disagree
+            distribute.check_same_on_all_workers(strategy, task, "the worker index")
+            report("disagreement_error", None)
+        except ValueError as error:
+            report("disagreement_error", str(error))
         report("raw_keras_error", raw_keras_logs(strategy, config))
         report("ids", example_ids(strategy, args.checks, 8, config.runtime.seed))
 

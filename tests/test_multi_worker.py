@@ -201,6 +201,15 @@ def test_keras_still_needs_the_multi_worker_logs_workaround(cluster_run):
         assert "Invalid reduction dimension 0" in (worker["raw_keras_error"] or "")
 
 
+def test_workers_that_disagree_are_stopped_with_the_fix(cluster_run):
+    """`check_same_on_all_workers` (e.g. the epoch to resume from, with a RUN_DIR not every
+    worker can read) raises the same clear error on every worker instead of hanging."""
+    for worker in cluster_run["workers"]:
+        error = worker["disagreement_error"] or ""
+        assert "disagree on the worker index: from 0 to 1" in error
+        assert "storage all workers share" in error
+
+
 def backup_epoch(run_dir: Path) -> int | None:
     """The epoch count in RUN_DIR/backup/state.npz, or None while there is none."""
     try:
