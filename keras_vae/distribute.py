@@ -8,13 +8,16 @@ losses by the GLOBAL batch size. Everything the VAE needs for that lives here:
 - `batch_layout`: the global batch size and this replica's offset in the global batch;
 - `average_over_global_batch`: the one loss-scaling helper;
 - `replica_normal`: reparameterisation noise drawn for the GLOBAL batch and sliced per
-  replica, so replicas never share noise and results do not depend on the replica count;
+  replica, so replicas never share noise and results depend neither on the replica count
+  nor on XLA (`standard_normal`);
 - `reducible_logs`: the multi-worker workaround for Keras' scalar-log reduction;
-- `shard_by_data`: the auto-shard policy of the input pipelines.
+- `model_inputs`: the auto-shard policy (DATA) of the input pipelines.
 
-All of them work in any replica context: no strategy, `OneDeviceStrategy`,
-`MirroredStrategy`, `MultiWorkerMirroredStrategy` and `TPUStrategy` (static shapes,
-stateless RNG, `ReplicaContext` collectives only).
+They work in any replica context: no strategy, `OneDeviceStrategy`, `MirroredStrategy`,
+`MultiWorkerMirroredStrategy` and `TPUStrategy` (static shapes, stateless RNG,
+`ReplicaContext` collectives only). The cluster rules live here too: `is_chief` and
+`worker_output_dir` (only the chief writes RUN_DIR), `check_same_on_all_workers`, and the
+checks of what Keras 3 cannot run (`check_global_batch`, `check_steps_per_execution`).
 
 >>> get_strategy("one_device").num_replicas_in_sync
 1
@@ -36,9 +39,9 @@ import tensorflow as tf
 
 from keras_vae.config import STRATEGIES, check_choice
 
+_STRATEGIES: dict[tuple, tf.distribute.Strategy] = {}  # see `get_strategy`
 # Strategies whose all-reduce runs across devices outside the step function: Keras'
 # whole-step XLA (`compile(jit_compile=True)`) cannot span them, so XLA is applied per replica.
-_STRATEGIES: dict[tuple, tf.distribute.Strategy] = {}  # see `get_strategy`
 _CROSS_DEVICE_STRATEGIES = (
     tf.distribute.MirroredStrategy,
     tf.distribute.MultiWorkerMirroredStrategy,
@@ -46,8 +49,9 @@ _CROSS_DEVICE_STRATEGIES = (
 # The stateless RNG algorithm of the reparameterisation and importance-sampling noise. The
 # default, "auto_select", is Philox on CPU and GPU (the same raw bits with and without XLA;
 # see `standard_normal` for the floats), but under XLA it passes the algorithm as a runtime
-# tensor and the compiled kernel is 10-20x slower: 1.7 ms instead of 0.08 ms for a [1, 128, 20] draw on 2 CPU cores, a quarter of the
-# 784-400-20 VAE's train step (benchmarks/throughput.py). Naming it keeps the numbers.
+# tensor and the compiled kernel is 10-20x slower: 1.7 ms instead of 0.08 ms for a
+# [1, 128, 20] draw on 2 CPU cores, a quarter of the 784-400-20 VAE's train step
+# (benchmarks/throughput.py). Naming it keeps the numbers.
 RNG_ALG = "philox"
 
 
