@@ -58,10 +58,14 @@ class Cluster:
         config_path = tmp / f"{name}_config.json"
         config_path.write_text(json.dumps(config))
         workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+        # The non-chief's temporary output dir lands here, even when it is killed.
+        scratch = tmp / f"{name}_tmp"
+        scratch.mkdir()
         self.procs = []
         for index in range(2):
             tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
             env = dict(os.environ, TF_CONFIG=json.dumps(tf_config), PYTHONPATH=str(REPO_ROOT))
+            env["TMPDIR"] = str(scratch)
             command = [sys.executable, str(WORKER), "--config", str(config_path)]
             command += ["--run-dir", str(run_dir), "--weights-out", str(self.weights[index])]
             with open(self.logs[index], "w") as log:
