@@ -573,8 +573,9 @@ def _gather_batches(
 
     Shuffling and batching example INDICES, then gathering each batch, yields exactly the
     batches of ``from_tensor_slices(...).shuffle(...).batch(...)`` (the same permutation for
-    the same seed and buffer) without tf.data's per-example work, which cost about a tenth of
-    the training time of the MLP VAE on 2 CPU cores (benchmarks/throughput.py).
+    the same seed and buffer) with less of tf.data's per-example work: an MNIST epoch at batch
+    128 costs 0.2 instead of 0.27 CPU-seconds here (2 cores), next to about 2.5 CPU-seconds of
+    training for the 784-400-20 VAE.
     """
     images = tf.constant(images)
     if labels is None:

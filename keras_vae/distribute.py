@@ -409,12 +409,14 @@ def check_steps_per_execution(strategy: tf.distribute.Strategy, steps_per_execut
         )
 
 
-def resolve_jit_compile(setting: bool | str) -> bool:
-    """`jit_compile` for a run: True/False as given; "auto" means on with a GPU or TPU.
+def resolve_jit_compile(setting: bool | str, architecture: str = "mlp") -> bool:
+    """`jit_compile` for a run: True/False as given; "auto" means on with a GPU or TPU, and
+    on CPU for the MLP but not the conv architecture.
 
-    XLA is the standard path on GPUs and TPUs. On CPU it did not help (measured here, TF 2.21,
-    2 cores: the conv VAE ran 5x slower with XLA, the MLP VAE about the same), which is also
-    why Keras' own "auto" turns it off on CPU-only machines.
+    XLA is the standard path on GPUs and TPUs. On CPU (TF 2.21, 2 cores,
+    benchmarks/throughput.py) it speeds the MLP VAE up by fusing its elementwise work and
+    optimizer update (784-400-20, batch 128: about 1.5x fewer CPU-seconds per example), but
+    runs the conv VAE about 2.5x slower (XLA's CPU convolutions do not use oneDNN).
 
     Example:
         >>> resolve_jit_compile(False)
@@ -423,4 +425,31 @@ def resolve_jit_compile(setting: bool | str) -> bool:
     if setting in (True, False):
         return bool(setting)
     check_choice("jit_compile", setting, ("auto",))
-    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+    if tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"):
+        return True
+    return architecture == "mlp"
+
+
+# Train steps per call into the compiled function when `steps_per_execution="auto"`: enough
+# to make Keras' per-call Python work (callbacks, iterator, logs) negligible next to the steps.
+DEFAULT_STEPS_PER_EXECUTION = 50
+
+
+def resolve_steps_per_execution(setting: int | str, strategy: tf.distribute.Strategy) -> int:
+    """`steps_per_execution` for a run: an integer as given; "auto" means
+    `DEFAULT_STEPS_PER_EXECUTION`, or 1 where Keras cannot run more (several mirrored
+    replicas, see `check_steps_per_execution`).
+
+    Example:
+        >>> resolve_steps_per_execution("auto", get_strategy("one_device"))
+        50
+    """
+    if setting == "auto":
+        replicas = strategy.num_replicas_in_sync
+        return 1 if replicas > 1 and uses_replica_jit(strategy) else DEFAULT_STEPS_PER_EXECUTION
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise ValueError(
+            "Received an invalid value for `steps_per_execution`, expected an integer >= 1 or "
+            f"'auto'. Received: steps_per_execution={setting!r}"
+        )
+    return setting

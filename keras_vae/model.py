@@ -29,6 +29,8 @@ from keras_vae.distribute import (
     check_steps_per_execution,
     reducible_logs,
     replica_normal,
+    resolve_jit_compile,
+    resolve_steps_per_execution,
     stateless_seed,
     uses_replica_jit,
 )
@@ -248,8 +250,17 @@ class VAE(keras.Model):
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
-    def compile(self, optimizer="rmsprop", *, jit_compile="auto", **kwargs):
-        """`keras.Model.compile`, with `jit_compile=True` working under multi-device strategies.
+    def compile(
+        self, optimizer="rmsprop", *, jit_compile="auto", steps_per_execution="auto", **kwargs
+    ):
+        """`keras.Model.compile`, with fast defaults and `jit_compile=True` working under
+        multi-device strategies.
+
+        `jit_compile="auto"` and `steps_per_execution="auto"` (the defaults) pick the fastest
+        setting measured by benchmarks/throughput.py: see
+        `keras_vae.distribute.resolve_jit_compile` (XLA with a GPU or TPU, and on CPU for the
+        MLP) and `keras_vae.distribute.resolve_steps_per_execution` (50, 1 with several
+        mirrored replicas).
 
         Keras XLA-compiles the whole step, `strategy.run` included, which fails when the
         variables are mirrored over several devices (`MirroredStrategy`,
@@ -260,11 +271,18 @@ class VAE(keras.Model):
         `keras_vae.distribute.check_steps_per_execution`). Call inside the strategy's scope.
         """
         strategy = self.distribute_strategy
-        check_steps_per_execution(strategy, kwargs.get("steps_per_execution", 1))
+        jit_compile = resolve_jit_compile(jit_compile, self.architecture)
+        steps_per_execution = resolve_steps_per_execution(steps_per_execution, strategy)
+        check_steps_per_execution(strategy, steps_per_execution)
         self.replica_jit_compile = jit_compile is True and uses_replica_jit(strategy)
         if self.replica_jit_compile:
             jit_compile = False
-        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        super().compile(
+            optimizer=optimizer,
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+            **kwargs,
+        )
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
         """Recompile a loaded `.keras` file through our `compile` (Keras skips overrides)."""

@@ -28,7 +28,6 @@ from keras_vae.distribute import (
     check_same_on_all_workers,
     get_strategy,
     model_inputs,
-    resolve_jit_compile,
     worker_output_dir,
 )
 from keras_vae.model import VAE
@@ -55,7 +54,7 @@ def build_model(config: Config, info: DatasetInfo) -> VAE:
     model = VAE.from_model_config(info.data_shape, config.model, seed=config.runtime.seed)
     model.compile(
         optimizer=make_optimizer(config.training.optimizer, config.training.learning_rate),
-        jit_compile=resolve_jit_compile(config.training.jit_compile),
+        jit_compile=config.training.jit_compile,  # "auto" values resolved by VAE.compile
         steps_per_execution=config.training.steps_per_execution,
     )
     return model

@@ -230,7 +230,8 @@ def test_resolve_jit_compile():
     assert distribute.resolve_jit_compile(True) is True
     assert distribute.resolve_jit_compile(False) is False
     has_accelerator = bool(tf.config.list_logical_devices("GPU"))
-    assert distribute.resolve_jit_compile("auto") is has_accelerator
+    assert distribute.resolve_jit_compile("auto", "conv") is has_accelerator
+    assert distribute.resolve_jit_compile("auto", "mlp") is True  # XLA helps the MLP on CPU
     with pytest.raises(ValueError, match="jit_compile"):
         distribute.resolve_jit_compile("yes")
 

@@ -21,8 +21,8 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 
-from keras_vae import distributions
-from keras_vae.config import DataConfig
+from keras_vae import distribute, distributions
+from keras_vae.config import DataConfig, TrainingConfig
 from keras_vae.data import load_splits, make_datasets, to_unit_interval
 from keras_vae.distribute import RNG_ALG
 from keras_vae.model import VAE
@@ -135,7 +135,9 @@ def test_named_rng_algorithm_draws_the_default_numbers(jit_compile):
     np.testing.assert_array_equal(draw(RNG_ALG), draw("auto_select"))
 
 
-def fit_weights(steps_per_execution: int, x: np.ndarray) -> tuple[list[np.ndarray], int]:
+def fit_weights(
+    steps_per_execution: int, x: np.ndarray, steps_per_epoch: int | None = None
+) -> tuple[list[np.ndarray], int]:
     keras.utils.set_random_seed(0)
     vae = VAE(data_shape=x.shape[1:], latent_dim=2, hidden_units=(8,), seed=3)
     vae.compile(
@@ -144,7 +146,7 @@ def fit_weights(steps_per_execution: int, x: np.ndarray) -> tuple[list[np.ndarra
         steps_per_execution=steps_per_execution,
     )
     dataset = tf.data.Dataset.from_tensor_slices(x).batch(10, drop_remainder=True)
-    vae.fit(dataset, epochs=2, verbose=0)
+    vae.fit(dataset, epochs=2, steps_per_epoch=steps_per_epoch, verbose=0)
     return [w.numpy() for w in vae.trainable_weights], int(vae.optimizer.iterations)
 
 
@@ -153,9 +155,11 @@ def test_several_steps_per_execution_train_exactly_like_one():
     x = np.random.default_rng(4).uniform(size=(75, 6)).astype(np.float32)
     one, one_steps = fit_weights(1, x)
     three, three_steps = fit_weights(3, x)
-    assert one_steps == three_steps == 2 * 7
-    for a, b in zip(one, three):
+    counted, counted_steps = fit_weights(3, x, steps_per_epoch=7)  # as train_and_evaluate
+    assert one_steps == three_steps == counted_steps == 2 * 7
+    for a, b, c in zip(one, three, counted):
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
 
 
 def test_train_step_runs_no_python():
@@ -170,7 +174,7 @@ def test_train_step_runs_no_python():
     ops = {node.op for node in graph.node}
     for function in graph.library.function:
         ops |= {node.op for node in function.node_def}
-    assert "StatelessRandomNormalV2" in ops  # the walk sees the step's ops
+    assert {"MatMul", "AssignAddVariableOp"} <= ops  # the walk sees the step's ops
     assert not ops & {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
 
@@ -195,3 +199,56 @@ def test_benchmark_flop_count_matches_a_hand_count():
     first_conv = 2 * 14 * 14 * 3 * 3 * 1 * 32  # stride 2, 'same': 14x14 outputs
     assert common.training_flops_per_example(conv)["train"] > first_conv
     assert common.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+
+
+def test_auto_settings_resolve_to_the_measured_fastest():
+    vae = VAE(data_shape=(6,), latent_dim=2, hidden_units=(8,))
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    assert vae.jit_compile is True  # the MLP: XLA even on CPU
+    assert vae.steps_per_execution == distribute.DEFAULT_STEPS_PER_EXECUTION > 1
+    conv = VAE(data_shape=(8, 8), latent_dim=2, architecture="conv", hidden_units=(4,))
+    conv.compile(optimizer=keras.optimizers.Adam(1e-3))
+    assert conv.jit_compile is bool(tf.config.list_logical_devices("GPU"))
+    explicit = VAE(data_shape=(6,), latent_dim=2, hidden_units=(8,))
+    explicit.compile(optimizer="adam", jit_compile=False, steps_per_execution=3)
+    assert (explicit.jit_compile, explicit.steps_per_execution) == (False, 3)
+
+
+class _Mirrored(tf.distribute.MirroredStrategy):
+    """Only its type and replica count matter to `resolve_steps_per_execution`."""
+
+    def __init__(self, replicas):  # no super().__init__: no devices are touched
+        self._replicas = replicas
+
+    @property
+    def num_replicas_in_sync(self):
+        return self._replicas
+
+
+def test_auto_steps_per_execution_is_one_over_several_mirrored_replicas():
+    assert distribute.resolve_steps_per_execution("auto", _Mirrored(2)) == 1
+    assert distribute.resolve_steps_per_execution("auto", _Mirrored(1)) > 1
+    assert distribute.resolve_steps_per_execution(7, _Mirrored(1)) == 7
+    with pytest.raises(ValueError, match=r"integer >= 1 or 'auto'.*steps_per_execution=0"):
+        distribute.resolve_steps_per_execution(0, _Mirrored(1))
+
+
+def test_train_config_accepts_auto_and_integers_only():
+    assert TrainingConfig().steps_per_execution == "auto"
+    assert TrainingConfig(steps_per_execution=4).steps_per_execution == 4
+    for bad in (0, "fast", 2.5, True):
+        with pytest.raises(ValueError, match=r"`steps_per_execution`, expected an integer"):
+            TrainingConfig(steps_per_execution=bad)
+
+
+def test_cli_steps_per_execution_flag_takes_auto_or_a_positive_integer(capsys):
+    from keras_vae.cli import build_parser, main
+
+    parser = build_parser()
+    base = ["train", "--output", "unused"]
+    assert parser.parse_args(base).steps_per_execution == "auto"
+    assert parser.parse_args([*base, "--steps-per-execution", "7"]).steps_per_execution == 7
+    for bad in ("0", "fast"):
+        assert main([*base, "--steps-per-execution", bad]) == 2
+        error = capsys.readouterr().err
+        assert "positive integer or 'auto'" in error and len(error.strip().splitlines()) == 1

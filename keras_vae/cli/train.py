@@ -29,6 +29,21 @@ def hidden_units(text: str) -> tuple[int, ...]:
     return units
 
 
+def steps_per_execution(text: str) -> int | str:
+    """'auto' or a positive integer."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or 'auto'; received {text!r}"
+        )
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = cfg.Config()
     model, data, training, runtime = (
@@ -98,15 +113,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--jit-compile",
         action=argparse.BooleanOptionalAction,
         default=training.jit_compile,
-        help="XLA-compile the train step (default: on with a GPU or TPU, off on CPU; per "
-        "replica under mirrored and multi_worker)",
+        help="XLA-compile the train step (default: on with a GPU or TPU; on CPU for mlp, off "
+        "for conv; per replica under mirrored and multi_worker)",
     )
     group.add_argument(
         "--steps-per-execution",
-        type=int,
+        type=steps_per_execution,
         default=training.steps_per_execution,
-        help="train steps per call into the compiled function (1 with several mirrored "
-        "replicas: keras-team/keras#19246)",
+        help="train steps per call into the compiled function, or 'auto' (default: 50; 1 "
+        "with several mirrored replicas: keras-team/keras#19246)",
     )
     group = parser.add_argument_group("runtime")
     group.add_argument("--seed", type=int, default=runtime.seed)
