@@ -102,7 +102,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--quick", action="store_true", help="3 epochs per loop")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--threads", type=int, default=None, help="default: torch's (= cores)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     epochs = 3 if args.quick else args.epochs
     torch.manual_seed(0)
     images = torch.from_numpy(read_mnist_images(args.data))
