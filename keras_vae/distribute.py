@@ -415,8 +415,9 @@ def resolve_jit_compile(setting: bool | str, architecture: str = "mlp") -> bool:
 
     XLA is the standard path on GPUs and TPUs. On CPU (TF 2.21, 2 cores,
     benchmarks/throughput.py) it speeds the MLP VAE up by fusing its elementwise work and
-    optimizer update (784-400-20, batch 128: about 1.5x fewer CPU-seconds per example), but
-    runs the conv VAE about 2.5x slower (XLA's CPU convolutions do not use oneDNN).
+    optimizer update (784-400-20, batch 128: 1.5x the examples per second, 1.3x fewer
+    CPU-seconds per example), but runs the conv VAE 1.4-2x slower (XLA's CPU convolutions do
+    not use oneDNN).
 
     Example:
         >>> resolve_jit_compile(False)
@@ -435,10 +436,16 @@ def resolve_jit_compile(setting: bool | str, architecture: str = "mlp") -> bool:
 DEFAULT_STEPS_PER_EXECUTION = 50
 
 
-def resolve_steps_per_execution(setting: int | str, strategy: tf.distribute.Strategy) -> int:
+def resolve_steps_per_execution(
+    setting: int | str, strategy: tf.distribute.Strategy, architecture: str = "mlp"
+) -> int:
     """`steps_per_execution` for a run: an integer as given; "auto" means
-    `DEFAULT_STEPS_PER_EXECUTION`, or 1 where Keras cannot run more (several mirrored
-    replicas, see `check_steps_per_execution`).
+    `DEFAULT_STEPS_PER_EXECUTION` for the MLP, and 1 for the conv architecture or where Keras
+    cannot run more (several mirrored replicas, see `check_steps_per_execution`).
+
+    Measured on 2 CPU cores (benchmarks/throughput.py): 50 steps per execution make the MLP
+    VAE's short steps (a few ms at batch 128) cheaper, but cost the conv VAE's long steps
+    about 30% more CPU time per example.
 
     Example:
         >>> resolve_steps_per_execution("auto", get_strategy("one_device"))
@@ -446,7 +453,9 @@ def resolve_steps_per_execution(setting: int | str, strategy: tf.distribute.Stra
     """
     if setting == "auto":
         replicas = strategy.num_replicas_in_sync
-        return 1 if replicas > 1 and uses_replica_jit(strategy) else DEFAULT_STEPS_PER_EXECUTION
+        if architecture != "mlp" or (replicas > 1 and uses_replica_jit(strategy)):
+            return 1
+        return DEFAULT_STEPS_PER_EXECUTION
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
         raise ValueError(
             "Received an invalid value for `steps_per_execution`, expected an integer >= 1 or "

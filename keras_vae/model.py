@@ -259,8 +259,8 @@ class VAE(keras.Model):
         `jit_compile="auto"` and `steps_per_execution="auto"` (the defaults) pick the fastest
         setting measured by benchmarks/throughput.py: see
         `keras_vae.distribute.resolve_jit_compile` (XLA with a GPU or TPU, and on CPU for the
-        MLP) and `keras_vae.distribute.resolve_steps_per_execution` (50, 1 with several
-        mirrored replicas).
+        MLP) and `keras_vae.distribute.resolve_steps_per_execution` (50 for the MLP; 1 for
+        conv, or with several mirrored replicas).
 
         Keras XLA-compiles the whole step, `strategy.run` included, which fails when the
         variables are mirrored over several devices (`MirroredStrategy`,
@@ -272,7 +272,9 @@ class VAE(keras.Model):
         """
         strategy = self.distribute_strategy
         jit_compile = resolve_jit_compile(jit_compile, self.architecture)
-        steps_per_execution = resolve_steps_per_execution(steps_per_execution, strategy)
+        steps_per_execution = resolve_steps_per_execution(
+            steps_per_execution, strategy, self.architecture
+        )
         check_steps_per_execution(strategy, steps_per_execution)
         self.replica_jit_compile = jit_compile is True and uses_replica_jit(strategy)
         if self.replica_jit_compile:
