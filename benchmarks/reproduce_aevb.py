@@ -177,12 +177,15 @@ def run_slice(
         steps = math.ceil((min(upcoming[0], max_samples) - progress["samples"]) / BATCH_SIZE)
         left = deadline - time.monotonic()
         steps = min(steps, 200 if rate is None else max(1, int(rate * min(left, 30.0))))
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), common.cpu_seconds()
         experiment.train_steps(vae, steps)
         elapsed = time.perf_counter() - began
         rate = steps / elapsed
         progress["samples"] += steps * BATCH_SIZE
         progress["train_seconds"] += elapsed
+        progress["train_cpu_seconds"] = progress.get("train_cpu_seconds", 0.0) + (
+            common.cpu_seconds() - cpu
+        )
         if progress["samples"] >= upcoming[0]:
             record(experiment, vae, progress, state)
     if progress["points"][-1][0] != progress["samples"]:
@@ -315,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             "train_bound": round(train, 3),
             "test_bound": round(test, 3),
             "train_seconds_total": round(progress["train_seconds"], 1),
+            "train_cpu_seconds_counted": round(progress.get("train_cpu_seconds", 0.0), 1),
             "samples_per_second": round(samples / progress["train_seconds"]),
             "learning_rate": progress["learning_rate"],
             "lr_trials": progress["lr_trials"],
