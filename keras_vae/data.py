@@ -47,9 +47,7 @@ IDX_FILES = {
 }
 IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (N, rows, cols)
 IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (N,)
-SOURCES_HINT = (
-    "Pass --dataset digits, a TFDS name, a folder of IDX files or an .npz file."
-)
+SOURCES_HINT = "Pass --dataset digits, a TFDS name, a folder of IDX files or an .npz file."
 # Second word of the stateless seed of dynamic binarization; the first is drawn per batch.
 _DYNAMIC_BINARIZATION_STREAM = 0x5EED
 _CHUNK = 8192  # rows per step when binarizing in NumPy or reading TFDS
@@ -325,8 +323,7 @@ def _load_tfds(name: str, data_dir: str | None) -> tuple[Split, Split]:
     names = sorted(features.keys())
     if "image" not in names:
         raise DataError(
-            f"TFDS dataset {name!r} has no 'image' feature (it has {names}); "
-            "use an image dataset."
+            f"TFDS dataset {name!r} has no 'image' feature (it has {names}); use an image dataset."
         )
     has_labels = "label" in names and np.issubdtype(
         np.dtype(features["label"].np_dtype), np.integer
@@ -415,8 +412,7 @@ def _finish(train: Split, test: Split, source: str) -> dict[str, Split]:
     images = [split.images for split in checked.values()]
     if all(x.dtype == np.uint8 for x in images) and max(int(x.max()) for x in images) <= 1:
         checked = {
-            key: Split(split.images * np.uint8(255), split.labels)
-            for key, split in checked.items()
+            key: Split(split.images * np.uint8(255), split.labels) for key, split in checked.items()
         }
     return checked
 
@@ -486,6 +482,39 @@ def binarize(images: np.ndarray, seed: int | Sequence[int]) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
+def prepared_splits(
+    config: DataConfig, seed: int = 0, splits: Sequence[str] = ("train", "test")
+) -> dict[str, Split]:
+    """The splits exactly as `make_datasets` feeds them, before scaling to [0, 1].
+
+    "static" binarization is drawn here for both splits, "dynamic" only for the test split (the
+    training images stay grey: they are drawn anew for every batch). The one place these rules
+    live, so the train job and `keras-vae evaluate` see the same held-out examples.
+
+    Args:
+        config: the data section of a run config.
+        seed: the run's seed (the binarization draws).
+        splits: which of "train" and "test" to return.
+
+    Example:
+
+    >>> prepared_splits(DataConfig("digits"), splits=["test"])["test"].images.shape
+    (360, 8, 8)
+    """
+    unknown = sorted(set(splits) - {"train", "test"})
+    if unknown:
+        raise ValueError(f"Unknown splits {unknown}; expected 'train' and/or 'test'.")
+    loaded = load_splits(config.dataset, config.data_dir, config.test_fraction, seed=0)
+    prepared = {}
+    for name in splits:
+        images = loaded[name].images
+        draw = {"train": config.binarization == "static", "test": config.binarization != "none"}
+        if draw[name]:
+            images = binarize(images, (seed, 0 if name == "train" else 1))
+        prepared[name] = Split(images, loaded[name].labels)
+    return prepared
+
+
 def make_datasets(
     config: DataConfig, batch_size: int, seed: int = 0
 ) -> tuple[tf.data.Dataset, tf.data.Dataset, DatasetInfo]:
@@ -526,7 +555,7 @@ def make_datasets(
             "Received an invalid value for `batch_size`, expected a positive integer. "
             f"Received: batch_size={batch_size!r}"
         )
-    splits = load_splits(config.dataset, config.data_dir, config.test_fraction, seed=0)
+    splits = prepared_splits(config, seed)
     train, test = splits["train"], splits["test"]
     if batch_size > len(train.images):
         raise DataError(
@@ -534,10 +563,6 @@ def make_datasets(
             f"{config.dataset!r}; use a batch size <= {len(train.images)}."
         )
     train_images, test_images = train.images, test.images
-    if config.binarization == "static":
-        train_images = binarize(train_images, (seed, 0))
-    if config.binarization in ("static", "dynamic"):
-        test_images = binarize(test_images, (seed, 1))
 
     buffer = config.shuffle_buffer or len(train_images)
     order = tf.data.Dataset.range(len(train_images))

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from keras_vae.config import Config, DataConfig
-from keras_vae.data import Split, binarize, load_splits, to_unit_interval
+from keras_vae.config import Config
+from keras_vae.data import Split, prepared_splits, to_unit_interval
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -303,20 +303,11 @@ def load_test_split(run: Run, dataset: str | None = None, data_dir: str | None =
         config = dataclasses.replace(config, dataset=dataset, data_dir=data_dir)
     elif data_dir is not None:
         config = dataclasses.replace(config, data_dir=data_dir)
-    test = _test_split(config, run.config.runtime.seed)
+    test = prepared_splits(config, run.config.runtime.seed, ["test"])["test"]
     shape = test.images.shape[1:]
     source = f"dataset {config.dataset!r}"
     check_data_shape(shape, run.data_shape, source)
     likelihood = run.model.likelihood if run.model is not None else run.config.model.likelihood
     images = to_unit_interval(test.images)
     check_data_values(images, likelihood, source)
-    return Split(images, test.labels)
-
-
-def _test_split(config: DataConfig, seed: int) -> Split:
-    """What `make_datasets(config, ..., seed)` evaluates on; tests check the two agree."""
-    test = load_splits(config.dataset, config.data_dir, config.test_fraction, seed=0)["test"]
-    images = test.images
-    if config.binarization in ("static", "dynamic"):
-        images = binarize(images, (seed, 1))
     return Split(images, test.labels)

@@ -406,3 +406,24 @@ def test_elements_without_labels_are_bare_tensors(grey_npz):
 def test_batch_size_larger_than_training_set(grey_npz):
     with pytest.raises(DataError, match=r"batch_size=300 exceeds the 256 training examples"):
         make_datasets(DataConfig(grey_npz.unlabelled), batch_size=300)
+
+
+def test_prepared_splits_draws_binarization_as_the_pipelines_do():
+    grey = data.prepared_splits(DataConfig("digits"), seed=5)
+    static = data.prepared_splits(DataConfig("digits", binarization="static"), seed=5)
+    dynamic = data.prepared_splits(DataConfig("digits", binarization="dynamic"), seed=5)
+    # static: a fixed draw for both splits; dynamic: only the test split is drawn up front
+    for name in ("train", "test"):
+        assert set(np.unique(static[name].images)) == {0, 255}
+    np.testing.assert_array_equal(dynamic["train"].images, grey["train"].images)
+    np.testing.assert_array_equal(dynamic["test"].images, static["test"].images)
+    assert len(np.unique(grey["train"].images)) > 2
+    # the same seed gives the same draw, another seed another one
+    again = data.prepared_splits(DataConfig("digits", binarization="static"), seed=5)
+    other = data.prepared_splits(DataConfig("digits", binarization="static"), seed=6)
+    np.testing.assert_array_equal(again["train"].images, static["train"].images)
+    assert (other["train"].images != static["train"].images).mean() > 0.05
+    # only what is asked for
+    assert list(data.prepared_splits(DataConfig("digits"), splits=["test"])) == ["test"]
+    with pytest.raises(ValueError, match="validation"):
+        data.prepared_splits(DataConfig("digits"), splits=["validation"])
