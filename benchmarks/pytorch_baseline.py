@@ -3,8 +3,12 @@
 Same model as pytorch/examples `vae/main.py` (784-400-20 ReLU, sigmoid decoder, BCE summed
 over pixels + analytic KL, Adam 1e-3, batch 128, shuffled MNIST), written from its description
 (not copied) so the ratio keras-vae / PyTorch is measured on the same machine in the same
-session. Two data loops:
+session. Three data loops:
 
+- ``example``: the example's own input path: a dataset that, like torchvision's `MNIST`, makes a
+  PIL image of each 28x28 uint8 example and converts it as `ToTensor` does (float in [0, 1],
+  [1, 28, 28]), batched by `DataLoader(batch_size=128, shuffle=True)` with no worker processes
+  (the example's setting without CUDA). Needs Pillow; skipped without it;
 - ``dataloader``: `torch.utils.data.DataLoader(TensorDataset(...), batch_size=128,
   shuffle=True)`, the example's loop (per-example fetch + collate) minus its PIL decoding;
 - ``tensor``: one random permutation per epoch, slicing a float tensor (no DataLoader), the
@@ -89,6 +93,28 @@ def dataloader_batches(images: torch.Tensor, batch_size: int):
     return (x for (x,) in loader)
 
 
+class PilMnist(torch.utils.data.Dataset):
+    """28x28 uint8 images served as torchvision's MNIST + ToTensor serve them: via PIL."""
+
+    def __init__(self, images: torch.Tensor):
+        self.data = (images * 255).round().to(torch.uint8).view(-1, 28, 28)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        picture = Image.fromarray(self.data[index].numpy(), mode="L")
+        pixels = torch.from_numpy(np.array(picture, np.uint8, copy=True))
+        return pixels.view(1, 28, 28).float().div(255), 0  # (image, target) as the example
+
+
+def example_batches(images: torch.Tensor, batch_size: int):
+    loader = torch.utils.data.DataLoader(PilMnist(images), batch_size=batch_size, shuffle=True)
+    return (x.view(len(x), -1) for x, _ in loader)
+
+
 def tensor_batches(images: torch.Tensor, batch_size: int):
     order = torch.randperm(len(images))
     for start in range(0, len(images), batch_size):
@@ -111,6 +137,12 @@ def main() -> None:
     images = torch.from_numpy(read_mnist_images(args.data))
     load_before = [round(x, 2) for x in os.getloadavg()]
     loops = {"dataloader": dataloader_batches, "tensor": tensor_batches}
+    try:
+        import PIL  # noqa: F401
+
+        loops = {"example": example_batches, **loops}
+    except ImportError:
+        print("Pillow is not installed: skipping the example's PIL input path")
     runs = {
         name: {"model": VAE(), "seconds": [], "loss": []} for name in loops
     }  # interleaved, so both loops see the same background load
@@ -149,9 +181,19 @@ def main() -> None:
         "load_average_before": load_before,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "loops": results,
+        "pillow": _pillow_version(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def _pillow_version() -> str | None:
+    try:
+        import PIL
+
+        return PIL.__version__
+    except ImportError:
+        return None
 
 
 if __name__ == "__main__":

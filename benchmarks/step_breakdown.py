@@ -1,0 +1,151 @@
+"""Where one training step's time goes: the classic MLP VAE, the default settings (XLA).
+
+Each part runs `--steps` times inside one XLA-compiled `tf.while_loop`, so no Python or call
+overhead is counted; a part's time is the loop's median time over `--repeats` runs divided by
+the steps. Every iteration's inputs are shifted by a loop-carried zero (``1e-30 * total``) so
+that XLA cannot hoist a part out of the loop as loop-invariant. The parts, from the
+whole step down:
+
+- ``train_step``: `VAE.train_step` as `fit` runs it (loss, gradients, Adam update, metrics);
+- ``train_step_sgd``: the same with plain SGD (the update without Adam's moments);
+- ``gradients``: loss and gradients, no update (the gradients are summed so none is skipped);
+- ``forward``: the loss alone;
+- ``matmuls``: the step's matrix multiplies alone, with distinct operands (see throughput.py).
+
+    python benchmarks/step_breakdown.py            # batch 128 and 512, about 2 minutes
+
+Writes ``benchmarks/results/step_breakdown.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Any
+
+import common  # first: puts the repository on sys.path
+import keras
+import numpy as np
+import tensorflow as tf
+import throughput
+
+from keras_vae.data import make_datasets
+from keras_vae.distribute import batch_layout
+from keras_vae.train import build_model
+
+
+def looped(part, steps: int):
+    """An XLA-compiled function running `part(shift)` `steps` times; `part` returns a scalar.
+
+    `shift` is a loop-carried float32 zero the part adds to its inputs.
+    """
+
+    @tf.function(jit_compile=True)
+    def run():
+        total = tf.constant(0.0)
+        for _ in tf.range(steps):
+            total += tf.cast(part(1e-30 * total), tf.float32)
+        return total
+
+    return run
+
+
+def seconds_per_step(run, steps: int, repeats: int) -> float:
+    run().numpy()  # compile
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run().numpy()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / steps
+
+
+def parts(vae, x) -> dict[str, Any]:
+    layout = batch_layout(x)
+    variables = vae.trainable_variables
+
+    def train_step(shift):
+        return vae.train_step(x + shift)["loss"]
+
+    def gradients(shift):
+        _, _, grads = vae._gradients(x + shift, None, layout)
+        return tf.add_n([tf.reduce_sum(g) for g in grads])
+
+    def forward(shift):
+        terms = vae.elbo_terms(x + shift, None, training=True, layout=layout)
+        return tf.reduce_mean(terms.reconstruction - terms.kl)
+
+    shapes = throughput.step_matmuls(vae, int(x.shape[0]))
+    operands = [
+        (tf.random.normal([m, k], seed=i), tf.random.normal([k, n], seed=i + 1))
+        for i, (m, k, n) in enumerate(shapes)
+    ]
+
+    def matmuls(shift):
+        return tf.add_n([tf.reduce_sum(tf.matmul(a + shift, b)) for a, b in operands])
+
+    flops = sum(2 * m * k * n for m, k, n in shapes)
+    return (
+        {
+            "train_step": train_step,
+            "gradients": gradients,
+            "forward": forward,
+            "matmuls": matmuls,
+        },
+        variables,
+        flops,
+    )
+
+
+def measure(batch_size: int, steps: int, repeats: int, mnist: str) -> dict[str, Any]:
+    case = throughput.Case("classic", batch_size, True, 50)
+    config = throughput.run_config(case, mnist)
+    train, _, info = make_datasets(config.data, batch_size)
+    batch = next(iter(train))
+    x = batch[0] if isinstance(batch, tuple) else batch
+    vae = build_model(config, info)
+    vae.fit(train.take(2), epochs=1, verbose=0)  # builds the optimizer and metrics
+    functions, variables, flops = parts(vae, x)
+    result = {}
+    for name, part in functions.items():
+        result[name] = seconds_per_step(looped(part, steps), steps, repeats)
+    sgd_vae = build_model(config, info)
+    sgd_vae.compile(optimizer=keras.optimizers.SGD(1e-3), jit_compile=True)
+    sgd_vae.fit(train.take(2), epochs=1, verbose=0)
+    sgd_step = looped(lambda shift: sgd_vae.train_step(x + shift)["loss"], steps)
+    result["train_step_sgd"] = seconds_per_step(sgd_step, steps, repeats)
+    step = result["train_step"]
+    ms = {name: round(1e3 * seconds, 4) for name, seconds in result.items()}
+    return {
+        "batch_size": batch_size,
+        "milliseconds_per_step": ms,
+        "fraction_of_step": {name: round(s / step, 3) for name, s in result.items()},
+        "adam_update_ms": round(1e3 * (step - result["gradients"]), 4),
+        "matmul_gflops": round(flops / result["matmuls"] / 1e9, 1),
+        "step_examples_per_second": round(batch_size / step),
+        "parameters": int(sum(np.prod(v.shape) for v in variables)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--steps", type=int, default=200, help="steps per timed loop")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--data", default=None, help="MNIST IDX folder (default: shared data)")
+    args = parser.parse_args(argv)
+    run = common.ResultsRun("step_breakdown", {k: str(v) for k, v in vars(args).items()})
+    mnist = args.data or str(common.shared_data_dir() / "mnist")
+    rows = []
+    for batch_size in args.batch_sizes:
+        rows.append(measure(batch_size, args.steps, args.repeats, mnist))
+        print(rows[-1], flush=True)
+    path = run.save({"model": "classic 784-400-20 ReLU, Bernoulli, Adam, XLA", "rows": rows})
+    print("wrote", path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
