@@ -258,9 +258,26 @@ def step_breakdown(result: dict) -> str:
     return "\n".join(out)
 
 
+def budget_line(result: dict) -> str:
+    """The compute a reproduction has used so far, summed over its resumed pieces."""
+    settings = result["settings"].values()
+    training = sum(s["train_seconds_total"] for s in settings) / 60
+    evaluation = sum((s.get("final") or {}).get("seconds", 0.0) for s in settings) / 60
+    spent = f"**Budget spent: {training:.0f} training minutes**"
+    if evaluation:
+        spent += f" and {evaluation:.0f} minutes of final k=5000 evaluation"
+    last_budget = float(result["arguments"]["budget_minutes"])
+    return (
+        f"{spent} in all settings together, wall clock on the machine above, run in resumable "
+        f"pieces (the last with `--budget-minutes {last_budget:g}`)."
+    )
+
+
 def aevb(result: dict) -> str:
     out = ["### Kingma & Welling (2014), Figure 2 (`benchmarks/reproduce_aevb.py`)", ""]
     out.append(machine_line(result))
+    out.append("")
+    out.append(budget_line(result))
     out.append("")
     rows = []
     for name, s in result["settings"].items():
@@ -302,6 +319,8 @@ def aevb(result: dict) -> str:
 def nll(result: dict) -> str:
     out = ["### Test NLL vs Burda et al. (2015) (`benchmarks/reproduce_nll.py`)", ""]
     out.append(machine_line(result))
+    out.append("")
+    out.append(budget_line(result))
     out.append("")
     rows = []
     for name, s in result["settings"].items():

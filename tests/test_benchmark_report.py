@@ -68,3 +68,19 @@ def test_targets_are_judged_from_the_numbers(rate, torch_rate, fraction, verdict
 def test_splice_refuses_a_readme_without_markers():
     with pytest.raises(ValueError, match="benchmarks:begin"):
         report.splice("# no markers\n", "tables")
+
+
+def test_budget_line_sums_training_and_final_evaluation_over_settings():
+    result = {
+        "arguments": {"budget_minutes": "25.0"},
+        "settings": {
+            "a": {"train_seconds_total": 600.0, "final": {"seconds": 120.0}},
+            "b": {"train_seconds_total": 1200.0, "final": None},
+        },
+    }
+    line = report.budget_line(result)
+    assert "30 training minutes" in line
+    assert "2 minutes of final k=5000 evaluation" in line
+    assert "--budget-minutes 25`" in line
+    del result["settings"]["a"]["final"]
+    assert "evaluation" not in report.budget_line(result)
