@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import weakref
 from collections.abc import Sequence
@@ -34,9 +35,11 @@ from keras_vae.distribute import (
     stateless_seed,
     uses_replica_jit,
 )
+from keras_vae.execution import batches_per_epoch, fit_steps_per_execution
 from keras_vae.networks import build_decoder, build_encoder
 
 METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
+_FIT_SIGNATURE = inspect.signature(keras.Model.fit)
 # Importance sampling runs in chunks whose decoder output is about this big (see
 # `VAE.default_chunk_size`); compiled functions are cached per model, outside the model so
 # that SavedModel exports of it do not pick them up.
@@ -259,8 +262,8 @@ class VAE(keras.Model):
         `jit_compile="auto"` and `steps_per_execution="auto"` (the defaults) pick the fastest
         setting measured by benchmarks/throughput.py: see
         `keras_vae.distribute.resolve_jit_compile` (XLA with a GPU or TPU, and on CPU for the
-        MLP) and `keras_vae.distribute.resolve_steps_per_execution` (50 for the MLP; 1 for
-        conv, or with several mirrored replicas).
+        MLP) and `keras_vae.distribute.resolve_steps_per_execution` (50; 1 with several
+        mirrored replicas). Both are saved as given, so a loaded model resolves them again.
 
         Keras XLA-compiles the whole step, `strategy.run` included, which fails when the
         variables are mirrored over several devices (`MirroredStrategy`,
@@ -271,10 +274,9 @@ class VAE(keras.Model):
         `keras_vae.distribute.check_steps_per_execution`). Call inside the strategy's scope.
         """
         strategy = self.distribute_strategy
+        settings = {"jit_compile": jit_compile, "steps_per_execution": steps_per_execution}
         jit_compile = resolve_jit_compile(jit_compile, self.architecture)
-        steps_per_execution = resolve_steps_per_execution(
-            steps_per_execution, strategy, self.architecture
-        )
+        steps_per_execution = resolve_steps_per_execution(steps_per_execution, strategy)
         check_steps_per_execution(strategy, steps_per_execution)
         self.replica_jit_compile = jit_compile is True and uses_replica_jit(strategy)
         if self.replica_jit_compile:
@@ -285,6 +287,36 @@ class VAE(keras.Model):
             steps_per_execution=steps_per_execution,
             **kwargs,
         )
+        # `fit` may lower an "auto" steps_per_execution to fit its steps_per_epoch.
+        self._compiled_steps_per_execution = steps_per_execution
+        self._auto_steps_per_execution = settings["steps_per_execution"] == "auto"
+        # Save the settings as given, so a loaded model resolves "auto" on its new machine.
+        self._compile_config.config.update(settings)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, training exactly `steps_per_epoch` steps per epoch.
+
+        Keras runs whole executions of `steps_per_execution` steps while data lasts, so with
+        a `steps_per_epoch` that is not a multiple of it, on repeated data, every epoch would
+        train extra steps. Here "auto" lowers `steps_per_execution` to a divisor of
+        `steps_per_epoch` for this call, and an explicit setting raises a ValueError that says
+        how to fix it (`keras_vae.execution.fit_steps_per_execution`).
+
+        Example:
+            >>> vae.fit(train.repeat(), epochs=3, steps_per_epoch=117)  # 117 steps, not 150
+        """
+        if getattr(self, "_compiled_steps_per_execution", None) is not None:
+            given = _FIT_SIGNATURE.bind(self, x, y, *args, **kwargs).arguments
+            wanted = fit_steps_per_execution(
+                self._compiled_steps_per_execution,
+                given.get("steps_per_epoch"),
+                batches_per_epoch(x, given.get("batch_size")),
+                auto=self._auto_steps_per_execution,
+            )
+            if wanted != self.steps_per_execution:
+                self.steps_per_execution = wanted
+                self.train_function = self.test_function = self.predict_function = None
+        return super().fit(x, y, *args, **kwargs)
 
     def compile_from_config(self, config: dict[str, Any]) -> None:
         """Recompile a loaded `.keras` file through our `compile` (Keras skips overrides)."""
