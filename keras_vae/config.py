@@ -153,8 +153,8 @@ class TrainingConfig:
         optimizer: "adam", "adagrad" (the paper's), "sgd" or "rmsprop".
         jit_compile: XLA-compile the train step. "auto": on with a GPU or TPU, and on CPU for
             the MLP (faster there) but not the conv architecture (slower there).
-        steps_per_execution: train steps run per call into the compiled function. "auto": 50
-            for the MLP; 1 for conv, or with several mirrored replicas (keras-team/keras#19246).
+        steps_per_execution: train steps run per call into the compiled function. "auto": 50,
+            or 1 with several mirrored replicas (keras-team/keras#19246).
     """
 
     epochs: int = 10

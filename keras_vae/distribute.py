@@ -415,9 +415,9 @@ def resolve_jit_compile(setting: bool | str, architecture: str = "mlp") -> bool:
 
     XLA is the standard path on GPUs and TPUs. On CPU (TF 2.21, 2 cores,
     benchmarks/throughput.py) it speeds the MLP VAE up by fusing its elementwise work and
-    optimizer update (784-400-20, batch 128: 1.5x the examples per second, 1.3x fewer
-    CPU-seconds per example), but runs the conv VAE 1.4-2x slower (XLA's CPU convolutions do
-    not use oneDNN).
+    optimizer update (784-400-20, batch 128, 50 steps per execution: 1.15x the examples per
+    second, 1.27x more examples per CPU-second), but runs the conv VAE 1.6-2.3x slower (XLA's
+    CPU convolutions do not use oneDNN).
 
     Example:
         >>> resolve_jit_compile(False)
@@ -436,16 +436,15 @@ def resolve_jit_compile(setting: bool | str, architecture: str = "mlp") -> bool:
 DEFAULT_STEPS_PER_EXECUTION = 50
 
 
-def resolve_steps_per_execution(
-    setting: int | str, strategy: tf.distribute.Strategy, architecture: str = "mlp"
-) -> int:
+def resolve_steps_per_execution(setting: int | str, strategy: tf.distribute.Strategy) -> int:
     """`steps_per_execution` for a run: an integer as given; "auto" means
-    `DEFAULT_STEPS_PER_EXECUTION` for the MLP, and 1 for the conv architecture or where Keras
-    cannot run more (several mirrored replicas, see `check_steps_per_execution`).
+    `DEFAULT_STEPS_PER_EXECUTION`, or 1 where Keras cannot run more (several mirrored
+    replicas, see `check_steps_per_execution`).
 
-    Measured on 2 CPU cores (benchmarks/throughput.py): 50 steps per execution make the MLP
-    VAE's short steps (a few ms at batch 128) cheaper, but cost the conv VAE's long steps
-    about 30% more CPU time per example.
+    Measured on 2 CPU cores (benchmarks/throughput.py, batch 128): 50 steps per execution
+    train the MLP VAE 1.34x faster than 1 (no XLA; 1.36x with XLA), and the conv VAE 1.07x
+    (its steps are ten times longer, so the per-call overhead matters less). `VAE.fit` lowers
+    it to a divisor of `steps_per_epoch` where needed (`keras_vae.execution`).
 
     Example:
         >>> resolve_steps_per_execution("auto", get_strategy("one_device"))
@@ -453,7 +452,7 @@ def resolve_steps_per_execution(
     """
     if setting == "auto":
         replicas = strategy.num_replicas_in_sync
-        if architecture != "mlp" or (replicas > 1 and uses_replica_jit(strategy)):
+        if replicas > 1 and uses_replica_jit(strategy):
             return 1
         return DEFAULT_STEPS_PER_EXECUTION
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:

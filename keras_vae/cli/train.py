@@ -120,8 +120,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--steps-per-execution",
         type=steps_per_execution,
         default=training.steps_per_execution,
-        help="train steps per call into the compiled function, or 'auto' (default: 50 for "
-        "mlp; 1 for conv or several mirrored replicas: keras-team/keras#19246)",
+        help="train steps per call into the compiled function, or 'auto' (default: 50; 1 with "
+        "several mirrored replicas: keras-team/keras#19246)",
     )
     group = parser.add_argument_group("runtime")
     group.add_argument("--seed", type=int, default=runtime.seed)
