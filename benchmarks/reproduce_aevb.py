@@ -41,9 +41,11 @@ import tensorflow as tf
 
 from keras_vae.config import DataConfig, ModelConfig
 from keras_vae.data import binarize, load_splits, make_datasets, to_unit_interval
+from keras_vae.distribute import DEFAULT_STEPS_PER_EXECUTION
 from keras_vae.model import VAE
 
 BATCH_SIZE = 100  # M
+STEPS_PER_EXECUTION = DEFAULT_STEPS_PER_EXECUTION  # every fit runs whole executions
 LEARNING_RATES = (0.01, 0.02, 0.1)  # the paper's Adagrad candidates
 INIT_STDDEV = 0.01
 TRAIN_EVAL_SIZE = 10_000
@@ -114,7 +116,10 @@ class Experiment:
             variable.assign(rng.normal(0.0, INIT_STDDEV, variable.shape).astype(np.float32))
             # log N(theta; 0, I) per datapoint: the gradient of the loss gets theta / N.
             variable.regularizer = keras.regularizers.L2(0.5 / self.info.num_train)
-        vae.compile(optimizer=keras.optimizers.Adagrad(learning_rate))
+        vae.compile(
+            optimizer=keras.optimizers.Adagrad(learning_rate),
+            steps_per_execution=STEPS_PER_EXECUTION,
+        )
         return vae
 
     def train_steps(self, vae: VAE, steps: int) -> None:
@@ -131,7 +136,8 @@ def start(experiment: Experiment, trial_samples: int) -> tuple[VAE, dict[str, An
     """Pick the Adagrad step size as the paper did: the best training bound after
     `trial_samples` samples; training continues from the winner (its samples count)."""
     trials, best = {}, None
-    steps = max(1, trial_samples // BATCH_SIZE)
+    steps = max(1, math.ceil(trial_samples / BATCH_SIZE / STEPS_PER_EXECUTION))
+    steps *= STEPS_PER_EXECUTION
     for learning_rate in LEARNING_RATES:
         keras.utils.set_random_seed(experiment.seed)
         vae = experiment.build(learning_rate)
@@ -177,6 +183,9 @@ def run_slice(
         steps = math.ceil((min(upcoming[0], max_samples) - progress["samples"]) / BATCH_SIZE)
         left = deadline - time.monotonic()
         steps = min(steps, 200 if rate is None else max(1, int(rate * min(left, 30.0))))
+        # Whole executions: any other count makes VAE.fit lower steps_per_execution for the
+        # call (a new compiled function each time). Points record the samples actually seen.
+        steps = math.ceil(steps / STEPS_PER_EXECUTION) * STEPS_PER_EXECUTION
         began, cpu = time.perf_counter(), common.cpu_seconds()
         experiment.train_steps(vae, steps)
         elapsed = time.perf_counter() - began
