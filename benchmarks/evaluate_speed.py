@@ -25,6 +25,7 @@ import common  # first: puts the repository on sys.path
 import numpy as np
 
 from keras_vae.data import load_splits, to_unit_interval
+from keras_vae.distribute import resolve_importance_jit_compile
 from keras_vae.evaluate import DEFAULT_BATCH_SIZE, estimate_log_likelihood
 from keras_vae.run_dir import load_run
 
@@ -57,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # The options, each on the same few batches after one untimed batch (tracing, compiling).
     compare = test[: args.compare_examples]
+    auto, other = ("xla", "no-xla") if resolve_importance_jit_compile("auto") else ("no-xla", "xla")
     options = {
-        f"xla chunk={default_chunk} (default)": {"jit_compile": True},
-        f"no-xla chunk={default_chunk}": {"jit_compile": False},
-        f"xla chunk={default_chunk // 4}": {"jit_compile": True, "chunk_size": default_chunk // 4},
-        f"xla chunk={default_chunk * 4}": {"jit_compile": True, "chunk_size": default_chunk * 4},
+        f"{auto} chunk={default_chunk} (default)": {},
+        f"{other} chunk={default_chunk}": {"jit_compile": other == "xla"},
+        f"{auto} chunk={default_chunk // 4}": {"chunk_size": default_chunk // 4},
+        f"{auto} chunk={default_chunk * 4}": {"chunk_size": default_chunk * 4},
     }
     comparison = {}
     for label, option in options.items():

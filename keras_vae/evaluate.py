@@ -131,7 +131,7 @@ def estimate_log_likelihood(
     batch_size: int = DEFAULT_BATCH_SIZE,
     chunk_size: int | None = None,
     seed: int = 0,
-    jit_compile: bool = True,
+    jit_compile: bool | str = "auto",
     progress: ProgressFn | None = None,
 ) -> LogLikelihoodEstimate:
     """`VAE.importance_weighted_terms` over a whole dataset, batch by batch.
@@ -148,7 +148,8 @@ def estimate_log_likelihood(
         chunk_size: importance samples per step (None: `model.default_chunk_size(batch_size)`,
             a few MB of decoder output).
         seed: seeds the draws. Default 0.
-        jit_compile: XLA-compile the loop over chunks (see `VAE.importance_weighted_terms`).
+        jit_compile: XLA-compile the loop over chunks. Default "auto": on a GPU or TPU only
+            (see `VAE.importance_weighted_terms`).
         progress: called as ``progress(examples_done, total)`` after every batch.
 
     Example:

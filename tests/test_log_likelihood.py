@@ -14,7 +14,7 @@ import tensorflow as tf
 from scipy import stats
 from scipy.special import logsumexp
 
-from keras_vae import objectives
+from keras_vae import distribute, objectives
 from keras_vae.data import load_splits, to_unit_interval
 from keras_vae.model import VAE
 
@@ -295,6 +295,20 @@ def test_vae_log_likelihood_matches_a_numpy_reference_for_any_chunk(small_vae, j
         )
         np.testing.assert_allclose(terms.log_likelihood, reference, rtol=0, atol=tolerance)
         np.testing.assert_allclose(terms.elbo, log_w.mean(axis=1), rtol=0, atol=tolerance)
+
+
+def test_importance_sampling_uses_xla_only_on_accelerators(small_vae):
+    """Measured on CPU, the graph beats XLA for this loop (benchmarks/evaluate_speed.py)."""
+    vae, x = small_vae
+    assert distribute.resolve_importance_jit_compile("auto") is distribute.has_accelerator()
+    assert distribute.resolve_importance_jit_compile(True) is True
+    with pytest.raises(ValueError, match="jit_compile"):
+        distribute.resolve_importance_jit_compile("xla")
+    auto = vae.log_likelihood(x, 200, chunk_size=30, seed=5).numpy()
+    chosen = vae.log_likelihood(
+        x, 200, chunk_size=30, seed=5, jit_compile=distribute.has_accelerator()
+    ).numpy()
+    np.testing.assert_array_equal(auto, chosen)  # the same compiled function, the same draws
 
 
 def test_vae_log_likelihood_seeds(small_vae):
