@@ -132,12 +132,17 @@ class Experiment:
         return float(train), float(test)
 
 
+def whole_executions(steps: int) -> int:
+    """`steps` rounded up to whole executions: any other count makes `VAE.fit` lower
+    steps_per_execution for that call (a new compiled function each time)."""
+    return math.ceil(steps / STEPS_PER_EXECUTION) * STEPS_PER_EXECUTION
+
+
 def start(experiment: Experiment, trial_samples: int) -> tuple[VAE, dict[str, Any]]:
     """Pick the Adagrad step size as the paper did: the best training bound after
     `trial_samples` samples; training continues from the winner (its samples count)."""
     trials, best = {}, None
-    steps = max(1, math.ceil(trial_samples / BATCH_SIZE / STEPS_PER_EXECUTION))
-    steps *= STEPS_PER_EXECUTION
+    steps = whole_executions(max(1, trial_samples // BATCH_SIZE))
     for learning_rate in LEARNING_RATES:
         keras.utils.set_random_seed(experiment.seed)
         vae = experiment.build(learning_rate)
@@ -183,9 +188,7 @@ def run_slice(
         steps = math.ceil((min(upcoming[0], max_samples) - progress["samples"]) / BATCH_SIZE)
         left = deadline - time.monotonic()
         steps = min(steps, 200 if rate is None else max(1, int(rate * min(left, 30.0))))
-        # Whole executions: any other count makes VAE.fit lower steps_per_execution for the
-        # call (a new compiled function each time). Points record the samples actually seen.
-        steps = math.ceil(steps / STEPS_PER_EXECUTION) * STEPS_PER_EXECUTION
+        steps = whole_executions(steps)  # points record the samples actually trained on
         began, cpu = time.perf_counter(), common.cpu_seconds()
         experiment.train_steps(vae, steps)
         elapsed = time.perf_counter() - began

@@ -305,10 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         for case, vae, train, steps, clock in trainers:
             done = int(vae.optimizer.iterations)
             vae.fit(train, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[clock])
-            if int(vae.optimizer.iterations) - done != steps:  # the rate must count every step
-                raise RuntimeError(
-                    f"{case.name}: {int(vae.optimizer.iterations) - done} steps ran, not {steps}"
-                )
+            ran = int(vae.optimizer.iterations) - done
+            if ran != steps:  # the rate must count every step
+                raise RuntimeError(f"{case.name}: {ran} steps ran, not {steps}")
             rate = steps * case.batch_size / clock.wall[-1]
             utilisation = clock.cpu[-1] / clock.wall[-1]
             print(

@@ -423,10 +423,7 @@ def resolve_jit_compile(setting: bool | str, architecture: str = "mlp") -> bool:
         >>> resolve_jit_compile(False)
         False
     """
-    if setting in (True, False):
-        return bool(setting)
-    check_choice("jit_compile", setting, ("auto",))
-    return has_accelerator() or architecture == "mlp"
+    return _resolve_xla(setting, on_cpu=architecture == "mlp")
 
 
 def has_accelerator() -> bool:
@@ -446,10 +443,15 @@ def resolve_importance_jit_compile(setting: bool | str) -> bool:
         >>> resolve_importance_jit_compile(True)
         True
     """
+    return _resolve_xla(setting, on_cpu=False)
+
+
+def _resolve_xla(setting: bool | str, on_cpu: bool) -> bool:
+    """True/False as given; "auto": XLA on a GPU or TPU, and on CPU when `on_cpu`."""
     if setting in (True, False):
         return bool(setting)
     check_choice("jit_compile", setting, ("auto",))
-    return has_accelerator()
+    return has_accelerator() or on_cpu
 
 
 # Train steps per call into the compiled function when `steps_per_execution="auto"`: enough

@@ -17,9 +17,10 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
+import keras
 import tensorflow as tf
 
 KERAS_DEFAULT_BATCH_SIZE = 32
@@ -41,8 +42,8 @@ def batches_per_epoch(x: Any, batch_size: int | None = None) -> int | None:
     """Batches one pass over `fit`'s `x` yields, or None when unknown or infinite.
 
     A `tf.data.Dataset` tells its cardinality; arrays (or dicts/lists of them) give
-    ceil(examples / batch_size); a `keras.utils.PyDataset` or other sized batch sequence gives
-    its length. Generators and distributed datasets are unknown.
+    ceil(examples / batch_size); a `keras.utils.PyDataset` gives its length. Generators, lists
+    of plain values and distributed datasets are unknown.
 
     Example:
         >>> batches_per_epoch(tf.data.Dataset.range(10).batch(4))
@@ -62,7 +63,7 @@ def batches_per_epoch(x: Any, batch_size: int | None = None) -> int | None:
         if examples is None:
             return None
         return math.ceil(int(examples) / (batch_size or KERAS_DEFAULT_BATCH_SIZE))
-    if isinstance(x, Sequence) or (hasattr(x, "__len__") and hasattr(x, "__getitem__")):
+    if isinstance(x, keras.utils.PyDataset):
         try:
             return len(x)
         except TypeError:

@@ -288,11 +288,17 @@ class VAE(keras.Model):
             steps_per_execution=steps_per_execution,
             **kwargs,
         )
-        # `fit` may lower an "auto" steps_per_execution to fit its steps_per_epoch.
+        # As given: saved so a loaded model resolves "auto" again on its machine, and `fit`
+        # may lower an "auto" steps_per_execution to suit its steps_per_epoch.
+        self._compile_settings = settings
         self._compiled_steps_per_execution = steps_per_execution
-        self._auto_steps_per_execution = settings["steps_per_execution"] == "auto"
-        # Save the settings as given, so a loaded model resolves "auto" on its new machine.
-        self._compile_config.config.update(settings)
+
+    def get_compile_config(self) -> dict[str, Any]:
+        """Keras' compile config, with `jit_compile` and `steps_per_execution` as given."""
+        config = super().get_compile_config()
+        if config:
+            config.update(self._compile_settings)
+        return config
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.fit`, training exactly `steps_per_epoch` steps per epoch.
@@ -312,7 +318,7 @@ class VAE(keras.Model):
                 self._compiled_steps_per_execution,
                 given.get("steps_per_epoch"),
                 batches_per_epoch(x, given.get("batch_size")),
-                auto=self._auto_steps_per_execution,
+                auto=self._compile_settings["steps_per_execution"] == "auto",
             )
             if wanted != self.steps_per_execution:
                 self.steps_per_execution = wanted
