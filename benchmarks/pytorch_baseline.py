@@ -66,6 +66,34 @@ class VAE(nn.Module):
         return torch.sigmoid(self.fc4(functional.relu(self.fc3(z)))), mu, logvar
 
 
+class ConvVAE(nn.Module):
+    """keras_vae's conv VAE: 3x3 stride-2 convs (32, 64), their transposes, a 3x3 output conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, 3, stride=2, padding=1)
+        self.mean = nn.Linear(7 * 7 * 64, 20)
+        self.raw_stddev = nn.Linear(7 * 7 * 64, 20)
+        self.project = nn.Linear(20, 7 * 7 * 64)
+        self.deconv1 = nn.ConvTranspose2d(64, 64, 3, stride=2, padding=1, output_padding=1)
+        self.deconv2 = nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1)
+        self.out = nn.Conv2d(32, 1, 3, padding=1)
+
+    def forward(self, x):
+        h = functional.relu(self.conv2(functional.relu(self.conv1(x.view(-1, 1, 28, 28)))))
+        h = h.flatten(1)
+        mu = self.mean(h)
+        stddev = functional.softplus(self.raw_stddev(h)) + 1e-4
+        z = mu + torch.randn_like(mu) * stddev
+        h = functional.relu(self.project(z)).view(-1, 64, 7, 7)
+        h = functional.relu(self.deconv2(functional.relu(self.deconv1(h))))
+        return torch.sigmoid(self.out(h)).view(len(x), -1), mu, 2 * torch.log(stddev)
+
+
+MODELS = {"classic": VAE, "conv": ConvVAE}
+
+
 def loss_function(recon, x, mu, logvar):
     bce = functional.binary_cross_entropy(recon, x, reduction="sum")
     kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
@@ -129,12 +157,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 epochs per loop")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--threads", type=int, default=None, help="default: torch's (= cores)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="classic")
+    parser.add_argument("--loops", default=None, help="comma-separated loops (default: all)")
+    parser.add_argument("--examples", type=int, default=0, help="train on the first N images")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     epochs = 3 if args.quick else args.epochs
     torch.manual_seed(0)
     images = torch.from_numpy(read_mnist_images(args.data))
+    if args.examples:
+        images = images[: args.examples]
     load_before = [round(x, 2) for x in os.getloadavg()]
     loops = {"dataloader": dataloader_batches, "tensor": tensor_batches}
     try:
@@ -143,8 +176,10 @@ def main() -> None:
         loops = {"example": example_batches, **loops}
     except ImportError:
         print("Pillow is not installed: skipping the example's PIL input path")
+    if args.loops:
+        loops = {name: loops[name] for name in args.loops.split(",")}
     runs = {
-        name: {"model": VAE(), "seconds": [], "loss": []} for name in loops
+        name: {"model": MODELS[args.model](), "seconds": [], "loss": []} for name in loops
     }  # interleaved, so both loops see the same background load
     for run in runs.values():
         run["optimizer"] = torch.optim.Adam(run["model"].parameters(), lr=1e-3)
@@ -168,7 +203,9 @@ def main() -> None:
         print(f"{name:10s} {results[name]['examples_per_second_median']:>8d} examples/s (median)")
     payload = {
         "benchmark": "pytorch_baseline",
-        "model": "784-400-20 ReLU, Bernoulli (BCE sum) + analytic KL, Adam 1e-3",
+        "model": args.model,
+        "description": "784-400-20 ReLU" if args.model == "classic" else "conv 32-64",
+        "loss": "Bernoulli (BCE sum) + analytic KL, Adam 1e-3",
         "batch_size": args.batch_size,
         "timed_epochs": epochs,
         "machine": {

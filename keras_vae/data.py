@@ -550,6 +550,42 @@ def make_datasets(
     >>> x.shape, x.dtype.name, y.dtype.name
     (TensorShape([32, 8, 8]), 'float32', 'int64')
     """
+    pipelines = make_pipelines(config, batch_size, seed)
+    return pipelines.train, pipelines.test, pipelines.info
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipelines:
+    """What `make_pipelines` returns: the pipelines of `make_datasets`, and their splits.
+
+    Attributes:
+        train: the training batches (see `training_pipeline`).
+        test: the held-out batches (see `test_pipeline`).
+        info: what the data holds.
+        splits: the prepared "train" and "test" `Split`s the pipelines read.
+        config: the data config.
+        batch_size: the batch size of both pipelines.
+        seed: the seed of shuffling and binarization.
+    """
+
+    train: tf.data.Dataset
+    test: tf.data.Dataset
+    info: DatasetInfo
+    splits: dict[str, Split]
+    config: DataConfig
+    batch_size: int
+    seed: int
+
+    def epochs(self, epochs: int, first_epoch: int = 0, per_epoch=None) -> tf.data.Dataset:
+        """`training_epochs` over the training split: epochs `first_epoch`..`epochs - 1`."""
+        split = self.splits["train"]
+        return training_epochs(
+            split, self.config, self.batch_size, self.seed, epochs, first_epoch, per_epoch
+        )
+
+
+def make_pipelines(config: DataConfig, batch_size: int, seed: int = 0) -> Pipelines:
+    """`make_datasets`, keeping the prepared splits (see `Pipelines`)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(
             "Received an invalid value for `batch_size`, expected a positive integer. "
@@ -562,22 +598,8 @@ def make_datasets(
             f"batch_size={batch_size} exceeds the {len(train.images)} training examples of "
             f"{config.dataset!r}; use a batch size <= {len(train.images)}."
         )
-    train_images, test_images = train.images, test.images
-
-    buffer = config.shuffle_buffer or len(train_images)
-    order = tf.data.Dataset.range(len(train_images))
-    order = order.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    train_ds = _gather_batches(train_images, train.labels, order.batch(batch_size, True))
-    if config.binarization == "dynamic":
-        noise_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        train_ds = tf.data.Dataset.zip(train_ds, noise_seeds).map(
-            _dynamic_binarize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        )
-    else:
-        train_ds = train_ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
-    test_order = tf.data.Dataset.range(len(test_images)).batch(batch_size)
-    test_ds = _gather_batches(test_images, test.labels, test_order)
-    test_ds = test_ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    train_ds = training_pipeline(train, config, batch_size, seed)
+    test_ds = held_out_pipeline(test, batch_size)
 
     labels = [split.labels for split in (train, test) if split.labels is not None]
     info = DatasetInfo(
@@ -588,7 +610,116 @@ def make_datasets(
         has_labels=bool(labels),
         num_classes=1 + max(int(y.max()) for y in labels) if labels else None,
     )
-    return train_ds.prefetch(tf.data.AUTOTUNE), test_ds.prefetch(tf.data.AUTOTUNE), info
+    return Pipelines(train_ds, test_ds, info, splits, config, batch_size, seed)
+
+
+def training_pipeline(
+    train: Split, config: DataConfig, batch_size: int, seed: int = 0
+) -> tf.data.Dataset:
+    """The training batches of `make_datasets` for a prepared split (see `prepared_splits`).
+
+    Each pass over it (each new iterator) is reshuffled, and with dynamic binarization drawn
+    anew, from generators that start afresh with each call of this function.
+    """
+    buffer = config.shuffle_buffer or len(train.images)
+    order = tf.data.Dataset.range(len(train.images))
+    order = order.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    noise_seeds = None
+    if config.binarization == "dynamic":
+        noise_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return _training_batches(train, order.batch(batch_size, True), noise_seeds)
+
+
+def epoch_batches(
+    train: Split, config: DataConfig, batch_size: int, seed: int, epoch: int | tf.Tensor
+) -> tf.data.Dataset:
+    """The training batches of epoch `epoch` (0, 1, ...): shuffled and binarized from
+    (`seed`, `epoch`) alone, whatever was read before, so a resumed run starts its next epoch
+    with `epoch_batches(..., epoch=k)` and sees what an uninterrupted run saw. What
+    `keras-vae train` trains on, through `training_epochs`.
+
+    Example:
+        >>> split = prepared_splits(DataConfig("digits"))["train"]
+        >>> first = next(iter(epoch_batches(split, DataConfig("digits"), 32, seed=0, epoch=3)))
+        >>> again = next(iter(epoch_batches(split, DataConfig("digits"), 32, seed=0, epoch=3)))
+        >>> bool(tf.reduce_all(first[0] == again[0]))
+        True
+    """
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    epoch_seed = tf.random.stateless_uniform([], seed=key, minval=0, maxval=2**62, dtype=tf.int64)
+    order = tf.data.Dataset.from_tensor_slices(
+        epoch_order(len(train.images), config.shuffle_buffer, key)
+    )
+    noise_seeds = None
+    if config.binarization == "dynamic":
+        noise_seeds = tf.data.Dataset.range(len(train.images) // batch_size)
+        noise_seeds = noise_seeds.map(lambda index: epoch_seed + index)
+    return _training_batches(train, order.batch(batch_size, True), noise_seeds)
+
+
+def epoch_order(num_examples: int, shuffle_buffer: int | None, key: tf.Tensor) -> tf.Tensor:
+    """The example order of one epoch, int64 [num_examples], a function of `key` alone.
+
+    A uniform permutation, or with `shuffle_buffer` below `num_examples` a local shuffle:
+    windows of `shuffle_buffer` consecutive examples in a random order, each shuffled within.
+
+    Example:
+        >>> order = epoch_order(10, None, tf.constant([0, 1], tf.int64))
+        >>> sorted(order.numpy().tolist()) == list(range(10))
+        True
+    """
+    uniform = tf.random.stateless_uniform([num_examples], seed=key, dtype=tf.float64)
+    if shuffle_buffer is None or shuffle_buffer >= num_examples:
+        return tf.cast(tf.argsort(uniform, stable=True), tf.int64)
+    windows = -(-num_examples // shuffle_buffer)
+    window_key = tf.random.stateless_uniform([windows], seed=key[::-1], dtype=tf.float64)
+    window_rank = tf.cast(tf.argsort(tf.argsort(window_key)), tf.float64)
+    window_of = tf.range(num_examples, dtype=tf.int64) // shuffle_buffer
+    keys = tf.gather(window_rank, window_of) + uniform
+    return tf.cast(tf.argsort(keys, stable=True), tf.int64)
+
+
+def training_epochs(
+    train: Split,
+    config: DataConfig,
+    batch_size: int,
+    seed: int,
+    epochs: int,
+    first_epoch: int = 0,
+    per_epoch=None,
+) -> tf.data.Dataset:
+    """Epochs `first_epoch`, ..., `epochs - 1` of `epoch_batches`, one after the other, as ONE
+    finite dataset (one iterator for a whole `fit`). `per_epoch` maps each epoch's dataset
+    before they are joined (e.g. stacking its batches into blocks)."""
+
+    def one_epoch(epoch):
+        batches = epoch_batches(train, config, batch_size, seed, epoch)
+        return per_epoch(batches) if per_epoch is not None else batches
+
+    return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
+
+
+def _training_batches(
+    train: Split, order: tf.data.Dataset, noise_seeds: tf.data.Dataset | None
+) -> tf.data.Dataset:
+    """Float batches of `train` at the index batches `order`, binarized per batch from
+    `noise_seeds` when given."""
+    train_ds = _gather_batches(train.images, train.labels, order)
+    if noise_seeds is not None:
+        train_ds = tf.data.Dataset.zip(train_ds, noise_seeds).map(
+            _dynamic_binarize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+    else:
+        train_ds = train_ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    return train_ds.prefetch(tf.data.AUTOTUNE)
+
+
+def held_out_pipeline(test: Split, batch_size: int) -> tf.data.Dataset:
+    """The held-out batches of `make_datasets`: in order, every example once, last one smaller."""
+    test_order = tf.data.Dataset.range(len(test.images)).batch(batch_size)
+    test_ds = _gather_batches(test.images, test.labels, test_order)
+    test_ds = test_ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    return test_ds.prefetch(tf.data.AUTOTUNE)
 
 
 def _gather_batches(

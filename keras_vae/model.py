@@ -51,6 +51,27 @@ _IMPORTANCE_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _REPLICA_JIT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+# `{STEPS_KEY: xs}`, xs of shape [steps, batch, *data_shape]: several training steps in one
+# `train_step` call (one compiled loop), what `keras-vae train` feeds `fit` (see `train_step`).
+STEPS_KEY = "x_steps"
+
+
+def stacked_steps(data: Any) -> tf.Tensor | None:
+    """The [steps, batch, *data_shape] block of a `{STEPS_KEY: xs}` input, else None."""
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    if isinstance(x, dict) and STEPS_KEY in x:
+        return x[STEPS_KEY]
+    return None
+
+
+def is_stepped_dataset(data: Any) -> bool:
+    """Whether `data` is a `tf.data.Dataset` of `{STEPS_KEY: xs}` blocks."""
+    if not isinstance(data, tf.data.Dataset):
+        return False
+    spec = data.element_spec
+    return isinstance(spec, dict) and STEPS_KEY in spec
+
+
 def _unpack_inputs(data: Any) -> tuple[tf.Tensor, tf.Tensor | None]:
     """(x, noise or None) from x, (x,), (x, y[, w]) or {"x": x, "noise": eps}."""
     x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -293,6 +314,11 @@ class VAE(keras.Model):
         self._compile_settings = settings
         self._compiled_steps_per_execution = steps_per_execution
 
+    @property
+    def compiled_steps_per_execution(self) -> int:
+        """`steps_per_execution` as compiled ("auto" resolved), before `fit` adapts it."""
+        return self._compiled_steps_per_execution
+
     def get_compile_config(self) -> dict[str, Any]:
         """Keras' compile config, with `jit_compile` and `steps_per_execution` as given."""
         config = super().get_compile_config()
@@ -309,6 +335,8 @@ class VAE(keras.Model):
         `steps_per_epoch` for this call, and an explicit setting raises a ValueError that says
         how to fix it (`keras_vae.execution.fit_steps_per_execution`).
 
+        A dataset of `{"x_steps": xs}` blocks (see `train_step`) runs one block per call.
+
         Example:
             >>> vae.fit(train.repeat(), epochs=3, steps_per_epoch=117)  # 117 steps, not 150
         """
@@ -320,6 +348,8 @@ class VAE(keras.Model):
                 batches_per_epoch(x, given.get("batch_size")),
                 auto=self._compile_settings["steps_per_execution"] == "auto",
             )
+            if is_stepped_dataset(x):  # each element is already a block of steps
+                wanted = 1
             if wanted != self.steps_per_execution:
                 self.steps_per_execution = wanted
                 self.train_function = self.test_function = self.predict_function = None
@@ -332,14 +362,35 @@ class VAE(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
     def train_step(self, data):
-        x, noise = _unpack_inputs(data)
+        """One optimizer step on a batch, or one per batch of a `{"x_steps": xs}` block.
+
+        A block xs of shape [steps, batch, *data_shape] runs its steps in order in one
+        `tf.while_loop` (inside the compiled function: one XLA computation for all of them
+        with `jit_compile`), each exactly the step the batch alone would make: same noise,
+        same update, same metrics. `keras-vae train` feeds blocks (see
+        `keras_vae.execution.stack_steps`) so that no per-step work is left outside the
+        compiled loop; one replica only (a mirrored strategy would split the block's axis 0).
+        """
+        steps = stacked_steps(data)
+        if steps is None:
+            x, noise = _unpack_inputs(data)
+            return reducible_logs(self._train_on_batch(x, noise))
+
+        def body(index):
+            self._train_on_batch(tf.cast(steps[index], tf.float32), None)
+            return (index + 1,)
+
+        tf.while_loop(lambda index: index < tf.shape(steps)[0], body, (tf.constant(0),))
+        return reducible_logs({name: tracker.result() for name, tracker in self.trackers.items()})
+
+    def _train_on_batch(self, x, noise) -> dict[str, tf.Tensor]:
         layout = batch_layout(x)  # outside XLA: it may all-gather the replicas' batch sizes
         compute = self._gradients
         if getattr(self, "replica_jit_compile", False):
             compute = _REPLICA_JIT.setdefault(self, tf.function(self._gradients, jit_compile=True))
         terms, per_example_loss, gradients = compute(x, noise, layout)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return reducible_logs(self._update_metrics(terms, per_example_loss))
+        return self._update_metrics(terms, per_example_loss)
 
     def _gradients(self, x, noise, layout: BatchLayout):
         """This replica's ELBO terms, per-example losses and gradients of its loss share."""
@@ -351,10 +402,24 @@ class VAE(keras.Model):
         return terms, per_example_loss, tape.gradient(scaled_loss, self.trainable_variables)
 
     def test_step(self, data):
-        x, noise = _unpack_inputs(data)
+        """The ELBO terms of a batch, or of each batch of a `{"x_steps": xs}` block in turn
+        (the same numbers, in one compiled loop; see `train_step`)."""
+        steps = stacked_steps(data)
+        if steps is None:
+            x, noise = _unpack_inputs(data)
+            return reducible_logs(self._test_on_batch(x, noise))
+
+        def body(index):
+            self._test_on_batch(tf.cast(steps[index], tf.float32), None)
+            return (index + 1,)
+
+        tf.while_loop(lambda index: index < tf.shape(steps)[0], body, (tf.constant(0),))
+        return reducible_logs({name: tracker.result() for name, tracker in self.trackers.items()})
+
+    def _test_on_batch(self, x, noise) -> dict[str, tf.Tensor]:
         terms = self.elbo_terms(x, noise, training=False, layout=batch_layout(x))
         per_example_loss = -(terms.reconstruction - self.kl_weight() * terms.kl)
-        return reducible_logs(self._update_metrics(terms, per_example_loss))
+        return self._update_metrics(terms, per_example_loss)
 
     # ----------------------------------------------------------------- inference
     def call(self, inputs, training: bool = False):

@@ -19,10 +19,12 @@ What a rerun of ``train`` does with an existing RUN_DIR (`inspect_run_dir`):
 
 Example:
 
+The training data of a resumed run is exact because every epoch is drawn from (seed, epoch)
+alone (`keras_vae.data.epoch_batches`): the rerun starts the data at its next epoch.
+
 >>> backup = RunBackup("runs/x/backup")                          # doctest: +SKIP
 >>> initial_epoch = backup.restore(model)                        # doctest: +SKIP
->>> replay_epochs(train_data, initial_epoch)                     # doctest: +SKIP
->>> model.fit(train_data, epochs=10, initial_epoch=initial_epoch,
+>>> model.fit(pipelines.epochs(10, initial_epoch), epochs=10, initial_epoch=initial_epoch,
 ...           callbacks=[backup])                                # doctest: +SKIP
 """
 
@@ -38,7 +40,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_vae.atomic import write_atomically
 from keras_vae.config import Config
@@ -170,30 +171,6 @@ class RunBackup(keras.callbacks.Callback):
     def delete(self) -> None:
         """Remove the backup (after the run's outputs are all written)."""
         shutil.rmtree(self.backup_dir, ignore_errors=True)
-
-
-def replay_epochs(dataset: tf.data.Dataset, epochs: int, fit_follows: bool = True) -> None:
-    """Advance `dataset`'s per-epoch randomness as if `epochs` epochs of `model.fit` had run.
-
-    A reshuffling `tf.data` pipeline (`shuffle(reshuffle_each_iteration=True)`, and
-    `Dataset.random(rerandomize_each_iteration=True)` for dynamic binarization) draws new
-    seeds each time an iterator is CREATED, from a generator that starts afresh in a new
-    process. Given `steps_per_epoch`, Keras' `fit` creates one iterator to build the model,
-    then one per epoch (the next epoch's, created at the end of each epoch, the last one
-    unused): E + 2 iterators for E epochs (`keras/src/trainers/epoch_iterator.py`). Creating
-    and dropping one iterator per completed epoch before a `fit` that continues the run (or
-    `epochs + 2` when no `fit` follows) makes every later epoch, and the final evaluation, see
-    the same shuffle order and binarization noise as in an uninterrupted run.
-    `tests/test_resume.py` checks the resumed numbers are bitwise those of an uninterrupted run.
-
-    Args:
-        dataset: the training pipeline, as passed to `fit`.
-        epochs: epochs already completed.
-        fit_follows: whether `model.fit` (with `steps_per_epoch`) runs next. Default True.
-    """
-    for _ in range(epochs if fit_follows else epochs + 2):
-        iterator = iter(dataset)
-        del iterator
 
 
 def remove_stale_temporaries(folder: str | Path) -> None:

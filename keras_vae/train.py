@@ -11,31 +11,35 @@ RUN_DIR then holds `model.keras`, `config.json` (enough to rerun) and `metrics.j
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
+import tensorflow as tf
 
 from keras_vae import resume, visualize
 from keras_vae.atomic import save_model_atomically, write_atomically
 from keras_vae.callbacks import training_callbacks
 from keras_vae.config import Config
-from keras_vae.data import DatasetInfo, make_datasets
+from keras_vae.data import DatasetInfo, Pipelines, make_pipelines
 from keras_vae.distribute import (
     check_global_batch,
     check_same_on_all_workers,
     get_strategy,
     model_inputs,
+    shard_by_data,
     worker_output_dir,
 )
+from keras_vae.execution import block_steps, stack_evaluation_steps, stack_steps
 from keras_vae.model import VAE
 from keras_vae.precision import dtype_policy
+from keras_vae.progress import TrainingProgress
 from keras_vae.run_dir import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_metrics
-
-if TYPE_CHECKING:
-    import tensorflow as tf
+from keras_vae.validation import BlockValidation
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -64,6 +68,106 @@ def examples_per_second(epoch_seconds: list[float], examples_per_epoch: int) -> 
     """Median rate over the epochs after the first (which pays for tracing and compiling)."""
     timed = epoch_seconds[1:] or epoch_seconds
     return examples_per_epoch / statistics.median(timed)
+
+
+@dataclasses.dataclass(frozen=True)
+class Feed:
+    """How the train job feeds Keras (see `make_feed`).
+
+    Attributes:
+        train: `fit`'s training input: the epochs still to train as ONE dataset.
+        steps: `fit`'s steps_per_epoch (calls, blocks when `block` > 1).
+        optimizer_steps: optimizer steps per epoch.
+        block: training steps per `{"x_steps": xs}` block, 1 when not blocked.
+        validation: the held-out data for `fit` and the final `evaluate`.
+        validator: with blocks, the `BlockValidation` callback that validates instead of
+            `fit(validation_data=...)`; else None.
+    """
+
+    train: tf.data.Dataset
+    steps: int
+    optimizer_steps: int
+    block: int
+    validation: tf.data.Dataset
+    pipelines: Pipelines
+    validator: BlockValidation | None = None
+
+    def fit_validation(self) -> dict[str, Any]:
+        """`fit`'s validation arguments: validation_data, or the validator callback."""
+        if self.validator is None:
+            return {"validation_data": self.validation, "callbacks": []}
+        return {"validation_data": None, "callbacks": [self.validator]}
+
+    def evaluate_held_out(self, model: VAE) -> dict[str, float]:
+        """The held-out metrics, as `model.evaluate(return_dict=True)`."""
+        if self.validator is None:
+            return model.evaluate(self.validation, return_dict=True, verbose=0)
+        self.validator.set_model(model)  # also when no `fit` ran (a run killed after training)
+        return self.validator.evaluate()
+
+    def training_set(self) -> tf.data.Dataset:
+        """Epoch 0's training batches for the final `evaluate`, blocked like `train`."""
+
+        def blocks(batches):
+            return stack_steps(model_inputs(batches), self.block)
+
+        if self.block == 1:
+            return with_length(model_inputs(self.pipelines.epochs(1)), self.steps)
+        return with_length(self.pipelines.epochs(1, per_epoch=blocks), self.steps)
+
+
+def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Config) -> Feed:
+    """What `fit` and `evaluate` get from the pipelines of `keras_vae.data`.
+
+    All epochs still to train are ONE dataset (`Pipelines.epochs`, each epoch shuffled from
+    (seed, epoch) alone), so `fit` keeps one iterator for the whole run: its prefetching runs
+    on across epoch ends, no iterator is built per epoch (each costs 0.2-1 s here in pipeline
+    start-up), and a resumed run simply starts at its next epoch. With one replica the steps
+    come in `{"x_steps": xs}` blocks of `steps_per_execution` batches, each trained in one
+    compiled loop (`VAE.train_step`, `keras_vae.execution.block_steps`), and the held-out
+    batches in blocks too (`keras_vae.execution.stack_evaluation_steps`), validated by
+    `BlockValidation`: the same steps and numbers without Keras' per-step work between them
+    (benchmarks/profile_train.py).
+    """
+    batch_size, info = config.training.batch_size, pipelines.info
+    steps_per_epoch = info.num_train // batch_size
+    test_inputs = model_inputs(pipelines.test)
+    block = block_steps(
+        model.compiled_steps_per_execution,
+        steps_per_epoch,
+        auto=config.training.steps_per_execution == "auto",
+        replicas=model.distribute_strategy.num_replicas_in_sync,
+    )
+    epochs = config.training.epochs
+    remaining = max(0, epochs - initial_epoch)
+    if block == 1:
+        train = shard_by_data(model_inputs(pipelines.epochs(epochs, initial_epoch)))
+        train = with_length(train, steps_per_epoch * remaining)
+        return Feed(train, steps_per_epoch, steps_per_epoch, 1, test_inputs, pipelines)
+
+    def blocks(batches):
+        return stack_steps(model_inputs(batches), block)
+
+    steps = -(-steps_per_epoch // block)
+    train = shard_by_data(pipelines.epochs(epochs, initial_epoch, per_epoch=blocks))
+    train = with_length(train, steps * remaining)
+    validation = stack_evaluation_steps(
+        test_inputs, info.num_test, batch_size, math.prod(info.data_shape)
+    )
+    return Feed(
+        train, steps, steps_per_epoch, block, validation, pipelines, BlockValidation(validation)
+    )
+
+
+def with_length(dataset: tf.data.Dataset, length: int) -> tf.data.Dataset:
+    """`dataset` with its known number of elements declared (a joined `flat_map` of epochs has
+    none), so Keras expects its end instead of warning that the data "ran out"."""
+    return dataset.apply(tf.data.experimental.assert_cardinality(length))
+
+
+def _verbosity(verbose: int | str) -> int:
+    """fit's `verbose` ("auto" is 1) as a `TrainingProgress` verbosity."""
+    return 1 if verbose == "auto" else int(verbose)
 
 
 def train_and_evaluate(
@@ -112,9 +216,8 @@ def train_and_evaluate(
     keras.utils.set_random_seed(config.runtime.seed)
     batch_size = config.training.batch_size
     check_global_batch(strategy, batch_size)
-    train_data, test_data, info = make_datasets(config.data, batch_size, config.runtime.seed)
-    # What fit/evaluate see: DATA-sharded over workers, inputs only (see model_inputs).
-    train_inputs, test_inputs = model_inputs(train_data), model_inputs(test_data)
+    pipelines = make_pipelines(config.data, batch_size, config.runtime.seed)
+    test_data, info = pipelines.test, pipelines.info
     backup = resume.RunBackup(run_dir / resume.BACKUP_DIR)
     with dtype_policy(config.runtime.mixed_precision), strategy.scope():
         model = build_model(config, info)
@@ -130,25 +233,29 @@ def train_and_evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     resume.remove_stale_temporaries(out_dir)
     write_atomically(out_dir / CONFIG_FILE, config.to_json() + "\n")
-    remaining = initial_epoch < config.training.epochs  # False: killed after the last backup
-    resume.replay_epochs(train_inputs, initial_epoch, fit_follows=remaining)
-    if remaining:
+    feed = make_feed(model, pipelines, initial_epoch, config)
+    if initial_epoch < config.training.epochs:  # else killed after the last backup
+        validation = feed.fit_validation()
         model.fit(
-            train_inputs,
+            feed.train,
             epochs=config.training.epochs,
             initial_epoch=initial_epoch,
-            steps_per_epoch=info.num_train // batch_size,  # one iterator/epoch: replay_epochs
-            validation_data=test_inputs,
+            steps_per_epoch=feed.steps,
+            validation_data=validation["validation_data"],
             shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
             callbacks=[
+                *validation["callbacks"],  # first: it adds val_* to the epoch logs
                 *(callbacks or []),
                 *training_callbacks(out_dir, test_data, config.runtime.tensorboard),
+                TrainingProgress(
+                    feed.optimizer_steps, batch_size, config.training.epochs, _verbosity(verbose)
+                ),
                 backup,  # the backup last: it commits the epoch
             ],
-            verbose=verbose,
+            verbose=0,  # TrainingProgress prints
         )
-    test = model.evaluate(test_inputs, return_dict=True, verbose=0)
-    train = model.evaluate(train_inputs, return_dict=True, verbose=0)
+    test = feed.evaluate_held_out(model)
+    train = model.evaluate(feed.training_set(), return_dict=True, verbose=0)
     examples_per_epoch = (info.num_train // batch_size) * batch_size
     metrics = {
         "dataset": config.data.dataset,
