@@ -187,7 +187,11 @@ def targets(result: dict) -> str:
         ]
     )
     header = ["classic 784-400-20, batch 128, defaults", "target", "measured", ""]
-    return "\n".join(["**Targets** (same run as the tables below):", "", table(header, lines)])
+    title = (
+        "**Bare `fit` targets** (`benchmarks/throughput.py`: `VAE.fit` alone, no validation or "
+        "backups; it explains the numbers above, the headline is the train job):"
+    )
+    return "\n".join([title, "", table(header, lines)])
 
 
 def _met(ok: bool) -> str:
@@ -361,9 +365,128 @@ def nll(result: dict) -> str:
     return "\n".join(out)
 
 
+def train_job(result: dict) -> str:
+    """The headline: `keras-vae train` itself against PyTorch's example and the JAX scan."""
+    out = [
+        "### What `keras-vae train` gives you (`benchmarks/train_job.py`)",
+        "",
+        machine_line(result),
+        "",
+        "Examples/s of whole epochs (validation and backup included) from `metrics.json`, "
+        "median over interleaved rounds; PyTorch: the example's model, loss and PIL + "
+        "DataLoader loop; JAX: one jitted `lax.scan` per epoch over device-resident batches.",
+        "",
+    ]
+    rows = []
+    for name, case in result["cases"].items():
+        summary = case["summary"]
+        model = "784-400-20 MLP" if case["model"] == "classic" else "conv 32-64"
+        jax = summary.get("jax_scan")
+        rows.append(
+            [
+                model,
+                case["batch_size"],
+                f"{summary['keras_vae_train']:,}",
+                f"{summary['pytorch_example']:,}",
+                f"{summary['vs_pytorch']:.2f} ({_met(summary['vs_pytorch'] >= 2.0)})",
+                f"{jax:,}" if jax else "-",
+                f"{summary['vs_jax']:.2f} ({_met(summary['vs_jax'] >= 1.0)})" if jax else "-",
+                f"{summary['command_seconds']:.0f} s / {case['epochs']} epochs",
+                len(case["rounds"]),
+            ]
+        )
+        del name
+    header = [
+        "model",
+        "batch",
+        "keras-vae train",
+        "PyTorch example",
+        "x PyTorch (>= 2)",
+        "JAX scan",
+        "x JAX (>= 1)",
+        "whole command",
+        "rounds",
+    ]
+    out.append(table(header, rows))
+    return "\n".join(out)
+
+
+def profile_train(result: dict) -> str:
+    """Where the job's time goes (`benchmarks/profile_train.py`)."""
+    out = [
+        "### Where the job's time goes (`benchmarks/profile_train.py`)",
+        "",
+        machine_line(result),
+        "",
+        f"{result['model']} model, batch {result['batch_size']}, {result['epochs']} epochs: "
+        f"{result['job_seconds']} s in `train_and_evaluate` "
+        f"(+ {result['phases_seconds']['imports']} s of imports).",
+        "",
+    ]
+    rows = [
+        [
+            e["epoch"],
+            e["wall"],
+            e["train_function"],
+            e["calls"],
+            e["first_call"],
+            e["validation"],
+            e["keras_loop_and_callbacks"],
+            f"{e['examples_per_second']:,}",
+            f"{e['train_function_examples_per_second']:,}",
+        ]
+        for e in result["per_epoch"]
+    ]
+    header = [
+        "epoch",
+        "wall s",
+        "in train function",
+        "calls",
+        "first call",
+        "validation",
+        "rest (loop, callbacks)",
+        "examples/s",
+        "inside the function",
+    ]
+    out.append(table(header, rows))
+    phases = ", ".join(f"{k} {v}" for k, v in result["phases_seconds"].items())
+    out += ["", f"Phases (s): {phases}."]
+    return "\n".join(out)
+
+
+def gpu_check(result: dict | None) -> str:
+    """The GPU check's results, or the statement that it has not run on a GPU."""
+    title = "### GPU check (`benchmarks/gpu_check.sh`)"
+    if not result or result.get("mode") != "full" or not result["device"]["gpus"]:
+        return (
+            f"{title}\n\nNot run on a GPU yet: no session has had one. `bash "
+            "benchmarks/gpu_check.sh` records train throughput (classic and conv; XLA, "
+            "bfloat16, float16), MirroredStrategy over 2 logical GPUs vs 1 replica, the k=5000 "
+            "evaluation and the export parity checks; CI runs its `--smoke` mode on CPU."
+        )
+    rows = [
+        [name, f"{r['examples_per_second']:,}", r["test_elbo"], r["seconds"]]
+        for name, r in result["train"].items()
+        if "examples_per_second" in r
+    ]
+    out = [title, "", str(result["device"]["details"]), ""]
+    out.append(table(["model/precision", "examples/s", "test ELBO", "seconds"], rows))
+    mirrored, evaluate = result["mirrored"], result["evaluate"]
+    out += [
+        "",
+        f"Mirrored (2 logical GPUs) vs 1 replica: max weight difference "
+        f"{mirrored.get('max_abs_weight_difference')}; k={evaluate.get('importance_samples')} "
+        f"evaluation: {evaluate.get('seconds')} s; export checks: "
+        f"{result['export'].get('error', 'passed')}.",
+    ]
+    return "\n".join(out)
+
+
 BEGIN = "<!-- benchmarks:begin (python benchmarks/report.py --readme README.md) -->"
 END = "<!-- benchmarks:end -->"
 SECTIONS = {
+    "train_job": train_job,
+    "profile_train_classic_b128": profile_train,
     "throughput": lambda r: targets(r) + "\n\n" + throughput(r),
     "sampling": sampling,
     "evaluate_speed": evaluate_speed,
@@ -382,6 +505,8 @@ def render(results: Path = RESULTS) -> str:
             parts.append(section(json.loads(path.read_text())))
         else:
             parts.append(f"(no benchmarks/results/{name}.json yet)")
+    path = results / "gpu_check.json"
+    parts.append(gpu_check(json.loads(path.read_text()) if path.exists() else None))
     return "\n\n".join(parts) + "\n"
 
 

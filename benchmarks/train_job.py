@@ -23,7 +23,8 @@ rounds and their ratios.
     python3 -m venv /work/jaxvenv && /work/jaxvenv/bin/pip install jax jaxlib numpy
     python benchmarks/train_job.py --torch /work/torchvenv/bin/python --jax /work/jaxvenv/bin/python
 
-Writes ``benchmarks/results/train_job.json`` (about 10 minutes on 2 cores).
+Writes ``benchmarks/results/train_job.json`` (about 20 minutes on 2 cores); ``--cases`` reruns
+some cases and keeps the others' results in the file.
 """
 
 from __future__ import annotations
@@ -150,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = summarize(rounds)
         results[name] = {**case, "rounds": rounds, "summary": summary}
         print(name, json.dumps(summary), flush=True)
+    if args.out.exists():  # a rerun of some cases keeps the others' results
+        previous = json.loads(args.out.read_text()).get("cases", {})
+        results = {**previous, **results}
     path = run.save({"cases": results, "targets": TARGETS, "cpu_count": os.cpu_count()}, args.out)
     print(f"wrote {path}")
     return 0

@@ -576,12 +576,10 @@ class Pipelines:
     batch_size: int
     seed: int
 
-    def epochs(self, epochs: int, first_epoch: int = 0, per_epoch=None) -> tf.data.Dataset:
+    def epochs(self, epochs: int, first_epoch: int = 0) -> tf.data.Dataset:
         """`training_epochs` over the training split: epochs `first_epoch`..`epochs - 1`."""
         split = self.splits["train"]
-        return training_epochs(
-            split, self.config, self.batch_size, self.seed, epochs, first_epoch, per_epoch
-        )
+        return training_epochs(split, self.config, self.batch_size, self.seed, epochs, first_epoch)
 
 
 def make_pipelines(config: DataConfig, batch_size: int, seed: int = 0) -> Pipelines:
@@ -624,19 +622,34 @@ def training_pipeline(
     buffer = config.shuffle_buffer or len(train.images)
     order = tf.data.Dataset.range(len(train.images))
     order = order.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    noise_seeds = None
+    indices = order.batch(batch_size, True)
     if config.binarization == "dynamic":
         noise_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    return _training_batches(train, order.batch(batch_size, True), noise_seeds)
+        indices = tf.data.Dataset.zip(indices, noise_seeds)
+    return _training_batches(train, indices)
+
+
+def epoch_indices(
+    num_examples: int, config: DataConfig, batch_size: int, seed: int, epoch: int | tf.Tensor
+) -> tf.data.Dataset:
+    """Epoch `epoch`'s index batches (with dynamic binarization, (indices, noise seed) pairs),
+    drawn from (`seed`, `epoch`) alone. Small: it holds no images (see `training_epochs`)."""
+    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    order = epoch_order(num_examples, config.shuffle_buffer, key)
+    indices = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, True)
+    if config.binarization != "dynamic":
+        return indices
+    epoch_seed = tf.random.stateless_uniform([], seed=key, minval=0, maxval=2**62, dtype=tf.int64)
+    noise_seeds = tf.data.Dataset.range(num_examples // batch_size).map(lambda i: epoch_seed + i)
+    return tf.data.Dataset.zip(indices, noise_seeds)
 
 
 def epoch_batches(
     train: Split, config: DataConfig, batch_size: int, seed: int, epoch: int | tf.Tensor
 ) -> tf.data.Dataset:
     """The training batches of epoch `epoch` (0, 1, ...): shuffled and binarized from
-    (`seed`, `epoch`) alone, whatever was read before, so a resumed run starts its next epoch
-    with `epoch_batches(..., epoch=k)` and sees what an uninterrupted run saw. What
-    `keras-vae train` trains on, through `training_epochs`.
+    (`seed`, `epoch`) alone, whatever was read before, so a resumed run that starts at epoch
+    k sees what an uninterrupted run saw there. `training_epochs` joins them.
 
     Example:
         >>> split = prepared_splits(DataConfig("digits"))["train"]
@@ -645,16 +658,8 @@ def epoch_batches(
         >>> bool(tf.reduce_all(first[0] == again[0]))
         True
     """
-    key = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
-    epoch_seed = tf.random.stateless_uniform([], seed=key, minval=0, maxval=2**62, dtype=tf.int64)
-    order = tf.data.Dataset.from_tensor_slices(
-        epoch_order(len(train.images), config.shuffle_buffer, key)
-    )
-    noise_seeds = None
-    if config.binarization == "dynamic":
-        noise_seeds = tf.data.Dataset.range(len(train.images) // batch_size)
-        noise_seeds = noise_seeds.map(lambda index: epoch_seed + index)
-    return _training_batches(train, order.batch(batch_size, True), noise_seeds)
+    indices = epoch_indices(len(train.images), config, batch_size, seed, epoch)
+    return _training_batches(train, indices)
 
 
 def epoch_order(num_examples: int, shuffle_buffer: int | None, key: tf.Tensor) -> tf.Tensor:
@@ -686,32 +691,36 @@ def training_epochs(
     seed: int,
     epochs: int,
     first_epoch: int = 0,
-    per_epoch=None,
 ) -> tf.data.Dataset:
     """Epochs `first_epoch`, ..., `epochs - 1` of `epoch_batches`, one after the other, as ONE
-    finite dataset (one iterator for a whole `fit`). `per_epoch` maps each epoch's dataset
-    before they are joined (e.g. stacking its batches into blocks)."""
+    finite dataset (one iterator for a whole `fit`).
+
+    Only the index batches are made per epoch (`epoch_indices`, inside `flat_map`); the images
+    are gathered outside it, so the in-memory split is not copied into every epoch's function
+    (that made each new iterator take 4 s for MNIST).
+    """
+    num_examples = len(train.images)
 
     def one_epoch(epoch):
-        batches = epoch_batches(train, config, batch_size, seed, epoch)
-        return per_epoch(batches) if per_epoch is not None else batches
+        return epoch_indices(num_examples, config, batch_size, seed, epoch)
 
-    return tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
+    return _training_batches(train, tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch))
 
 
-def _training_batches(
-    train: Split, order: tf.data.Dataset, noise_seeds: tf.data.Dataset | None
-) -> tf.data.Dataset:
-    """Float batches of `train` at the index batches `order`, binarized per batch from
-    `noise_seeds` when given."""
-    train_ds = _gather_batches(train.images, train.labels, order)
-    if noise_seeds is not None:
-        train_ds = tf.data.Dataset.zip(train_ds, noise_seeds).map(
-            _dynamic_binarize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        )
-    else:
-        train_ds = train_ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
-    return train_ds.prefetch(tf.data.AUTOTUNE)
+def _training_batches(train: Split, indices: tf.data.Dataset) -> tf.data.Dataset:
+    """Float batches of `train` at the index batches `indices`; elements that are
+    (indices, noise seed) pairs are binarized with that seed (dynamic binarization)."""
+    images = tf.constant(train.images)
+    labels = None if train.labels is None else tf.constant(train.labels)
+    dynamic = isinstance(indices.element_spec, tuple)
+
+    def batch(*element):
+        index = element[0]
+        x = tf.gather(images, index)
+        x = _dynamic_binarize(x, element[1]) if dynamic else _float(x)
+        return x if labels is None else (x, tf.gather(labels, index))
+
+    return indices.map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def held_out_pipeline(test: Split, batch_size: int) -> tf.data.Dataset:

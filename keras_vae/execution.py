@@ -110,27 +110,30 @@ def fit_steps_per_execution(
 
 
 def block_steps(
-    steps_per_execution: int, steps_per_epoch: int, auto: bool, replicas: int = 1
+    steps_per_execution: int,
+    steps_per_epoch: int,
+    replicas: int = 1,
+    jit_compile: bool = True,
 ) -> int:
     """Training steps per `{"x_steps": xs}` block for `keras-vae train` (1: no blocks).
 
-    One replica only: a mirrored strategy splits every element along axis 0, which for a
-    block is the step axis (and Keras cannot run several steps per call there either). "auto"
-    takes the largest divisor of `steps_per_epoch` not above the compiled setting, so every
-    block has the same shape (one XLA compilation); an explicit setting is used as given, the
-    epoch's last block then running the remaining steps.
+    The largest divisor of `steps_per_epoch` not above `steps_per_execution`, so that blocks
+    never straddle two epochs and all have one shape (one XLA compilation); the numbers do not
+    depend on it. One replica only: a mirrored strategy splits every element along axis 0,
+    which for a block is the step axis (and Keras cannot run several steps per call there
+    either). With XLA only: without it, TF's graph runs the steps inside a `tf.while_loop`
+    slower than Keras' own multi-step loop calls them (conv VAE, 2 CPU cores: 2.1-2.5k
+    against 2.4-3.0k examples/s; benchmarks/profile_train.py), so Keras' loop keeps them.
 
     Example:
-        >>> block_steps(50, steps_per_epoch=468, auto=True)
+        >>> block_steps(50, steps_per_epoch=468)
         39
-        >>> block_steps(50, steps_per_epoch=468, auto=True, replicas=2)
+        >>> block_steps(50, steps_per_epoch=468, replicas=2)
         1
     """
-    if replicas > 1:
+    if replicas > 1 or not jit_compile:
         return 1
-    if auto:
-        return largest_divisor_at_most(steps_per_epoch, steps_per_execution)
-    return min(steps_per_execution, steps_per_epoch)
+    return largest_divisor_at_most(steps_per_epoch, steps_per_execution)
 
 
 def stack_steps(dataset: tf.data.Dataset, steps: int) -> tf.data.Dataset:

@@ -34,7 +34,12 @@ from keras_vae.distribute import (
     shard_by_data,
     worker_output_dir,
 )
-from keras_vae.execution import block_steps, stack_evaluation_steps, stack_steps
+from keras_vae.execution import (
+    block_steps,
+    largest_divisor_at_most,
+    stack_evaluation_steps,
+    stack_steps,
+)
 from keras_vae.model import VAE
 from keras_vae.precision import dtype_policy
 from keras_vae.progress import TrainingProgress
@@ -56,10 +61,14 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
 def build_model(config: Config, info: DatasetInfo) -> VAE:
     """The compiled VAE for `config`; call inside the strategy's scope and dtype policy."""
     model = VAE.from_model_config(info.data_shape, config.model, seed=config.runtime.seed)
+    steps_per_execution = config.training.steps_per_execution
+    if steps_per_execution != "auto":  # at most N: executions never straddle two epochs
+        steps_per_epoch = info.num_train // config.training.batch_size
+        steps_per_execution = largest_divisor_at_most(steps_per_epoch, steps_per_execution)
     model.compile(
         optimizer=make_optimizer(config.training.optimizer, config.training.learning_rate),
         jit_compile=config.training.jit_compile,  # "auto" values resolved by VAE.compile
-        steps_per_execution=config.training.steps_per_execution,
+        steps_per_execution=steps_per_execution,
     )
     return model
 
@@ -108,12 +117,10 @@ class Feed:
     def training_set(self) -> tf.data.Dataset:
         """Epoch 0's training batches for the final `evaluate`, blocked like `train`."""
 
-        def blocks(batches):
-            return stack_steps(model_inputs(batches), self.block)
-
-        if self.block == 1:
-            return with_length(model_inputs(self.pipelines.epochs(1)), self.steps)
-        return with_length(self.pipelines.epochs(1, per_epoch=blocks), self.steps)
+        batches = model_inputs(self.pipelines.epochs(1))
+        if self.block > 1:
+            batches = stack_steps(batches, self.block)
+        return with_length(batches, self.steps)
 
 
 def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Config) -> Feed:
@@ -122,9 +129,9 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
     All epochs still to train are ONE dataset (`Pipelines.epochs`, each epoch shuffled from
     (seed, epoch) alone), so `fit` keeps one iterator for the whole run: its prefetching runs
     on across epoch ends, no iterator is built per epoch (each costs 0.2-1 s here in pipeline
-    start-up), and a resumed run simply starts at its next epoch. With one replica the steps
-    come in `{"x_steps": xs}` blocks of `steps_per_execution` batches, each trained in one
-    compiled loop (`VAE.train_step`, `keras_vae.execution.block_steps`), and the held-out
+    start-up), and a resumed run simply starts at its next epoch. With one replica and XLA
+    the steps come in `{"x_steps": xs}` blocks of `steps_per_execution` batches, each trained
+    in one compiled loop (`VAE.train_step`, `keras_vae.execution.block_steps`), the held-out
     batches in blocks too (`keras_vae.execution.stack_evaluation_steps`), validated by
     `BlockValidation`: the same steps and numbers without Keras' per-step work between them
     (benchmarks/profile_train.py).
@@ -135,8 +142,8 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
     block = block_steps(
         model.compiled_steps_per_execution,
         steps_per_epoch,
-        auto=config.training.steps_per_execution == "auto",
         replicas=model.distribute_strategy.num_replicas_in_sync,
+        jit_compile=bool(model.jit_compile),
     )
     epochs = config.training.epochs
     remaining = max(0, epochs - initial_epoch)
@@ -145,11 +152,8 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
         train = with_length(train, steps_per_epoch * remaining)
         return Feed(train, steps_per_epoch, steps_per_epoch, 1, test_inputs, pipelines)
 
-    def blocks(batches):
-        return stack_steps(model_inputs(batches), block)
-
-    steps = -(-steps_per_epoch // block)
-    train = shard_by_data(pipelines.epochs(epochs, initial_epoch, per_epoch=blocks))
+    steps = steps_per_epoch // block  # block divides it
+    train = shard_by_data(stack_steps(model_inputs(pipelines.epochs(epochs, initial_epoch)), block))
     train = with_length(train, steps * remaining)
     validation = stack_evaluation_steps(
         test_inputs, info.num_test, batch_size, math.prod(info.data_shape)

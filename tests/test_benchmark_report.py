@@ -32,6 +32,26 @@ def test_readme_quotes_every_results_file():
         assert f"(no benchmarks/results/{name}.json yet)" not in readme
 
 
+def test_readme_headline_is_the_train_job_number():
+    """The number at the top of the README is `keras-vae train`'s, from train_job.json."""
+    import json
+
+    readme = (ROOT / "README.md").read_text()
+    headline = readme[: readme.index("## Using it from Python")]
+    results = json.loads((ROOT / "benchmarks" / "results" / "train_job.json").read_text())
+    summary = results["cases"]["classic_b128"]["summary"]
+    assert f"{summary['keras_vae_train']:,}" in headline
+    assert f"{summary['vs_pytorch']:.2f}x the PyTorch example" in headline
+    assert f"{summary['vs_jax']:.2f}x a hand-jitted JAX loop" in headline
+
+
+def test_gpu_section_says_whether_a_gpu_ran_it():
+    section = report.gpu_check(None)
+    assert "Not run on a GPU yet" in section
+    smoke = {"mode": "smoke", "device": {"gpus": [], "details": []}}
+    assert "Not run on a GPU yet" in report.gpu_check(smoke)
+
+
 def _throughput(rate, torch_rate, fraction):
     case = {
         "name": report.DEFAULTS_CASE,

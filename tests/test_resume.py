@@ -142,12 +142,12 @@ def test_epoch_seeds_are_what_make_the_resume_exact(
     interrupted_dir, uninterrupted, tmp_path, monkeypatch
 ):
     """Counter-check: with every epoch drawn as epoch 0, epochs 3-4 see other batches."""
-    original = data.epoch_batches
+    original = data.epoch_indices
 
-    def as_epoch_zero(train, config, batch_size, seed, epoch):
-        return original(train, config, batch_size, seed, 0)
+    def as_epoch_zero(num_examples, config, batch_size, seed, epoch):
+        return original(num_examples, config, batch_size, seed, 0)
 
-    monkeypatch.setattr(data, "epoch_batches", as_epoch_zero)
+    monkeypatch.setattr(data, "epoch_indices", as_epoch_zero)
     metrics = train_and_evaluate(CONFIG, copy_of(interrupted_dir, tmp_path), verbose=0)
     resumed, reference = metrics["history"]["elbo"], uninterrupted[1]["history"]["elbo"]
     assert resumed[:2] == reference[:2]  # restored from the backup

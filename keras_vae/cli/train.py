@@ -120,8 +120,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--steps-per-execution",
         type=steps_per_execution,
         default=training.steps_per_execution,
-        help="train steps per call into the compiled function, or 'auto' (default: 50; 1 with "
-        "several mirrored replicas: keras-team/keras#19246)",
+        help="train steps per call into the compiled function, at most N: the largest divisor "
+        "of the steps per epoch up to N (with XLA and one replica, a block of steps in one "
+        "compiled loop); 'auto' (default) is 50, or 1 with several mirrored replicas "
+        "(keras-team/keras#19246)",
     )
     group = parser.add_argument_group("runtime")
     group.add_argument("--seed", type=int, default=runtime.seed)
@@ -152,7 +154,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         choices=(0, 1, 2),
         default=1,
-        help="Keras progress output: 0 silent, 1 progress bar, 2 one line/epoch",
+        help="progress output: 0 silent, 1 a bar of the optimizer steps done with examples/s, "
+        "2 one line per epoch",
     )
 
 
