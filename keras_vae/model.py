@@ -342,14 +342,15 @@ class VAE(keras.Model):
         """
         if getattr(self, "_compiled_steps_per_execution", None) is not None:
             given = _FIT_SIGNATURE.bind(self, x, y, *args, **kwargs).arguments
-            wanted = fit_steps_per_execution(
-                self._compiled_steps_per_execution,
-                given.get("steps_per_epoch"),
-                batches_per_epoch(x, given.get("batch_size")),
-                auto=self._compile_settings["steps_per_execution"] == "auto",
-            )
             if is_stepped_dataset(x):  # each element is already a block of steps
                 wanted = 1
+            else:
+                wanted = fit_steps_per_execution(
+                    self._compiled_steps_per_execution,
+                    given.get("steps_per_epoch"),
+                    batches_per_epoch(x, given.get("batch_size")),
+                    auto=self._compile_settings["steps_per_execution"] == "auto",
+                )
             if wanted != self.steps_per_execution:
                 self.steps_per_execution = wanted
                 self.train_function = self.test_function = self.predict_function = None
