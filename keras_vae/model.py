@@ -372,17 +372,7 @@ class VAE(keras.Model):
         `keras_vae.execution.stack_steps`) so that no per-step work is left outside the
         compiled loop; one replica only (a mirrored strategy would split the block's axis 0).
         """
-        steps = stacked_steps(data)
-        if steps is None:
-            x, noise = _unpack_inputs(data)
-            return reducible_logs(self._train_on_batch(x, noise))
-
-        def body(index):
-            self._train_on_batch(tf.cast(steps[index], tf.float32), None)
-            return (index + 1,)
-
-        tf.while_loop(lambda index: index < tf.shape(steps)[0], body, (tf.constant(0),))
-        return reducible_logs({name: tracker.result() for name, tracker in self.trackers.items()})
+        return self._run_steps(data, self._train_on_batch)
 
     def _train_on_batch(self, x, noise) -> dict[str, tf.Tensor]:
         layout = batch_layout(x)  # outside XLA: it may all-gather the replicas' batch sizes
@@ -405,13 +395,17 @@ class VAE(keras.Model):
     def test_step(self, data):
         """The ELBO terms of a batch, or of each batch of a `{"x_steps": xs}` block in turn
         (the same numbers, in one compiled loop; see `train_step`)."""
+        return self._run_steps(data, self._test_on_batch)
+
+    def _run_steps(self, data, on_batch) -> dict[str, tf.Tensor]:
+        """`on_batch(x, noise)` on a batch, or on each batch of a block in one `tf.while_loop`;
+        the logs Keras reduces."""
         steps = stacked_steps(data)
         if steps is None:
-            x, noise = _unpack_inputs(data)
-            return reducible_logs(self._test_on_batch(x, noise))
+            return reducible_logs(on_batch(*_unpack_inputs(data)))
 
         def body(index):
-            self._test_on_batch(tf.cast(steps[index], tf.float32), None)
+            on_batch(tf.cast(steps[index], tf.float32), None)
             return (index + 1,)
 
         tf.while_loop(lambda index: index < tf.shape(steps)[0], body, (tf.constant(0),))
