@@ -9,13 +9,17 @@ epoch's state or the new one, never a mixture, and continues from its last compl
 
 What a rerun of ``train`` does with an existing RUN_DIR (`inspect_run_dir`):
 
-- no ``config.json``: a new run;
-- the same config and a backup: resume from the backup's epoch;
-- the same config, ``model.keras`` + ``metrics.json`` and no backup: finished, nothing to do
-  (the stored metrics are returned);
-- the same config and nothing else: started but no epoch completed, so start again;
-- a different config: refused with a `RunDirError` naming the differing keys, unless
-  ``overwrite=True``, which starts over after deleting the run's previous outputs.
+- missing or empty: a new run;
+- a run this program wrote (its manifest, `keras_vae.ownership`) or an older keras-vae run
+  with the same ``config.json``:
+  - the same config and a backup: resume from the backup's epoch;
+  - the same config, ``model.keras`` + ``metrics.json`` and no backup: finished, nothing to
+    do (the stored metrics are returned);
+  - the same config and nothing else: started but no epoch completed, so start again;
+  - a different config: refused with a `RunDirError` naming the differing keys, unless
+    ``overwrite=True``, which starts over after deleting exactly the files the previous run
+    listed in its manifest (`clear_run_outputs`);
+- anything else (a folder of the user's): refused, ``--overwrite`` included; nothing touched.
 
 Example:
 
@@ -30,9 +34,9 @@ alone (`keras_vae.data.epoch_batches`): the rerun starts the data at its next ep
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -41,7 +45,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_vae.atomic import write_atomically
+from keras_vae import ownership
+from keras_vae.atomic import remove_temporaries, write_atomically
 from keras_vae.config import Config
 from keras_vae.run_dir import CONFIG_FILE, METRICS_FILE, MODEL_FILE, RunDirError
 
@@ -49,10 +54,8 @@ BACKUP_DIR = "backup"
 LOGS_DIR = "logs"
 FIGURES_DIR = "figures"
 STATE_FILE = "state.npz"
-# What `overwrite=True` deletes: the outputs of a previous run, nothing else.
-RUN_OUTPUTS = (MODEL_FILE, METRICS_FILE, CONFIG_FILE, BACKUP_DIR, LOGS_DIR, FIGURES_DIR)
-# Temporary files `keras_vae.atomic` leaves behind when killed mid-write.
-STALE_TEMPORARY_PATTERNS = (".*.json.*", ".*.tmp*.keras", ".*.png.*", f".{STATE_FILE}.*")
+# The files a run of an older keras-vae (before manifests) wrote, adopted when it is resumed.
+LEGACY_RUN_FILES = (MODEL_FILE, METRICS_FILE, CONFIG_FILE, f"{BACKUP_DIR}/{STATE_FILE}")
 NEW, RESUME, FINISHED = "new", "resume", "finished"
 
 
@@ -169,20 +172,20 @@ class RunBackup(keras.callbacks.Callback):
         return self.epochs_done
 
     def delete(self) -> None:
-        """Remove the backup (after the run's outputs are all written)."""
-        shutil.rmtree(self.backup_dir, ignore_errors=True)
+        """Remove the backup (after the run's outputs are all written): its state file, its
+        temporaries and the folder once empty; nothing else."""
+        self.state_path.unlink(missing_ok=True)
+        remove_temporaries(self.backup_dir)
+        with contextlib.suppress(OSError):  # missing, or holds a file of the user's
+            self.backup_dir.rmdir()
 
 
 def remove_stale_temporaries(folder: str | Path) -> None:
-    """Delete the hidden temporary files an atomic write killed half-way leaves in `folder`
-    (a run directory or its backup) and in its ``figures`` subfolder."""
+    """Delete the temporary files an atomic write killed half-way leaves in `folder` (a run
+    directory or its backup) and in its ``figures`` subfolder: only files named the way
+    `keras_vae.atomic` names them, never a file of the user's."""
     for directory in (Path(folder), Path(folder) / FIGURES_DIR):
-        if not directory.is_dir():
-            continue
-        for pattern in STALE_TEMPORARY_PATTERNS:
-            for path in directory.glob(pattern):
-                if path.is_file():
-                    path.unlink(missing_ok=True)
+        remove_temporaries(directory)
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -206,29 +209,46 @@ def config_differences(old: Config, new: Config) -> list[str]:
     return [f"{k}: {before[k]!r} -> {after[k]!r}" for k in sorted(after) if before[k] != after[k]]
 
 
+def _previous_config(config_path: Path, fix: str) -> Config:
+    try:
+        return Config.from_json(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as error:
+        message = " ".join(str(error).split())
+        raise RunDirError(f"Cannot read {config_path} ({message}); {fix}.") from None
+
+
 def inspect_run_dir(run_dir: str | Path, config: Config, overwrite: bool = False) -> str:
     """What training `config` into `run_dir` means: NEW, RESUME or FINISHED (see the module doc).
 
-    Reads only; raises `RunDirError` (nothing written) when `run_dir` holds another run.
+    Reads only; raises `RunDirError` (nothing written) when `run_dir` is not ours to write
+    (a folder of the user's, whatever `overwrite` says) or holds another run.
     """
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"{run_dir} is a file; pass a folder as the run directory (--output).")
-    if overwrite or not run_dir.exists():
+    try:
+        ownership.check_writable_folder(run_dir, "run")
+        manifest = ownership.Manifest.read(run_dir, "run") if run_dir.is_dir() else None
+    except ownership.FolderNotOursError as error:
+        raise RunDirError(str(error)) from None
+    foreign = [] if manifest else ownership.foreign_entries(run_dir, "run")
+    if not run_dir.exists() or (manifest is None and not foreign):
         return NEW
     fix = "pass --overwrite to start over, or choose another --output"
     config_path = run_dir / CONFIG_FILE
+    if manifest is None:  # not written by this program; only an older run of the same config
+        previous = None
+        if config_path.is_file():
+            with contextlib.suppress(RunDirError):
+                previous = _previous_config(config_path, fix)
+        if previous is None or config_differences(previous, config):
+            raise RunDirError(str(ownership.not_ours_error(run_dir, "run", foreign)))
+    elif overwrite:
+        return NEW
     has_backup = (run_dir / BACKUP_DIR / STATE_FILE).is_file()
     if not config_path.is_file():
         if has_backup:
             raise RunDirError(f"{run_dir} holds a training backup but no {CONFIG_FILE}; {fix}.")
         return NEW
-    try:
-        previous = Config.from_json(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, TypeError) as error:
-        message = " ".join(str(error).split())
-        raise RunDirError(f"Cannot read {config_path} ({message}); {fix}.") from None
-    differences = config_differences(previous, config)
+    differences = config_differences(_previous_config(config_path, fix), config)
     if differences:
         state = "an unfinished run (with a backup)" if has_backup else "a run"
         raise RunDirError(
@@ -242,12 +262,29 @@ def inspect_run_dir(run_dir: str | Path, config: Config, overwrite: bool = False
     return NEW
 
 
-def clear_run_outputs(run_dir: str | Path) -> None:
-    """Delete a previous run's outputs (`RUN_OUTPUTS`) from `run_dir`; other files stay."""
+def take_run_dir(run_dir: str | Path, overwrite: bool = False) -> ownership.Manifest:
+    """Claim `run_dir` for writing (after `inspect_run_dir` accepted it): its manifest, created
+    in a new folder; with `overwrite`, the previous run's files deleted first
+    (`clear_run_outputs`)."""
     run_dir = Path(run_dir)
-    for name in RUN_OUTPUTS:
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    has_manifest = (run_dir / ownership.MANIFEST_FILE).exists()
+    older_run = (run_dir / CONFIG_FILE).is_file() and not has_manifest
+    try:
+        manifest = ownership.Manifest.take(
+            run_dir, "run", adopt=LEGACY_RUN_FILES if older_run else ()
+        )
+    except ownership.FolderNotOursError as error:
+        raise RunDirError(str(error)) from None
+    if overwrite:
+        clear_run_outputs(manifest)
+    manifest.claim(
+        CONFIG_FILE,
+        f"{BACKUP_DIR}/{STATE_FILE}",
+        folders=(BACKUP_DIR,),
+    )
+    return manifest
+
+
+def clear_run_outputs(manifest: ownership.Manifest) -> list[Path]:
+    """Delete the files a previous run listed in its manifest; every other file stays."""
+    return manifest.remove_owned()

@@ -12,7 +12,6 @@ RUN_DIR then holds `model.keras`, `config.json` (enough to rerun) and `metrics.j
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import statistics
 from pathlib import Path
@@ -22,7 +21,12 @@ import keras
 import tensorflow as tf
 
 from keras_vae import resume, visualize
-from keras_vae.atomic import save_model_atomically, write_atomically
+from keras_vae.atomic import (
+    finite_or_null,
+    save_model_atomically,
+    write_atomically,
+    write_json_atomically,
+)
 from keras_vae.callbacks import training_callbacks
 from keras_vae.config import Config
 from keras_vae.data import DatasetInfo, Pipelines, make_pipelines
@@ -45,6 +49,10 @@ from keras_vae.precision import dtype_policy
 from keras_vae.progress import TrainingProgress
 from keras_vae.run_dir import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_metrics
 from keras_vae.validation import BlockValidation
+
+# What `--tensorboard` writes under RUN_DIR/logs (keras_vae.callbacks), listed in the manifest.
+LOG_FILES = f"{resume.LOGS_DIR}/**/events.out.tfevents.*"
+LOG_FOLDERS = tuple(f"{resume.LOGS_DIR}{sub}" for sub in ("", "/train", "/validation", "/images"))
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -232,9 +240,9 @@ def train_and_evaluate(
     out_dir = worker_output_dir(run_dir, strategy)
     backup.backup_dir = out_dir / resume.BACKUP_DIR
 
-    if overwrite:
-        resume.clear_run_outputs(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = resume.take_run_dir(out_dir, overwrite)  # lists each file before it is written
+    if config.runtime.tensorboard:
+        manifest.claim(LOG_FILES, folders=LOG_FOLDERS)
     resume.remove_stale_temporaries(out_dir)
     write_atomically(out_dir / CONFIG_FILE, config.to_json() + "\n")
     feed = make_feed(model, pipelines, initial_epoch, config)
@@ -278,8 +286,14 @@ def train_and_evaluate(
         "history": backup.history,
     }
     figures = visualize.render_figures(model, test_data, backup.history)
+    manifest.claim(
+        MODEL_FILE,
+        METRICS_FILE,
+        *(f"{resume.FIGURES_DIR}/{name}" for name in figures),
+        folders=(resume.FIGURES_DIR,),
+    )
     visualize.save_figures(figures, out_dir / resume.FIGURES_DIR)
     save_model_atomically(model, out_dir / MODEL_FILE)
-    write_atomically(out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    write_json_atomically(out_dir / METRICS_FILE, finite_or_null(metrics))
     backup.delete()  # only now: a kill before this line resumes and rewrites the outputs
     return metrics

@@ -269,9 +269,16 @@ def test_restore_refuses_a_backup_of_another_model(tmp_path):
         resume.RunBackup(tmp_path).restore(other)
 
 
-def test_stale_temporaries_are_removed(tmp_path):
+def test_stale_temporaries_are_removed_and_lookalikes_of_the_users_kept(tmp_path):
     keep = ["state.npz", "notes.json", "figures/samples.png", "figures/notes.txt"]
-    stale = [".state.npz.abc1", ".metrics.json.x1", ".model.tmp42.keras", "figures/.samples.png.q"]
+    # Files of the user's that the old clean-up patterns (".*.json.*", ".*.png.*") matched.
+    keep += [".settings.json.bak", "figures/.x.png.1", ".state.npz.orig", ".model.tmp1.keras"]
+    stale = [
+        ".state.npz.abc1.keras-vae-tmp",
+        ".metrics.json.x1.keras-vae-tmp",
+        ".model.keras.42.keras-vae-tmp.keras",
+        "figures/.samples.png.q.keras-vae-tmp",
+    ]
     (tmp_path / "figures").mkdir()
     for name in keep + stale:
         (tmp_path / name).write_text("x")

@@ -1,0 +1,259 @@
+"""What keras-vae wrote into a folder, so that it never writes over or deletes anything else.
+
+Every folder keras-vae writes into (a run directory of ``train``, an export folder of
+``export``) gets a manifest, ``.keras-vae-manifest.json``, naming what the program created
+there, written BEFORE each file is: a kill at any moment leaves nothing unlisted. The rules:
+
+- a missing or empty folder becomes ours (the manifest is its first file);
+- a folder with our manifest is ours, but only the paths it lists are: ``--overwrite`` and
+  the clean-up after a kill delete exactly those (and folders they emptied), never a file
+  the user added beside them;
+- any other folder is refused before anything is written (`FolderNotOursError`), with
+  ``--overwrite`` too. The repository's ``export/`` folder carries `EXPORT_FOLDER_MARK`, a
+  committed empty file that says "exports go here", so the README's quick start exports
+  into it beside its README.
+
+A manifest lists ``files`` (paths or glob patterns such as ``logs/**/events.out.tfevents.*``,
+relative to the folder), ``trees`` (folders written whole, e.g. an exported version
+``encoder/3``, deleted whole) and ``folders`` (created by us, removed only once empty).
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> manifest = Manifest.take(folder, "run")
+    >>> manifest.claim("config.json")
+    >>> _ = (folder / "config.json").write_text("{}")
+    >>> _ = (folder / "notes.txt").write_text("mine")
+    >>> [p.name for p in manifest.remove_owned()]
+    ['config.json']
+    >>> sorted(p.name for p in folder.iterdir())
+    ['.keras-vae-manifest.json', 'notes.txt']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+from keras_vae.atomic import remove_temporaries, write_json_atomically
+
+MANIFEST_FILE = ".keras-vae-manifest.json"
+EXPORT_FOLDER_MARK = ".keras-vae-export-folder"
+KINDS = ("run", "export")
+FORMAT = 1
+_SECTIONS = ("files", "trees", "folders")
+_ARTICLED = {"run": "a run directory", "export": "an export folder"}
+
+
+class FolderNotOursError(ValueError):
+    """A folder holds files keras-vae did not write (or is corrupt); nothing was touched."""
+
+
+def _relative(path: str) -> str:
+    """A manifest entry: relative, POSIX, inside the folder (no '..', not absolute)."""
+    pure = PurePosixPath(str(path).replace(os.sep, "/"))
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+        raise ValueError(f"A manifest entry must be a relative path inside the folder: {path!r}")
+    return str(pure)
+
+
+def _describe(entries: list[str]) -> str:
+    shown = ", ".join(repr(e) for e in entries[:3])
+    return shown + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+
+
+class Manifest:
+    """The manifest of one folder keras-vae owns (see the module docstring).
+
+    Use `Manifest.take` to claim a folder for writing, `Manifest.read` to inspect one.
+    """
+
+    def __init__(self, folder: Path, kind: str, entries: dict[str, set[str]] | None = None):
+        if kind not in KINDS:
+            raise ValueError(f"Unknown manifest kind {kind!r}. Expected one of {list(KINDS)}.")
+        self.folder = Path(folder)
+        self.kind = kind
+        self.entries = {name: set((entries or {}).get(name, ())) for name in _SECTIONS}
+
+    @property
+    def path(self) -> Path:
+        return self.folder / MANIFEST_FILE
+
+    # ------------------------------------------------------------------ reading
+    @classmethod
+    def read(cls, folder: str | os.PathLike, kind: str) -> Manifest | None:
+        """The folder's manifest; None when it has none.
+
+        Raises:
+            FolderNotOursError: the manifest is unreadable or belongs to another kind of folder.
+        """
+        folder = Path(folder)
+        path = folder / MANIFEST_FILE
+        if not path.exists():
+            return None
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(values, dict):
+                raise ValueError("not a JSON object")
+            entries = {
+                name: {_relative(p) for p in values.get(name, []) if isinstance(p, str)}
+                for name in _SECTIONS
+            }
+            found = values.get("kind")
+        except (OSError, ValueError) as error:
+            raise FolderNotOursError(
+                f"{path} is unreadable ({type(error).__name__}: {error}); restore it or choose "
+                "another folder (keras-vae will not guess what it owns)."
+            ) from None
+        if found != kind:
+            raise FolderNotOursError(
+                f"{folder} is {_ARTICLED.get(found, repr(found))} of keras-vae, not "
+                f"{_ARTICLED[kind]}; choose another folder."
+            )
+        return cls(folder, kind, entries)
+
+    @classmethod
+    def take(cls, folder: str | os.PathLike, kind: str, adopt: Iterable[str] = ()) -> Manifest:
+        """The manifest of `folder`, creating the folder and manifest when it is missing or
+        empty (or carries `EXPORT_FOLDER_MARK`, for exports).
+
+        Args:
+            folder: the folder to write into.
+            kind: "run" or "export".
+            adopt: for a folder without a manifest that the caller has recognised as an
+                older keras-vae folder, the files to list as ours.
+
+        Raises:
+            FolderNotOursError: the folder holds files keras-vae did not write.
+        """
+        folder = Path(folder)
+        check_writable_folder(folder, kind)
+        manifest = cls.read(folder, kind) if folder.is_dir() else None
+        if manifest is not None:
+            return manifest
+        foreign = foreign_entries(folder, kind)
+        adopted = set(adopt)
+        if foreign and not adopted:
+            raise not_ours_error(folder, kind, foreign)
+        manifest = cls(folder, kind, {"files": {_relative(p) for p in adopted}})
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest.save()
+        return manifest
+
+    # ------------------------------------------------------------------ claiming
+    def save(self) -> None:
+        values = {
+            "kind": self.kind,
+            "format": FORMAT,
+            "written_by": "keras-vae",
+            **{name: sorted(self.entries[name]) for name in _SECTIONS},
+        }
+        write_json_atomically(self.path, values)
+
+    def claim(self, *files: str, trees: Iterable[str] = (), folders: Iterable[str] = ()) -> None:
+        """List paths as ours (before writing them); rewrites the manifest when it changed."""
+        before = {name: set(values) for name, values in self.entries.items()}
+        self.entries["files"].update(_relative(f) for f in files)
+        self.entries["trees"].update(_relative(t) for t in trees)
+        self.entries["folders"].update(_relative(f) for f in folders)
+        if self.entries != before:
+            self.save()
+
+    def release(self, *paths: str) -> None:
+        """Stop listing `paths` (in any section) after they were deleted or handed over."""
+        names = {_relative(p) for p in paths}
+        changed = False
+        for values in self.entries.values():
+            if values & names:
+                values -= names
+                changed = True
+        if changed:
+            self.save()
+
+    def owns(self, path: str) -> bool:
+        """Whether `path` (relative) is listed, directly or by a pattern or tree."""
+        path = _relative(path)
+        if path in self.entries["files"] or path in self.entries["trees"]:
+            return True
+        pure = PurePosixPath(path)
+        if any(pure.is_relative_to(tree) for tree in self.entries["trees"]):
+            return True
+        return any(
+            (self.folder / path) in set(self.folder.glob(pattern))
+            for pattern in self.entries["files"]
+            if any(ch in pattern for ch in "*?[")
+        )
+
+    # ------------------------------------------------------------------ removing
+    def owned_paths(self) -> list[Path]:
+        """The existing files and trees this manifest lists (patterns expanded)."""
+        found: set[Path] = set()
+        for pattern in self.entries["files"]:
+            if any(ch in pattern for ch in "*?["):
+                found.update(p for p in self.folder.glob(pattern) if p.is_file())
+            elif (self.folder / pattern).is_file() or (self.folder / pattern).is_symlink():
+                found.add(self.folder / pattern)
+        found.update(self.folder / t for t in self.entries["trees"] if (self.folder / t).is_dir())
+        return sorted(found)
+
+    def remove_owned(self) -> list[Path]:
+        """Delete what this manifest lists, its temporaries and the folders that leaves empty;
+        keep everything else (and the manifest). Returns what was deleted."""
+        removed = self.owned_paths()
+        for path in removed:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        for folder in [self.folder, *(self.folder / f for f in self.entries["folders"])]:
+            removed += remove_temporaries(folder)
+        # Deepest first, so a parent emptied by its children's removal goes too.
+        for name in sorted(self.entries["folders"], key=lambda f: -len(PurePosixPath(f).parts)):
+            path = self.folder / name
+            if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+                path.rmdir()
+                removed.append(path)
+        self.entries = {name: set() for name in _SECTIONS}
+        self.save()
+        return removed
+
+
+def check_writable_folder(folder: Path, kind: str) -> None:
+    """Raise `FolderNotOursError` when `folder` is a file or its nearest existing folder is not
+    writable."""
+    flag = "--output" if kind == "run" else "--out"
+    if folder.exists() and not folder.is_dir():
+        raise FolderNotOursError(f"{flag} {folder} is a file; pass a folder (created if missing).")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise FolderNotOursError(
+            f"Cannot write to {existing}; choose another {flag} or fix its permissions."
+        )
+
+
+def foreign_entries(folder: str | os.PathLike, kind: str) -> list[str]:
+    """Names in a folder without a manifest that keras-vae did not write ([] when it is
+    missing, empty, or an export folder marked with `EXPORT_FOLDER_MARK`)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    names = sorted(os.listdir(folder))
+    if kind == "export" and EXPORT_FOLDER_MARK in names:
+        return []
+    return names
+
+
+def not_ours_error(folder: Path, kind: str, foreign: list[str]) -> FolderNotOursError:
+    if kind == "run":
+        what, fix = "train", "choose an empty or new --output folder"
+    else:
+        what, fix = "export", "choose an empty or new --out folder"
+    return FolderNotOursError(
+        f"{folder} is not empty ({_describe(foreign)}) and holds nothing keras-vae {what} "
+        f"wrote (no {MANIFEST_FILE}); {what} writes only into an empty folder or one it wrote, "
+        f"and never deletes files it did not write, --overwrite included: {fix}."
+    )
