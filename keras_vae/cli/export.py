@@ -1,4 +1,5 @@
-"""`keras-vae export RUN_DIR --out DIR [--version N] [--overwrite] [--tflite]`.
+"""`keras-vae export RUN_DIR --out DIR [--version N] [--overwrite] [--tflite]
+[--max-samples-per-request N]`.
 
 Flags -> `keras_vae.export.export_run`; prints what was written as JSON.
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+from keras_vae.signatures import DEFAULT_MAX_SAMPLES_PER_REQUEST, MAX_SAMPLES_KEY
 
 HELP = (
     "Export a trained run for TF Serving (DIR/encoder/<version>, DIR/decoder/<version> "
@@ -22,17 +25,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         metavar="DIR",
-        help="export folder; DIR/encoder and DIR/decoder are TF Serving model base paths",
+        help="export folder; DIR/encoder and DIR/decoder are TF Serving model base paths. "
+        "It must be missing, empty, or a folder keras-vae exported into before: files "
+        "keras-vae did not write are never replaced or deleted",
     )
     parser.add_argument(
         "--version",
         type=int,
         default=None,
         metavar="N",
-        help="version number to write (default: one above the highest existing one)",
+        help="version number to write, 1 to 2**63-1 (TF Serving's int64); default: one "
+        "above the highest existing one",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace version N if it already exists"
+    )
+    parser.add_argument(
+        "--max-samples-per-request",
+        type=int,
+        default=DEFAULT_MAX_SAMPLES_PER_REQUEST,
+        metavar="N",
+        help="the most rows one request to the decoder's `sample` signature may generate "
+        f"(default {DEFAULT_MAX_SAMPLES_PER_REQUEST:,}; larger requests fail with "
+        "InvalidArgumentError); recorded in export.json",
     )
     parser.add_argument(
         "--tflite",
@@ -46,6 +61,7 @@ def summary(record: dict) -> dict:
     out = {
         "version": record["version"],
         "run_dir": record["run_dir"],
+        MAX_SAMPLES_KEY: record[MAX_SAMPLES_KEY],
         "models": {
             name: {
                 "base_path": info["base_path"],
@@ -73,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         version=args.version,
         overwrite=args.overwrite,
         tflite=args.tflite,
+        max_samples_per_request=args.max_samples_per_request,
     )
     print(json.dumps(summary(record), indent=2))
     return 0

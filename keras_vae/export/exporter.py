@@ -10,13 +10,20 @@ See `keras_vae.export.layout` for the folder layout and how versions appear atom
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from keras_vae.export import layout
+from keras_vae.atomic import file_mode, json_text
+from keras_vae.export import layout, transaction
 from keras_vae.export.export_utils import saved_model_signatures
+from keras_vae.signatures import (
+    DEFAULT_MAX_SAMPLES_PER_REQUEST,
+    MAX_SAMPLES_KEY,
+    check_max_samples,
+)
 
 FORMAT_VERSION = 1
 
@@ -30,54 +37,40 @@ def _read_export_json(path: Path) -> dict[str, Any]:
     return values if isinstance(values, dict) else {}
 
 
-def _write_json_atomically(path: Path, values: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(values, indent=2, sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _publish_tflite(staged: Path, target: Path, trash: Path) -> None:
-    """Replace the whole tflite folder at once (it holds the latest --tflite export only)."""
-    layout.fsync_tree(staged)
-    if target.exists():
-        os.rename(target, trash / "old-tflite")
-    os.rename(staged, target)
-
-
 def export_run(
     run_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     version: int | None = None,
     overwrite: bool = False,
     tflite: bool = False,
+    max_samples_per_request: int = DEFAULT_MAX_SAMPLES_PER_REQUEST,
 ) -> dict[str, Any]:
     """Export a trained run as TF Serving SavedModels (and LiteRT files) into `out_dir`.
 
     Writes ``out_dir/encoder/<version>/``, ``out_dir/decoder/<version>/`` and, with `tflite`,
-    ``out_dir/tflite/decoder{,_float16,_dynamic_int8}.tflite``, then ``out_dir/export.json``.
+    ``out_dir/tflite/decoder{,_float16,_dynamic_int8}.tflite``, then ``out_dir/export.json``,
+    as one transaction (`keras_vae.export.transaction`): all of them appear, or none does.
     Every artifact is reloaded and compared with the Keras model before anything is moved into
     place; bad input is refused before anything is written.
 
     Args:
         run_dir: a folder written by `keras_vae.train.train_and_evaluate` (`keras-vae train`).
-        out_dir: the export folder; created if missing.
-        version: positive integer; None (default) takes one above the highest existing one.
-        overwrite: replace an existing `version`. Default False: refuse.
+        out_dir: the export folder: missing, empty, marked for exports, or one keras-vae
+            exported into before (`keras_vae.ownership`); created if missing.
+        version: an integer in [1, 2**63 - 1]; None (default) takes one above the highest
+            existing one.
+        overwrite: replace an existing `version` (one keras-vae wrote). Default False: refuse.
         tflite: also write the LiteRT decoder files. Default False.
+        max_samples_per_request: the most rows one request to the decoder's ``sample``
+            signature may ask for (larger ones fail with InvalidArgumentError). Default 10,000.
 
     Returns:
         The record written to ``out_dir/export.json`` (without its history).
 
     Raises:
         ValueError: the run directory is unusable (`keras_vae.run_dir.RunDirError`), the
-            version is invalid or exists (`layout.VersionExistsError`), or `out_dir` cannot be
-            written; nothing has been written then.
+            version is invalid or exists (`layout.VersionExistsError`), or `out_dir` is not
+            ours to write (`keras_vae.ownership.FolderNotOursError`); nothing written then.
         ExportError: an exported artifact disagrees with the Keras model; nothing committed.
 
     Example:
@@ -86,14 +79,21 @@ def export_run(
     from keras_vae import __version__
     from keras_vae.run_dir import load_run
 
-    out_dir = layout.check_out_dir(out_dir)
-    version = layout.resolve_version(out_dir, version, overwrite)
+    max_samples = check_max_samples(max_samples_per_request)
+    if version is not None:
+        layout.check_version(version)
+    out_path = Path(os.path.expanduser(str(out_dir)))
+    layout.check_out_dir_is_ours(out_path)  # reads only
     if tflite:
         from keras_vae.export.tflite import check_litert_available
 
         check_litert_available()
     run = load_run(run_dir)  # RunDirError (a ValueError) for a missing or corrupt run
     model = run.model
+    manifest = layout.take_out_dir(out_path)
+    out_dir = manifest.folder
+    transaction.recover(out_dir)  # a killed export's leftovers, before counting versions
+    version = layout.resolve_version(out_dir, version, overwrite, manifest=manifest)
 
     import tensorflow as tf
 
@@ -115,14 +115,19 @@ def export_run(
             if model.likelihood == "bernoulli"
             else "Gaussian mean",
         },
+        MAX_SAMPLES_KEY: max_samples,
         "models": {},
         "tflite": None,
     }
     writers = {
         "encoder": (saved_model.write_encoder, saved_model.check_encoder),
-        "decoder": (saved_model.write_decoder, saved_model.check_decoder),
+        "decoder": (
+            functools.partial(saved_model.write_decoder, max_samples=max_samples),
+            functools.partial(saved_model.check_decoder, max_samples=max_samples),
+        ),
     }
-    with layout.staging_dir(out_dir) as staging:
+    with transaction.ExportTransaction(out_dir) as export:
+        staging = export.staging
         for name, (write, check) in writers.items():
             path = staging / name
             write(model, path)
@@ -133,6 +138,7 @@ def export_run(
                 "signatures": saved_model_signatures(path),
                 "max_abs_error": errors,
             }
+            export.add(name, f"{name}/{version}")
         if tflite:
             from keras_vae.export.tflite import write_tflite
 
@@ -141,14 +147,19 @@ def export_run(
                 "version": version,
                 **write_tflite(model, staging / layout.TFLITE_DIR, staging / "work"),
             }
-        trash = staging / "trash"
-        trash.mkdir()
-        for name in writers:
-            target = out_dir / name / str(version)
-            layout.publish(staging / name, target, trash, overwrite)
-        if tflite:
-            _publish_tflite(staging / layout.TFLITE_DIR, out_dir / layout.TFLITE_DIR, trash)
-        _write_json_atomically(out_dir / layout.EXPORT_JSON, _with_history(out_dir, record))
+            export.add(layout.TFLITE_DIR, layout.TFLITE_DIR)
+        (staging / layout.EXPORT_JSON).write_text(
+            json_text(_with_history(out_dir, record)), encoding="utf-8"
+        )
+        os.chmod(staging / layout.EXPORT_JSON, file_mode())
+        export.add(layout.EXPORT_JSON, layout.EXPORT_JSON)
+        manifest.claim(
+            layout.EXPORT_JSON,
+            *(f"{layout.TFLITE_DIR}/{name}" for name in layout.TFLITE_FILES),
+            trees=[f"{name}/{version}" for name in writers],
+            folders=[*writers, layout.TFLITE_DIR],
+        )
+        export.commit(overwrite=overwrite, replaceable=(layout.TFLITE_DIR, layout.EXPORT_JSON))
     return record
 
 

@@ -1,4 +1,4 @@
-"""The export folder TF Serving reads, and how versions appear in it only complete.
+"""The export folder TF Serving reads: its layout, version numbers, and which of it is ours.
 
 Layout of an export folder ``DIR`` (each ``DIR/<model>`` is a TF Serving model base path)::
 
@@ -6,12 +6,11 @@ Layout of an export folder ``DIR`` (each ``DIR/<model>`` is a TF Serving model b
     DIR/decoder/<version>/   SavedModel
     DIR/tflite/              decoder.tflite, decoder_float16.tflite, decoder_dynamic_int8.tflite
     DIR/export.json          what was exported, from which run, with which signatures
+    DIR/.keras-vae-manifest.json   what keras-vae wrote here (`keras_vae.ownership`)
 
-Everything is first written into a staging folder ``DIR/.tmp-export-<pid>-<random>`` (same
-filesystem), flushed to disk, and then moved into place with `os.rename`, which is atomic:
-TF Serving, which polls ``DIR/<model>`` for numeric folder names, never sees half a version.
-An export killed before that point leaves only its staging folder, which the next export
-deletes.
+Versions are positive int64 numbers (TF Serving's), shared by encoder and decoder; how a new
+one appears (all models at once, or none) is `keras_vae.export.transaction`. An export goes
+only into an empty folder, a folder it exported into before, or one marked for exports.
 
     >>> import tempfile
     >>> out = Path(tempfile.mkdtemp())
@@ -24,17 +23,17 @@ deletes.
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-MODEL_NAMES = ("encoder", "decoder")
+from keras_vae import ownership
+from keras_vae.signatures import DECODER, ENCODER, EXPORT_JSON, MAX_VERSION
+
+MODEL_NAMES = (ENCODER, DECODER)
 TFLITE_DIR = "tflite"
-EXPORT_JSON = "export.json"
-STAGING_PREFIX = ".tmp-export-"
+TFLITE_FILES = ("decoder.tflite", "decoder_float16.tflite", "decoder_dynamic_int8.tflite")
 
 
 class VersionExistsError(ValueError):
@@ -42,26 +41,30 @@ class VersionExistsError(ValueError):
 
 
 def check_version(version: object) -> int:
-    """`version` as an int after checking it is a positive integer (TF Serving's version).
+    """`version` as an int after checking it is in [1, 2**63 - 1] (TF Serving's int64 version).
 
     Example:
         >>> check_version(2)
         2
     """
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+    ok = isinstance(version, int) and not isinstance(version, bool)
+    if not ok or not 1 <= version <= MAX_VERSION:
         raise ValueError(
-            "Received an invalid value for `version`, expected a positive integer (TF Serving "
-            f"loads numbered folders 1, 2, ...). Received: version={version!r}"
+            "Received an invalid value for `version`, expected an integer in [1, 2**63 - 1] "
+            "(TF Serving loads numbered folders 1, 2, ... as int64 versions). "
+            f"Received: version={version!r}"
         )
     return version
 
 
 def list_versions(model_dir: str | os.PathLike) -> list[int]:
-    """The numbered version folders in one model base path, ascending ([] if it is missing)."""
+    """The version folders TF Serving would load from one model base path, ascending ([] if it
+    is missing): names that are int64 numbers >= 1."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir())
+    numbers = (int(p.name) for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir())
+    return sorted(n for n in numbers if 1 <= n <= MAX_VERSION)
 
 
 def existing_versions(out_dir: str | os.PathLike, models: Sequence[str] = MODEL_NAMES) -> set[int]:
@@ -69,21 +72,49 @@ def existing_versions(out_dir: str | os.PathLike, models: Sequence[str] = MODEL_
     return {v for name in models for v in list_versions(Path(out_dir) / name)}
 
 
-def check_out_dir(out_dir: str | os.PathLike) -> Path:
-    """`out_dir` as a Path, after checking it is (or can become) a writable folder.
+def take_out_dir(out_dir: str | os.PathLike) -> ownership.Manifest:
+    """Claim `out_dir` for an export: its manifest (`keras_vae.ownership`), created when the
+    folder is missing, empty or marked for exports; an export folder of an older keras-vae
+    (export.json, no manifest) is adopted with the versions its export.json lists.
 
     Raises:
-        ValueError: it is a file, or the nearest existing folder is not writable.
+        ownership.FolderNotOursError: the folder is a file, not writable, or holds files
+            keras-vae did not write; nothing is touched.
     """
     path = Path(os.path.expanduser(str(out_dir)))
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"--out {path} is a file; pass a folder (it is created if missing).")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"Cannot write to {existing}; choose another --out or fix permissions.")
-    return path
+    adopt, trees = older_export(path)
+    manifest = ownership.Manifest.take(path, "export", adopt=adopt)
+    if trees:
+        manifest.claim(trees=trees, folders=[*MODEL_NAMES, TFLITE_DIR])
+    return manifest
+
+
+def check_out_dir_is_ours(path: Path) -> None:
+    """`take_out_dir`'s checks without writing anything (to refuse before loading a model)."""
+    ownership.check_writable_folder(path, "export")
+    if ownership.Manifest.read(path, "export") if path.is_dir() else None:
+        return
+    foreign = ownership.foreign_entries(path, "export")
+    if foreign and not older_export(path)[0]:
+        raise ownership.not_ours_error(path, "export", foreign)
+
+
+def older_export(path: Path) -> tuple[list[str], list[str]]:
+    """(files, version folders) an export of an older keras-vae wrote into `path`, from its
+    export.json; ([], []) when `path` has a manifest or is not such a folder."""
+    if (path / ownership.MANIFEST_FILE).exists() or not (path / EXPORT_JSON).is_file():
+        return [], []
+    try:
+        record = json.loads((path / EXPORT_JSON).read_text(encoding="utf-8"))
+        versions = [int(h["version"]) for h in record["history"]]
+        ours = isinstance(record["models"], dict) and "format_version" in record
+    except (OSError, ValueError, KeyError, TypeError):
+        ours = False
+    if not ours:
+        return [], []  # not an export.json of ours: the folder stays foreign
+    files = [EXPORT_JSON, *(f"{TFLITE_DIR}/{name}" for name in TFLITE_FILES)]
+    trees = [f"{model}/{v}" for model in MODEL_NAMES for v in versions]
+    return files, trees
 
 
 def resolve_version(
@@ -91,6 +122,7 @@ def resolve_version(
     version: int | None,
     overwrite: bool,
     models: Sequence[str] = MODEL_NAMES,
+    manifest: ownership.Manifest | None = None,
 ) -> int:
     """The version to write: `version`, or one above the highest existing one (1 if none).
 
@@ -98,12 +130,19 @@ def resolve_version(
     from the same export.
 
     Raises:
-        ValueError: `version` is not a positive integer.
-        VersionExistsError: `version` exists for some model and `overwrite` is False.
+        ValueError: `version` is not in [1, 2**63 - 1], or the next one would not be.
+        VersionExistsError: `version` exists for some model and `overwrite` is False, or it
+            exists but was not written by keras-vae (per `manifest`).
     """
     taken = existing_versions(out_dir, models)
     if version is None:
-        return max(taken, default=0) + 1
+        version = max(taken, default=0) + 1
+        if version > MAX_VERSION:
+            raise ValueError(
+                f"{out_dir} already holds version {MAX_VERSION}, the largest TF Serving "
+                "accepts; pass --version with a free number, or export into another folder."
+            )
+        return version
     version = check_version(version)
     if version in taken and not overwrite:
         where = ", ".join(str(Path(out_dir) / m / str(version)) for m in models)
@@ -111,85 +150,15 @@ def resolve_version(
             f"Version {version} already exists ({where}); pass --overwrite to replace it, or "
             f"omit --version to write version {max(taken) + 1}."
         )
-    return version
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
-def remove_stale_staging(out_dir: str | os.PathLike) -> list[Path]:
-    """Delete staging folders of exports whose process is gone (killed midway); return them."""
-    removed = []
-    for path in Path(out_dir).glob(f"{STAGING_PREFIX}*"):
-        pid_text = path.name[len(STAGING_PREFIX) :].split("-", 1)[0]
-        if path.is_dir() and pid_text.isdigit() and not _pid_alive(int(pid_text)):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
-
-
-@contextlib.contextmanager
-def staging_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
-    """A fresh folder inside `out_dir` (same filesystem, so renames out of it are atomic),
-    deleted on exit whatever happens; stale ones of killed exports are removed first."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(out_dir)
-    path = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=out_dir))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def fsync_tree(path: str | os.PathLike) -> None:
-    """Flush every file and folder under `path` to disk, so a rename publishes full content."""
-    for root, _, files in os.walk(path):
-        for name in files:
-            fd = os.open(os.path.join(root, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(root)
-
-
-def _fsync_dir(path: str | os.PathLike) -> None:
-    with contextlib.suppress(OSError):  # some filesystems cannot fsync folders
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def publish(staged: Path, target: Path, trash: Path, overwrite: bool) -> None:
-    """Move the complete folder `staged` to `target` with one atomic rename.
-
-    An existing `target` is refused unless `overwrite`; then it is first moved into `trash`
-    (inside the staging folder, deleted with it) and restored if the final rename fails.
-    """
-    fsync_tree(staged)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    old = None
-    if target.exists():
-        if not overwrite:
+    if version in taken and manifest is not None:
+        foreign = [
+            f"{m}/{version}"
+            for m in models
+            if (Path(out_dir) / m / str(version)).exists() and not manifest.owns(f"{m}/{version}")
+        ]
+        if foreign:
             raise VersionExistsError(
-                f"{target} appeared while exporting (another export?); nothing was replaced."
+                f"{', '.join(foreign)} in {out_dir} was not written by keras-vae export; "
+                "--overwrite replaces only versions keras-vae exported. Choose another --version."
             )
-        old = Path(tempfile.mkdtemp(prefix="old-", dir=trash))
-        os.rename(target, old / target.name)
-    try:
-        os.rename(staged, target)
-    except OSError:
-        if old is not None:
-            os.rename(old / target.name, target)
-        raise
-    _fsync_dir(target.parent)
+    return version

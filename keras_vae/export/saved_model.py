@@ -6,7 +6,11 @@
   [batch, *data_shape] (Bernoulli probabilities or the Gaussian mean).
 * decoder, ``sample``: ``num_samples`` int32 scalar, ``seed`` int32 scalar -> ``x_mean`` and
   ``z``, z ~ N(0, I) from `tf.random.stateless_normal` with seed [seed, 0]: the same seed gives
-  the same samples, in any process, on any machine with the same TensorFlow.
+  the same samples, in any process, on any machine with the same TensorFlow. ``num_samples``
+  must be in [0, max_samples_per_request] (default 10,000, set with ``keras-vae export
+  --max-samples-per-request``, recorded in export.json): a larger request fails with
+  InvalidArgumentError naming the cap before anything is allocated, so no request can make
+  the server allocate more than that many rows.
 
 The graphs hold only TensorFlow ops and the weights, so they load with ``tf.saved_model.load``
 (or TF Serving, or ``saved_model_cli``) without keras_vae or custom objects. Inputs of the
@@ -31,11 +35,16 @@ from keras_vae.export.export_utils import (
     CHECK_BATCH,
     CHECK_SEED,
     FLOAT32_TOLERANCE,
+    ExportError,
     check_close,
 )
+from keras_vae.signatures import (
+    DEFAULT_MAX_SAMPLES_PER_REQUEST,
+    SAMPLE,
+    SERVING_DEFAULT,
+    check_max_samples,
+)
 
-SERVING_DEFAULT = "serving_default"
-SAMPLE = "sample"
 SAMPLE_SEED_STREAM = 0  # second word of the stateless seed [seed, 0]
 
 
@@ -79,8 +88,12 @@ def encoder_archive(model: keras.Model) -> keras.export.ExportArchive:
     return archive
 
 
-def decoder_archive(model: keras.Model) -> keras.export.ExportArchive:
-    """An `ExportArchive` of `model.decoder` with ``serving_default`` (z) and ``sample``."""
+def decoder_archive(
+    model: keras.Model, max_samples: int = DEFAULT_MAX_SAMPLES_PER_REQUEST
+) -> keras.export.ExportArchive:
+    """An `ExportArchive` of `model.decoder` with ``serving_default`` (z) and ``sample``
+    (at most `max_samples` rows per request)."""
+    max_samples = check_max_samples(max_samples)
     latent_dim = int(model.latent_dim)
     z_shape = [None, latent_dim]
 
@@ -91,10 +104,20 @@ def decoder_archive(model: keras.Model) -> keras.export.ExportArchive:
     def sample(num_samples, seed):
         num_samples = tf.ensure_shape(num_samples, [], name="check_num_samples_shape")
         seed = tf.ensure_shape(seed, [], name="check_seed_shape")
-        check = tf.debugging.assert_non_negative(
-            num_samples, message="num_samples must be >= 0", name="check_num_samples"
-        )
-        with tf.control_dependencies([check]):
+        checks = [
+            tf.debugging.assert_non_negative(
+                num_samples, message="num_samples must be >= 0", name="check_num_samples"
+            ),
+            tf.debugging.assert_less_equal(
+                num_samples,
+                tf.constant(max_samples, tf.int32),
+                message=f"num_samples must be <= {max_samples}, this model's "
+                "max_samples_per_request (set by keras-vae export --max-samples-per-request); "
+                "send several requests",
+                name="check_max_samples_per_request",
+            ),
+        ]
+        with tf.control_dependencies(checks):
             z = prior_noise(num_samples, seed, latent_dim)
         return {"x_mean": _decode(model, z), "z": z}
 
@@ -121,9 +144,11 @@ def write_encoder(model: keras.Model, path: str | Path) -> None:
     encoder_archive(model).write_out(str(path), verbose=False)
 
 
-def write_decoder(model: keras.Model, path: str | Path) -> None:
+def write_decoder(
+    model: keras.Model, path: str | Path, max_samples: int = DEFAULT_MAX_SAMPLES_PER_REQUEST
+) -> None:
     """Write the decoder SavedModel to `path` (a folder that must not exist yet)."""
-    decoder_archive(model).write_out(str(path), verbose=False)
+    decoder_archive(model, max_samples).write_out(str(path), verbose=False)
 
 
 def check_encoder(model: keras.Model, path: str | Path) -> dict[str, float]:
@@ -143,11 +168,14 @@ def check_encoder(model: keras.Model, path: str | Path) -> dict[str, float]:
     }
 
 
-def check_decoder(model: keras.Model, path: str | Path) -> dict[str, float]:
+def check_decoder(
+    model: keras.Model, path: str | Path, max_samples: int = DEFAULT_MAX_SAMPLES_PER_REQUEST
+) -> dict[str, float]:
     """Reload the decoder SavedModel and compare both signatures with Keras.
 
     ``serving_default`` on z ~ N(0, I); ``sample`` twice with one seed (identical z required)
-    and its ``x_mean`` against the Keras decoder at the returned ``z``.
+    and its ``x_mean`` against the Keras decoder at the returned ``z``; ``sample`` of
+    `max_samples` + 1 rows must be refused.
     """
     rng = np.random.default_rng(CHECK_SEED)
     z = rng.standard_normal((CHECK_BATCH, model.latent_dim)).astype(np.float32)
@@ -163,4 +191,14 @@ def check_decoder(model: keras.Model, path: str | Path) -> dict[str, float]:
     errors["sample_x_mean"] = check_close(
         "decoder sample x_mean", _decode(model, first["z"]), first["x_mean"], FLOAT32_TOLERANCE
     )
+    if max_samples < 2**31 - 1:
+        try:
+            signatures[SAMPLE](num_samples=tf.constant(max_samples + 1, tf.int32), seed=seed)
+        except tf.errors.InvalidArgumentError:
+            pass
+        else:
+            raise ExportError(
+                f"The exported decoder's sample signature accepted {max_samples + 1} rows, "
+                f"above its cap of {max_samples}; nothing was written."
+            )
     return errors

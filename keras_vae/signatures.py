@@ -1,0 +1,47 @@
+"""Names and limits the exported models and the serving client share (imports no TensorFlow).
+
+The exporter (`keras_vae.export`) writes SavedModels with these signature names and records
+the limits in ``export.json``; the client (`keras_vae.serving`) addresses the same names and
+checks the same limits before it sends anything, so the two can never disagree.
+
+    >>> DEFAULT_MAX_SAMPLES_PER_REQUEST
+    10000
+    >>> check_max_samples(500)
+    500
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SERVING_DEFAULT = "serving_default"
+SAMPLE = "sample"
+ENCODER, DECODER = "encoder", "decoder"
+EXPORT_JSON = "export.json"
+# export.json key of the per-request cap on generated rows (the decoder's `sample` signature).
+MAX_SAMPLES_KEY = "max_samples_per_request"
+DEFAULT_MAX_SAMPLES_PER_REQUEST = 10_000
+# The cap must fit the int32 `num_samples` input of the `sample` signature.
+MAX_SAMPLES_LIMIT = 2**31 - 1
+# TF Serving model versions are int64.
+MAX_VERSION = 2**63 - 1
+
+
+def check_max_samples(value: Any) -> int:
+    """`value` as an int after checking it is an integer in [1, 2**31 - 1].
+
+    Example:
+        >>> try:
+        ...     check_max_samples(0)
+        ... except ValueError as error:
+        ...     print(str(error)[:58])
+        Received an invalid value for `max_samples_per_request`, e
+    """
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok or not 1 <= value <= MAX_SAMPLES_LIMIT:
+        raise ValueError(
+            "Received an invalid value for `max_samples_per_request`, expected an integer in "
+            f"[1, {MAX_SAMPLES_LIMIT}] (rows one `sample` request may generate). "
+            f"Received: max_samples_per_request={value!r}"
+        )
+    return value
