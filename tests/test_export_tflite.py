@@ -139,6 +139,101 @@ def test_litert_rejects_bad_latents(interpreters, bad):
         interpreters["decoder.tflite"].get_signature_runner("decode")(z=bad)
 
 
+# Not [n, LATENT_DIM]: other ranks (the last four with exactly LATENT_DIM numbers per row, which
+# a reshape of z alone lets through) and widths one off. The runtimes resize inputs non-strictly,
+# so before the guard every one of these ran and returned outputs.
+WRONG_SHAPES = [
+    (LATENT_DIM,),
+    (1, 2, LATENT_DIM),
+    (3, 2, LATENT_DIM),
+    (4, LATENT_DIM + 1),
+    (4, LATENT_DIM - 1),
+    (1, LATENT_DIM, 1),
+    (1, 1, LATENT_DIM),
+    (1, 4, LATENT_DIM // 4),
+    (2, 1, 1, LATENT_DIM),
+]
+INPUTS = {"decode": "z", "sample": "noise"}
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_signature_refuses_inputs_not_n_by_latent_dim(interpreters, vae, z, name):
+    """Wrong ranks and widths fail to run (RuntimeError from the runner) in both signatures of
+    every variant; the same interpreter then still decodes correct batches like Keras."""
+    interp = interpreters[name]
+    for signature, key in INPUTS.items():
+        runner = interp.get_signature_runner(signature)
+        for shape in WRONG_SHAPES:
+            with pytest.raises(RuntimeError, match="RESHAPE|GATHER"):
+                runner(**{key: np.ones(shape, np.float32)})
+        for batch in (1, 4):
+            got = runner(**{key: z[:batch]})
+            assert got["x_mean"].shape == (batch, 28, 28)
+            expected = np.asarray(vae.decode(z[:batch]))
+            np.testing.assert_allclose(got["x_mean"], expected, rtol=0, atol=TOLERANCE[name])
+        assert runner.get_input_details()[key]["shape_signature"].tolist() == [-1, LATENT_DIM]
+
+
+def test_export_json_still_records_minus_one_by_latent_dim(out):
+    record = json.loads((out / "export.json").read_text())["tflite"]["files"]
+    for name in FILES:
+        signatures = record[name]["signatures"]
+        assert signatures["decode"]["inputs"]["z"]["shape"] == [-1, LATENT_DIM]
+        assert signatures["sample"]["inputs"]["noise"]["shape"] == [-1, LATENT_DIM]
+        assert signatures["sample"]["outputs"]["z"]["shape"] == [-1, LATENT_DIM]
+        assert record[name]["wrong_shapes_refused"] == 2 * len(
+            litert.wrong_latent_shapes(LATENT_DIM)
+        )
+        assert "WHERE" in record[name]["ops"] and "GATHER" in record[name]["ops"]
+
+
+def test_an_empty_batch_must_have_the_latent_width(out):
+    """The Python signature runner refuses empty inputs itself; through the lower-level API
+    (subgraph 0 is ``decode``) [0, latent_dim] runs and [0, latent_dim +- 1] does not."""
+    interp = Interpreter(model_path=str(out / "tflite" / "decoder.tflite"))
+    (z_input,) = interp.get_input_details()
+    assert z_input["name"].startswith("decode")
+
+    def invoke(shape):
+        interp.resize_tensor_input(z_input["index"], list(shape))
+        interp.allocate_tensors()
+        interp.set_tensor(z_input["index"], np.zeros(shape, np.float32))
+        interp.invoke()
+        return interp.get_tensor(interp.get_output_details()[0]["index"])
+
+    assert invoke((0, LATENT_DIM)).shape == (0, 28, 28)
+    for shape in [(0, LATENT_DIM + 1), (0, LATENT_DIM - 1), (0, 1, LATENT_DIM)]:
+        with pytest.raises(RuntimeError, match="GATHER|RESHAPE"):
+            invoke(shape)
+    assert invoke((2, LATENT_DIM)).shape == (2, 28, 28)
+
+
+def test_a_file_that_runs_wrong_ranks_never_passes(tmp_path):
+    """The decoder converted without the guard (what this module used to write): its
+    signatures run a (latent_dim,) or (1, latent_dim, 1) z, and the export check refuses it."""
+    vae = VAE(data_shape=(6, 5), latent_dim=4, hidden_units=(8,))
+    archive = keras.export.ExportArchive()
+    archive.track(vae.decoder)
+    for signature, key in INPUTS.items():
+        archive.add_endpoint(
+            signature,
+            lambda z: {"x_mean": vae.decode(z, training=False), "z": tf.identity(z)},
+            [tf.TensorSpec([None, 4], tf.float32, name=key)],
+        )
+    archive.write_out(str(tmp_path / "sm"), verbose=False)
+    content = litert.convert(tmp_path / "sm")
+    assert litert.run_signature(content, "decode", z=np.ones(4, np.float32))["x_mean"].size == 30
+    with pytest.raises(ExportError, match=r"ran on z of shape \(4,\)"):
+        litert.check_rejects_wrong_rank(litert.interpreter(content), 4)
+    with pytest.raises(ExportError, match="instead of refusing"):
+        litert.check_variant(vae, content, "decoder.tflite", "none")
+    # The guarded archive of the same model passes, refusing every shape in both signatures.
+    litert.litert_archive(vae).write_out(str(tmp_path / "guarded"), verbose=False)
+    guarded = litert.interpreter(litert.convert(tmp_path / "guarded"))
+    expected = 2 * len(litert.wrong_latent_shapes(4))
+    assert litert.check_rejects_wrong_rank(guarded, 4) == expected
+
+
 def test_a_nan_decoder_never_passes(tmp_path):
     vae = VAE(data_shape=(6, 5), latent_dim=3, hidden_units=(8,))
     vae.decoder.set_weights([np.full(w.shape, np.nan, np.float32) for w in vae.decoder.weights])

@@ -8,12 +8,31 @@ Three files, each with two signatures:
   the noise (e.g. ``java.util.Random.nextGaussian``) and the same noise always gives the same
   samples, equal to the SavedModel's ``serving_default`` on that z.
 
+Both take exactly rank 2 with last dimension ``latent_dim`` and refuse anything else. TFLite
+runtimes resize inputs non-strictly (``ai_edge_litert``'s signature runner and Android's
+``Interpreter`` take whatever shape the caller passes), so the refusal is built into each graph
+from builtin ops (`exact_latents`): an input of another rank -- ``(latent_dim,)``,
+``(1, 2, latent_dim)``, even ``(1, a, b)`` with ``a * b == latent_dim`` -- or another width
+(``(n, latent_dim +- 1)``) makes the run fail instead of returning outputs. An app gets the
+runtime's error for that run, never a result: in Python the signature runner raises
+``RuntimeError`` with TFLite's message, ``... num_input_elements != num_output_elements
+(1 != 2)Node number 3 (RESHAPE) failed to prepare.`` for a wrong rank (the counts are the rank
+and 2) and ``gather index out of boundsNode number 8 (GATHER) failed to invoke.`` for a wrong
+width (node numbers vary); on Android the run throws instead of filling the outputs. The
+interpreter stays usable: the next call with an ``[n, latent_dim]`` input runs normally. The
+input shapes recorded in export.json stay ``[-1, latent_dim]``. (The Python signature runner
+refuses an empty batch with ``ValueError`` before the graph runs; the lower-level
+``Interpreter.invoke`` runs ``[0, latent_dim]``, giving empty outputs, and refuses ``[0, w]``
+for any other ``w``.)
+
 ``decoder.tflite`` is float32; ``decoder_float16.tflite`` stores float16 weights;
 ``decoder_dynamic_int8.tflite`` int8 weights with float activations (dynamic-range
 quantization). Every file is run in ``ai_edge_litert``'s interpreter against the Keras
 decoder before it is accepted: float32 must agree to 1e-5, no output may be NaN, the file
 must hold at least the bytes its weights need (a conversion that silently drops weights gives
-a tiny file), and only builtin ops are allowed (no Flex delegate, no custom ops).
+a tiny file), every signature must refuse inputs of the wrong rank or width
+(`check_rejects_wrong_rank`), and only builtin ops are allowed (no Flex delegate, no custom
+ops).
 
     >>> record = write_tflite(vae, "export/tflite", work_dir="/tmp/x")   # doctest: +SKIP
     >>> record["files"]["decoder.tflite"]["max_abs_error"] <= 1e-5         # doctest: +SKIP
@@ -63,15 +82,44 @@ def check_litert_available() -> None:
         )
 
 
+def exact_latents(z: tf.Tensor, latent_dim: int) -> tf.Tensor:
+    """`z` itself, through builtin TFLite ops that fail at run time unless `z` is exactly
+    [n, latent_dim] (TFLite runtimes resize a [-1, latent_dim] input to any shape, any rank).
+
+    The converter folds everything it can derive from the static shape of the
+    [None, latent_dim] spec, so ``tf.rank(z)``, ``tf.shape(z)[1]`` and ``tf.shape(tf.shape(z))``
+    become constants and check nothing, and ``tf.debugging.assert_*`` / ``tf.ensure_shape`` are
+    not builtins. What it cannot fold is a value that depends on the runtime batch size:
+
+    * ``tf.where(shape >= 0)`` (WHERE) has one row per dimension `z` really has, so its
+      RESHAPE to [2] fails unless the rank is 2 -- including ``(1, a, b)`` with
+      ``a * b == latent_dim``, which a reshape of `z` itself would let through;
+    * gathering the shape by those rows gives the runtime [n, width], and GATHER of index
+      ``width - latent_dim`` from a length-1 vector is out of bounds unless the width is
+      `latent_dim`, whatever n (also for an empty batch);
+    * the final RESHAPE to [n, latent_dim] ties both checks into the graph (nothing else
+      depends on them) and fails too when the element count is not ``n * latent_dim``.
+
+    On a correct input every step is the identity, so the outputs are unchanged.
+    """
+    shape = tf.shape(z)
+    dims = tf.gather(shape, tf.reshape(tf.where(shape >= 0), [2]))
+    width_ok = tf.gather(tf.zeros([1], tf.int32), dims[1] - latent_dim)  # 0 or fails
+    return tf.reshape(z, tf.stack([dims[0] + width_ok, latent_dim]))
+
+
 def litert_archive(model: keras.Model) -> keras.export.ExportArchive:
-    """The decoder with the TFLite signatures ``decode`` (z) and ``sample`` (noise)."""
+    """The decoder with the TFLite signatures ``decode`` (z) and ``sample`` (noise), each of
+    which refuses inputs that are not [n, latent_dim] (`exact_latents`)."""
     latent_dim = int(model.latent_dim)
     spec = [None, latent_dim]
 
     def decode(z):
+        z = exact_latents(z, latent_dim)
         return {"x_mean": tf.cast(model.decode(z, training=False), tf.float32)}
 
     def sample(noise):
+        noise = exact_latents(noise, latent_dim)
         x_mean = tf.cast(model.decode(noise, training=False), tf.float32)
         return {"x_mean": x_mean, "z": tf.identity(noise)}
 
@@ -161,6 +209,51 @@ def describe_signatures(interp) -> dict[str, dict[str, Any]]:
     return signatures
 
 
+def wrong_latent_shapes(latent_dim: int) -> list[tuple[int, ...]]:
+    """Inputs every signature must refuse: other ranks (also with exactly `latent_dim`
+    elements per example) and widths one off `latent_dim`.
+
+    Example:
+        >>> wrong_latent_shapes(6)
+        [(6,), (1, 2, 6), (1, 6, 1), (1, 1, 6), (1, 2, 3), (1, 1, 1, 6), (4, 7), (4, 5)]
+    """
+    shapes = [(latent_dim,), (1, 2, latent_dim), (1, latent_dim, 1), (1, 1, latent_dim)]
+    factors = [a for a in range(2, latent_dim) if latent_dim % a == 0]
+    if factors:
+        shapes.append((1, factors[0], latent_dim // factors[0]))
+    shapes += [(1, 1, 1, latent_dim), (CHECK_BATCH, latent_dim + 1)]
+    if latent_dim > 1:
+        shapes.append((CHECK_BATCH, latent_dim - 1))
+    return list(dict.fromkeys(shapes))  # latent_dim 1 repeats (1, 1, 1)
+
+
+def check_rejects_wrong_rank(interp, latent_dim: int, file_name: str = "the TFLite file") -> int:
+    """Feed every signature of `interp` each of `wrong_latent_shapes`; raise `ExportError` if
+    one runs (returns outputs) instead of failing. Returns the number of refusals checked.
+
+    The interpreter stays usable afterwards (`check_variant` runs its parity checks on it next).
+    """
+    rng = np.random.default_rng(CHECK_SEED)
+    refused = 0
+    for signature in sorted(interp.get_signature_list()):
+        runner = interp.get_signature_runner(signature)
+        for key in sorted(runner.get_input_details()):
+            for shape in wrong_latent_shapes(latent_dim):
+                value = rng.standard_normal(shape).astype(np.float32)
+                try:
+                    outputs = runner(**{key: value})
+                except (RuntimeError, ValueError):
+                    refused += 1
+                    continue
+                got = {name: tuple(np.shape(v)) for name, v in sorted(outputs.items())}
+                raise ExportError(
+                    f"{file_name}'s {signature!r} signature ran on {key} of shape {shape} "
+                    f"(returning {got}) instead of refusing it: it takes [n, {latent_dim}] "
+                    "only; nothing was written."
+                )
+    return refused
+
+
 def x_mean_weight_count(model: keras.Model) -> int:
     """Number of decoder weights that ``x_mean`` depends on (a learned Gaussian scale has its
     own head, which the converter rightly prunes from files that only output the mean)."""
@@ -185,6 +278,8 @@ def check_variant(
         )
     ops = operators(content)
     interp = interpreter(content)
+    # First, so the parity checks below also show the interpreter recovers from refusals.
+    refusals = check_rejects_wrong_rank(interp, int(model.latent_dim), file_name)
     tolerance = FLOAT32_TOLERANCE if quantization == "none" else QUANTIZED_TOLERANCE
     z = np.random.default_rng(CHECK_SEED).standard_normal((CHECK_BATCH, model.latent_dim))
     z = z.astype(np.float32)
@@ -201,6 +296,7 @@ def check_variant(
         "max_abs_error": max(error, sample_error),
         "tolerance": tolerance,
         "ops": ops,
+        "wrong_shapes_refused": refusals,
         "signatures": describe_signatures(interp),
     }
 
