@@ -1,6 +1,9 @@
 """One validated configuration object for a run: model, data, training, runtime.
 
-The resolved config is written to ``RUN_DIR/config.json`` and is enough to rerun the job:
+The resolved config is written to ``RUN_DIR/config.json`` and is enough to rerun the job.
+Every field is checked on construction (a `ValueError` naming the field and its allowed values):
+numbers must be finite (no NaN or infinity, which `json` would write as the non-JSON NaN and
+Infinity and which compare unequal to themselves), and the seed lies in [0, `MAX_SEED`].
 
     >>> from keras_vae.config import Config
     >>> config = Config.from_dict({"model": {"latent_dim": 2}})
@@ -12,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +28,20 @@ STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 MIXED_PRECISION = ("none", "float16", "bfloat16")
 OPTIMIZERS = ("adam", "adagrad", "sgd", "rmsprop")
 DEFAULT_HIDDEN_UNITS = {"mlp": (400,), "conv": (32, 64)}
+# Seeds are 0..2**32 - 1, the range of numpy's and `keras.utils.set_random_seed`'s seeds; the
+# importance-sampling seed pairs are int32, and these 2**32 seeds are exactly their bit patterns.
+MAX_SEED = 2**32 - 1
+FLOAT32_MAX = 3.4028234663852886e38  # np.finfo(np.float32).max: larger floats become inf
+# Documented maxima of `keras-vae evaluate` (keras_vae.evaluate), here so the CLI's --help can
+# quote them without importing TensorFlow.
+MAX_IMPORTANCE_SAMPLES = 1_000_000  # K; 200x the standard protocol's 5000
+MAX_EVALUATION_BATCH_SIZE = 100_000  # examples per evaluation step
+# Upper bounds of the model and training sizes: far above any real VAE, low enough that a
+# typo (an extra zero, 1e30) is refused before a tensor of that size is asked for.
+MAX_LAYER_WIDTH = 65_536  # latent_dim and each hidden layer's units or filters
+MAX_NUM_SAMPLES = 10_000  # L, samples of z per datapoint
+MAX_COUNT = 2**31 - 1  # epochs, batch size, steps per execution (int32 in TensorFlow)
+MAX_STEPS = 2**62  # optimizer steps (the int64 `iterations` counter)
 
 
 def check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
@@ -33,33 +52,107 @@ def check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
         )
 
 
-def check_at_least(name: str, value: Any, minimum: float, integer: bool = True) -> None:
-    """Raise a `ValueError` naming the argument when `value` is below `minimum`."""
-    kind = "an integer" if integer else "a number"
+def check_at_least(
+    name: str,
+    value: Any,
+    minimum: float,
+    integer: bool = True,
+    maximum: float | None = None,
+    exclusive: bool = False,
+) -> None:
+    """Raise a `ValueError` naming the argument when `value` is out of range.
+
+    `value` must be a number (not a bool) >= `minimum` (> with `exclusive`) and, when given,
+    <= `maximum`. Integers must be whole; other numbers must be finite in float32, the
+    precision the model computes in: NaN, +-inf and magnitudes above `FLOAT32_MAX` are
+    refused.
+
+    Example:
+
+    >>> check_at_least("beta", float("nan"), 0, integer=False)
+    Traceback (most recent call last):
+    ...
+    ValueError: Received an invalid value for `beta`, expected a finite number >= 0. \
+Received: beta=nan
+    """
+    kind = "an integer" if integer else "a finite number"
+    bound = f" {'>' if exclusive else '>='} {minimum}"
+    if maximum is not None:
+        bound = f" in {'(' if exclusive else '['}{minimum}, {maximum}]"
+    elif exclusive and minimum == 0:
+        kind, bound = ("a positive integer" if integer else "a finite positive number"), ""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if integer:
-        ok = ok and float(value).is_integer()
-    if not ok or value < minimum:
+    overflow = False
+    if ok and isinstance(value, float):
+        ok = math.isfinite(value) and (not integer or value.is_integer())
+        overflow = ok and not integer and abs(value) > FLOAT32_MAX
+    if ok:
+        ok = (value > minimum if exclusive else value >= minimum) and not overflow
+        ok = ok and (maximum is None or value <= maximum)
+    if not ok:
+        note = f" (above the float32 maximum {FLOAT32_MAX})" if overflow else ""
         raise ValueError(
-            f"Received an invalid value for `{name}`, expected {kind} >= {minimum}. "
+            f"Received an invalid value for `{name}`, expected {kind}{bound}{note}. "
             f"Received: {name}={value!r}"
         )
 
 
 def parse_likelihood_scale(value: Any) -> float | str:
-    """`likelihood_scale` is a positive float (fixed Gaussian scale) or the string "learned"."""
+    """`likelihood_scale` is a finite positive float (fixed Gaussian scale) or "learned"."""
     if value == "learned":
         return "learned"
     try:
-        scale = float(value)
-    except (TypeError, ValueError):
-        scale = float("nan")
-    if not scale > 0:
+        scale = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError, OverflowError):
+        scale = math.nan
+    if not (math.isfinite(scale) and 0 < scale <= FLOAT32_MAX):
         raise ValueError(
-            "Received an invalid value for `likelihood_scale`, expected a positive number or "
-            f"'learned'. Received: likelihood_scale={value!r}"
+            "Received an invalid value for `likelihood_scale`, expected a finite positive "
+            f"number or 'learned'. Received: likelihood_scale={value!r}"
         )
     return scale
+
+
+def _hidden_units(units: Any) -> tuple[int, ...]:
+    """`hidden_units` as a tuple of positive ints (one int is one layer)."""
+    if isinstance(units, numbers.Integral) and not isinstance(units, bool):
+        units = (units,)
+
+    def whole(u: Any) -> bool:  # an int (NumPy's too) or an integral float; never a bool
+        if isinstance(u, bool):
+            return False
+        if isinstance(u, numbers.Integral):
+            return True
+        return isinstance(u, float) and math.isfinite(u) and u.is_integer()
+
+    try:
+        values = tuple(units)
+        ok = bool(values) and all(whole(u) and u >= 1 for u in values)
+    except TypeError:
+        ok = False
+    if not ok or isinstance(units, (str, bytes)):
+        raise ValueError(
+            "Received an invalid value for `hidden_units`, expected one or more positive "
+            f"integers. Received: hidden_units={units!r}"
+        )
+    return tuple(int(u) for u in values)
+
+
+def _find_non_finite(values: Any, path: str = "") -> tuple[str, float] | None:
+    """The first (dotted path, value) in nested dicts/lists holding a NaN or an infinity."""
+    if isinstance(values, float) and not math.isfinite(values):
+        return path, values
+    if isinstance(values, dict):
+        items = values.items()
+    elif isinstance(values, (list, tuple)):
+        items = enumerate(values)
+    else:
+        return None
+    for key, value in items:
+        found = _find_non_finite(value, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +166,11 @@ class ModelConfig:
             (None: (400,) for "mlp", (32, 64) for "conv").
         activation: hidden activation ("tanh" in the paper, "relu" is common).
         likelihood: "bernoulli" (logits) or "gaussian".
-        likelihood_scale: the Gaussian's fixed scale sigma, or "learned" (a decoder output).
+        likelihood_scale: the Gaussian's fixed scale sigma (finite, > 0), or "learned" (a
+            decoder output).
         estimator: "analytic_kl" (the paper's estimator B) or "monte_carlo" (estimator A).
         num_samples: L, reparameterised samples per datapoint (>= 1).
-        beta: weight of the KL term (>= 0; 1 is the ELBO).
+        beta: weight of the KL term (finite, >= 0; 1 is the ELBO).
         kl_warmup_steps: linear KL warm-up from 0 to `beta` over this many optimizer steps.
     """
 
@@ -96,21 +190,16 @@ class ModelConfig:
         units = self.hidden_units
         if units is None:
             units = DEFAULT_HIDDEN_UNITS[self.architecture]
-        elif isinstance(units, int):
-            units = (units,)
-        object.__setattr__(self, "hidden_units", tuple(int(u) for u in units))
+        object.__setattr__(self, "hidden_units", _hidden_units(units))
         object.__setattr__(self, "likelihood_scale", parse_likelihood_scale(self.likelihood_scale))
-        check_at_least("latent_dim", self.latent_dim, 1)
+        check_at_least("latent_dim", self.latent_dim, 1, maximum=MAX_LAYER_WIDTH)
+        for units in self.hidden_units:
+            check_at_least("hidden_units", units, 1, maximum=MAX_LAYER_WIDTH)
         check_choice("likelihood", self.likelihood, LIKELIHOODS)
         check_choice("estimator", self.estimator, ESTIMATORS)
-        check_at_least("num_samples", self.num_samples, 1)
+        check_at_least("num_samples", self.num_samples, 1, maximum=MAX_NUM_SAMPLES)
         check_at_least("beta", self.beta, 0, integer=False)
-        check_at_least("kl_warmup_steps", self.kl_warmup_steps, 0)
-        if not self.hidden_units or min(self.hidden_units) < 1:
-            raise ValueError(
-                "Received an invalid value for `hidden_units`, expected one or more positive "
-                f"integers. Received: hidden_units={self.hidden_units!r}"
-            )
+        check_at_least("kl_warmup_steps", self.kl_warmup_steps, 0, maximum=MAX_STEPS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +213,7 @@ class DataConfig:
         binarization: "none", "static" (one fixed draw per image) or "dynamic" (a new draw
             every epoch); only for the Bernoulli likelihood.
         test_fraction: held-out fraction for sources without a test split (digits, Frey faces).
-        shuffle_buffer: tf.data shuffle buffer (None: the whole training set).
+        shuffle_buffer: tf.data shuffle buffer (>= 1; None: the whole training set).
     """
 
     dataset: str = "digits"
@@ -135,11 +224,15 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check_choice("binarization", self.binarization, BINARIZATIONS)
-        if not 0 < self.test_fraction < 1:
+        fraction = self.test_fraction
+        number = isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
+        if not (number and 0 < fraction < 1):  # also refuses NaN, inf and strings
             raise ValueError(
                 "Received an invalid value for `test_fraction`, expected a number in (0, 1). "
-                f"Received: test_fraction={self.test_fraction!r}"
+                f"Received: test_fraction={fraction!r}"
             )
+        if self.shuffle_buffer is not None:
+            check_at_least("shuffle_buffer", self.shuffle_buffer, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +242,7 @@ class TrainingConfig:
     Attributes:
         epochs: passes over the training set.
         batch_size: the GLOBAL batch size (split across replicas).
-        learning_rate: optimizer step size.
+        learning_rate: optimizer step size (finite, > 0).
         optimizer: "adam", "adagrad" (the paper's), "sgd" or "rmsprop".
         jit_compile: XLA-compile the train step. "auto": on with a GPU or TPU, and on CPU for
             the MLP (faster there) but not the conv architecture (slower there).
@@ -165,20 +258,17 @@ class TrainingConfig:
     steps_per_execution: int | str = "auto"
 
     def __post_init__(self) -> None:
-        check_at_least("epochs", self.epochs, 1)
-        check_at_least("batch_size", self.batch_size, 1)
+        check_at_least("epochs", self.epochs, 1, maximum=MAX_COUNT)
+        check_at_least("batch_size", self.batch_size, 1, maximum=MAX_COUNT)
         spe = self.steps_per_execution
-        if spe != "auto" and (isinstance(spe, bool) or not isinstance(spe, int) or spe < 1):
+        valid = isinstance(spe, int) and not isinstance(spe, bool) and 1 <= spe <= MAX_COUNT
+        if spe != "auto" and not valid:
             raise ValueError(
-                "Received an invalid value for `steps_per_execution`, expected an integer >= 1 "
-                f"or 'auto'. Received: steps_per_execution={spe!r}"
+                "Received an invalid value for `steps_per_execution`, expected an integer in "
+                f"[1, {MAX_COUNT}] or 'auto'. Received: steps_per_execution={spe!r}"
             )
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not self.learning_rate > 0:
-            raise ValueError(
-                "Received an invalid value for `learning_rate`, expected a positive number. "
-                f"Received: learning_rate={self.learning_rate!r}"
-            )
+        check_at_least("learning_rate", self.learning_rate, 0, integer=False, exclusive=True)
         if self.jit_compile not in (True, False, "auto"):
             raise ValueError(
                 "Received an invalid value for `jit_compile`, expected True, False or 'auto'. "
@@ -191,7 +281,8 @@ class RuntimeConfig:
     """Where and how the job runs.
 
     Attributes:
-        seed: seeds weights, shuffling, binarization and the reparameterisation noise.
+        seed: seeds weights, shuffling, binarization and the reparameterisation noise; an
+            integer from 0 to `MAX_SEED` = 2**32 - 1 (numpy's and Keras's seed range).
         strategy: "auto", "one_device", "mirrored" or "multi_worker" (TF_CONFIG).
         mixed_precision: "none", "float16" or "bfloat16".
         tensorboard: write TensorBoard logs to RUN_DIR/logs.
@@ -205,7 +296,12 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
-        check_at_least("seed", self.seed, 0)
+        check_at_least("seed", self.seed, 0, maximum=MAX_SEED)
+        if not isinstance(self.tensorboard, bool):
+            raise ValueError(
+                "Received an invalid value for `tensorboard`, expected True or False. "
+                f"Received: tensorboard={self.tensorboard!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,10 +324,22 @@ class Config:
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        # allow_nan=False: never write NaN/Infinity, which are not JSON (the checks refuse them)
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
+        """The checked `Config` of ``{"model": {...}, "data": ..., ...}`` (missing: defaults).
+
+        Raises:
+            ValueError: an unknown section or key, a value out of range, or a NaN or infinity
+                anywhere (Python's `json` reads NaN and Infinity, which are not JSON).
+        """
+        if not isinstance(values, dict):
+            raise ValueError(
+                f"Expected a config object (a dict of sections), received a "
+                f"{type(values).__name__}."
+            )
         sections = {
             "model": ModelConfig,
             "data": DataConfig,
@@ -254,8 +362,17 @@ class Config:
                     f"Expected some of {sorted(fields)}."
                 )
             kwargs[name] = section(**given)
-        return cls(**kwargs)
+        config = cls(**kwargs)
+        found = _find_non_finite(values)  # in a field that no range check covers
+        if found is not None:
+            path, value = found
+            raise ValueError(
+                f"Received an invalid value for `{path}`, expected a finite number or a "
+                f"string. Received: {path}={value!r}"
+            )
+        return config
 
     @classmethod
     def from_json(cls, text: str) -> Config:
+        """`from_dict` of a JSON text; NaN and Infinity are refused like every bad value."""
         return cls.from_dict(json.loads(text))

@@ -22,6 +22,24 @@ What the numbers mean:
   "bernoulli_on_non_binary_data" for grey values under a Bernoulli likelihood, which is a
   cross-entropy, not a normalised likelihood.
 
+What goes into ``metrics.json``: only an evaluation of the run's own dataset on its whole
+held-out split is the run's headline number. It sets the top-level `HEADLINE_KEYS` and the
+``"evaluation"`` entry (the latest such evaluation wins). Any other evaluation (``dataset=`` another
+dataset, or ``max_examples`` below the split's size) leaves those alone and is stored under
+``metrics["other_evaluations"][description]``, where the description names what was evaluated,
+e.g. ``"dataset=mnist"`` or ``"dataset=digits,max_examples=100"`` (the latest wins per
+description). The printed result says which (``"headline"``: true or false; ``"evaluated_on"``:
+the description).
+
+Limits (checked before anything is computed): ``importance_samples`` <= `MAX_IMPORTANCE_SAMPLES`
+(1,000,000), ``batch_size`` <= `MAX_EVALUATION_BATCH_SIZE` (100,000), ``chunk_size`` <=
+`MAX_IMPORTANCE_SAMPLES` (a chunk larger than K is K), ``seed`` in [0, `MAX_SEED`] (2**32 - 1,
+the seeds `keras-vae train` takes), and one step's decoder output (chunk x batch x D) below
+`MAX_STEP_ELEMENTS` = 2**31 - 1 elements. ``max_examples`` has no maximum: it only caps the
+examples taken, and above the split's size means the whole split. With ``write_metrics`` (the
+default) the run folder and its metrics.json must be writable; that is checked before the
+model is loaded.
+
 Example:
 
 >>> result = evaluate_run("runs/mnist", importance_samples=5000)   # doctest: +SKIP
@@ -32,7 +50,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -42,10 +59,19 @@ from typing import Any
 import numpy as np
 
 from keras_vae import run_dir as rd
-from keras_vae.atomic import write_atomically
-from keras_vae.config import check_at_least
+from keras_vae.atomic import finite_or_null, write_json_atomically
+from keras_vae.config import (
+    MAX_EVALUATION_BATCH_SIZE,
+    MAX_IMPORTANCE_SAMPLES,
+    MAX_SEED,
+    check_at_least,
+)
 
 DEFAULT_BATCH_SIZE = 100
+# One step's decoder output, chunk_size x batch_size x D, must stay below TensorFlow's int32
+# element count limit of GPU kernels (and 8 GiB of float32).
+MAX_STEP_ELEMENTS = 2**31 - 1
+OTHER_EVALUATIONS = "other_evaluations"
 HEADLINE_KEYS = (
     "test_log_likelihood",
     "test_log_likelihood_k",
@@ -163,13 +189,14 @@ def estimate_log_likelihood(
     import tensorflow as tf
 
     images = rd.check_data(images, model, "the data")
-    check_at_least("num_samples", num_samples, 1)
-    check_at_least("batch_size", batch_size, 1)
-    check_at_least("seed", seed, 0)
+    check_at_least("num_samples", num_samples, 1, maximum=MAX_IMPORTANCE_SAMPLES)
+    check_at_least("batch_size", batch_size, 1, maximum=MAX_EVALUATION_BATCH_SIZE)
+    check_at_least("seed", seed, 0, maximum=MAX_SEED)
     batch_size = min(batch_size, len(images))
     if chunk_size is None:
         chunk_size = model.default_chunk_size(batch_size)
-    check_at_least("chunk_size", chunk_size, 1)
+    check_at_least("chunk_size", chunk_size, 1, maximum=MAX_IMPORTANCE_SAMPLES)
+    check_step_size(min(chunk_size, num_samples), batch_size, int(np.prod(model.data_shape)))
     parts = {"log_likelihood": [], "elbo": [], "mc_stderr": []}
     base_seed = tf.constant([seed, 0], tf.int32)
     for batch_index, start in enumerate(range(0, len(images), batch_size)):
@@ -194,6 +221,65 @@ def estimate_log_likelihood(
     )
 
 
+def check_step_size(chunk_size: int, batch_size: int, data_dims: int) -> None:
+    """Raise a `ValueError` when one step's decoder output exceeds `MAX_STEP_ELEMENTS`."""
+    elements = chunk_size * batch_size * data_dims
+    if elements > MAX_STEP_ELEMENTS:
+        raise ValueError(
+            f"One evaluation step would decode chunk_size={chunk_size} x batch_size="
+            f"{batch_size} x {data_dims} dims = {elements} values, more than {MAX_STEP_ELEMENTS}; "
+            "pass a smaller --chunk-size or --batch-size."
+        )
+
+
+def check_metrics_writable(path: str | os.PathLike) -> None:
+    """Raise `RunDirError` unless ``RUN_DIR/metrics.json`` can be (re)written atomically.
+
+    The folder must be writable (the new file is written next to it, then renamed) and an
+    existing metrics.json writable too (a read-only one says: do not change this).
+    """
+    folder = rd.check_run_dir(path)
+    metrics = folder / rd.METRICS_FILE
+    if os.access(folder, os.W_OK | os.X_OK) and (
+        not metrics.exists() or os.access(metrics, os.W_OK)
+    ):
+        return
+    what = folder if not os.access(folder, os.W_OK | os.X_OK) else metrics
+    raise rd.RunDirError(
+        f"Cannot write {metrics} (permission denied on {what}), where evaluate adds its "
+        f"result; fix the permissions of {folder}, or pass --no-write (write_metrics=False) to "
+        "only print the result."
+    )
+
+
+def evaluation_description(
+    dataset: str, data_dir: str | None = None, max_examples: int | None = None
+) -> str:
+    """The key of an evaluation under ``metrics["other_evaluations"]``.
+
+    Example:
+
+    >>> evaluation_description("mnist", max_examples=100)
+    'dataset=mnist,max_examples=100'
+    """
+    parts = [f"dataset={dataset}"]
+    if data_dir is not None:
+        parts.append(f"data_dir={data_dir}")
+    if max_examples is not None:
+        parts.append(f"max_examples={max_examples}")
+    return ",".join(parts)
+
+
+def _same_dataset(given: str, own: str) -> bool:
+    """`given` names the run's own dataset: the same string, or the same file or folder."""
+    if given == own:
+        return True
+    try:
+        return os.path.exists(given) and os.path.exists(own) and os.path.samefile(given, own)
+    except OSError:
+        return False
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     dataset: str | None = None,
@@ -210,35 +296,50 @@ def evaluate_run(
     """Estimate a run's held-out log-likelihood and add it to ``RUN_DIR/metrics.json``.
 
     Every input is checked before anything is computed or written (`RunDirError` /
-    `DataError`, both `ValueError`): a failure leaves the run directory untouched.
-    ``metrics.json`` gets the headline keys (`HEADLINE_KEYS`) at its top level and the whole
-    result under ``"evaluation"``, written atomically; the values `train` wrote are kept.
+    `DataError`, both `ValueError`), including, with `write_metrics`, that metrics.json can
+    be written: a failure leaves the run directory untouched. An evaluation of the run's own
+    dataset on its whole held-out split sets the headline keys (`HEADLINE_KEYS`) at the top
+    level of ``metrics.json`` and the whole result under ``"evaluation"``; any other goes
+    under ``"other_evaluations"`` keyed by `evaluation_description` (see the module
+    docstring). The file is written atomically; the values `train` wrote are kept.
 
     Args:
         run_dir: a folder written by `keras-vae train`.
         dataset: evaluate on this dataset's held-out split instead of the run's own.
-        importance_samples: K >= 1. Default 5000, the standard protocol.
+        importance_samples: K, 1 to `MAX_IMPORTANCE_SAMPLES`. Default 5000, the standard
+            protocol.
         data_dir: TFDS data_dir for `dataset`.
-        batch_size: examples per step. Default 100.
-        seed: seeds the importance samples. Default 0.
-        chunk_size: importance samples per step (None: a few MB of decoder output).
-        max_examples: evaluate only the first N held-out examples (None: all).
-        write_metrics: update metrics.json. Default True.
+        batch_size: examples per step, 1 to `MAX_EVALUATION_BATCH_SIZE`. Default 100.
+        seed: seeds the importance samples, 0 to `MAX_SEED`. Default 0.
+        chunk_size: importance samples per step, 1 to `MAX_IMPORTANCE_SAMPLES` (None: a few
+            MB of decoder output).
+        max_examples: evaluate only the first N >= 1 held-out examples (None: all).
+        write_metrics: update metrics.json (checked to be writable first). Default True.
         progress: called as ``progress(examples_done, total)`` after every batch.
 
     Returns:
         The result printed by `keras-vae evaluate` (see the module docstring for the keys).
     """
-    check_at_least("importance_samples", importance_samples, 1)
-    check_at_least("batch_size", batch_size, 1)
-    check_at_least("seed", seed, 0)
+    check_at_least("importance_samples", importance_samples, 1, maximum=MAX_IMPORTANCE_SAMPLES)
+    check_at_least("batch_size", batch_size, 1, maximum=MAX_EVALUATION_BATCH_SIZE)
+    check_at_least("seed", seed, 0, maximum=MAX_SEED)
     if chunk_size is not None:
-        check_at_least("chunk_size", chunk_size, 1)
+        check_at_least("chunk_size", chunk_size, 1, maximum=MAX_IMPORTANCE_SAMPLES)
     if max_examples is not None:
         check_at_least("max_examples", max_examples, 1)
+    if write_metrics:
+        check_metrics_writable(run_dir)  # before minutes of work that could not be saved
     run = rd.load_run(run_dir)
     test = rd.load_test_split(run, dataset, data_dir)
     images = test.images[:max_examples] if max_examples else test.images
+    own_dataset = dataset is None or _same_dataset(dataset, run.config.data.dataset)
+    whole_split = len(images) == len(test.images)
+    name = run.config.data.dataset if dataset is None else dataset
+    description = evaluation_description(
+        name,
+        None if own_dataset else data_dir,
+        None if whole_split else max_examples,
+    )
 
     start = time.perf_counter()
     estimate = estimate_log_likelihood(
@@ -253,7 +354,7 @@ def evaluate_run(
     seconds = time.perf_counter() - start
     result = {
         "run_dir": str(run.path),
-        "dataset": dataset if dataset is not None else run.config.data.dataset,
+        "dataset": name,
         **estimate.summary(),
         "bits_per_dim_kind": bits_per_dim_kind(run.model.likelihood, images),
         "seed": seed,
@@ -263,6 +364,8 @@ def evaluate_run(
             chunk_size or run.model.default_chunk_size(min(batch_size, len(images))),
         ),
         "seconds": seconds,
+        "headline": own_dataset and whole_split,
+        "evaluated_on": description,
     }
     if write_metrics:
         _add_to_metrics(run.path, result)
@@ -271,6 +374,13 @@ def evaluate_run(
 
 def _add_to_metrics(path, result: dict[str, Any]) -> None:
     metrics = rd.load_metrics(path)  # re-read: keep whatever was written meanwhile
-    metrics.update({key: result[key] for key in HEADLINE_KEYS})
-    metrics["evaluation"] = {key: value for key, value in result.items() if key != "run_dir"}
-    write_atomically(path / rd.METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    entry = {key: value for key, value in result.items() if key != "run_dir"}
+    if result["headline"]:
+        metrics.update({key: result[key] for key in HEADLINE_KEYS})
+        metrics["evaluation"] = entry
+    else:
+        others = metrics.get(OTHER_EVALUATIONS)
+        others = dict(others) if isinstance(others, dict) else {}
+        others[result["evaluated_on"]] = entry
+        metrics[OTHER_EVALUATIONS] = others
+    write_json_atomically(path / rd.METRICS_FILE, finite_or_null(metrics))

@@ -3,30 +3,50 @@ the JSON round trip that makes `config.json` enough to rerun."""
 
 import dataclasses
 import json
+import math
 
 import pytest
+from helpers import assert_one_line_error
 
-from keras_vae.config import Config, DataConfig, ModelConfig, RuntimeConfig, TrainingConfig
+from keras_vae.config import (
+    MAX_SEED,
+    Config,
+    DataConfig,
+    ModelConfig,
+    RuntimeConfig,
+    TrainingConfig,
+    check_at_least,
+)
+
+NAN, INF = math.nan, math.inf
 
 # (section class, bad keyword arguments, regex the message must match: argument + allowed values)
 BAD_ARGUMENTS = [
     (ModelConfig, {"likelihood": "bernouli"}, r"likelihood.*\['bernoulli', 'gaussian'\]"),
     (ModelConfig, {"estimator": "mc"}, r"estimator.*\['analytic_kl', 'monte_carlo'\]"),
-    (ModelConfig, {"num_samples": 0}, r"`num_samples`, expected an integer >= 1.*num_samples=0"),
-    (ModelConfig, {"num_samples": 1.5}, r"`num_samples`, expected an integer >= 1"),
-    (ModelConfig, {"beta": -0.5}, r"`beta`, expected a number >= 0.*beta=-0.5"),
-    (ModelConfig, {"latent_dim": 0}, r"`latent_dim`, expected an integer >= 1.*latent_dim=0"),
-    (ModelConfig, {"latent_dim": True}, r"`latent_dim`, expected an integer >= 1"),
+    (
+        ModelConfig,
+        {"num_samples": 0},
+        r"`num_samples`, expected an integer in \[1, 10000\].*num_samples=0",
+    ),
+    (ModelConfig, {"num_samples": 1.5}, r"`num_samples`, expected an integer in \[1, 10000\]"),
+    (ModelConfig, {"beta": -0.5}, r"`beta`, expected a finite number >= 0.*beta=-0.5"),
+    (
+        ModelConfig,
+        {"latent_dim": 0},
+        r"`latent_dim`, expected an integer in \[1, 65536\].*latent_dim=0",
+    ),
+    (ModelConfig, {"latent_dim": True}, r"`latent_dim`, expected an integer in \[1, 65536\]"),
     (ModelConfig, {"architecture": "rnn"}, r"architecture.*\['mlp', 'conv'\]"),
     (ModelConfig, {"hidden_units": (400, 0)}, r"`hidden_units`, expected one or more positive"),
-    (ModelConfig, {"likelihood_scale": -1.0}, r"`likelihood_scale`, expected a positive.*learned"),
+    (ModelConfig, {"likelihood_scale": -1.0}, r"`likelihood_scale`, expected a finite.*learned"),
     (ModelConfig, {"likelihood_scale": "learnt"}, r"`likelihood_scale`.*'learned'"),
-    (ModelConfig, {"kl_warmup_steps": -1}, r"`kl_warmup_steps`, expected an integer >= 0"),
+    (ModelConfig, {"kl_warmup_steps": -1}, r"`kl_warmup_steps`, expected an integer in \[0, "),
     (DataConfig, {"binarization": "yes"}, r"binarization.*\['none', 'static', 'dynamic'\]"),
     (DataConfig, {"test_fraction": 1.0}, r"`test_fraction`, expected a number in \(0, 1\)"),
-    (TrainingConfig, {"epochs": 0}, r"`epochs`, expected an integer >= 1"),
-    (TrainingConfig, {"batch_size": 0}, r"`batch_size`, expected an integer >= 1"),
-    (TrainingConfig, {"learning_rate": 0.0}, r"`learning_rate`, expected a positive number"),
+    (TrainingConfig, {"epochs": 0}, r"`epochs`, expected an integer in \[1, 2147483647\]"),
+    (TrainingConfig, {"batch_size": 0}, r"`batch_size`, expected an integer in \[1, 2147483647\]"),
+    (TrainingConfig, {"learning_rate": 0.0}, r"`learning_rate`, expected a finite positive number"),
     (TrainingConfig, {"optimizer": "lbfgs"}, r"optimizer.*\['adam', 'adagrad', 'sgd', 'rmsprop'\]"),
     (TrainingConfig, {"jit_compile": "yes"}, r"`jit_compile`, expected True, False or 'auto'"),
     (TrainingConfig, {"steps_per_execution": 0}, r"`steps_per_execution`, expected an integer"),
@@ -118,3 +138,126 @@ def test_unknown_sections_and_keys_are_rejected():
         Config.from_dict({"optimiser": {}})
     with pytest.raises(ValueError, match=r"Unknown keys \['latent'\] in config section 'model'"):
         Config.from_dict({"model": {"latent": 2}})
+
+
+# Non-finite and out-of-range numbers: refused with the usual message, never accepted to give NaN
+# weights and a config.json holding NaN (not JSON; and NaN != NaN refuses the identical rerun).
+NON_FINITE = [
+    (ModelConfig, {"beta": NAN}, r"`beta`, expected a finite number >= 0\. Received: beta=nan$"),
+    (ModelConfig, {"beta": INF}, r"`beta`, expected a finite number >= 0\. Received: beta=inf$"),
+    (ModelConfig, {"beta": -INF}, r"`beta`, expected a finite number >= 0.*beta=-inf"),
+    (ModelConfig, {"beta": 1e39}, r"`beta`, expected a finite number >= 0 \(above the float32"),
+    (ModelConfig, {"likelihood_scale": INF}, r"`likelihood_scale`, expected a finite.*=inf"),
+    (ModelConfig, {"likelihood_scale": "inf"}, r"`likelihood_scale`, expected a finite.*'inf'"),
+    (ModelConfig, {"likelihood_scale": NAN}, r"`likelihood_scale`, expected a finite.*=nan"),
+    (ModelConfig, {"likelihood_scale": 1e39}, r"`likelihood_scale`, expected a finite"),
+    (ModelConfig, {"kl_warmup_steps": INF}, r"`kl_warmup_steps`, expected an integer in \[0, "),
+    (ModelConfig, {"latent_dim": NAN}, r"`latent_dim`, expected an integer in \[1, 65536\]"),
+    (ModelConfig, {"hidden_units": [INF]}, r"`hidden_units`, expected one or more positive"),
+    (ModelConfig, {"hidden_units": [NAN]}, r"`hidden_units`, expected one or more positive"),
+    (ModelConfig, {"hidden_units": [16.5]}, r"`hidden_units`, expected one or more positive"),
+    (TrainingConfig, {"learning_rate": INF}, r"`learning_rate`, expected a finite positive number"),
+    (TrainingConfig, {"learning_rate": NAN}, r"`learning_rate`, expected a finite positive number"),
+    (
+        TrainingConfig,
+        {"learning_rate": "0.1"},
+        r"`learning_rate`, expected a finite positive number",
+    ),
+    (TrainingConfig, {"epochs": INF}, r"`epochs`, expected an integer in \[1, 2147483647\]"),
+    (DataConfig, {"test_fraction": NAN}, r"`test_fraction`, expected a number in \(0, 1\)"),
+    (DataConfig, {"test_fraction": INF}, r"`test_fraction`, expected a number in \(0, 1\)"),
+    (DataConfig, {"shuffle_buffer": 0}, r"`shuffle_buffer`, expected an integer >= 1"),
+    (DataConfig, {"shuffle_buffer": INF}, r"`shuffle_buffer`, expected an integer >= 1"),
+    (RuntimeConfig, {"seed": MAX_SEED + 1}, r"`seed`, expected an integer in \[0, 4294967295\]"),
+    (RuntimeConfig, {"seed": -1}, r"`seed`, expected an integer in \[0, 4294967295\]"),
+    (RuntimeConfig, {"seed": INF}, r"`seed`, expected an integer in \[0, 4294967295\]"),
+    (RuntimeConfig, {"seed": 10**400}, r"`seed`, expected an integer in \[0, 4294967295\]"),
+]
+
+
+@pytest.mark.parametrize(
+    "section, kwargs, match",
+    NON_FINITE,
+    ids=[f"{s.__name__}-{next(iter(k))}={next(iter(k.values()))!s:.12}" for s, k, _ in NON_FINITE],
+)
+def test_non_finite_and_out_of_range_numbers_are_refused(section, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        section(**kwargs)
+
+
+def test_check_at_least_message_and_bounds():
+    with pytest.raises(ValueError) as error:
+        check_at_least("beta", NAN, 0, integer=False)
+    assert str(error.value) == (
+        "Received an invalid value for `beta`, expected a finite number >= 0. Received: beta=nan"
+    )
+    check_at_least("seed", MAX_SEED, 0, maximum=MAX_SEED)
+    check_at_least("seed", 0, 0, maximum=MAX_SEED)
+    check_at_least("beta", 0.0, 0, integer=False)
+    check_at_least("learning_rate", 1e-30, 0, integer=False, exclusive=True)
+    with pytest.raises(ValueError, match=r"expected a finite positive number\. "):
+        check_at_least("learning_rate", 0.0, 0, integer=False, exclusive=True)
+    with pytest.raises(ValueError, match=r"expected an integer in \[1, 10\]\. .*k=11$"):
+        check_at_least("k", 11, 1, maximum=10)
+
+
+def test_largest_seed_and_finite_extremes_are_accepted():
+    assert RuntimeConfig(seed=MAX_SEED).seed == MAX_SEED == 2**32 - 1
+    assert ModelConfig(beta=0.0, likelihood_scale=1e-30).beta == 0.0
+    assert TrainingConfig(learning_rate=3e38).learning_rate == 3e38
+    assert DataConfig(shuffle_buffer=1).shuffle_buffer == 1
+    assert ModelConfig(hidden_units=[16.0]).hidden_units == (16,)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ('{"model": {"beta": NaN}}', r"`beta`, expected a finite number >= 0.*beta=nan"),
+        ('{"model": {"beta": -Infinity}}', r"`beta`, expected a finite number >= 0"),
+        ('{"training": {"learning_rate": Infinity}}', r"`learning_rate`, expected a finite"),
+        ('{"model": {"likelihood_scale": Infinity}}', r"`likelihood_scale`, expected a finite"),
+        ('{"model": {"hidden_units": [Infinity]}}', r"`hidden_units`, expected one or more"),
+        ('{"data": {"test_fraction": NaN}}', r"`test_fraction`, expected a number in"),
+        ('{"runtime": {"seed": 4294967296}}', r"`seed`, expected an integer in \[0, 4294967295\]"),
+        ('{"runtime": {"seed": 1e400}}', r"`seed`, expected an integer in"),
+        ('{"data": {"dataset": NaN}}', r"`data.dataset`, expected a finite number or a string"),
+        ('{"model": {"activation": Infinity}}', r"`model.activation`, expected a finite"),
+        ("[]", r"Expected a config object"),
+    ],
+)
+def test_from_json_refuses_nan_and_infinity(text, match):
+    """Python's json reads NaN and Infinity (not JSON); a config holding them is refused."""
+    with pytest.raises(ValueError, match=match):
+        Config.from_json(text)
+    with pytest.raises(ValueError, match=match):
+        Config.from_dict(json.loads(text))
+
+
+def test_to_json_never_writes_nan():
+    config = Config()
+    object.__setattr__(config.model, "beta", NAN)  # bypassing the checks
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        config.to_json()
+
+
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (["--beta", "nan"], "beta=nan"),
+        (["--beta", "inf"], "beta=inf"),
+        (["--learning-rate", "inf"], "learning_rate=inf"),
+        (["--likelihood", "gaussian", "--likelihood-scale", "inf"], "likelihood_scale='inf'"),
+        (["--seed", "4294967296"], "seed=4294967296"),
+        (["--seed", "-1"], "seed=-1"),
+    ],
+)
+def test_train_refuses_non_finite_flags_before_writing(flags, fragment, tmp_path, capsys):
+    """`keras-vae train --beta nan` (and friends): one line, exit 2, no run folder."""
+    from keras_vae.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "--output", str(out), "--epochs", "1", *flags])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert_one_line_error(captured.err, fragment)
+    assert not out.exists()

@@ -11,7 +11,9 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import assert_one_line_error
 
+import keras_vae.evaluate as evaluate_module
 from keras_vae.cli import main
 from keras_vae.evaluate import HEADLINE_KEYS, estimate_log_likelihood, evaluate_run
 from keras_vae.run_dir import load_model, load_run, load_test_split
@@ -128,6 +130,12 @@ def write_npz(path, **arrays):
         "non_integer_k",
         "zero_batch_size",
         "zero_max_examples",
+        "seed_2_to_the_32",
+        "negative_seed",
+        "too_many_importance_samples",
+        "too_large_batch_size",
+        "too_large_chunk_size",
+        "too_large_step",
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_changes_nothing(case, run_copy, tmp_path, capsys):
@@ -172,6 +180,18 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(case, run_copy, tmp
         extra = ["--batch-size", 0]
     elif case == "zero_max_examples":
         extra = ["--max-examples", 0]
+    elif case == "seed_2_to_the_32":  # used to wrap around to --seed 0's numbers
+        extra = ["--seed", 2**32, "-k", 2]
+    elif case == "negative_seed":
+        extra = ["--seed", -1, "-k", 2]
+    elif case == "too_many_importance_samples":
+        extra = ["-k", 1_000_001, "--max-examples", 1]
+    elif case == "too_large_batch_size":
+        extra = ["--batch-size", 100_001, "-k", 2]
+    elif case == "too_large_chunk_size":
+        extra = ["--chunk-size", 1_000_001, "-k", 2, "--max-examples", 1]
+    elif case == "too_large_step":  # 1e6 samples x 360 examples x 64 dims at once: 92 GB
+        extra = ["-k", 1_000_000, "--chunk-size", 1_000_000]
     if case == "mismatched_shape":  # a readable npz whose test split is 5x8, not 8x8
         expected = "(5, 8)"
     else:
@@ -190,6 +210,12 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(case, run_copy, tmp
             "non_integer_k": "invalid int value",
             "zero_batch_size": "batch_size=0",
             "zero_max_examples": "max_examples=0",
+            "seed_2_to_the_32": "expected an integer in [0, 4294967295]. Received: seed=4294967296",
+            "negative_seed": "seed=-1",
+            "too_many_importance_samples": "in [1, 1000000]. Received: importance_samples=1000001",
+            "too_large_batch_size": "in [1, 100000]. Received: batch_size=100001",
+            "too_large_chunk_size": "in [1, 1000000]. Received: chunk_size=1000001",
+            "too_large_step": "pass a smaller --chunk-size or --batch-size",
         }[case]
     roots = [run_copy, data]
     before = [tree_digest(root) for root in roots]
@@ -219,7 +245,9 @@ def test_console_entry_point_in_a_subprocess(run_copy):
     assert result["num_examples"] == 50 and result["test_log_likelihood_k"] == 20
     assert "evaluate: 50/50 examples" in done.stderr  # progress goes to stderr, not stdout
     metrics = json.loads((run_copy / "metrics.json").read_text())
-    assert metrics["test_log_likelihood"] == result["test_log_likelihood"]
+    assert "test_log_likelihood" not in metrics  # 50 of 360 examples: not the headline
+    entry = metrics["other_evaluations"]["dataset=digits,max_examples=50"]
+    assert entry["test_log_likelihood"] == result["test_log_likelihood"]
 
     before = tree_digest(run_copy)
     bad = subprocess.run(
@@ -229,3 +257,123 @@ def test_console_entry_point_in_a_subprocess(run_copy):
     errors = [line for line in bad.stderr.splitlines() if line.startswith("keras-vae")]
     assert errors == [bad.stderr.splitlines()[-1]] and "importance_samples=0" in errors[0]
     assert tree_digest(run_copy) == before
+
+
+def test_help_documents_the_limits_and_where_results_go(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for fragment in ("1 to 1,000,000", "1 to 100,000", "0 to 4294967295", "--no-write"):
+        assert fragment in text
+    assert "other_evaluations" in text and "dataset=mnist,max_examples=100" in text
+
+
+class EstimateSpy:
+    """Stands in for `estimate_log_likelihood`, counting calls (the minutes of work)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return estimate_log_likelihood(*args, **kwargs)
+
+
+def deny_writes(monkeypatch, *paths):
+    """`os.access` says W_OK is denied for `paths` (works as root too, unlike chmod)."""
+    real_access = os.access
+    denied = {os.path.realpath(p) for p in paths}
+
+    def access(path, mode, *args, **kwargs):
+        if mode & os.W_OK and os.path.realpath(path) in denied:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+@pytest.mark.parametrize("denied", ["folder", "metrics_file"])
+def test_unwritable_run_is_refused_before_computing(denied, run_copy, monkeypatch, capsys):
+    spy = EstimateSpy()
+    monkeypatch.setattr(evaluate_module, "estimate_log_likelihood", spy)
+    deny_writes(monkeypatch, run_copy if denied == "folder" else run_copy / "metrics.json")
+    before = tree_digest(run_copy)
+    code, out, err = run_cli(capsys, run_copy, "-k", 2, "--max-examples", 3, "--verbose", 0)
+    assert code == 2 and out == ""
+    line = assert_one_line_error(err, "Cannot write", str(run_copy), "--no-write", "permission")
+    assert "fix the permissions" in line
+    assert spy.calls == 0  # refused before computing anything
+    assert tree_digest(run_copy) == before
+
+    # --no-write (write_metrics=False): no check, the result is printed, nothing is written
+    code, out, err = run_cli(
+        capsys, run_copy, "-k", 2, "--max-examples", 3, "--verbose", 0, "--no-write"
+    )
+    assert code == 0, err
+    assert json.loads(out)["num_examples"] == 3 and spy.calls == 1
+    assert tree_digest(run_copy) == before
+    evaluate_run(run_copy, importance_samples=2, max_examples=3, write_metrics=False)
+    assert spy.calls == 2
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_read_only_run_folder_is_refused(run_copy, capsys):
+    run_copy.chmod(0o555)
+    try:
+        code, out, err = run_cli(capsys, run_copy, "-k", 2, "--verbose", 0)
+    finally:
+        run_copy.chmod(0o755)
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "Cannot write", str(run_copy))
+
+
+def read_metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_only_the_runs_own_whole_split_sets_the_headline(run_copy, tmp_path, capsys):
+    """Another dataset or a subset goes under other_evaluations; the headline stays the run's."""
+    code, out, err = run_cli(capsys, run_copy, "-k", 5, "--verbose", 0)
+    assert code == 0, err
+    headline = json.loads(out)
+    assert headline["headline"] is True and headline["evaluated_on"] == "dataset=digits"
+    metrics = read_metrics(run_copy)
+    expected = {key: metrics[key] for key in (*HEADLINE_KEYS, "evaluation", "dataset")}
+    assert expected["evaluation"] == {k: v for k, v in headline.items() if k != "run_dir"}
+    assert "other_evaluations" not in metrics
+
+    other = tmp_path / "other.npz"
+    rng = np.random.default_rng(0)
+    np.savez(other, x_train=rng.random((6, 8, 8)), x_test=rng.random((7, 8, 8)))
+    results = {}
+    for name, argv in {
+        "subset": ["--max-examples", 50],
+        "other": ["--dataset", other],
+        "other_again": ["--dataset", other, "--seed", 1],  # the latest wins per description
+    }.items():
+        code, out, err = run_cli(capsys, run_copy, "-k", 5, *argv, "--verbose", 1)
+        assert code == 0, err
+        results[name] = json.loads(out)
+        assert results[name]["headline"] is False
+        assert "other_evaluations" in err and "unchanged" in err  # said on stderr
+        metrics = read_metrics(run_copy)
+        assert {key: metrics[key] for key in expected} == expected  # headline untouched
+    assert results["other"]["dataset"] == str(other) and results["other"]["num_examples"] == 7
+    assert results["other"]["test_log_likelihood"] != results["other_again"]["test_log_likelihood"]
+    assert metrics["other_evaluations"] == {
+        "dataset=digits,max_examples=50": {
+            k: v for k, v in results["subset"].items() if k != "run_dir"
+        },
+        f"dataset={other}": {k: v for k, v in results["other_again"].items() if k != "run_dir"},
+    }
+
+    # The run's own dataset named explicitly, or a cap above the split's size: the headline.
+    for argv in (["--dataset", "digits", "--seed", 2], ["--max-examples", 10_000, "--seed", 3]):
+        code, out, err = run_cli(capsys, run_copy, "-k", 5, *argv, "--verbose", 0)
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["headline"] is True and result["num_examples"] == 360
+        metrics = read_metrics(run_copy)
+        assert metrics["test_log_likelihood"] == result["test_log_likelihood"]
+        assert metrics["evaluation"]["seed"] == argv[-1]
+        assert len(metrics["other_evaluations"]) == 2

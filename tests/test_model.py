@@ -86,9 +86,9 @@ def evaluate(vae, x, **kwargs) -> dict[str, float]:
     [
         ({"likelihood": "poisson"}, r"likelihood.*\['bernoulli', 'gaussian'\].*'poisson'"),
         ({"estimator": "iwae"}, r"estimator.*\['analytic_kl', 'monte_carlo'\].*'iwae'"),
-        ({"num_samples": 0}, r"`num_samples`, expected an integer >= 1.*num_samples=0"),
-        ({"beta": -1.0}, r"`beta`, expected a number >= 0.*beta=-1.0"),
-        ({"latent_dim": 0}, r"`latent_dim`, expected an integer >= 1.*latent_dim=0"),
+        ({"num_samples": 0}, r"`num_samples`, expected an integer in \[1, 10000\].*num_samples=0"),
+        ({"beta": -1.0}, r"`beta`, expected a finite number >= 0.*beta=-1.0"),
+        ({"latent_dim": 0}, r"`latent_dim`, expected an integer in \[1, 65536\].*latent_dim=0"),
         ({"data_shape": (0, 3)}, r"`data_shape`, expected one or more positive integers"),
         ({"data_shape": (16,), "architecture": "conv"}, r"HxW or HxWxC.*data_shape=\(16,\)"),
     ],

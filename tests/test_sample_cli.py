@@ -141,6 +141,9 @@ def _bad_dataset(tmp_path: Path, kind: str) -> str:
         (["sample", "{run}", "-n", "-3", "--out", "{out}"], "-n/--num-samples"),
         (["sample", "{run}", "-n", "many", "--out", "{out}"], "-n/--num-samples"),
         (["sample", "{run}", "--seed", "-1", "--out", "{out}"], "seed"),
+        (["sample", "{run}", "--seed", "4294967296", "--out", "{out}"], "seed=4294967296"),
+        (["sample", "{run}", "--seed", str(10**30), "--out", "{out}"], "[0, 4294967295]"),
+        (["reconstruct", "{run}", "--seed", "1", "--out", "{out}"], "unrecognized arguments"),
         (["sample", "{run}", "--out", "{tmp}/picture.jpg"], ".png"),
         (["sample", "{run}", "--out", "{tmp}/no/such/folder/s.png"], "does not exist"),
         (["sample", "{run}", "--out", "{tmp}"], "is a folder"),
@@ -192,3 +195,16 @@ def test_sample_command_in_a_fresh_process(tiny_run_dir, tmp_path):
     again = tmp_path / "again.png"
     assert main(["sample", str(tiny_run_dir), "-n", "4", "--seed", "3", "--out", str(again)]) == 0
     assert out.read_bytes() == again.read_bytes()
+
+
+def test_sample_seed_range_is_trains(tiny_run_dir, tmp_path, capsys):
+    """--seed takes 0 to 2**32 - 1, like train; the help says so."""
+    out = tmp_path / "s.png"
+    code, stdout, err = run_cli(
+        capsys, "sample", str(tiny_run_dir), "-n", "1", "--seed", str(2**32 - 1), "--out", str(out)
+    )
+    assert code == 0, err
+    assert json.loads(stdout)["seed"] == 2**32 - 1 and out.is_file()
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    assert "0 to 4294967295" in " ".join(capsys.readouterr().out.split())

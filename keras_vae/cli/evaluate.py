@@ -11,10 +11,15 @@ import json
 import sys
 import time
 
+from keras_vae.config import MAX_EVALUATION_BATCH_SIZE, MAX_IMPORTANCE_SAMPLES, MAX_SEED
+
 HELP = (
     "Estimate a trained run's held-out log-likelihood log p(x) by importance sampling, print "
     "it as JSON (nats per example, bits per dimension, standard errors) and add it to "
-    "RUN_DIR/metrics.json."
+    "RUN_DIR/metrics.json. Only an evaluation of the run's own dataset on its whole held-out "
+    "split sets the headline test_log_likelihood (and 'evaluation'); any other (--dataset "
+    "another, --max-examples below the split's size) is stored under "
+    "'other_evaluations', keyed by e.g. 'dataset=mnist,max_examples=100'."
 )
 
 
@@ -33,22 +38,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=5000,
         metavar="K",
-        help="importance samples per example (default 5000, the standard protocol)",
+        help="importance samples per example, 1 to "
+        f"{MAX_IMPORTANCE_SAMPLES:,} (default 5000, the standard protocol)",
     )
-    parser.add_argument("--batch-size", type=int, default=100, help="examples per step")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the importance samples")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=100,
+        help=f"examples per step, 1 to {MAX_EVALUATION_BATCH_SIZE:,} (default 100)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help=f"seeds the importance samples, 0 to {MAX_SEED} (2**32 - 1, as for train; default 0)",
+    )
     parser.add_argument(
         "--chunk-size",
         type=int,
         default=None,
-        help="importance samples per step (default: a few MB of decoder output per step)",
+        help=f"importance samples per step, 1 to {MAX_IMPORTANCE_SAMPLES:,}, with chunk x "
+        "batch x data dims below 2**31 (default: a few MB of decoder output per step)",
     )
     parser.add_argument(
         "--max-examples",
         type=int,
         default=None,
         metavar="N",
-        help="evaluate only the first N held-out examples (default: all)",
+        help="evaluate only the first N >= 1 held-out examples (default: all; above the "
+        "split's size: all); fewer than all is stored under 'other_evaluations', not as the "
+        "headline",
+    )
+    parser.add_argument(
+        "--no-write",
+        dest="write_metrics",
+        action="store_false",
+        help="only print the result; leave RUN_DIR/metrics.json alone (without it, RUN_DIR "
+        "and its metrics.json must be writable, checked before computing)",
     )
     parser.add_argument(
         "--verbose",
@@ -85,7 +111,15 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         chunk_size=args.chunk_size,
         max_examples=args.max_examples,
+        write_metrics=args.write_metrics,
         progress=_Progress() if args.verbose else None,
     )
+    if args.verbose and args.write_metrics and not result["headline"]:
+        print(
+            "evaluate: not the run's own dataset on its whole held-out split: stored in "
+            f"metrics.json under other_evaluations[{result['evaluated_on']!r}], headline "
+            "test_log_likelihood unchanged",
+            file=sys.stderr,
+        )
     print(json.dumps(result, indent=2))
     return 0

@@ -13,7 +13,8 @@ from keras_vae.cli.sample import image_count
 
 HELP = (
     "Reconstruct the first N held-out examples with a trained run and write a PNG: rows of "
-    "10 inputs, each above its reconstructions."
+    "10 inputs, each above its reconstructions. Deterministic (the decoder mean at the "
+    "posterior mean), so there is no --seed."
 )
 
 

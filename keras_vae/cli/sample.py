@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from keras_vae.config import MAX_SEED, check_at_least
+
 HELP = (
     "Draw N samples x = E[x|z], z ~ p(z), from a trained run and write them as a PNG grid "
     "(the same --seed gives the same image)."
@@ -40,13 +42,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="samples (default 64)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seeds z (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help=f"seeds z, 0 to {MAX_SEED} (2**32 - 1, as for train; default 0)",
+    )
     parser.add_argument(
         "--out", required=True, metavar="FILE.png", help="the PNG to write (its folder must exist)"
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    check_at_least("seed", args.seed, 0, maximum=MAX_SEED)  # before loading anything
     from keras_vae.visualize import sample_run  # imports TensorFlow: after parsing
 
     print(json.dumps(sample_run(args.run_dir, args.out, args.num_samples, args.seed)))
