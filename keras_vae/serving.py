@@ -1,10 +1,13 @@
 """A client for the encoder and decoder served by TF Serving from a `keras-vae export` folder.
 
-REST (JSON, port 8501, needs ``requests``) or gRPC (port 8500, needs
-``tensorflow-serving-api``); both are in the ``serving`` extra. Inputs are checked against the
-served signatures (their shapes come from the constructor, from export.json or from the model
-server's metadata API) before any prediction request is sent, every call has a timeout, and
-every failure raises `ServingError` saying which model, signature and address failed and why.
+REST (JSON, port 8501; Python's standard library only) or gRPC (port 8500, needs
+``tensorflow-serving-api``, in the ``serving`` extra). Inputs are checked against the served
+signatures (their shapes come from the constructor, from export.json or from the model
+server's metadata API) before any prediction request is sent; every call of a public method
+has one deadline (``timeout`` seconds for everything it does: connecting, sending, waiting and
+receiving, metadata requests included); every response is checked (each output a finite
+float32 array of exactly the expected shape, ``z_stddev > 0``); and every failure raises
+`ServingError` saying which model, signature and address failed and why.
 
 Example:
 
@@ -17,23 +20,48 @@ Example:
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import json
 import math
 import os
+import re
+import socket
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from keras_vae.signatures import (
+    DECODER,
+    DEFAULT_MAX_SAMPLES_PER_REQUEST,
+    ENCODER,
+    EXPORT_JSON,
+    MAX_SAMPLES_KEY,
+    MAX_VERSION,
+    SAMPLE,
+    SERVING_DEFAULT,
+    check_max_samples,
+)
+
 PROTOCOLS = ("rest", "grpc")
 REST_FORMATS = ("columnar", "row")
 DEFAULT_REST_PORT = 8501
 DEFAULT_GRPC_PORT = 8500
-SERVING_DEFAULT = "serving_default"
-SAMPLE = "sample"
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 GRPC_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+# The most bytes a REST response may have: 16 MiB plus 64 bytes per expected output value (a
+# float in JSON takes at most ~25), or 256 MiB when the expected shapes are not known.
+REST_MIN_RESPONSE_BYTES = 16 * 1024 * 1024
+REST_BYTES_PER_VALUE = 64
+REST_MAX_RESPONSE_BYTES = GRPC_MAX_MESSAGE_BYTES
+_READ_CHUNK = 64 * 1024
+# A served model name goes into the REST URL path as is: printable ASCII, none of / : ? # %.
+_MODEL_NAME = re.compile(r"[!-~]+")
+_NAME_FORBIDDEN = set("/:?#%")
 # TensorFlow's DataType enum names (as the metadata API spells them) -> NumPy names.
 _DTYPES = {
     "DT_FLOAT": "float32",
@@ -63,6 +91,13 @@ class Samples(NamedTuple):
     z: np.ndarray
 
 
+# ---------------------------------------------------------------------- argument checks
+def _invalid(name: str, expected: str, value: Any) -> ValueError:
+    return ValueError(
+        f"Received an invalid value for `{name}`, expected {expected}. Received: {name}={value!r}"
+    )
+
+
 def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ValueError(
@@ -70,15 +105,56 @@ def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
         )
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-    if not ok or value < low or (high is not None and value > high):
+    if not _is_int(value) or value < low or (high is not None and value > high):
         bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(
-            f"Received an invalid value for `{name}`, expected an integer {bound}. "
-            f"Received: {name}={value!r}"
-        )
+        raise _invalid(name, f"an integer {bound}", value)
     return int(value)
+
+
+def _check_data_shape(value: Any) -> tuple[int, ...]:
+    expected = "a non-empty sequence of positive integers (one example's shape, e.g. (28, 28))"
+    if isinstance(value, (str, bytes, Mapping)):
+        raise _invalid("data_shape", expected, value)
+    try:
+        dims = tuple(value)
+    except TypeError:
+        raise _invalid("data_shape", expected, value) from None
+    if not dims or not all(_is_int(d) and d >= 1 for d in dims):
+        raise _invalid("data_shape", expected, value)
+    return tuple(int(d) for d in dims)
+
+
+def _check_host(value: Any) -> str:
+    expected = (
+        "a non-empty host name or IP address such as 'localhost' or '10.0.0.5' (not a URL; "
+        "the ports are `rest_port` and `grpc_port`)"
+    )
+    if not isinstance(value, str) or not value or any(c.isspace() or c == "/" for c in value):
+        raise _invalid("host", expected, value)
+    bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    if ":" in bare:  # only an IPv6 address may hold colons ("host:8501" is a mistake)
+        try:
+            ipaddress.IPv6Address(bare)
+        except ValueError:
+            raise _invalid("host", expected, value) from None
+    return value
+
+
+def _check_model_name(name: str, value: Any) -> str:
+    ok = isinstance(value, str) and _MODEL_NAME.fullmatch(value) is not None
+    if not ok or _NAME_FORBIDDEN & set(value):
+        raise _invalid(
+            name,
+            "a non-empty model name as TF Serving serves it (printable ASCII without spaces "
+            "or any of / : ? # %)",
+            value,
+        )
+    return value
 
 
 def _check_batch(name: str, value: Any, item_shape: Sequence[int]) -> np.ndarray:
@@ -110,6 +186,140 @@ def _check_batch(name: str, value: Any, item_shape: Sequence[int]) -> np.ndarray
     return array
 
 
+# ---------------------------------------------------------------------- response checks
+def _check_output(where: str, name: str, value: Any, shape: Sequence[int] | None) -> np.ndarray:
+    """Output `name` as a finite float32 array of exactly `shape` (any when None)."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError, OverflowError, RecursionError) as error:
+        raise ServingError(
+            f"{where}: output {name!r} is not a rectangular array of numbers ({error})."
+        ) from None
+    if array.dtype.kind not in "iuf":
+        what = {"U": "strings", "S": "strings", "b": "booleans"}.get(array.dtype.kind)
+        if what is None:  # an object array: name the first value that is not a number
+            odd = (v for v in array.flat if isinstance(v, bool) or not isinstance(v, (int, float)))
+            what = f"{_kind_of(next(odd, None))} values"
+        raise ServingError(
+            f"{where}: output {name!r} holds {what} (dtype {array.dtype}); expected numbers."
+        )
+    if shape is not None and tuple(array.shape) != tuple(shape):
+        raise ServingError(
+            f"{where}: output {name!r} has shape {tuple(array.shape)} but expected {tuple(shape)}."
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        array = array.astype(np.float32)
+    if np.isnan(array).any():
+        raise ServingError(f"{where}: output {name!r} contains NaN.")
+    if np.isinf(array).any():
+        raise ServingError(f"{where}: output {name!r} contains inf (or a value beyond float32).")
+    return array
+
+
+def _kind_of(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+# ---------------------------------------------------------------------- REST transport
+class _DeadlineSocket(socket.socket):
+    """A TCP socket whose every send and receive waits at most until `deadline`
+    (`time.monotonic()` seconds), so a server trickling bytes cannot stretch a call."""
+
+    deadline = math.inf
+
+    def _arm(self) -> None:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the deadline passed")
+        self.settimeout(remaining)
+
+    def recv(self, *args, **kwargs):
+        self._arm()
+        return super().recv(*args, **kwargs)
+
+    def recv_into(self, *args, **kwargs):
+        self._arm()
+        return super().recv_into(*args, **kwargs)
+
+    def send(self, *args, **kwargs):
+        self._arm()
+        return super().send(*args, **kwargs)
+
+    def sendall(self, *args, **kwargs):  # the timeout bounds the whole sendall (Python >= 3.5)
+        self._arm()
+        return super().sendall(*args, **kwargs)
+
+
+def _resolve(host: str, port: int, deadline: float) -> list:
+    """getaddrinfo, given up on at `deadline` (it has no timeout of its own)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # a numeric address resolves at once
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    result: list = []
+
+    def run() -> None:
+        try:
+            result.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except OSError as error:
+            result.append(error)
+
+    thread = threading.Thread(target=run, name="keras-vae-resolve", daemon=True)
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()))
+    if not result:
+        raise TimeoutError(f"resolving {host!r} took too long")
+    if isinstance(result[0], Exception):
+        raise result[0]
+    return result[0]
+
+
+def _open_socket(host: str, port: int, deadline: float) -> _DeadlineSocket:
+    error: OSError | None = None
+    for family, kind, proto, _, address in _resolve(host, port, deadline):
+        sock = _DeadlineSocket(family, kind, proto)
+        sock.deadline = deadline
+        try:
+            sock._arm()
+            sock.connect(address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except TimeoutError:
+            sock.close()
+            raise
+        except OSError as failure:
+            sock.close()
+            error = failure
+    raise error if error is not None else OSError(f"no address found for {host!r}")
+
+
+class _Connection(http.client.HTTPConnection):
+    """An HTTP/1.1 connection whose socket obeys the deadline of the call using it."""
+
+    deadline = math.inf
+
+    def connect(self) -> None:
+        self.sock = _open_socket(self.host, self.port, self.deadline)
+
+    def set_deadline(self, deadline: float) -> None:
+        self.deadline = deadline
+        if self.sock is not None:
+            self.sock.deadline = deadline
+
+
+class _Stage:
+    """What a REST call is doing (for the error message)."""
+
+    CONNECT, SEND, WAIT, RECEIVE = (
+        "connecting",
+        "sending the request",
+        "waiting for the response",
+        "receiving the response",
+    )
+
+
 class ServingClient:
     """Calls the ``encoder`` and ``decoder`` models of a TF Serving model server.
 
@@ -118,14 +328,26 @@ class ServingClient:
         protocol: "rest" (JSON over HTTP) or "grpc". Default "rest".
         rest_port: REST API port. Default 8501.
         grpc_port: gRPC port. Default 8500.
-        timeout: seconds to wait for each request. Default 10.
+        timeout: seconds one call of `encode`, `decode`, `sample`, `predict` or `signature` may
+            take in all: one deadline for everything it does (resolving the host, connecting,
+            sending, waiting and receiving, and any metadata request it makes first), however
+            slowly the server trickles its answer. gRPC gets the time left as the RPC deadline.
+            Default 10.
         encoder: served name of the encoder. Default "encoder".
         decoder: served name of the decoder. Default "decoder".
-        version: a model version to ask for; None (default) lets the server pick (latest).
+        version: a model version (an integer in [1, 2**63 - 1]) to ask for; None (default)
+            lets the server pick (latest).
         data_shape: one example's shape; None: read from the server's model metadata.
         latent_dim: size of z; None: read from the server's model metadata.
         rest_format: "columnar" (``{"inputs": ...}``, default) or "row" (``{"instances": ...}``)
             for encode and decode; `sample` has scalar inputs and is always columnar.
+        max_samples_per_request: the most rows one `sample` call may ask for; it must not be
+            above the cap the decoder was exported with (export.json's
+            ``max_samples_per_request``; `from_export` reads it). Default 10,000.
+
+    Shapes the constructor is not given are read once from the metadata of the model that
+    takes them (``x`` of the encoder, ``z`` of the decoder) and kept; until then, a response is
+    checked against the outputs the called model's own metadata declares.
 
     Example:
         >>> client = ServingClient("localhost", data_shape=(28, 28), latent_dim=20)
@@ -144,71 +366,132 @@ class ServingClient:
         rest_port: int = DEFAULT_REST_PORT,
         grpc_port: int = DEFAULT_GRPC_PORT,
         timeout: float = 10.0,
-        encoder: str = "encoder",
-        decoder: str = "decoder",
+        encoder: str = ENCODER,
+        decoder: str = DECODER,
         version: int | None = None,
         data_shape: Sequence[int] | None = None,
         latent_dim: int | None = None,
         rest_format: str = "columnar",
+        max_samples_per_request: int = DEFAULT_MAX_SAMPLES_PER_REQUEST,
     ):
         _check_choice("protocol", protocol, PROTOCOLS)
         _check_choice("rest_format", rest_format, REST_FORMATS)
-        self.host = str(host)
+        self.host = _check_host(host)
         self.protocol = protocol
         self.rest_port = _check_int("rest_port", rest_port, 1, 65535)
         self.grpc_port = _check_int("grpc_port", grpc_port, 1, 65535)
-        number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+        number = isinstance(timeout, (int, float, np.integer, np.floating)) and not isinstance(
+            timeout, (bool, np.bool_)
+        )
         if not number or not 0 < timeout < math.inf:
-            raise ValueError(
-                "Received an invalid value for `timeout`, expected a positive number of "
-                f"seconds. Received: timeout={timeout!r}"
-            )
+            raise _invalid("timeout", "a positive, finite number of seconds", timeout)
         self.timeout = float(timeout)
-        self.encoder = encoder
-        self.decoder = decoder
-        self.version = None if version is None else _check_int("version", version, 1)
-        self.data_shape = None if data_shape is None else tuple(int(d) for d in data_shape)
+        self.encoder = _check_model_name("encoder", encoder)
+        self.decoder = _check_model_name("decoder", decoder)
+        self.version = None if version is None else _check_int("version", version, 1, MAX_VERSION)
+        self.data_shape = None if data_shape is None else _check_data_shape(data_shape)
         self.latent_dim = None if latent_dim is None else _check_int("latent_dim", latent_dim, 1)
         self.rest_format = rest_format
-        self._session = None
+        if isinstance(max_samples_per_request, np.integer):
+            max_samples_per_request = int(max_samples_per_request)
+        self.max_samples_per_request = check_max_samples(max_samples_per_request)
+        self._idle: list[_Connection] = []  # REST keep-alive connections not in use
+        self._lock = threading.Lock()
+        self._served: dict[str, dict[str, Any]] = {}  # model -> its serving_default (metadata)
         self._channel = None
         self._stub = None
 
     @classmethod
     def from_export(cls, export_dir: str | os.PathLike, host: str = "localhost", **kwargs):
-        """A client whose shapes (and version, unless given) come from DIR/export.json."""
-        path = Path(export_dir) / "export.json"
+        """A client whose shapes and `max_samples_per_request` come from DIR/export.json
+        (unless given; an export.json without the cap gets the default, 10,000)."""
+        path = Path(export_dir) / EXPORT_JSON
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
             model = record["model"]
-            kwargs.setdefault("data_shape", model["data_shape"])
-            kwargs.setdefault("latent_dim", model["latent_dim"])
+            data_shape, latent_dim = model["data_shape"], model["latent_dim"]
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(
                 f"Cannot read the shapes from {path} ({type(error).__name__}: {error}); pass "
                 "the folder written by `keras-vae export`, or data_shape and latent_dim."
             ) from None
+        kwargs.setdefault("data_shape", data_shape)
+        kwargs.setdefault("latent_dim", latent_dim)
+        if MAX_SAMPLES_KEY in record and "max_samples_per_request" not in kwargs:
+            try:
+                kwargs["max_samples_per_request"] = check_max_samples(record[MAX_SAMPLES_KEY])
+            except ValueError as error:
+                raise ValueError(f"{path}: {error}") from None
         return cls(host, **kwargs)
 
     # ------------------------------------------------------------------ public API
     def encode(self, x: Any) -> Encoding:
         """(z_mean, z_stddev) of q(z|x) from the encoder's ``serving_default``."""
-        x = _check_batch("x", x, self._data_shape())
-        out = self.predict(self.encoder, SERVING_DEFAULT, {"x": x}, ("z_mean", "z_stddev"))
+        deadline = self._deadline()
+        x = _check_batch("x", x, self._data_shape(deadline))
+        latent = self.latent_dim
+        if latent is None:
+            (latent,) = self._served_dims(self.encoder, "outputs", "z_mean", deadline, rank=2)
+        shape = (len(x), latent)
+        out = self._predict(
+            self.encoder,
+            SERVING_DEFAULT,
+            {"x": x},
+            ("z_mean", "z_stddev"),
+            deadline,
+            expected_shapes={"z_mean": shape, "z_stddev": shape},
+        )
+        if not (out["z_stddev"] > 0).all():
+            where = self._where(self.encoder, SERVING_DEFAULT)
+            raise ServingError(
+                f"{where}: output 'z_stddev' has values <= 0 (smallest "
+                f"{out['z_stddev'].min():g}); a standard deviation must be positive."
+            )
         return Encoding(out["z_mean"], out["z_stddev"])
 
     def decode(self, z: Any) -> np.ndarray:
         """E[x|z], [batch, *data_shape], from the decoder's ``serving_default``."""
-        z = _check_batch("z", z, (self._latent_dim(),))
-        return self.predict(self.decoder, SERVING_DEFAULT, {"z": z}, ("x_mean",))["x_mean"]
+        deadline = self._deadline()
+        z = _check_batch("z", z, (self._latent_dim(deadline),))
+        shape = (len(z), *self._decoded_shape(deadline))
+        out = self._predict(
+            self.decoder,
+            SERVING_DEFAULT,
+            {"z": z},
+            ("x_mean",),
+            deadline,
+            expected_shapes={"x_mean": shape},
+        )
+        return out["x_mean"]
 
     def sample(self, n: int, seed: int) -> Samples:
         """`n` prior samples from the decoder's ``sample`` signature; the same seed gives the
-        same samples."""
+        same samples. `n` may be at most `max_samples_per_request` (checked before sending)."""
         n = _check_int("n", n, 1, INT32_MAX)
         seed = _check_int("seed", seed, INT32_MIN, INT32_MAX)
+        cap = self.max_samples_per_request
+        if n > cap:
+            raise ValueError(
+                f"`n`={n} is more than max_samples_per_request={cap}, the most rows one `sample` "
+                f"request may generate. Ask for at most {cap} per call (several calls with "
+                "different seeds), or, if the decoder was exported with a higher cap "
+                "(`keras-vae export --max-samples-per-request N`), pass "
+                "ServingClient(max_samples_per_request=N) (`from_export` reads it from "
+                "export.json). Nothing was sent."
+            )
+        deadline = self._deadline()
+        latent = self._latent_dim(deadline)
+        data_shape = self._decoded_shape(deadline)
         inputs = {"num_samples": np.int32(n), "seed": np.int32(seed)}
-        out = self.predict(self.decoder, SAMPLE, inputs, ("x_mean", "z"), columnar=True)
+        out = self._predict(
+            self.decoder,
+            SAMPLE,
+            inputs,
+            ("x_mean", "z"),
+            deadline,
+            columnar=True,
+            expected_shapes={"x_mean": (n, *data_shape), "z": (n, latent)},
+        )
         return Samples(out["x_mean"], out["z"])
 
     def predict(
@@ -218,22 +501,20 @@ class ServingClient:
         inputs: Mapping[str, np.ndarray],
         output_names: Sequence[str],
         columnar: bool = False,
+        *,
+        expected_shapes: Mapping[str, Sequence[int]] | None = None,
     ) -> dict[str, np.ndarray]:
-        """One Predict call; returns the outputs named `output_names` as float32 arrays."""
-        label = "REST" if self.protocol == "rest" else "gRPC"
-        what = f"{label} predict on model {model!r}, signature {signature!r}"
-        if self.protocol == "rest":
-            row = self.rest_format == "row" and not columnar
-            outputs = self._rest_predict(what, model, signature, inputs, output_names, row)
-        else:
-            outputs = self._grpc_predict(what, model, signature, inputs)
-        missing = [name for name in output_names if name not in outputs]
-        if missing:
-            raise ServingError(
-                f"{what}: the response lacks outputs {missing} (it has {sorted(outputs)}); is "
-                "the server serving a `keras-vae export` model under that name?"
-            )
-        return {name: np.asarray(outputs[name], np.float32) for name in output_names}
+        """One Predict call; returns the outputs named `output_names` as finite float32 arrays
+        (of exactly ``expected_shapes[name]``, where given), else raises `ServingError`."""
+        return self._predict(
+            _check_model_name("model", model),
+            signature,
+            inputs,
+            output_names,
+            self._deadline(),
+            columnar=columnar,
+            expected_shapes=expected_shapes,
+        )
 
     def signature(self, model: str, signature: str = SERVING_DEFAULT) -> dict[str, Any]:
         """A served signature from the model server's metadata API.
@@ -241,21 +522,14 @@ class ServingClient:
         Returns:
             ``{"inputs": {name: {"dtype", "shape"}}, "outputs": {...}}``; -1 marks any size.
         """
-        if self.protocol == "rest":
-            signatures = self._rest_metadata(model)
-        else:
-            signatures = self._grpc_metadata(model)
-        if signature not in signatures:
-            raise ServingError(
-                f"Model {model!r} has no signature {signature!r} (it has {sorted(signatures)})."
-            )
-        return signatures[signature]
+        return self._signature(_check_model_name("model", model), signature, self._deadline())
 
     def close(self) -> None:
-        """Release the HTTP session and the gRPC channel."""
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        """Release the HTTP connections and the gRPC channel."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
         if self._channel is not None:
             self._channel.close()
             self._channel = self._stub = None
@@ -266,105 +540,266 @@ class ServingClient:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
+    # ------------------------------------------------------------------ calls
+    def _deadline(self) -> float:
+        return time.monotonic() + self.timeout
+
+    def _where(self, model: str, signature: str | None = None, metadata: bool = False) -> str:
+        """'REST predict on model 'decoder', signature 'sample' at http://...' and the like."""
+        verb = "/metadata" if metadata else ":predict"
+        if self.protocol == "rest":
+            label, address = "REST", self._rest_url(model, verb)
+        else:
+            label, address = "gRPC", self._grpc_target()
+        named = f"model {model!r}" + (f", signature {signature!r}" if signature else "")
+        return f"{label} {verb.strip(':/')} on {named} at {address}"
+
+    def _predict(
+        self,
+        model: str,
+        signature: str,
+        inputs: Mapping[str, np.ndarray],
+        output_names: Sequence[str],
+        deadline: float,
+        columnar: bool = False,
+        expected_shapes: Mapping[str, Sequence[int]] | None = None,
+    ) -> dict[str, np.ndarray]:
+        where = self._where(model, signature)
+        if self.protocol == "rest":
+            row = self.rest_format == "row" and not columnar
+            if expected_shapes is None:
+                limit = REST_MAX_RESPONSE_BYTES
+            else:
+                values = sum(math.prod(shape) for shape in expected_shapes.values())
+                limit = REST_MIN_RESPONSE_BYTES + REST_BYTES_PER_VALUE * values
+            outputs = self._rest_predict(
+                where, model, signature, inputs, output_names, row, limit, deadline
+            )
+        else:
+            outputs = self._grpc_predict(where, model, signature, inputs, deadline)
+        missing = [name for name in output_names if name not in outputs]
+        if missing:
+            raise ServingError(
+                f"{where}: the response lacks outputs {missing} (it has {sorted(outputs)}); is "
+                "the server serving a `keras-vae export` model under that name?"
+            )
+        shapes = expected_shapes or {}
+        return {
+            name: _check_output(where, name, outputs[name], shapes.get(name))
+            for name in output_names
+        }
+
+    def _signature(self, model: str, signature: str, deadline: float) -> dict[str, Any]:
+        if self.protocol == "rest":
+            signatures = self._rest_metadata(model, deadline)
+        else:
+            signatures = self._grpc_metadata(model, deadline)
+        if signature not in signatures:
+            raise ServingError(
+                f"{self._where(model, metadata=True)}: the model has no signature "
+                f"{signature!r} (it has {sorted(signatures)})."
+            )
+        return signatures[signature]
+
     # ------------------------------------------------------------------ shapes
-    def _data_shape(self) -> tuple[int, ...]:
+    def _served_dims(
+        self, model: str, kind: str, name: str, deadline: float, rank: int | None = None
+    ) -> tuple[int, ...]:
+        """The sizes after the batch axis of input or output (`kind`) `name` of `model`'s
+        ``serving_default``, from its metadata (read once per client)."""
+        if model not in self._served:
+            self._served[model] = self._signature(model, SERVING_DEFAULT, deadline)
+        tensors = self._served[model][kind]
+        where = self._where(model, SERVING_DEFAULT, metadata=True)
+        noun = kind[:-1]
+        if name not in tensors:
+            raise ServingError(
+                f"{where}: the signature has no {noun} {name!r} (its {kind}: {sorted(tensors)}); "
+                "is the server serving a `keras-vae export` model under that name?"
+            )
+        shape = tensors[name]["shape"]
+        dims = tuple(shape[1:])
+        ok = len(shape) >= 2 and (rank is None or len(shape) == rank)
+        if not ok or not all(d >= 1 for d in dims):
+            raise ServingError(
+                f"{where}: {noun} {name!r} has shape {shape}, expected [-1, size, ...] with every "
+                "size after the batch axis known; pass data_shape and latent_dim to the client."
+            )
+        return dims
+
+    def _data_shape(self, deadline: float) -> tuple[int, ...]:
         if self.data_shape is None:
-            shape = self.signature(self.encoder)["inputs"]["x"]["shape"]
-            self.data_shape = tuple(shape[1:])
+            self.data_shape = self._served_dims(self.encoder, "inputs", "x", deadline)
         return self.data_shape
 
-    def _latent_dim(self) -> int:
+    def _latent_dim(self, deadline: float) -> int:
         if self.latent_dim is None:
-            self.latent_dim = int(self.signature(self.decoder)["inputs"]["z"]["shape"][-1])
+            (self.latent_dim,) = self._served_dims(self.decoder, "inputs", "z", deadline, rank=2)
         return self.latent_dim
 
-    # ------------------------------------------------------------------ REST
-    def _rest_url(self, model: str, verb: str) -> str:
-        version = "" if self.version is None else f"/versions/{self.version}"
-        return f"http://{self.host}:{self.rest_port}/v1/models/{model}{version}{verb}"
+    def _decoded_shape(self, deadline: float) -> tuple[int, ...]:
+        """One decoded example's shape: data_shape, else what the decoder's metadata says."""
+        if self.data_shape is not None:
+            return self.data_shape
+        return self._served_dims(self.decoder, "outputs", "x_mean", deadline)
 
-    def _rest_call(self, what: str, method: str, url: str, body: Any = None) -> Any:
+    # ------------------------------------------------------------------ REST
+    def _host_port(self, port: int) -> str:
+        host = self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{port}"
+
+    def _rest_path(self, model: str, verb: str) -> str:
+        version = "" if self.version is None else f"/versions/{self.version}"
+        return f"/v1/models/{model}{version}{verb}"
+
+    def _rest_url(self, model: str, verb: str) -> str:
+        return f"http://{self._host_port(self.rest_port)}{self._rest_path(model, verb)}"
+
+    def _connection(self, fresh: bool = False) -> tuple[_Connection, bool]:
+        """An idle keep-alive connection (reused: True) unless `fresh`, else a new, unconnected
+        one."""
+        with self._lock:
+            if self._idle and not fresh:
+                return self._idle.pop(), True
+        host = self.host[1:-1] if self.host.startswith("[") else self.host
+        return _Connection(host, self.rest_port), False
+
+    def _rest_call(
+        self, where: str, method: str, path: str, body: Any, limit: int, deadline: float
+    ) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in range(2):
+            connection, reused = self._connection(fresh=attempt > 0)
+            connection.set_deadline(deadline)
+            stage = _Stage.CONNECT
+            try:
+                if connection.sock is None:
+                    connection.connect()
+                stage = _Stage.SEND
+                connection.request(method, path, body=data, headers=headers)
+                stage = _Stage.WAIT
+                response = connection.getresponse()
+                stage = _Stage.RECEIVE
+                content = self._read_body(where, response, limit)
+            except ServingError:
+                connection.close()
+                raise
+            except TimeoutError:
+                connection.close()
+                raise ServingError(
+                    f"{where}: timed out after {self.timeout:g} s ({stage})."
+                ) from None
+            except (ConnectionError, http.client.HTTPException, OSError) as error:
+                connection.close()
+                if stage == _Stage.CONNECT:
+                    raise ServingError(
+                        f"{where}: cannot connect ({type(error).__name__}: {error}); is TF "
+                        f"Serving running with its REST API on port {self.rest_port}?"
+                    ) from None
+                # A kept-alive connection the server has closed meanwhile: once more, afresh.
+                stale = isinstance(error, ConnectionError)  # RemoteDisconnected included
+                if reused and attempt == 0 and stale and stage != _Stage.RECEIVE:
+                    continue
+                raise ServingError(
+                    f"{where} failed while {stage}: {type(error).__name__}: {error}"
+                ) from None
+            break
+        if not response.will_close:
+            with self._lock:
+                self._idle.append(connection)
         try:
-            import requests
-        except ImportError:
-            raise ServingError(
-                "The REST client needs `requests`: pip install 'keras-vae[serving]'."
-            ) from None
-        if self._session is None:
-            self._session = requests.Session()
-        try:
-            response = self._session.request(method, url, json=body, timeout=self.timeout)
-        except requests.Timeout:
-            raise ServingError(f"{what} at {url} timed out after {self.timeout:g} s.") from None
-        except requests.ConnectionError as error:
-            raise ServingError(
-                f"{what}: cannot connect to {url} ({type(error).__name__}); is TF Serving "
-                f"running with its REST API on port {self.rest_port}?"
-            ) from None
-        except requests.RequestException as error:
-            raise ServingError(f"{what} at {url} failed: {error}") from None
-        try:
-            payload = response.json()
-        except ValueError:
+            payload = json.loads(content)
+        except (ValueError, RecursionError):
             payload = None
-        if response.status_code != 200:
+        if response.status != 200:
             detail = payload.get("error") if isinstance(payload, dict) else None
-            detail = detail or response.text[:500] or response.reason
-            raise ServingError(f"{what} at {url} failed: HTTP {response.status_code}: {detail}")
+            text = content[:500].decode("utf-8", "replace")
+            detail = detail or text or response.reason
+            raise ServingError(f"{where} failed: HTTP {response.status}: {detail}")
         if not isinstance(payload, dict):
-            raise ServingError(f"{what} at {url}: the response is not a JSON object.")
+            raise ServingError(f"{where}: the response is not a JSON object.")
         return payload
+
+    @staticmethod
+    def _read_body(where: str, response: http.client.HTTPResponse, limit: int) -> bytes:
+        """The whole body, or ServingError as soon as it is known to exceed `limit` bytes."""
+        chunks: list[bytes] = []
+        size = response.length or 0  # Content-Length; None when chunked or unknown
+        while size <= limit:
+            chunk = response.read(_READ_CHUNK)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            if response.length is None:
+                size += len(chunk)
+        raise ServingError(
+            f"{where}: the response is longer than {limit} bytes, the most this client "
+            "accepts for it."
+        )
 
     def _rest_predict(
         self,
-        what: str,
+        where: str,
         model: str,
         signature: str,
         inputs: Mapping[str, np.ndarray],
         output_names: Sequence[str],
         row: bool,
+        limit: int,
+        deadline: float,
     ) -> dict[str, Any]:
-        url = self._rest_url(model, ":predict")
         body: dict[str, Any] = {"signature_name": signature}
         if row:
             names = list(inputs)
             if len(names) == 1:
-                body["instances"] = inputs[names[0]].tolist()
+                body["instances"] = np.asarray(inputs[names[0]]).tolist()
             else:
                 count = len(inputs[names[0]])
                 body["instances"] = [
-                    {name: inputs[name][i].tolist() for name in names} for i in range(count)
+                    {name: np.asarray(inputs[name][i]).tolist() for name in names}
+                    for i in range(count)
                 ]
         else:
             body["inputs"] = {name: np.asarray(value).tolist() for name, value in inputs.items()}
-        payload = self._rest_call(what, "POST", url, body)
+        path = self._rest_path(model, ":predict")
+        payload = self._rest_call(where, "POST", path, body, limit, deadline)
         if row:
             if "predictions" not in payload:
-                raise ServingError(f"{what} at {url}: the response has no 'predictions'.")
-            rows = payload["predictions"]
-            if len(output_names) == 1 and not (rows and isinstance(rows[0], dict)):
-                return {output_names[0]: rows}
-            return {name: [r[name] for r in rows] for name in rows[0]} if rows else {}
+                raise ServingError(f"{where}: the response has no 'predictions'.")
+            return _rows_to_outputs(where, payload["predictions"], output_names)
         if "outputs" not in payload:
-            raise ServingError(f"{what} at {url}: the response has no 'outputs'.")
+            raise ServingError(f"{where}: the response has no 'outputs'.")
         outputs = payload["outputs"]
-        if not isinstance(outputs, dict) and len(output_names) == 1:
+        if isinstance(outputs, dict):
+            return outputs
+        if len(output_names) == 1:
             return {output_names[0]: outputs}
-        return outputs
+        raise ServingError(
+            f"{where}: 'outputs' is a {_kind_of(outputs)}, expected an object holding "
+            f"{list(output_names)}."
+        )
 
-    def _rest_metadata(self, model: str) -> dict[str, Any]:
-        url = self._rest_url(model, "/metadata")
-        what = f"REST metadata of model {model!r}"
-        payload = self._rest_call(what, "GET", url)
+    def _rest_metadata(self, model: str, deadline: float) -> dict[str, Any]:
+        where = self._where(model, metadata=True)
+        path = self._rest_path(model, "/metadata")
+        payload = self._rest_call(where, "GET", path, None, REST_MIN_RESPONSE_BYTES, deadline)
         try:
             signatures = payload["metadata"]["signature_def"]["signature_def"]
             return {key: _signature_from_json(sig) for key, sig in signatures.items()}
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ServingError(
-                f"{what} at {url}: unexpected response layout ({type(error).__name__}: {error})."
+                f"{where}: unexpected response layout ({type(error).__name__}: {error})."
             ) from None
 
     # ------------------------------------------------------------------ gRPC
+    def _grpc_target(self) -> str:
+        return self._host_port(self.grpc_port)
+
     def _grpc(self):
         if self._stub is None:
             try:
@@ -379,7 +814,7 @@ class ServingClient:
                 ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
                 ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
             ]
-            self._channel = grpc.insecure_channel(f"{self.host}:{self.grpc_port}", options)
+            self._channel = grpc.insecure_channel(self._grpc_target(), options)
             self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         return self._stub
 
@@ -390,29 +825,36 @@ class ServingClient:
         if self.version is not None:
             spec.version.value = self.version
 
-    def _grpc_call(self, what: str, method, request):
+    def _grpc_call(self, where: str, method, request, deadline: float):
+        """One RPC with the time left to `deadline` as its gRPC deadline (which bounds the
+        whole RPC: connecting, sending and receiving)."""
         import grpc
 
-        target = f"{self.host}:{self.grpc_port}"
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ServingError(f"{where}: timed out after {self.timeout:g} s (before sending).")
         try:
-            return method(request, timeout=self.timeout)
+            return method(request, timeout=remaining)
         except grpc.RpcError as error:
             code = error.code() if hasattr(error, "code") else None
             details = error.details() if hasattr(error, "details") else str(error)
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise ServingError(
-                    f"{what} at {target} timed out after {self.timeout:g} s."
-                ) from None
+                raise ServingError(f"{where}: timed out after {self.timeout:g} s.") from None
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise ServingError(
-                    f"{what}: cannot reach {target} ({details}); is TF Serving running with "
+                    f"{where}: cannot reach the server ({details}); is TF Serving running with "
                     f"its gRPC API on port {self.grpc_port}?"
                 ) from None
             name = code.name if code is not None else "error"
-            raise ServingError(f"{what} at {target} failed: gRPC {name}: {details}") from None
+            raise ServingError(f"{where} failed: gRPC {name}: {details}") from None
 
     def _grpc_predict(
-        self, what: str, model: str, signature: str, inputs: Mapping[str, np.ndarray]
+        self,
+        where: str,
+        model: str,
+        signature: str,
+        inputs: Mapping[str, np.ndarray],
+        deadline: float,
     ) -> dict[str, np.ndarray]:
         stub = self._grpc()
         import tensorflow as tf
@@ -422,46 +864,98 @@ class ServingClient:
         self._model_spec(request.model_spec, model, signature)
         for name, value in inputs.items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
-        response = self._grpc_call(what, stub.Predict, request)
-        return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+        response = self._grpc_call(where, stub.Predict, request, deadline)
+        outputs = {}
+        for name, proto in response.outputs.items():
+            try:
+                outputs[name] = tf.make_ndarray(proto)
+            except (TypeError, ValueError) as error:
+                raise ServingError(
+                    f"{where}: output {name!r} is not a valid tensor ({type(error).__name__}: "
+                    f"{error})."
+                ) from None
+        return outputs
 
-    def _grpc_metadata(self, model: str) -> dict[str, Any]:
+    def _grpc_metadata(self, model: str, deadline: float) -> dict[str, Any]:
         stub = self._grpc()
+        from google.protobuf import json_format
+        from google.protobuf.message import DecodeError
         from tensorflow_serving.apis import get_model_metadata_pb2
 
         request = get_model_metadata_pb2.GetModelMetadataRequest()
         self._model_spec(request.model_spec, model)
         request.metadata_field.append("signature_def")
-        what = f"gRPC metadata of model {model!r}"
-        response = self._grpc_call(what, stub.GetModelMetadata, request)
+        where = self._where(model, metadata=True)
+        response = self._grpc_call(where, stub.GetModelMetadata, request, deadline)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
-        if "signature_def" not in response.metadata or not response.metadata[
-            "signature_def"
-        ].Unpack(signature_map):
-            raise ServingError(f"{what}: the response holds no SignatureDefMap.")
-        from google.protobuf import json_format
+        try:
+            unpacked = "signature_def" in response.metadata and response.metadata[
+                "signature_def"
+            ].Unpack(signature_map)
+        except DecodeError:
+            unpacked = False
+        if not unpacked:
+            raise ServingError(f"{where}: the response holds no SignatureDefMap.")
+        try:
+            return {
+                key: _signature_from_json(json_format.MessageToDict(sig))
+                for key, sig in signature_map.signature_def.items()
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ServingError(
+                f"{where}: unexpected response layout ({type(error).__name__}: {error})."
+            ) from None
 
-        return {
-            key: _signature_from_json(json_format.MessageToDict(sig))
-            for key, sig in signature_map.signature_def.items()
-        }
+
+def _rows_to_outputs(where: str, rows: Any, output_names: Sequence[str]) -> dict[str, Any]:
+    """Row-format ``predictions`` -> {output name: column}."""
+    if not isinstance(rows, list):
+        raise ServingError(f"{where}: 'predictions' is a {_kind_of(rows)}, expected a list.")
+    if len(output_names) == 1 and not any(isinstance(row, dict) for row in rows):
+        return {output_names[0]: rows}  # one output: each row is its value
+    columns: dict[str, list] = {name: [] for name in output_names}
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ServingError(
+                f"{where}: row {i} of 'predictions' is a {_kind_of(row)}, expected an object "
+                f"holding {list(output_names)}."
+            )
+        missing = [name for name in output_names if name not in row]
+        if missing:
+            raise ServingError(
+                f"{where}: row {i} of 'predictions' lacks outputs {missing} (it has {sorted(row)})."
+            )
+        for name in output_names:
+            columns[name].append(row[name])
+    return columns
 
 
 def _signature_from_json(signature: Mapping[str, Any]) -> dict[str, Any]:
-    """A SignatureDef in protobuf's JSON mapping -> ``{"inputs"/"outputs": {name: info}}``."""
+    """A SignatureDef in protobuf's JSON mapping -> ``{"inputs"/"outputs": {name: info}}``;
+    TypeError/ValueError for anything else."""
 
-    def infos(tensors: Mapping[str, Any]) -> dict[str, Any]:
+    def mapping(value: Any, what: str) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"{what} is a {_kind_of(value)}, not an object")
+        return value
+
+    def infos(tensors: Any, what: str) -> dict[str, Any]:
         out = {}
-        for name, info in tensors.items():
-            dims = info.get("tensorShape", info.get("tensor_shape", {})).get("dim", [])
+        for name, info in mapping(tensors, what).items():
+            info = mapping(info, f"{what}[{name!r}]")
+            shape = mapping(info.get("tensorShape", info.get("tensor_shape", {})), "tensor shape")
+            dims = shape.get("dim", [])
+            if not isinstance(dims, list):
+                raise TypeError(f"the dims of {name!r} are a {_kind_of(dims)}, not a list")
             dtype = str(info.get("dtype", "DT_INVALID"))
             out[name] = {
                 "dtype": _DTYPES.get(dtype, dtype.removeprefix("DT_").lower()),
-                "shape": [int(d.get("size", -1)) for d in dims],
+                "shape": [int(mapping(d, "a dim").get("size", -1)) for d in dims],
             }
         return out
 
+    signature = mapping(signature, "a signature")
     return {
-        "inputs": infos(signature.get("inputs", {})),
-        "outputs": infos(signature.get("outputs", {})),
+        "inputs": infos(signature.get("inputs", {}), "inputs"),
+        "outputs": infos(signature.get("outputs", {}), "outputs"),
     }

@@ -6,7 +6,9 @@ Serving's documented REST (``/v1/models/NAME[/versions/V](:predict|/metadata)``,
 columnar formats, ``{"error": ...}`` bodies) and gRPC (``PredictionService.Predict`` /
 ``GetModelMetadata``) wire formats, by running the exported signatures with plain TensorFlow
 (``tf.saved_model.load(...).signatures[...]``). Every request goes to 127.0.0.1; the slow
-server used for the timeout tests answers within a few seconds.
+server used for the timeout tests answers within a few seconds. `FakeModelServer.tamper` swaps a
+response for a malformed one (the response-validation tests). The client's transport (deadline,
+size cap, keep-alive) is tested against tiny local servers in tests/test_serving_client.py.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
+from typing import Any
 
 import grpc
 import numpy as np
@@ -39,6 +43,8 @@ from tensorflow_serving.apis import (
 from tensorflow_serving.config import model_server_config_pb2
 
 from keras_vae.serving import ServingClient, ServingError
+from keras_vae.signatures import DEFAULT_MAX_SAMPLES_PER_REQUEST as DEFAULT_CAP
+from keras_vae.signatures import MAX_SAMPLES_KEY
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 SERVING_DIR = REPO / "serving"
@@ -65,6 +71,9 @@ class FakeModelServer:
         self.requests: list[tuple[str, str, str]] = []  # (protocol, kind, model)
         self.delay = 0.0
         self.lock = threading.Lock()
+        # (protocol, "predict" | "metadata") -> f(response) -> the response sent instead: a REST
+        # JSON payload (or raw bytes), or a gRPC response message.
+        self.tamper: dict[tuple[str, str], Callable[[Any], Any]] = {}
 
     # ------------------------------------------------------------ servables
     def _servable(self, name: str, version: int | None):
@@ -126,6 +135,10 @@ class FakeModelServer:
         response.metadata["signature_def"].Pack(signatures)
         return response
 
+    def tampered(self, protocol: str, kind: str, response: Any) -> Any:
+        hook = self.tamper.get((protocol, kind))
+        return response if hook is None else hook(response)
+
     def predict_count(self) -> int:
         return sum(kind == "predict" for _, kind, _ in self.requests)
 
@@ -137,8 +150,8 @@ class FakeModelServer:
             def log_message(self, *args):
                 pass
 
-            def reply(self, status: int, payload: dict):
-                body = json.dumps(payload).encode()
+            def reply(self, status: int, payload: Any):
+                body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -159,6 +172,7 @@ class FakeModelServer:
                         payload = json_format.MessageToDict(
                             response, preserving_proto_field_name=True
                         )
+                        payload = server.tampered("rest", "metadata", payload)
                     elif method == "GET" and verb is None:
                         served, _, _ = server._servable(name, version)
                         ok = {"error_code": "OK", "error_message": ""}
@@ -167,6 +181,7 @@ class FakeModelServer:
                     elif method == "POST" and verb == ":predict":
                         length = int(self.headers.get("Content-Length", 0))
                         payload = server.rest_predict(name, version, self.rfile.read(length))
+                        payload = server.tampered("rest", "predict", payload)
                     else:
                         return self.reply(404, {"error": f"Malformed request: {method}"})
                 except FakeServingError as failure:
@@ -245,15 +260,16 @@ class FakeModelServer:
                 response.model_spec.signature_name = signature
                 for key, value in outputs.items():
                     response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
-                return response
+                return server.tampered("grpc", "predict", response)
 
             def GetModelMetadata(self, request, context):  # noqa: N802
                 spec = request.model_spec
                 version = spec.version.value if spec.HasField("version") else None
                 try:
-                    return server.metadata("grpc", spec.name, version)
+                    response = server.metadata("grpc", spec.name, version)
                 except FakeServingError as failure:
                     abort(context, failure)
+                return server.tampered("grpc", "metadata", response)
 
         return Servicer()
 
@@ -289,6 +305,7 @@ def fresh_log(request):
         server = request.getfixturevalue("server")
         server.requests.clear()
         server.delay = 0.0
+        server.tamper.clear()
 
 
 def client_for(server, protocol="rest", **kwargs) -> ServingClient:
@@ -425,6 +442,333 @@ def test_from_export_reads_the_shapes(server):
     assert client.data_shape == (28, 28) and client.latent_dim == LATENT_DIM
     with pytest.raises(ValueError, match="export.json"):
         ServingClient.from_export(server.export_dir / "encoder")
+
+
+def test_from_export_reads_the_sample_cap(server):
+    record = json.loads((server.export_dir / "export.json").read_text())
+    client = ServingClient.from_export(server.export_dir, "127.0.0.1")
+    assert client.max_samples_per_request == record[MAX_SAMPLES_KEY]
+
+
+# ---------------------------------------------------------------------------- hardening
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_sample_cap_is_checked_before_sending(server, protocol):
+    with client_for(server, protocol, max_samples_per_request=3) as client:
+        pattern = r"`n`=4 .*max_samples_per_request=3.*--max-samples-per-request"
+        with pytest.raises(ValueError, match=pattern):
+            client.sample(4, seed=0)
+        assert server.requests == []  # not even a metadata request
+        assert client.sample(3, seed=0).z.shape == (3, LATENT_DIM)
+    client = client_for(server, protocol)  # the default cap
+    with client, pytest.raises(ValueError, match=f"max_samples_per_request={DEFAULT_CAP}"):
+        client.sample(DEFAULT_CAP + 1, seed=0)
+    assert server.predict_count() == 1
+
+
+def test_the_served_sample_signature_has_the_same_cap(server):
+    """The client's cap and the exported signature's agree: past the client's check (by
+    calling `predict` directly), the model refuses the same request."""
+    inputs = {"num_samples": np.int32(DEFAULT_CAP + 1), "seed": np.int32(0)}
+    pattern = f"HTTP 400.*num_samples must be <= {DEFAULT_CAP}"
+    with client_for(server) as client, pytest.raises(ServingError, match=pattern):
+        client.predict("decoder", "sample", inputs, ("x_mean", "z"))
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_one_deadline_covers_the_metadata_and_the_predict_request(server, protocol):
+    server.delay = 0.7  # each request alone fits in the timeout, both together do not
+    client = client_for(server, protocol, timeout=1.0)  # no shapes: encode reads metadata first
+    start = time.monotonic()
+    with client, pytest.raises(ServingError, match=r"model 'encoder'.*timed out after 1 s"):
+        client.encode(np.zeros((1, 28, 28)))
+    assert time.monotonic() - start < 1.0 + 1.5
+
+
+def _outputs(payload, change):
+    change(payload["outputs"])
+    return payload
+
+
+def _set(path, value):
+    def change(tree):
+        for key in path[:-1]:
+            tree = tree[key]
+        tree[path[-1]] = value
+
+    return change
+
+
+def _grpc_output(name, change):
+    def hook(response):
+        value = change(tf.make_ndarray(response.outputs[name]).copy())
+        response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+        return response
+
+    return hook
+
+
+def _nan_at(index):
+    def change(value):
+        value[index] = np.nan
+        return value
+
+    return change
+
+
+def _truncate_tensor_content(response):
+    proto = response.outputs["x_mean"]
+    proto.tensor_content = proto.tensor_content[:-4]
+    return response
+
+
+def _drop_grpc_output(name):
+    def hook(response):
+        del response.outputs[name]
+        return response
+
+    return hook
+
+
+Z2 = np.zeros((2, LATENT_DIM), np.float32)
+X2 = np.full((2, 28, 28), 0.5, np.float32)
+# id: (protocol, rest_format, call, tampered response, pattern of the ServingError)
+BAD_RESPONSES = {
+    "rest ragged": (
+        "rest-columnar",
+        "decode",
+        lambda p: _outputs(p, lambda o: o[0].__setitem__(0, o[0][0][:-1])),
+        r"output 'x_mean' is not a rectangular array of numbers",
+    ),
+    "rest strings": (
+        "rest-columnar",
+        "decode",
+        lambda p: {"outputs": [[["a"] * 28] * 28] * 2},
+        r"output 'x_mean' holds strings",
+    ),
+    "rest nulls": (
+        "rest-columnar",
+        "decode",
+        lambda p: _outputs(p, _set((0, 0, 0), None)),
+        r"output 'x_mean' holds null values",
+    ),
+    "rest booleans": (
+        "rest-columnar",
+        "decode",
+        lambda p: {"outputs": [[[True] * 28] * 28] * 2},
+        r"output 'x_mean' holds booleans",
+    ),
+    "rest too few rows": (
+        "rest-columnar",
+        "decode",
+        lambda p: {"outputs": p["outputs"][:1]},
+        r"output 'x_mean' has shape \(1, 28, 28\) but expected \(2, 28, 28\)",
+    ),
+    "rest NaN": (
+        "rest-columnar",
+        "decode",
+        lambda p: _outputs(p, _set((1, 3, 4), float("nan"))),
+        r"output 'x_mean' contains NaN",
+    ),
+    "rest beyond float32": (
+        "rest-columnar",
+        "decode",
+        lambda p: _outputs(p, _set((0, 0, 0), 1e39)),
+        r"output 'x_mean' contains inf",
+    ),
+    "rest not JSON": (
+        "rest-columnar",
+        "decode",
+        lambda p: b"<html>busy</html>",
+        r"not a JSON object",
+    ),
+    "rest row not an object": (
+        "rest-row",
+        "encode",
+        lambda p: {"predictions": [p["predictions"][0], [0.5] * LATENT_DIM]},
+        r"row 1 of 'predictions' is a list, expected an object",
+    ),
+    "rest row lacks a key": (
+        "rest-row",
+        "encode",
+        lambda p: {"predictions": [{"z_mean": [0.0] * LATENT_DIM}] * 2},
+        r"row 0 of 'predictions' lacks outputs \['z_stddev'\]",
+    ),
+    "rest predictions not a list": (
+        "rest-row",
+        "encode",
+        lambda p: {"predictions": {"z_mean": [], "z_stddev": []}},
+        r"'predictions' is a dict, expected a list",
+    ),
+    "rest z_mean too narrow": (
+        "rest-columnar",
+        "encode",
+        lambda p: _outputs(p, lambda o: o.__setitem__("z_mean", [r[:-1] for r in o["z_mean"]])),
+        rf"output 'z_mean' has shape \(2, {LATENT_DIM - 1}\) but expected \(2, {LATENT_DIM}\)",
+    ),
+    "rest z_stddev zero": (
+        "rest-columnar",
+        "encode",
+        lambda p: _outputs(p, _set(("z_stddev", 1, 2), 0.0)),
+        r"output 'z_stddev' has values <= 0",
+    ),
+    "rest sample too few": (
+        "rest-columnar",
+        "sample",
+        lambda p: _outputs(p, lambda o: o.__setitem__("x_mean", o["x_mean"][:-1])),
+        r"signature 'sample'.*output 'x_mean' has shape \(3, 28, 28\) but expected \(4, 28, 28\)",
+    ),
+    "rest sample z NaN": (
+        "rest-columnar",
+        "sample",
+        lambda p: _outputs(p, _set(("z", 2, 0), float("nan"))),
+        r"output 'z' contains NaN",
+    ),
+    "rest outputs not an object": (
+        "rest-columnar",
+        "sample",
+        lambda p: {"outputs": [1.0, 2.0]},
+        r"'outputs' is a list, expected an object",
+    ),
+    "grpc too few rows": (
+        "grpc",
+        "decode",
+        _grpc_output("x_mean", lambda v: v[:1]),
+        r"output 'x_mean' has shape \(1, 28, 28\) but expected \(2, 28, 28\)",
+    ),
+    "grpc NaN": ("grpc", "decode", _grpc_output("x_mean", _nan_at((0, 1, 2))), "contains NaN"),
+    "grpc strings": (
+        "grpc",
+        "decode",
+        _grpc_output("x_mean", lambda v: np.full(v.shape, b"a", dtype=object)),
+        r"output 'x_mean' holds bytes values",
+    ),
+    "grpc corrupt tensor": (
+        "grpc",
+        "decode",
+        _truncate_tensor_content,
+        r"output 'x_mean' is not a valid tensor",
+    ),
+    "grpc z too narrow": (
+        "grpc",
+        "sample",
+        _grpc_output("z", lambda v: v[:, :-1]),
+        rf"output 'z' has shape \(4, {LATENT_DIM - 1}\) but expected \(4, {LATENT_DIM}\)",
+    ),
+    "grpc z missing": ("grpc", "sample", _drop_grpc_output("z"), r"lacks outputs \['z'\]"),
+    "grpc z_stddev negative": (
+        "grpc",
+        "encode",
+        _grpc_output("z_stddev", lambda v: -v),
+        r"output 'z_stddev' has values <= 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RESPONSES))
+def test_malformed_responses_raise_serving_error(server, case):
+    kind, call, tamper, pattern = BAD_RESPONSES[case]
+    protocol, _, rest_format = kind.partition("-")
+    server.tamper[protocol, "predict"] = tamper
+    rest_format = rest_format or "columnar"
+    shapes = {"data_shape": (28, 28), "latent_dim": LATENT_DIM}
+    client = client_for(server, protocol, rest_format=rest_format, **shapes)
+    model = "encoder" if call == "encode" else "decoder"
+    with client, pytest.raises(ServingError, match=pattern) as error:
+        if call == "encode":
+            client.encode(X2)
+        elif call == "decode":
+            client.decode(Z2)
+        else:
+            client.sample(4, seed=3)
+    port = server.rest_port if protocol == "rest" else server.grpc_port
+    assert f"model '{model}'" in str(error.value) and f"127.0.0.1:{port}" in str(error.value)
+    assert server.predict_count() == 1
+
+
+def _rest_signature(payload, model_signature="serving_default"):
+    return payload["metadata"]["signature_def"]["signature_def"][model_signature]
+
+
+def _grpc_signatures(change):
+    def hook(response):
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signatures)
+        change(signatures.signature_def["serving_default"])
+        response.metadata["signature_def"].Pack(signatures)
+        return response
+
+    return hook
+
+
+def _unknown_dims(payload):
+    for dim in _rest_signature(payload)["inputs"]["x"]["tensor_shape"]["dim"]:
+        dim["size"] = "-1"
+    return payload
+
+
+def _change(change):
+    def hook(payload):
+        change(payload)
+        return payload
+
+    return hook
+
+
+# id: (protocol, call, tampered metadata response, pattern of the ServingError)
+BAD_METADATA = {
+    "rest no x": (
+        "rest",
+        "encode",
+        _change(lambda p: _rest_signature(p)["inputs"].pop("x")),
+        r"model 'encoder', signature 'serving_default'.*has no input 'x'",
+    ),
+    "rest inputs a list": (
+        "rest",
+        "encode",
+        _change(lambda p: _rest_signature(p).__setitem__("inputs", [])),
+        r"unexpected response layout.*inputs is a list",
+    ),
+    "rest unknown sizes": (
+        "rest",
+        "encode",
+        _unknown_dims,
+        r"input 'x' has shape \[-1, -1, -1\].*every size after the batch axis known",
+    ),
+    "rest no signature_def": (
+        "rest",
+        "decode",
+        lambda p: {"metadata": {}},
+        r"model 'decoder'.*unexpected response layout",
+    ),
+    "grpc no z": (
+        "grpc",
+        "decode",
+        _grpc_signatures(lambda sig: sig.inputs.pop("z")),
+        r"model 'decoder', signature 'serving_default'.*has no input 'z'",
+    ),
+    "grpc no x_mean": (
+        "grpc",
+        "decode latent given",
+        _grpc_signatures(lambda sig: sig.outputs.pop("x_mean")),
+        r"has no output 'x_mean'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_METADATA))
+def test_malformed_metadata_raises_serving_error(server, case):
+    protocol, call, tamper, pattern = BAD_METADATA[case]
+    server.tamper[protocol, "metadata"] = tamper
+    port = server.rest_port if protocol == "rest" else server.grpc_port
+    latent_dim = LATENT_DIM if call == "decode latent given" else None
+    client = client_for(server, protocol, latent_dim=latent_dim)
+    with client, pytest.raises(ServingError, match=pattern) as error:
+        if call == "encode":
+            client.encode(X2)
+        else:
+            client.decode(Z2)
+    assert f"127.0.0.1:{port}" in str(error.value)
+    assert server.predict_count() == 0
 
 
 # ---------------------------------------------------------------------------- the serving/ kit
