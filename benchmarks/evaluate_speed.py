@@ -25,8 +25,8 @@ import common  # first: puts the repository on sys.path
 import numpy as np
 
 from keras_vae.data import load_splits, to_unit_interval
-from keras_vae.distribute import resolve_importance_jit_compile
 from keras_vae.evaluate import DEFAULT_BATCH_SIZE, estimate_log_likelihood
+from keras_vae.execution import resolve_importance_jit_compile
 from keras_vae.run_dir import load_run
 
 K = 5000

@@ -41,7 +41,7 @@ import tensorflow as tf
 
 from keras_vae.config import DataConfig, ModelConfig
 from keras_vae.data import binarize, load_splits, make_datasets, to_unit_interval
-from keras_vae.distribute import DEFAULT_STEPS_PER_EXECUTION
+from keras_vae.execution import DEFAULT_STEPS_PER_EXECUTION
 from keras_vae.model import VAE
 
 BATCH_SIZE = 100  # M

@@ -31,8 +31,9 @@ import numpy as np
 import tensorflow as tf
 import throughput
 
+from keras_vae.compat import replica_gradients
 from keras_vae.data import make_datasets
-from keras_vae.distribute import batch_layout
+from keras_vae.replicas import batch_layout
 from keras_vae.train import build_model
 
 
@@ -70,7 +71,7 @@ def parts(vae, x) -> dict[str, Any]:
         return vae.train_step(x + shift)["loss"]
 
     def gradients(shift):
-        _, _, grads = vae._gradients(x + shift, None, layout)
+        _, _, grads = replica_gradients(vae, x + shift, None, layout)
         return tf.add_n([tf.reduce_sum(g) for g in grads])
 
     def forward(shift):

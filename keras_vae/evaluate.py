@@ -160,7 +160,7 @@ def estimate_log_likelihood(
     jit_compile: bool | str = "auto",
     progress: ProgressFn | None = None,
 ) -> LogLikelihoodEstimate:
-    """`VAE.importance_weighted_terms` over a whole dataset, batch by batch.
+    """`keras_vae.importance.importance_weighted_terms` over a whole dataset, batch by batch.
 
     Batch b draws its noise from the seed pair fold_in([seed, 0], b), so results depend only on
     (seed, batch_size, chunk_size) and examples in different batches never share draws. The
@@ -171,11 +171,11 @@ def estimate_log_likelihood(
         images: float32 ``(N, *data_shape)`` data as the model was trained on (checked).
         num_samples: K. Default 5000.
         batch_size: examples per step. Default 100.
-        chunk_size: importance samples per step (None: `model.default_chunk_size(batch_size)`,
-            a few MB of decoder output).
+        chunk_size: importance samples per step (None:
+            `importance.default_chunk_size(model, batch_size)`, a few MB of decoder output).
         seed: seeds the draws. Default 0.
         jit_compile: XLA-compile the loop over chunks. Default "auto": on a GPU or TPU only
-            (see `VAE.importance_weighted_terms`).
+            (see `keras_vae.importance.importance_weighted_terms`).
         progress: called as ``progress(examples_done, total)`` after every batch.
 
     Example:
@@ -188,13 +188,15 @@ def estimate_log_likelihood(
     """
     import tensorflow as tf
 
+    from keras_vae import importance
+
     images = rd.check_data(images, model, "the data")
     check_at_least("num_samples", num_samples, 1, maximum=MAX_IMPORTANCE_SAMPLES)
     check_at_least("batch_size", batch_size, 1, maximum=MAX_EVALUATION_BATCH_SIZE)
     check_at_least("seed", seed, 0, maximum=MAX_SEED)
     batch_size = min(batch_size, len(images))
     if chunk_size is None:
-        chunk_size = model.default_chunk_size(batch_size)
+        chunk_size = importance.default_chunk_size(model, batch_size)
     check_at_least("chunk_size", chunk_size, 1, maximum=MAX_IMPORTANCE_SAMPLES)
     check_step_size(min(chunk_size, num_samples), batch_size, int(np.prod(model.data_shape)))
     parts = {"log_likelihood": [], "elbo": [], "mc_stderr": []}
@@ -204,7 +206,8 @@ def estimate_log_likelihood(
         size = len(batch)
         if size < batch_size:
             batch = np.concatenate([batch, np.repeat(batch[:1], batch_size - size, axis=0)])
-        terms = model.importance_weighted_terms(
+        terms = importance.importance_weighted_terms(
+            model,
             batch,
             num_samples=num_samples,
             chunk_size=chunk_size,
@@ -330,6 +333,8 @@ def evaluate_run(
     if write_metrics:
         check_metrics_writable(run_dir)  # before minutes of work that could not be saved
     run = rd.load_run(run_dir)
+    from keras_vae import importance  # TensorFlow is loaded now (the model is)
+
     test = rd.load_test_split(run, dataset, data_dir)
     images = test.images[:max_examples] if max_examples else test.images
     own_dataset = dataset is None or _same_dataset(dataset, run.config.data.dataset)
@@ -361,7 +366,7 @@ def evaluate_run(
         "batch_size": batch_size,
         "chunk_size": min(
             importance_samples,
-            chunk_size or run.model.default_chunk_size(min(batch_size, len(images))),
+            chunk_size or importance.default_chunk_size(run.model, min(batch_size, len(images))),
         ),
         "seconds": seconds,
         "headline": own_dataset and whole_split,

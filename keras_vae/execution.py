@@ -1,4 +1,15 @@
-"""How many training steps `fit` runs per call into the compiled function, per epoch.
+"""How a model's steps run: XLA, steps per execution, and blocks of steps.
+
+- XLA: `resolve_jit_compile` (training), `resolve_importance_jit_compile` (the
+  log-likelihood), and XLA per replica where Keras' whole-step XLA cannot go
+  (`uses_replica_jit`, `per_replica_xla`);
+- steps per execution: `resolve_steps_per_execution`, `check_steps_per_execution` (what
+  Keras cannot run) and `fit_steps_per_execution` (train exactly `steps_per_epoch` steps);
+- `ExecutionPolicy`: all of it, resolved once by `VAE.compile`; `prepare_fit`,
+  `saved_compile_config` and `compile_from_config` are what the VAE's `fit`,
+  `get_compile_config` and `compile_from_config` overrides call;
+- blocks: several steps in one `train_step` call (`{"x_steps": xs}`, `stack_steps`,
+  `stack_evaluation_steps`, `block_steps`).
 
 Keras runs `steps_per_execution` steps per call for as long as the data lasts: with
 `steps_per_epoch` not a multiple of it, the last call of every epoch runs a whole execution
@@ -16,16 +27,172 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import keras
 import tensorflow as tf
 
+from keras_vae.compat import set_steps_per_execution
+from keras_vae.config import check_choice
+
 KERAS_DEFAULT_BATCH_SIZE = 32
+# Train steps per call into the compiled function when `steps_per_execution="auto"`: enough
+# to make Keras' per-call Python work (callbacks, iterator, logs) negligible next to the steps.
+DEFAULT_STEPS_PER_EXECUTION = 50
+# Strategies whose all-reduce runs across devices outside the step function: Keras'
+# whole-step XLA (`compile(jit_compile=True)`) cannot span them, so XLA is applied per replica.
+_CROSS_DEVICE_STRATEGIES = (
+    tf.distribute.MirroredStrategy,
+    tf.distribute.MultiWorkerMirroredStrategy,
+)
+# `{STEPS_KEY: xs}`, xs of shape [steps, batch, *data_shape]: several training steps in one
+# `train_step` call (one compiled loop), what `keras-vae train` feeds `fit` (`stack_steps`).
+STEPS_KEY = "x_steps"
+_FIT_SIGNATURE = inspect.signature(keras.Model.fit)
+# Per-model XLA-compiled gradient functions (`per_replica_xla`), kept outside the model so
+# that SavedModel exports of it do not pick them up.
+_REPLICA_XLA: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+# ---------------------------------------------------------------------- XLA
+def resolve_jit_compile(setting: bool | str, architecture: str = "mlp") -> bool:
+    """`jit_compile` for a run: True/False as given; "auto" means on with a GPU or TPU, and
+    on CPU for the MLP but not the conv architecture.
+
+    XLA is the standard path on GPUs and TPUs. On CPU it speeds the MLP VAE up by fusing its
+    elementwise work and optimizer update, but runs the conv VAE slower (XLA's CPU
+    convolutions do not use oneDNN): benchmarks/throughput.py measures both (its results are
+    in benchmarks/results/throughput.json).
+
+    Example:
+        >>> resolve_jit_compile(False)
+        False
+    """
+    return _resolve_xla(setting, on_cpu=architecture == "mlp")
+
+
+def resolve_importance_jit_compile(setting: bool | str) -> bool:
+    """`jit_compile` for the importance-weighted log-likelihood: True/False as given; "auto"
+    means XLA on a GPU or TPU only.
+
+    On CPU XLA is slower here, unlike for training (benchmarks/evaluate_speed.py, results in
+    benchmarks/results/evaluate_speed.json).
+
+    Example:
+        >>> resolve_importance_jit_compile(True)
+        True
+    """
+    return _resolve_xla(setting, on_cpu=False)
+
+
+def has_accelerator() -> bool:
+    """Whether TensorFlow sees a GPU or a TPU.
+
+    Example:
+        >>> has_accelerator() in (True, False)
+        True
+    """
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
+def _resolve_xla(setting: bool | str, on_cpu: bool) -> bool:
+    """True/False as given; "auto": XLA on a GPU or TPU, and on CPU when `on_cpu`."""
+    if setting in (True, False):
+        return bool(setting)
+    check_choice("jit_compile", setting, ("auto",))
+    return has_accelerator() or on_cpu
+
+
+def uses_replica_jit(strategy: tf.distribute.Strategy) -> bool:
+    """Whether XLA must be applied per replica (Mirrored and MultiWorkerMirrored strategies).
+
+    Keras' `jit_compile=True` compiles the whole step including `strategy.run`, which fails
+    when variables live on several devices ("Trying to access resource ... located in device
+    ..."). Compiling each replica's forward and backward pass instead works, and keeps the
+    all-reduce outside XLA.
+
+    Example:
+        >>> uses_replica_jit(tf.distribute.get_strategy())
+        False
+    """
+    return isinstance(strategy, _CROSS_DEVICE_STRATEGIES)
+
+
+def per_replica_xla(model: keras.Model, function: Callable) -> Callable:
+    """`function` (a replica's forward and backward pass), XLA-compiled when `model`'s
+    `ExecutionPolicy` says so (`replica_jit_compile`), else as it is.
+
+    The compiled function is made once per model and kept outside it.
+
+    Example:
+        >>> per_replica_xla(keras.Sequential(), abs) is abs  # not compiled: no policy
+        True
+    """
+    policy = getattr(model, "execution_policy", None)
+    if policy is None or not policy.replica_jit_compile:
+        return function
+    if model not in _REPLICA_XLA:
+        _REPLICA_XLA[model] = tf.function(function, jit_compile=True)
+    return _REPLICA_XLA[model]
+
+
+# ---------------------------------------------------------------------- steps per execution
+def resolve_steps_per_execution(setting: int | str, strategy: tf.distribute.Strategy) -> int:
+    """`steps_per_execution` for a run: an integer as given; "auto" means
+    `DEFAULT_STEPS_PER_EXECUTION`, or 1 where Keras cannot run more (several mirrored
+    replicas, see `check_steps_per_execution`).
+
+    benchmarks/throughput.py compares 1 and 50 steps per execution (results in
+    benchmarks/results/throughput.json). `VAE.fit` lowers the setting to a divisor of
+    `steps_per_epoch` where needed (`prepare_fit`).
+
+    Example:
+        >>> resolve_steps_per_execution("auto", tf.distribute.get_strategy())
+        50
+    """
+    if setting == "auto":
+        replicas = strategy.num_replicas_in_sync
+        if replicas > 1 and uses_replica_jit(strategy):
+            return 1
+        return DEFAULT_STEPS_PER_EXECUTION
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+        raise ValueError(
+            "Received an invalid value for `steps_per_execution`, expected an integer >= 1 or "
+            f"'auto'. Received: steps_per_execution={setting!r}"
+        )
+    return setting
+
+
+def check_steps_per_execution(strategy: tf.distribute.Strategy, steps_per_execution: int) -> None:
+    """Refuse `steps_per_execution > 1` where Keras 3 cannot run it: several mirrored replicas.
+
+    Keras runs the extra steps in a `tf.while_loop` whose `tf.cond` wraps `strategy.run`; the
+    optimizer's cross-replica `merge_call` inside that cond fails at run time ("You must feed a
+    value for placeholder tensor ...", keras-team/keras#19246; Keras 3.15, TF 2.21), even for
+    a plain `Sequential` model. One replica (any strategy) is fine. tests/test_distribute.py
+    checks that Keras still fails, so this check can go when Keras is fixed.
+
+    Example:
+        >>> check_steps_per_execution(tf.distribute.get_strategy(), 50)  # one replica: fine
+
+    Raises:
+        ValueError: with the fix, before anything is traced or written.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if steps_per_execution > 1 and replicas > 1 and uses_replica_jit(strategy):
+        raise ValueError(
+            f"steps_per_execution={steps_per_execution} does not work with {replicas} mirrored "
+            "replicas in Keras 3 (keras-team/keras#19246); use steps_per_execution=1 with "
+            f"strategy {type(strategy).__name__}."
+        )
+
+
+# ---------------------------------------------------------------------- steps per epoch
 def largest_divisor_at_most(number: int, limit: int) -> int:
     """The largest divisor of `number` that is <= `limit` (at least 1).
 
@@ -109,6 +276,141 @@ def fit_steps_per_execution(
     )
 
 
+# ---------------------------------------------------------------------- the policy
+@dataclasses.dataclass(frozen=True)
+class ExecutionPolicy:
+    """How a model's steps run, resolved once by `compile` for its strategy and architecture.
+
+    Attributes:
+        given: `jit_compile` and `steps_per_execution` as passed to `compile`, "auto" kept:
+            what a saved model's compile config holds, so that it resolves them again on the
+            machine that loads it.
+        jit_compile: what Keras' `compile` gets: XLA over the whole step.
+        replica_jit_compile: XLA over each replica's forward and backward pass instead (asked
+            for with `jit_compile=True` under a strategy where `uses_replica_jit`).
+        steps_per_execution: the compiled setting, before `fit` adapts it (`prepare_fit`).
+
+    Example:
+        >>> policy = ExecutionPolicy.resolve(tf.distribute.get_strategy(), "mlp", True)
+        >>> policy.jit_compile, policy.replica_jit_compile, policy.steps_per_execution
+        (True, False, 50)
+    """
+
+    given: Mapping[str, bool | int | str]
+    jit_compile: bool
+    replica_jit_compile: bool
+    steps_per_execution: int
+
+    @classmethod
+    def resolve(
+        cls,
+        strategy: tf.distribute.Strategy,
+        architecture: str = "mlp",
+        jit_compile: bool | str = "auto",
+        steps_per_execution: int | str = "auto",
+    ) -> ExecutionPolicy:
+        """The policy for `compile(jit_compile=..., steps_per_execution=...)` under `strategy`.
+
+        Raises:
+            ValueError: an invalid setting, or one Keras cannot run (`check_steps_per_execution`).
+        """
+        given = {"jit_compile": jit_compile, "steps_per_execution": steps_per_execution}
+        jit = resolve_jit_compile(jit_compile, architecture)
+        steps = resolve_steps_per_execution(steps_per_execution, strategy)
+        check_steps_per_execution(strategy, steps)
+        per_replica = jit and uses_replica_jit(strategy)
+        return cls(given, jit and not per_replica, per_replica, steps)
+
+    def compile_arguments(self) -> dict[str, bool | int]:
+        """The `jit_compile` and `steps_per_execution` arguments of Keras' `compile`."""
+        return {"jit_compile": self.jit_compile, "steps_per_execution": self.steps_per_execution}
+
+    def steps_for_fit(self, x: Any, steps_per_epoch: int | None, batch_size: int | None) -> int:
+        """`steps_per_execution` for a `fit` on `x`: 1 for a dataset of `{"x_steps": xs}`
+        blocks (each element is already a block of steps), else `fit_steps_per_execution`."""
+        if is_stepped_dataset(x):
+            return 1
+        return fit_steps_per_execution(
+            self.steps_per_execution,
+            steps_per_epoch,
+            batches_per_epoch(x, batch_size),
+            auto=self.given["steps_per_execution"] == "auto",
+        )
+
+
+def prepare_fit(model: keras.Model, x: Any = None, y: Any = None, *args, **kwargs) -> None:
+    """Before `model.fit(x, y, *args, **kwargs)`: set `steps_per_execution` so that the fit
+    trains exactly `steps_per_epoch` steps per epoch (`ExecutionPolicy.steps_for_fit`).
+
+    Nothing happens before `compile` (no policy yet): Keras' own `fit` then says what is wrong.
+
+    Example:
+        >>> prepare_fit(keras.Sequential(), None, epochs=3)  # not compiled: nothing to do
+    """
+    policy = getattr(model, "execution_policy", None)
+    if policy is None:
+        return
+    given = _FIT_SIGNATURE.bind(model, x, y, *args, **kwargs).arguments
+    steps = policy.steps_for_fit(x, given.get("steps_per_epoch"), given.get("batch_size"))
+    set_steps_per_execution(model, steps)
+
+
+def saved_compile_config(model: keras.Model, config: dict[str, Any]) -> dict[str, Any]:
+    """Keras' compile `config` of `model`, with `jit_compile` and `steps_per_execution` as
+    given to `compile` ("auto" kept), for `get_compile_config`.
+
+    Example:
+        >>> saved_compile_config(keras.Sequential(), {})  # not compiled
+        {}
+    """
+    policy = getattr(model, "execution_policy", None)
+    if not config or policy is None:
+        return config
+    return {**config, **policy.given}
+
+
+def compile_from_config(model: keras.Model, config: dict[str, Any]) -> None:
+    """Recompile a loaded `.keras` model through its own `compile` (Keras skips overridden
+    ones), then build the optimizer so that the saved variables load into it.
+
+    Example:
+        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> compile_from_config(model, {"optimizer": "sgd", "loss": "mse"})
+        >>> model.optimizer.built
+        True
+    """
+    model.compile(**keras.saving.deserialize_keras_object(config))
+    if model.built:
+        model.optimizer.build(model.trainable_variables)
+
+
+# ---------------------------------------------------------------------- blocks of steps
+def stacked_steps(data: Any) -> tf.Tensor | None:
+    """The [steps, batch, *data_shape] block of a `{STEPS_KEY: xs}` input, else None.
+
+    Example:
+        >>> stacked_steps({STEPS_KEY: tf.zeros([2, 4, 3])}).shape
+        TensorShape([2, 4, 3])
+    """
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    if isinstance(x, dict) and STEPS_KEY in x:
+        return x[STEPS_KEY]
+    return None
+
+
+def is_stepped_dataset(data: Any) -> bool:
+    """Whether `data` is a `tf.data.Dataset` of `{STEPS_KEY: xs}` blocks.
+
+    Example:
+        >>> is_stepped_dataset(tf.data.Dataset.range(3))
+        False
+    """
+    if not isinstance(data, tf.data.Dataset):
+        return False
+    spec = data.element_spec
+    return isinstance(spec, dict) and STEPS_KEY in spec
+
+
 def block_steps(
     steps_per_execution: int,
     steps_per_epoch: int,
@@ -122,8 +424,8 @@ def block_steps(
     depend on it. One replica only: a mirrored strategy splits every element along axis 0,
     which for a block is the step axis (and Keras cannot run several steps per call there
     either). With XLA only: without it, TF's graph runs the steps inside a `tf.while_loop`
-    slower than Keras' own multi-step loop calls them (conv VAE, 2 CPU cores: 2.1-2.5k
-    against 2.4-3.0k examples/s; benchmarks/profile_train.py), so Keras' loop keeps them.
+    slower than Keras' own multi-step loop calls them (the conv VAE on CPU:
+    benchmarks/profile_train.py), so Keras' loop keeps them.
 
     Example:
         >>> block_steps(50, steps_per_epoch=468)
@@ -146,8 +448,6 @@ def stack_steps(dataset: tf.data.Dataset, steps: int) -> tf.data.Dataset:
         >>> [block["x_steps"].shape.as_list() for block in stack_steps(data, 2)]
         [[2, 4, 3], [2, 4, 3], [1, 4, 3]]
     """
-    from keras_vae.model import STEPS_KEY
-
     blocks = dataset.batch(steps, drop_remainder=False)
     return blocks.map(lambda x: {STEPS_KEY: x}).prefetch(1)
 
@@ -185,8 +485,6 @@ def stack_evaluation_steps(
         >>> [block["x_steps"].shape.as_list() for block in blocks]
         [[2, 4], [1, 2]]
     """
-    from keras_vae.model import STEPS_KEY
-
     full_batches = num_examples // batch_size
     per_batch = max(1, batch_size * example_size * 4)
     cap = max(1, max_block_bytes // per_batch)

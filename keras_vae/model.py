@@ -10,66 +10,20 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
-import math
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from keras_vae import distributions, objectives
+from keras_vae import distributions, execution, importance, objectives
+from keras_vae.compat import reducible_logs
 from keras_vae.config import ModelConfig
-from keras_vae.distribute import (
-    RNG_ALG,
-    BatchLayout,
-    average_over_global_batch,
-    batch_layout,
-    check_steps_per_execution,
-    reducible_logs,
-    replica_normal,
-    resolve_importance_jit_compile,
-    resolve_jit_compile,
-    resolve_steps_per_execution,
-    stateless_seed,
-    uses_replica_jit,
-)
-from keras_vae.execution import batches_per_epoch, fit_steps_per_execution
 from keras_vae.networks import build_decoder, build_encoder
+from keras_vae.noise import replica_normal, stateless_seed
+from keras_vae.replicas import BatchLayout, average_over_global_batch, batch_layout
 
 METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
-_FIT_SIGNATURE = inspect.signature(keras.Model.fit)
-# Importance sampling runs in chunks whose decoder output is about this big (see
-# `VAE.default_chunk_size`); compiled functions are cached per model, outside the model so
-# that SavedModel exports of it do not pick them up.
-CHUNK_BYTES = 8 * 2**20
-_IMPORTANCE_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-# Per-model XLA-compiled gradient functions for `compile(jit_compile=True)` under multi-device
-# strategies (see `VAE.compile`), also kept outside the model.
-_REPLICA_JIT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-# `{STEPS_KEY: xs}`, xs of shape [steps, batch, *data_shape]: several training steps in one
-# `train_step` call (one compiled loop), what `keras-vae train` feeds `fit` (see `train_step`).
-STEPS_KEY = "x_steps"
-
-
-def stacked_steps(data: Any) -> tf.Tensor | None:
-    """The [steps, batch, *data_shape] block of a `{STEPS_KEY: xs}` input, else None."""
-    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-    if isinstance(x, dict) and STEPS_KEY in x:
-        return x[STEPS_KEY]
-    return None
-
-
-def is_stepped_dataset(data: Any) -> bool:
-    """Whether `data` is a `tf.data.Dataset` of `{STEPS_KEY: xs}` blocks."""
-    if not isinstance(data, tf.data.Dataset):
-        return False
-    spec = data.element_spec
-    return isinstance(spec, dict) and STEPS_KEY in spec
 
 
 def _unpack_inputs(data: Any) -> tuple[tf.Tensor, tf.Tensor | None]:
@@ -177,6 +131,7 @@ class VAE(keras.Model):
         )
         self.seed_generator = keras.random.SeedGenerator(seed, name="reparameterisation_seed")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self.execution_policy: execution.ExecutionPolicy | None = None  # set by `compile`
         self.built = True
 
     @classmethod
@@ -237,7 +192,7 @@ class VAE(keras.Model):
         """Per-example SGVB terms for a batch; `noise` is [batch, L, latent_dim] or None.
 
         Without `noise`, it is drawn from the seed generator for the GLOBAL batch and sliced at
-        this replica's `layout` (see `keras_vae.distribute.replica_normal`), so replicas never
+        this replica's `layout` (see `keras_vae.noise.replica_normal`), so replicas never
         share draws and the result does not depend on the number of replicas.
         """
         z_mean, z_stddev = self.encoder(x, training=training)
@@ -259,7 +214,7 @@ class VAE(keras.Model):
         step = optimizer.iterations if optimizer is not None else 0
         return objectives.kl_weight(self.beta, self.kl_warmup_steps, step)
 
-    # ----------------------------------------------------------------- training
+    # ----------------------------------------------------------------- metrics
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
         return list(self.trackers.values())
@@ -275,17 +230,19 @@ class VAE(keras.Model):
             self.trackers[name].update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
+    # ----------------------------------------------------------------- compile and fit
+    # Thin overrides: the policy is `keras_vae.execution.ExecutionPolicy`.
     def compile(
         self, optimizer="rmsprop", *, jit_compile="auto", steps_per_execution="auto", **kwargs
     ):
         """`keras.Model.compile`, with fast defaults and `jit_compile=True` working under
         multi-device strategies.
 
-        `jit_compile="auto"` and `steps_per_execution="auto"` (the defaults) pick the fastest
-        setting measured by benchmarks/throughput.py: see
-        `keras_vae.distribute.resolve_jit_compile` (XLA with a GPU or TPU, and on CPU for the
-        MLP) and `keras_vae.distribute.resolve_steps_per_execution` (50; 1 with several
-        mirrored replicas). Both are saved as given, so a loaded model resolves them again.
+        `jit_compile="auto"` and `steps_per_execution="auto"` (the defaults) pick the settings
+        benchmarks/throughput.py found fastest: see `keras_vae.execution.resolve_jit_compile`
+        (XLA with a GPU or TPU, and on CPU for the MLP) and
+        `keras_vae.execution.resolve_steps_per_execution` (50; 1 with several mirrored
+        replicas). Both are saved as given, so a loaded model resolves them again.
 
         Keras XLA-compiles the whole step, `strategy.run` included, which fails when the
         variables are mirrored over several devices (`MirroredStrategy`,
@@ -293,38 +250,32 @@ class VAE(keras.Model):
         replica's forward and backward pass and leaves the all-reduce and the update outside
         XLA; `self.replica_jit_compile` tells which applies. `steps_per_execution > 1` with
         several mirrored replicas raises a ValueError (a Keras 3 bug, see
-        `keras_vae.distribute.check_steps_per_execution`). Call inside the strategy's scope.
+        `keras_vae.execution.check_steps_per_execution`). Call inside the strategy's scope.
         """
-        strategy = self.distribute_strategy
-        settings = {"jit_compile": jit_compile, "steps_per_execution": steps_per_execution}
-        jit_compile = resolve_jit_compile(jit_compile, self.architecture)
-        steps_per_execution = resolve_steps_per_execution(steps_per_execution, strategy)
-        check_steps_per_execution(strategy, steps_per_execution)
-        self.replica_jit_compile = jit_compile is True and uses_replica_jit(strategy)
-        if self.replica_jit_compile:
-            jit_compile = False
-        super().compile(
-            optimizer=optimizer,
-            jit_compile=jit_compile,
-            steps_per_execution=steps_per_execution,
-            **kwargs,
+        policy = execution.ExecutionPolicy.resolve(
+            self.distribute_strategy, self.architecture, jit_compile, steps_per_execution
         )
-        # As given: saved so a loaded model resolves "auto" again on its machine, and `fit`
-        # may lower an "auto" steps_per_execution to suit its steps_per_epoch.
-        self._compile_settings = settings
-        self._compiled_steps_per_execution = steps_per_execution
+        super().compile(optimizer=optimizer, **policy.compile_arguments(), **kwargs)
+        self.execution_policy = policy
+
+    @property
+    def replica_jit_compile(self) -> bool:
+        """Whether `compile(jit_compile=True)` XLA-compiles each replica's step instead of
+        the whole step (under multi-device strategies)."""
+        return self.execution_policy is not None and self.execution_policy.replica_jit_compile
 
     @property
     def compiled_steps_per_execution(self) -> int:
         """`steps_per_execution` as compiled ("auto" resolved), before `fit` adapts it."""
-        return self._compiled_steps_per_execution
+        return self.execution_policy.steps_per_execution
 
     def get_compile_config(self) -> dict[str, Any]:
         """Keras' compile config, with `jit_compile` and `steps_per_execution` as given."""
-        config = super().get_compile_config()
-        if config:
-            config.update(self._compile_settings)
-        return config
+        return execution.saved_compile_config(self, super().get_compile_config())
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        """Recompile a loaded `.keras` file through our `compile` (Keras skips overrides)."""
+        execution.compile_from_config(self, config)
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.fit`, training exactly `steps_per_epoch` steps per epoch.
@@ -333,35 +284,17 @@ class VAE(keras.Model):
         a `steps_per_epoch` that is not a multiple of it, on repeated data, every epoch would
         train extra steps. Here "auto" lowers `steps_per_execution` to a divisor of
         `steps_per_epoch` for this call, and an explicit setting raises a ValueError that says
-        how to fix it (`keras_vae.execution.fit_steps_per_execution`).
+        how to fix it (`keras_vae.execution.prepare_fit`).
 
         A dataset of `{"x_steps": xs}` blocks (see `train_step`) runs one block per call.
 
         Example:
             >>> vae.fit(train.repeat(), epochs=3, steps_per_epoch=117)  # 117 steps, not 150
         """
-        if getattr(self, "_compiled_steps_per_execution", None) is not None:
-            given = _FIT_SIGNATURE.bind(self, x, y, *args, **kwargs).arguments
-            if is_stepped_dataset(x):  # each element is already a block of steps
-                wanted = 1
-            else:
-                wanted = fit_steps_per_execution(
-                    self._compiled_steps_per_execution,
-                    given.get("steps_per_epoch"),
-                    batches_per_epoch(x, given.get("batch_size")),
-                    auto=self._compile_settings["steps_per_execution"] == "auto",
-                )
-            if wanted != self.steps_per_execution:
-                self.steps_per_execution = wanted
-                self.train_function = self.test_function = self.predict_function = None
+        execution.prepare_fit(self, x, y, *args, **kwargs)
         return super().fit(x, y, *args, **kwargs)
 
-    def compile_from_config(self, config: dict[str, Any]) -> None:
-        """Recompile a loaded `.keras` file through our `compile` (Keras skips overrides)."""
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        if self.built:  # create the optimizer's variables so the saved ones load into them
-            self.optimizer.build(self.trainable_variables)
-
+    # ----------------------------------------------------------------- training
     def train_step(self, data):
         """One optimizer step on a batch, or one per batch of a `{"x_steps": xs}` block.
 
@@ -376,9 +309,7 @@ class VAE(keras.Model):
 
     def _train_on_batch(self, x, noise) -> dict[str, tf.Tensor]:
         layout = batch_layout(x)  # outside XLA: it may all-gather the replicas' batch sizes
-        compute = self._gradients
-        if getattr(self, "replica_jit_compile", False):
-            compute = _REPLICA_JIT.setdefault(self, tf.function(self._gradients, jit_compile=True))
+        compute = execution.per_replica_xla(self, self._gradients)
         terms, per_example_loss, gradients = compute(x, noise, layout)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         return self._update_metrics(terms, per_example_loss)
@@ -400,7 +331,7 @@ class VAE(keras.Model):
     def _run_steps(self, data, on_batch) -> dict[str, tf.Tensor]:
         """`on_batch(x, noise)` on a batch, or on each batch of a block in one `tf.while_loop`;
         the logs Keras reduces."""
-        steps = stacked_steps(data)
+        steps = execution.stacked_steps(data)
         if steps is None:
             return reducible_logs(on_batch(*_unpack_inputs(data)))
 
@@ -445,6 +376,7 @@ class VAE(keras.Model):
         return self.decode(z)
 
     # ----------------------------------------------------------------- evaluation
+    # Thin: importance sampling lives in `keras_vae.importance`.
     def log_likelihood(
         self,
         x,
@@ -454,19 +386,16 @@ class VAE(keras.Model):
         noise=None,
         jit_compile: bool | str = "auto",
     ) -> tf.Tensor:
-        """Importance-weighted estimate of log p(x) per example, in nats, shape [batch].
-
-        log p(x) ~ log (1/K) sum_k p(x, z_k) / q(z_k|x), z_k ~ q(z|x) (Burda et al., 2015): a
-        lower bound in expectation that rises to log p(x) as K grows; K = 5000 is the standard
-        protocol. See `importance_weighted_terms` for the arguments.
+        """Importance-weighted estimate of log p(x) per example, in nats, shape [batch]
+        (Burda et al., 2015; `keras_vae.importance.importance_weighted_terms` tells the
+        arguments).
 
         Example:
             >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
             >>> vae.log_likelihood(tf.zeros((3, 4)), num_samples=100, seed=0).shape
             TensorShape([3])
         """
-        terms = self.importance_weighted_terms(x, num_samples, chunk_size, seed, noise, jit_compile)
-        return terms.log_likelihood
+        return importance.log_likelihood(self, x, num_samples, chunk_size, seed, noise, jit_compile)
 
     def importance_weighted_terms(
         self,
@@ -477,99 +406,15 @@ class VAE(keras.Model):
         noise=None,
         jit_compile: bool | str = "auto",
     ) -> objectives.ImportanceWeightedTerms:
-        """Importance-weighted log p(x), the K-sample ELBO and the Monte Carlo error, per example.
-
-        Args:
-            x: a batch, [batch, *data_shape].
-            num_samples: K, importance samples per example. Default 5000.
-            chunk_size: samples drawn at once (memory is one chunk's, whatever K). Default:
-                `default_chunk_size(batch)`. The draws depend on it (noise comes per chunk).
-            seed: an int or a pair of ints: the same seed, chunk size and `jit_compile` give
-                the same draws (XLA has its own stateless RNG). Default None: the next draw
-                of the model's seed generator.
-            noise: optional standard normal draws [batch, K, latent_dim] to use instead of a
-                seed (common random numbers; results then do not depend on `chunk_size`).
-            jit_compile: XLA-compile the loop over chunks. Default "auto": on a GPU or TPU
-                only (on 2 CPU cores the graph is 1.2-1.3x faster; see
-                `keras_vae.distribute.resolve_importance_jit_compile`).
-
-        Returns:
-            `objectives.ImportanceWeightedTerms` of [batch] tensors.
-        """
-        x = tf.convert_to_tensor(x, tf.float32)
-        batch = int(x.shape[0])
-        chunk_size = self.default_chunk_size(batch) if chunk_size is None else chunk_size
-        for name, value in (("num_samples", num_samples), ("chunk_size", chunk_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"Received an invalid value for `{name}`, expected a positive integer. "
-                    f"Received: {name}={value!r}"
-                )
-        given_noise = noise is not None
-        if given_noise:
-            noise = tf.convert_to_tensor(noise, tf.float32)
-            if noise.shape != (batch, num_samples, self.latent_dim):
-                raise ValueError(
-                    f"Expected `noise` of shape {(batch, num_samples, self.latent_dim)} "
-                    f"(batch, num_samples, latent_dim). Received: noise.shape={noise.shape}"
-                )
-        else:
-            noise = self._importance_seed(seed)
-        jit_compile = resolve_importance_jit_compile(jit_compile)
-        key = (num_samples, min(chunk_size, num_samples), jit_compile, given_noise)
-        functions = _IMPORTANCE_FUNCTIONS.setdefault(self, {})
-        if key not in functions:
-            graph = functools.partial(
-                self._importance_weighted_graph,
-                num_samples=num_samples,
-                chunk_size=key[1],
-                given_noise=given_noise,
-            )
-            functions[key] = tf.function(graph, jit_compile=jit_compile, reduce_retracing=True)
-        return functions[key](x, noise)
+        """Importance-weighted log p(x), the K-sample ELBO and the Monte Carlo error, per
+        example: `keras_vae.importance.importance_weighted_terms` of this model."""
+        return importance.importance_weighted_terms(
+            self, x, num_samples, chunk_size, seed, noise, jit_compile
+        )
 
     def default_chunk_size(self, batch_size: int) -> int:
-        """Importance samples per chunk so a chunk's decoder output is about `CHUNK_BYTES`."""
-        per_sample = max(1, batch_size) * math.prod(self.data_shape) * 4
-        return max(1, CHUNK_BYTES // per_sample)
-
-    def _importance_seed(self, seed: int | Sequence[int] | None) -> tf.Tensor:
-        """A stateless-RNG seed pair (int32, as XLA requires) from an int, a pair or None."""
-        if seed is None:
-            return keras.random.randint((2,), 0, 2**31 - 1, seed=self.seed_generator, dtype="int32")
-        pair = [seed, 0] if isinstance(seed, int) else list(seed)
-        if len(pair) != 2:
-            raise ValueError(f"Expected `seed` to be an int or a pair of ints. Received: {seed!r}")
-        return tf.cast(tf.stack(pair), tf.int32)
-
-    def _importance_weighted_graph(
-        self, x, noise_or_seed, num_samples: int, chunk_size: int, given_noise: bool
-    ) -> objectives.ImportanceWeightedTerms:
-        z_mean, z_stddev = self.encoder(x, training=False)
-        batch = tf.shape(z_mean)[0]
-        if given_noise:
-            num_chunks = -(-num_samples // chunk_size)
-            noise = tf.transpose(noise_or_seed, [1, 0, 2])
-            noise = tf.pad(noise, [[0, num_chunks * chunk_size - num_samples], [0, 0], [0, 0]])
-
-            def noise_fn(i):
-                return tf.slice(noise, [i * chunk_size, 0, 0], [chunk_size, -1, -1])
-        else:
-
-            def noise_fn(i):
-                return tf.random.stateless_normal(
-                    [chunk_size, batch, self.latent_dim],
-                    seed=tf.random.fold_in(noise_or_seed, i),
-                    dtype=z_mean.dtype,
-                    alg=RNG_ALG,  # the default's numbers, without its XLA slowdown
-                )
-
-        def log_likelihood(z):
-            return self.log_likelihood_given_z(x, z, training=False)
-
-        return objectives.importance_weighted_terms(
-            z_mean, z_stddev, log_likelihood, num_samples, chunk_size, noise_fn
-        )
+        """Importance samples per chunk (`keras_vae.importance.default_chunk_size`)."""
+        return importance.default_chunk_size(self, batch_size)
 
     # ----------------------------------------------------------------- serialization
     def get_config(self) -> dict[str, Any]:

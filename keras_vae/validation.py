@@ -1,8 +1,8 @@
 """`BlockValidation`: the held-out ELBO at every epoch end, without Keras' per-call setup.
 
 Keras' `fit(validation_data=...)` builds a new distributed iterator and resets its evaluation
-loop every epoch: 0.3-0.5 s per epoch on 2 CPU cores for MNIST's 10,000 test images, a fifth
-of a 784-400-20 epoch (benchmarks/profile_train.py). This callback keeps the held-out
+loop every epoch, a sizeable share of a small model's epoch (benchmarks/profile_train.py
+measures it; results in benchmarks/results/). This callback keeps the held-out
 batches in memory as a few `{"x_steps": xs}` blocks and evaluates them with ONE compiled
 function that runs `VAE.test_step` on each block, so validation costs the forward passes and
 little else. The numbers are those of `model.evaluate` on the same batches: the same batches

@@ -28,6 +28,8 @@ from keras_vae import distribute  # noqa: E402
 from keras_vae import model as model_module  # noqa: E402
 from keras_vae.config import Config  # noqa: E402
 from keras_vae.model import VAE  # noqa: E402
+from keras_vae.noise import replica_normal, standard_normal  # noqa: E402
+from keras_vae.replicas import batch_layout  # noqa: E402
 from keras_vae.train import train_and_evaluate  # noqa: E402
 
 NUM_EXAMPLES, BATCH, EPOCHS = 64, 16, 2  # 8 SGD steps
@@ -99,8 +101,8 @@ def replica_noise(strategy) -> dict:
     @tf.function
     def draw(x):
         def per_replica(x):
-            layout = distribute.batch_layout(x)
-            ours = distribute.replica_normal(2, x.shape[0], 3, seed, layout)
+            layout = batch_layout(x)
+            ours = replica_normal(2, x.shape[0], 3, seed, layout)
             keras_draw = keras.random.normal((2, x.shape[0], 3), seed=generator)
             return ours, keras_draw
 
@@ -113,7 +115,7 @@ def replica_noise(strategy) -> dict:
     return {
         "ours": [t.numpy().tolist() for t in strategy.experimental_local_results(ours)],
         "keras": [t.numpy().tolist() for t in strategy.experimental_local_results(keras_draws)],
-        "global": distribute.standard_normal([2, 8, 3], seed).numpy().tolist(),
+        "global": standard_normal([2, 8, 3], seed).numpy().tolist(),
     }
 
 

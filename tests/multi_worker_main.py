@@ -2,7 +2,7 @@
 
 Every worker runs this same program with its own TF_CONFIG (or none: a single process).
 It creates the strategy first (TensorFlow requires it), optionally records two raw facts
-(what Keras does without `distribute.reducible_logs`, and which examples each worker gets),
+(what Keras does without `compat.reducible_logs`, and which examples each worker gets),
 then runs the real `train_and_evaluate` and saves this worker's final weights.
 
     TF_CONFIG=... python tests/multi_worker_main.py --config CONFIG.json --run-dir RUN_DIR \\
@@ -30,7 +30,7 @@ def report(name: str, value) -> None:
 
 
 def raw_keras_logs(strategy, config: Config) -> str | None:
-    """Fit the VAE WITHOUT `distribute.reducible_logs`: Keras' error, or None if it works."""
+    """Fit the VAE WITHOUT `compat.reducible_logs`: Keras' error, or None if it works."""
     import tensorflow as tf
 
     from keras_vae import model as model_module

@@ -23,7 +23,8 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 
-from keras_vae import distribute
+from keras_vae import compat, distribute, execution, replicas
+from keras_vae.noise import replica_normal, standard_normal, stateless_seed
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -121,7 +122,7 @@ def test_keras_seed_generator_repeats_its_noise_on_every_replica(mirrored):
 @pytest.mark.slow
 def test_keras_still_fails_steps_per_execution_over_two_replicas(mirrored):
     """keras-team/keras#19246. When Keras is fixed this fails: then delete
-    `distribute.check_steps_per_execution` and this test."""
+    `execution.check_steps_per_execution` and this test."""
     result = mirrored["steps_per_execution"]
     assert result["keras_error"] is not None
     assert "placeholder" in result["keras_error"]
@@ -166,20 +167,20 @@ def test_malformed_tf_config_is_a_clear_error(monkeypatch):
 
 def test_average_over_global_batch_on_one_replica():
     per_example = tf.constant([1.0, 2.0, 6.0])
-    assert float(distribute.average_over_global_batch(per_example)) == pytest.approx(3.0)
+    assert float(replicas.average_over_global_batch(per_example)) == pytest.approx(3.0)
     # A replica holding 3 of 12 examples contributes a quarter of its mean.
-    assert float(distribute.average_over_global_batch(per_example, 12)) == pytest.approx(0.75)
-    regularized = distribute.average_over_global_batch(per_example, 3, [tf.constant(0.5)])
+    assert float(replicas.average_over_global_batch(per_example, 12)) == pytest.approx(0.75)
+    regularized = replicas.average_over_global_batch(per_example, 3, [tf.constant(0.5)])
     assert float(regularized) == pytest.approx(3.5)
-    assert float(distribute.average_over_global_batch(tf.zeros([0]), 0)) == 0.0
+    assert float(replicas.average_over_global_batch(tf.zeros([0]), 0)) == 0.0
 
 
 def test_batch_layout_on_one_replica_static_and_dynamic():
-    assert distribute.batch_layout(tf.zeros([5, 2])) == (5, 0)
+    assert replicas.batch_layout(tf.zeros([5, 2])) == (5, 0)
 
     @tf.function(input_signature=[tf.TensorSpec([None, 2])])
     def dynamic(x):
-        return distribute.batch_layout(x)
+        return replicas.batch_layout(x)
 
     size, offset = dynamic(tf.zeros([7, 2]))
     assert (int(size), int(offset)) == (7, 0)
@@ -193,7 +194,7 @@ def test_noise_is_the_same_with_and_without_xla():
     generator = keras.random.SeedGenerator(5)
 
     def draw():
-        return distribute.replica_normal(2, 64, 3, distribute.stateless_seed(generator))
+        return replica_normal(2, 64, 3, stateless_seed(generator))
 
     eager = draw()
     generator.state.assign([5, 0])
@@ -206,17 +207,17 @@ def test_noise_is_standard_normal():
     """200,000 draws: mean and variance within 4 standard errors, KS distance below the 0.1%
     critical value 1.95 / sqrt(n); another seed gives other draws."""
     n = 200_000
-    z = distribute.standard_normal([n], tf.constant([3, 7])).numpy().astype(np.float64)
+    z = standard_normal([n], tf.constant([3, 7])).numpy().astype(np.float64)
     assert abs(z.mean()) < 4 / math.sqrt(n)
     assert abs(z.var() - 1) < 4 * math.sqrt(2 / n)
     assert scipy.stats.kstest(z, "norm").statistic < 1.95 / math.sqrt(n)
-    other = distribute.standard_normal([n], tf.constant([3, 8])).numpy()
+    other = standard_normal([n], tf.constant([3, 8])).numpy()
     assert abs(np.corrcoef(z, other)[0, 1]) < 4 / math.sqrt(n)
 
 
 def test_logs_are_unchanged_outside_multi_worker():
     logs = {"elbo": tf.constant(-3.0)}
-    assert distribute.reducible_logs(logs) is logs
+    assert compat.reducible_logs(logs) is logs
 
 
 def test_shard_by_data_sets_the_data_policy():
@@ -227,13 +228,13 @@ def test_shard_by_data_sets_the_data_policy():
 
 
 def test_resolve_jit_compile():
-    assert distribute.resolve_jit_compile(True) is True
-    assert distribute.resolve_jit_compile(False) is False
+    assert execution.resolve_jit_compile(True) is True
+    assert execution.resolve_jit_compile(False) is False
     has_accelerator = bool(tf.config.list_logical_devices("GPU"))
-    assert distribute.resolve_jit_compile("auto", "conv") is has_accelerator
-    assert distribute.resolve_jit_compile("auto", "mlp") is True  # XLA helps the MLP on CPU
+    assert execution.resolve_jit_compile("auto", "conv") is has_accelerator
+    assert execution.resolve_jit_compile("auto", "mlp") is True  # XLA helps the MLP on CPU
     with pytest.raises(ValueError, match="jit_compile"):
-        distribute.resolve_jit_compile("yes")
+        execution.resolve_jit_compile("yes")
 
 
 class _FakeStrategy:
@@ -241,9 +242,9 @@ class _FakeStrategy:
 
 
 def test_global_batch_must_split_evenly():
-    distribute.check_global_batch(_FakeStrategy(), 64)
+    replicas.check_global_batch(_FakeStrategy(), 64)
     with pytest.raises(ValueError, match=r"multiple of the 8 replicas.*batch_size=100.*96 or 104"):
-        distribute.check_global_batch(_FakeStrategy(), 100)
+        replicas.check_global_batch(_FakeStrategy(), 100)
 
 
 def test_chief_writes_into_the_run_dir(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_vae import VAE, distribute, execution
+from keras_vae import VAE, execution
 
 
 def repeated_batches(examples: int = 20, batch: int = 10) -> tf.data.Dataset:
@@ -35,7 +35,7 @@ def test_keras_itself_still_overshoots_steps_per_epoch():
 
 def test_auto_trains_exactly_steps_per_epoch_and_the_same_weights_as_one_step():
     auto = small_vae()
-    assert auto.steps_per_execution == distribute.DEFAULT_STEPS_PER_EXECUTION
+    assert auto.steps_per_execution == execution.DEFAULT_STEPS_PER_EXECUTION
     auto.fit(repeated_batches(), epochs=2, steps_per_epoch=117, verbose=0)
     assert int(auto.optimizer.iterations) == 2 * 117
     assert auto.steps_per_execution == 39  # the largest divisor of 117 up to 50
@@ -68,7 +68,7 @@ def test_saved_compile_settings_stay_auto_and_resolve_again_on_load(tmp_path):
     assert (config["steps_per_execution"], config["jit_compile"]) == ("auto", False)
     vae.save(tmp_path / "vae.keras")
     loaded = keras.saving.load_model(tmp_path / "vae.keras")
-    assert loaded.steps_per_execution == distribute.DEFAULT_STEPS_PER_EXECUTION
+    assert loaded.steps_per_execution == execution.DEFAULT_STEPS_PER_EXECUTION
     loaded.fit(repeated_batches(), epochs=1, steps_per_epoch=117, verbose=0)
     assert int(loaded.optimizer.iterations) == 10 + 117
 

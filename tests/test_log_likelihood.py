@@ -14,7 +14,7 @@ import tensorflow as tf
 from scipy import stats
 from scipy.special import logsumexp
 
-from keras_vae import distribute, objectives
+from keras_vae import execution, objectives
 from keras_vae.data import load_splits, to_unit_interval
 from keras_vae.model import VAE
 
@@ -300,13 +300,13 @@ def test_vae_log_likelihood_matches_a_numpy_reference_for_any_chunk(small_vae, j
 def test_importance_sampling_uses_xla_only_on_accelerators(small_vae):
     """Measured on CPU, the graph beats XLA for this loop (benchmarks/evaluate_speed.py)."""
     vae, x = small_vae
-    assert distribute.resolve_importance_jit_compile("auto") is distribute.has_accelerator()
-    assert distribute.resolve_importance_jit_compile(True) is True
+    assert execution.resolve_importance_jit_compile("auto") is execution.has_accelerator()
+    assert execution.resolve_importance_jit_compile(True) is True
     with pytest.raises(ValueError, match="jit_compile"):
-        distribute.resolve_importance_jit_compile("xla")
+        execution.resolve_importance_jit_compile("xla")
     auto = vae.log_likelihood(x, 200, chunk_size=30, seed=5).numpy()
     chosen = vae.log_likelihood(
-        x, 200, chunk_size=30, seed=5, jit_compile=distribute.has_accelerator()
+        x, 200, chunk_size=30, seed=5, jit_compile=execution.has_accelerator()
     ).numpy()
     np.testing.assert_array_equal(auto, chosen)  # the same compiled function, the same draws
 
@@ -335,7 +335,7 @@ def test_vae_log_likelihood_rejects_bad_arguments(small_vae):
 
 def test_default_chunk_keeps_a_chunk_near_the_memory_budget():
     vae = VAE(data_shape=(28, 28), latent_dim=2, hidden_units=(8,))
-    from keras_vae.model import CHUNK_BYTES
+    from keras_vae.importance import CHUNK_BYTES
 
     for batch in (1, 100, 1000, 10**6):
         chunk = vae.default_chunk_size(batch)

@@ -201,7 +201,7 @@ def test_sharding_splits_each_global_batch_without_drops_or_duplicates(cluster_r
 def test_keras_still_needs_the_multi_worker_logs_workaround(cluster_run):
     """keras-team/keras#20585, tensorflow/tensorflow#72388: without `reducible_logs`, Keras
     cannot reduce scalar logs across workers. When this fails, Keras is fixed: remove
-    `distribute.reducible_logs` (and this test)."""
+    `compat.reducible_logs` (and this test)."""
     for worker in cluster_run["workers"]:
         assert "Invalid reduction dimension 0" in (worker["raw_keras_error"] or "")
 

@@ -21,11 +21,11 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 
-from keras_vae import distribute, distributions
+from keras_vae import distributions, execution
 from keras_vae.config import DataConfig, TrainingConfig
 from keras_vae.data import load_splits, make_datasets, to_unit_interval
-from keras_vae.distribute import RNG_ALG
 from keras_vae.model import VAE
+from keras_vae.noise import RNG_ALG
 
 F32_EPS = float(np.finfo(np.float32).eps)
 
@@ -205,11 +205,11 @@ def test_auto_settings_resolve_to_the_measured_fastest():
     vae = VAE(data_shape=(6,), latent_dim=2, hidden_units=(8,))
     vae.compile(optimizer=keras.optimizers.Adam(1e-3))
     assert vae.jit_compile is True  # the MLP: XLA even on CPU
-    assert vae.steps_per_execution == distribute.DEFAULT_STEPS_PER_EXECUTION > 1
+    assert vae.steps_per_execution == execution.DEFAULT_STEPS_PER_EXECUTION > 1
     conv = VAE(data_shape=(8, 8), latent_dim=2, architecture="conv", hidden_units=(4,))
     conv.compile(optimizer=keras.optimizers.Adam(1e-3))
     assert conv.jit_compile is bool(tf.config.list_logical_devices("GPU"))
-    assert conv.steps_per_execution == distribute.DEFAULT_STEPS_PER_EXECUTION  # 1.07x
+    assert conv.steps_per_execution == execution.DEFAULT_STEPS_PER_EXECUTION
     explicit = VAE(data_shape=(6,), latent_dim=2, hidden_units=(8,))
     explicit.compile(optimizer="adam", jit_compile=False, steps_per_execution=3)
     assert (explicit.jit_compile, explicit.steps_per_execution) == (False, 3)
@@ -227,11 +227,11 @@ class _Mirrored(tf.distribute.MirroredStrategy):
 
 
 def test_auto_steps_per_execution_is_one_over_several_mirrored_replicas():
-    assert distribute.resolve_steps_per_execution("auto", _Mirrored(2)) == 1
-    assert distribute.resolve_steps_per_execution("auto", _Mirrored(1)) > 1
-    assert distribute.resolve_steps_per_execution(7, _Mirrored(1)) == 7
+    assert execution.resolve_steps_per_execution("auto", _Mirrored(2)) == 1
+    assert execution.resolve_steps_per_execution("auto", _Mirrored(1)) > 1
+    assert execution.resolve_steps_per_execution(7, _Mirrored(1)) == 7
     with pytest.raises(ValueError, match=r"integer >= 1 or 'auto'.*steps_per_execution=0"):
-        distribute.resolve_steps_per_execution(0, _Mirrored(1))
+        execution.resolve_steps_per_execution(0, _Mirrored(1))
 
 
 def test_train_config_accepts_auto_and_integers_only():

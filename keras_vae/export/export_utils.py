@@ -78,9 +78,10 @@ def saved_model_signatures(path: str | Path) -> dict[str, dict[str, Any]]:
         {'num_samples': {'dtype': 'int32', 'shape': []}, 'seed': {'dtype': 'int32', 'shape': []}}
     """
     import tensorflow as tf
-    from tensorflow.core.protobuf import saved_model_pb2
 
-    proto = saved_model_pb2.SavedModel.FromString((Path(path) / "saved_model.pb").read_bytes())
+    from keras_vae.compat import saved_model_proto
+
+    proto = saved_model_proto((Path(path) / "saved_model.pb").read_bytes())
     graphs = [g for g in proto.meta_graphs if "serve" in g.meta_info_def.tags]
     if not graphs:
         raise ExportError(f"{path} has no MetaGraph tagged 'serve', which TF Serving needs.")

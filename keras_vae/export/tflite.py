@@ -156,8 +156,9 @@ def convert(saved_model_dir: str | Path, quantization: str = "none") -> bytes:
 def operators(content: bytes) -> list[str]:
     """Sorted names of the operators in a TFLite flatbuffer; `ExportError` on any custom op
     (Flex ops are custom ops named ``Flex...``)."""
-    from tensorflow.lite.python import schema_py_generated as schema
+    from keras_vae.compat import tflite_schema
 
+    schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
     names = {code: name for name, code in vars(schema.BuiltinOperator).items() if name.isupper()}
     found, custom = set(), set()

@@ -1,0 +1,185 @@
+"""The importance-weighted log-likelihood of a trained VAE, in compiled chunks of samples.
+
+log p(x) ~ log (1/K) sum_k p(x, z_k) / q(z_k|x), z_k ~ q(z|x) (Burda et al., 2015): a lower
+bound in expectation that rises to log p(x) as K grows; K = 5000 is the standard protocol.
+The maths is `keras_vae.objectives.importance_weighted_terms`; this module draws the noise,
+picks the chunk size and caches one compiled function per model and setting.
+`keras_vae.evaluate` runs it over whole datasets; `VAE.log_likelihood` and
+`VAE.importance_weighted_terms` call it.
+
+>>> from keras_vae.model import VAE
+>>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
+>>> log_likelihood(vae, tf.zeros((3, 4)), num_samples=100, seed=0).shape
+TensorShape([3])
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import weakref
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from keras_vae import objectives
+from keras_vae.execution import resolve_importance_jit_compile
+from keras_vae.noise import RNG_ALG
+
+# Importance sampling runs in chunks whose decoder output is about this big (see
+# `default_chunk_size`).
+CHUNK_BYTES = 8 * 2**20
+# Compiled functions per model and setting, kept outside the model so that SavedModel exports
+# of it do not pick them up.
+_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def log_likelihood(
+    model: keras.Model,
+    x,
+    num_samples: int = 5000,
+    chunk_size: int | None = None,
+    seed: int | Sequence[int] | None = None,
+    noise=None,
+    jit_compile: bool | str = "auto",
+) -> tf.Tensor:
+    """Importance-weighted estimate of log p(x) per example, in nats, shape [batch].
+
+    See `importance_weighted_terms` for the arguments.
+
+    Example:
+        >>> from keras_vae.model import VAE
+        >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
+        >>> log_likelihood(vae, tf.zeros((3, 4)), num_samples=10, seed=1).shape
+        TensorShape([3])
+    """
+    terms = importance_weighted_terms(model, x, num_samples, chunk_size, seed, noise, jit_compile)
+    return terms.log_likelihood
+
+
+def importance_weighted_terms(
+    model: keras.Model,
+    x,
+    num_samples: int = 5000,
+    chunk_size: int | None = None,
+    seed: int | Sequence[int] | None = None,
+    noise=None,
+    jit_compile: bool | str = "auto",
+) -> objectives.ImportanceWeightedTerms:
+    """Importance-weighted log p(x), the K-sample ELBO and the Monte Carlo error, per example.
+
+    Args:
+        model: a `keras_vae.VAE`.
+        x: a batch, [batch, *data_shape].
+        num_samples: K, importance samples per example. Default 5000.
+        chunk_size: samples drawn at once (memory is one chunk's, whatever K). Default:
+            `default_chunk_size(model, batch)`. The draws depend on it (noise comes per chunk).
+        seed: an int or a pair of ints: the same seed, chunk size and `jit_compile` give
+            the same draws (XLA has its own stateless RNG). Default None: the next draw
+            of the model's seed generator.
+        noise: optional standard normal draws [batch, K, latent_dim] to use instead of a
+            seed (common random numbers; results then do not depend on `chunk_size`).
+        jit_compile: XLA-compile the loop over chunks. Default "auto": on a GPU or TPU
+            only (`keras_vae.execution.resolve_importance_jit_compile`).
+
+    Returns:
+        `objectives.ImportanceWeightedTerms` of [batch] tensors.
+
+    Example:
+        >>> from keras_vae.model import VAE
+        >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
+        >>> terms = importance_weighted_terms(vae, tf.zeros((3, 4)), num_samples=10, seed=1)
+        >>> bool(tf.reduce_all(terms.elbo <= terms.log_likelihood))
+        True
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    batch = int(x.shape[0])
+    chunk_size = default_chunk_size(model, batch) if chunk_size is None else chunk_size
+    for name, value in (("num_samples", num_samples), ("chunk_size", chunk_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"Received an invalid value for `{name}`, expected a positive integer. "
+                f"Received: {name}={value!r}"
+            )
+    given_noise = noise is not None
+    if given_noise:
+        noise = tf.convert_to_tensor(noise, tf.float32)
+        if noise.shape != (batch, num_samples, model.latent_dim):
+            raise ValueError(
+                f"Expected `noise` of shape {(batch, num_samples, model.latent_dim)} "
+                f"(batch, num_samples, latent_dim). Received: noise.shape={noise.shape}"
+            )
+    else:
+        noise = _seed_pair(model, seed)
+    jit_compile = resolve_importance_jit_compile(jit_compile)
+    key = (num_samples, min(chunk_size, num_samples), jit_compile, given_noise)
+    functions = _FUNCTIONS.setdefault(model, {})
+    if key not in functions:
+        graph = functools.partial(
+            _importance_weighted_graph,
+            model,
+            num_samples=num_samples,
+            chunk_size=key[1],
+            given_noise=given_noise,
+        )
+        functions[key] = tf.function(graph, jit_compile=jit_compile, reduce_retracing=True)
+    return functions[key](x, noise)
+
+
+def default_chunk_size(model: keras.Model, batch_size: int) -> int:
+    """Importance samples per chunk so that a chunk's decoder output is about `CHUNK_BYTES`.
+
+    Example:
+        >>> from keras_vae.model import VAE
+        >>> default_chunk_size(VAE(data_shape=(784,), latent_dim=2), 100)
+        26
+    """
+    per_sample = max(1, batch_size) * math.prod(model.data_shape) * 4
+    return max(1, CHUNK_BYTES // per_sample)
+
+
+def _seed_pair(model: keras.Model, seed: int | Sequence[int] | None) -> tf.Tensor:
+    """A stateless-RNG seed pair (int32, as XLA requires) from an int, a pair or None."""
+    if seed is None:
+        return keras.random.randint((2,), 0, 2**31 - 1, seed=model.seed_generator, dtype="int32")
+    pair = [seed, 0] if isinstance(seed, int) else list(seed)
+    if len(pair) != 2:
+        raise ValueError(f"Expected `seed` to be an int or a pair of ints. Received: {seed!r}")
+    return tf.cast(tf.stack(pair), tf.int32)
+
+
+def _importance_weighted_graph(
+    model: keras.Model,
+    x: tf.Tensor,
+    noise_or_seed: tf.Tensor,
+    num_samples: int,
+    chunk_size: int,
+    given_noise: bool,
+) -> objectives.ImportanceWeightedTerms:
+    """The traced body of `importance_weighted_terms`: encode once, then K samples in chunks."""
+    z_mean, z_stddev = model.encoder(x, training=False)
+    batch = tf.shape(z_mean)[0]
+    if given_noise:
+        num_chunks = -(-num_samples // chunk_size)
+        noise = tf.transpose(noise_or_seed, [1, 0, 2])
+        noise = tf.pad(noise, [[0, num_chunks * chunk_size - num_samples], [0, 0], [0, 0]])
+
+        def noise_fn(i):
+            return tf.slice(noise, [i * chunk_size, 0, 0], [chunk_size, -1, -1])
+    else:
+
+        def noise_fn(i):
+            return tf.random.stateless_normal(
+                [chunk_size, batch, model.latent_dim],
+                seed=tf.random.fold_in(noise_or_seed, i),
+                dtype=z_mean.dtype,
+                alg=RNG_ALG,  # the default's numbers, without its XLA slowdown
+            )
+
+    def log_likelihood_fn(z):
+        return model.log_likelihood_given_z(x, z, training=False)
+
+    return objectives.importance_weighted_terms(
+        z_mean, z_stddev, log_likelihood_fn, num_samples, chunk_size, noise_fn
+    )
