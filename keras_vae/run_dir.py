@@ -15,11 +15,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +28,38 @@ import numpy as np
 
 from keras_vae.config import Config
 from keras_vae.data import Split, prepared_splits, to_unit_interval
+from keras_vae.data.checks import (
+    DataError,
+    check_model_input,
+    check_shape,
+    check_values,
+    one_line,
+)
+from keras_vae.run_folder import (  # the layout lives there; re-exported for the commands
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    TRAIN_HINT,
+    RunDirError,
+    RunFolder,
+)
 
-MODEL_FILE = "model.keras"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
-TRAIN_HINT = "pass the folder written by `keras-vae train --output RUN_DIR`"
-
-
-class RunDirError(ValueError):
-    """A run directory or the data given with it is unusable; the message says the fix."""
+__all__ = [
+    "CONFIG_FILE",
+    "METRICS_FILE",
+    "MODEL_FILE",
+    "Run",
+    "RunDirError",
+    "check_data",
+    "check_data_shape",
+    "check_data_values",
+    "check_run_dir",
+    "load_config",
+    "load_metrics",
+    "load_model",
+    "load_run",
+    "load_test_split",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +88,7 @@ class Run:
         raise RunDirError(f"{self.path}: the data shape is unknown until the model is loaded.")
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+_one_line = one_line  # the package's one helper (keras_vae.data.checks)
 
 
 def check_run_dir(run_dir: str | os.PathLike) -> Path:
@@ -165,7 +187,7 @@ def load_model(run_dir: str | os.PathLike, compile: bool = False):
     path = check_run_dir(run_dir) / MODEL_FILE
     if not path.exists():
         backup = " (it has a backup/ folder: rerun the same train command to finish it)"
-        resumable = (path.parent / "backup").is_dir()
+        resumable = RunFolder(path.parent).backup.is_dir()
         raise RunDirError(
             f"{path.parent} has no {MODEL_FILE}{backup if resumable else ''}; {TRAIN_HINT} "
             "after training has finished."
@@ -205,68 +227,60 @@ def load_run(run_dir: str | os.PathLike, with_model: bool = True) -> Run:
     return Run(path=path, config=config, metrics=metrics, model=model)
 
 
+@contextlib.contextmanager
+def _as_run_dir_error() -> Iterator[None]:
+    """Re-raise a `DataError` of the data checks as a `RunDirError` with the same message."""
+    try:
+        yield
+    except DataError as error:
+        raise RunDirError(str(error)) from None
+
+
 def check_data_shape(
     data_shape: Sequence[int], model_data_shape: Sequence[int], source: str = "the data"
 ) -> None:
     """Raise `RunDirError` unless one example of `source` has the model's `data_shape`.
 
+    `keras_vae.data.checks.check_shape`, the check and message that training uses too.
+
     Example:
 
     >>> try:
-    ...     check_data_shape((28, 28), (8, 8), "mnist")
+    ...     check_data_shape((28, 28), (8, 8), "mnist: test images")
     ... except RunDirError as error:
-    ...     print(str(error)[:47])
-    mnist has examples of shape (28, 28) but the mo
+    ...     print(str(error)[:54])
+    mnist: test images have shape (28, 28) per example but
     """
-    data_shape = tuple(int(d) for d in data_shape)
-    model_data_shape = tuple(int(d) for d in model_data_shape)
-    if data_shape != model_data_shape:
-        raise RunDirError(
-            f"{source} has examples of shape {data_shape} but the model was trained on shape "
-            f"{model_data_shape}; pass a dataset whose examples have shape {model_data_shape}."
-        )
+    with _as_run_dir_error():
+        check_shape(data_shape, model_data_shape, source)
 
 
 def check_data_values(images: np.ndarray, likelihood: str, source: str = "the data") -> None:
     """Raise `RunDirError` for NaN or inf anywhere, or values outside [0, 1] for Bernoulli.
+
+    `keras_vae.data.checks.check_values`, the checks and messages that training uses too.
 
     Example:
 
     >>> try:
     ...     check_data_values(np.array([0.0, 2.0]), "bernoulli", "x")
     ... except RunDirError as error:
-    ...     print(str(error)[:26])
-    x has values in [0.0, 2.0]
+    ...     print(str(error)[:44])
+    x have values in [0.0, 2.0], expected [0, 1]
     """
-    images = np.asarray(images)
-    if not (np.issubdtype(images.dtype, np.number) or images.dtype == bool):
-        raise RunDirError(f"{source} has dtype {images.dtype}; expected numbers.")
-    if images.size == 0:
-        raise RunDirError(f"{source} is empty; pass at least one example.")
-    if np.issubdtype(images.dtype, np.floating):
-        nans = int(np.isnan(images).sum())
-        if nans:
-            raise RunDirError(
-                f"{source} contains {nans} NaN values; remove or impute them before use."
-            )
-        if not np.isfinite(images).all():
-            raise RunDirError(f"{source} contains inf values; expected finite numbers.")
-    if likelihood == "bernoulli":
-        low, high = float(images.min()), float(images.max())
-        if low < 0 or high > 1:
-            raise RunDirError(
-                f"{source} has values in [{low}, {high}] but the Bernoulli likelihood needs data "
-                "in [0, 1]; rescale it (uint8 intensities: divide by 255)."
-            )
+    with _as_run_dir_error():
+        check_values(images, likelihood, source)
 
 
 def check_data(images: np.ndarray, model, source: str = "the data") -> np.ndarray:
     """`images` as float32 after checking shape and values against `model`.
 
+    `keras_vae.data.checks.check_model_input`, raising `RunDirError`.
+
     Args:
         images: ``(N, *data_shape)`` floats (already scaled as the model was trained).
         model: the run's `VAE` (only `data_shape` and `likelihood` are read).
-        source: how the message names the data.
+        source: how the message names the data (a plural noun phrase, e.g. "the data").
 
     Example:
 
@@ -275,12 +289,8 @@ def check_data(images: np.ndarray, model, source: str = "the data") -> np.ndarra
     >>> check_data(np.array([[0, 1]]), model).dtype
     dtype('float32')
     """
-    images = np.asarray(images)
-    if images.ndim < 1:
-        raise RunDirError(f"{source} is a scalar; expected (N, *{tuple(model.data_shape)}).")
-    check_data_shape(images.shape[1:], model.data_shape, source)
-    check_data_values(images, model.likelihood, source)
-    return images.astype(np.float32, copy=False)
+    with _as_run_dir_error():
+        return check_model_input(images, model.data_shape, model.likelihood, source)
 
 
 def load_test_split(run: Run, dataset: str | None = None, data_dir: str | None = None) -> Split:
@@ -296,7 +306,8 @@ def load_test_split(run: Run, dataset: str | None = None, data_dir: str | None =
         data_dir: TFDS `data_dir` for `dataset`; None: the run's when the dataset is the run's.
 
     Raises:
-        RunDirError or `keras_vae.data.DataError`: the data cannot be loaded or does not fit.
+        DataError: the data cannot be loaded, or fails the checks loading makes for training.
+        RunDirError: the data do not fit the model (shape, or values for its likelihood).
     """
     config = run.config.data
     if dataset is not None:
@@ -304,10 +315,10 @@ def load_test_split(run: Run, dataset: str | None = None, data_dir: str | None =
     elif data_dir is not None:
         config = dataclasses.replace(config, data_dir=data_dir)
     test = prepared_splits(config, run.config.runtime.seed, ["test"])["test"]
-    shape = test.images.shape[1:]
-    source = f"dataset {config.dataset!r}"
-    check_data_shape(shape, run.data_shape, source)
+    source = f"{config.dataset}: test images"  # as loading names them
     likelihood = run.model.likelihood if run.model is not None else run.config.model.likelihood
-    images = to_unit_interval(test.images)
-    check_data_values(images, likelihood, source)
+    with _as_run_dir_error():
+        check_shape(test.images.shape[1:], run.data_shape, source)
+        images = to_unit_interval(test.images)
+        check_values(images, likelihood, source)
     return Split(images, test.labels)
