@@ -155,35 +155,101 @@ def _find_non_finite(values: Any, path: str = "") -> tuple[str, float] | None:
     return None
 
 
+def config_field(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    no_flag: str | None = None,
+    choices: Sequence[str] | None = None,
+    default_text: str | None = None,
+) -> Any:
+    """A config field with its meaning and its `keras-vae train` flag, declared in one place.
+
+    `keras-vae train --help`, the README's flag table and the class docstring are all made
+    from this metadata, and tests/test_cli_flags.py checks that they agree.
+
+    Args:
+        default: the field's default value.
+        help: what the field means (one phrase, no trailing period).
+        flag: its `keras-vae train` flag, e.g. "--latent-dim"; give either `flag` or `no_flag`.
+        no_flag: why the field has no flag (it is then set from Python only).
+        choices: the allowed strings, where there is a fixed set. Default None.
+        default_text: how to show the default where it is None (e.g. "TFDS's default").
+    """
+    if (flag is None) == (no_flag is None):
+        raise TypeError(f"Give exactly one of `flag` and `no_flag`. Received: flag={flag!r}")
+    if default is None and default_text is None:
+        raise TypeError("A field whose default is None needs `default_text` saying what it means.")
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "no_flag": no_flag,
+        "choices": tuple(choices) if choices is not None else None,
+        "default_text": default_text,
+    }
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _document_fields(cls: type) -> type:
+    """Append an `Attributes:` section made from the fields' `help` to the class docstring."""
+    for f in dataclasses.fields(cls):
+        if "help" not in f.metadata:
+            raise TypeError(f"Declare `{cls.__name__}.{f.name}` with `config_field(...)`.")
+    lines = [f"        {f.name}: {f.metadata['help']}." for f in dataclasses.fields(cls)]
+    cls.__doc__ = f"{(cls.__doc__ or '').rstrip()}\n\n    Attributes:\n" + "\n".join(lines) + "\n"
+    return cls
+
+
+@_document_fields
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The VAE.
+    """The VAE."""
 
-    Attributes:
-        latent_dim: size of z (>= 1).
-        architecture: "mlp" (the paper's) or "conv" (images HxW or HxWxC).
-        hidden_units: widths of the MLP hidden layers, or the conv filters per stride-2 block
-            (None: (400,) for "mlp", (32, 64) for "conv").
-        activation: hidden activation ("tanh" in the paper, "relu" is common).
-        likelihood: "bernoulli" (logits) or "gaussian".
-        likelihood_scale: the Gaussian's fixed scale sigma (finite, > 0), or "learned" (a
-            decoder output).
-        estimator: "analytic_kl" (the paper's estimator B) or "monte_carlo" (estimator A).
-        num_samples: L, reparameterised samples per datapoint (>= 1).
-        beta: weight of the KL term (finite, >= 0; 1 is the ELBO).
-        kl_warmup_steps: linear KL warm-up from 0 to `beta` over this many optimizer steps.
-    """
-
-    latent_dim: int = 20
-    architecture: str = "mlp"
-    hidden_units: tuple[int, ...] | None = None
-    activation: str = "relu"
-    likelihood: str = "bernoulli"
-    likelihood_scale: float | str = 1.0
-    estimator: str = "analytic_kl"
-    num_samples: int = 1
-    beta: float = 1.0
-    kl_warmup_steps: int = 0
+    latent_dim: int = config_field(20, f"size of z, 1 to {MAX_LAYER_WIDTH:,}", flag="--latent-dim")
+    architecture: str = config_field(
+        "mlp",
+        "'mlp' (the paper's) or 'conv' (images HxW or HxWxC)",
+        flag="--architecture",
+        choices=ARCHITECTURES,
+    )
+    hidden_units: tuple[int, ...] | None = config_field(
+        None,
+        "widths of the MLP hidden layers, or the conv filters per stride-2 block, each 1 to "
+        f"{MAX_LAYER_WIDTH:,}; on the command line one number or several separated by commas, "
+        "e.g. 500 or 400,200",
+        flag="--hidden-units",
+        default_text="400 for mlp, 32,64 for conv",
+    )
+    activation: str = config_field(
+        "relu",
+        "hidden activation, a Keras activation name ('tanh' in the paper)",
+        flag="--activation",
+    )
+    likelihood: str = config_field(
+        "bernoulli", "'bernoulli' (logits) or 'gaussian'", flag="--likelihood", choices=LIKELIHOODS
+    )
+    likelihood_scale: float | str = config_field(
+        1.0,
+        "the Gaussian's standard deviation sigma: a fixed positive number, or 'learned' (a "
+        "decoder output)",
+        flag="--likelihood-scale",
+    )
+    estimator: str = config_field(
+        "analytic_kl",
+        "'analytic_kl' (the paper's estimator B) or 'monte_carlo' (estimator A)",
+        flag="--estimator",
+        choices=ESTIMATORS,
+    )
+    num_samples: int = config_field(
+        1, f"L, samples of z per datapoint, 1 to {MAX_NUM_SAMPLES:,}", flag="--num-samples"
+    )
+    beta: float = config_field(1.0, "weight of the KL term, >= 0 (1 is the ELBO)", flag="--beta")
+    kl_warmup_steps: int = config_field(
+        0,
+        "optimizer steps over which the KL weight rises linearly from 0 to beta (0: none)",
+        flag="--kl-warmup-steps",
+    )
 
     def __post_init__(self) -> None:
         check_choice("architecture", self.architecture, ARCHITECTURES)
@@ -202,25 +268,42 @@ class ModelConfig:
         check_at_least("kl_warmup_steps", self.kl_warmup_steps, 0, maximum=MAX_STEPS)
 
 
+@_document_fields
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where the data comes from and how it is prepared.
+    """Where the data comes from and how it is prepared."""
 
-    Attributes:
-        dataset: "digits", a TFDS name ("mnist", "binarized_mnist", ...), a folder of
-            MNIST-layout IDX files, or an `.npz` file.
-        data_dir: TFDS's `data_dir` (None: TFDS's default).
-        binarization: "none", "static" (one fixed draw per image) or "dynamic" (a new draw
-            every epoch); only for the Bernoulli likelihood.
-        test_fraction: held-out fraction for sources without a test split (digits, Frey faces).
-        shuffle_buffer: tf.data shuffle buffer (>= 1; None: the whole training set).
-    """
-
-    dataset: str = "digits"
-    data_dir: str | None = None
-    binarization: str = "none"
-    test_fraction: float = 0.2
-    shuffle_buffer: int | None = None
+    dataset: str = config_field(
+        "digits",
+        "'digits' (scikit-learn's, offline), a TFDS name (mnist, fashion_mnist, "
+        "binarized_mnist, ...), a folder of MNIST-layout IDX files, or an .npz file",
+        flag="--dataset",
+    )
+    data_dir: str | None = config_field(
+        None, "TFDS's data_dir", flag="--data-dir", default_text="TFDS's default"
+    )
+    binarization: str = config_field(
+        "none",
+        "'none', 'static' (one fixed draw per image) or 'dynamic' (a new draw every epoch); "
+        "only for the Bernoulli likelihood",
+        flag="--binarization",
+        choices=BINARIZATIONS,
+    )
+    test_fraction: float = config_field(
+        0.2,
+        "held-out fraction, in (0, 1), of sources without a test split (digits, an .npz with "
+        "one images array)",
+        no_flag="the command line keeps the documented 80/20 split, so that the test numbers "
+        "of runs on those sources compare with each other and with the README's",
+    )
+    shuffle_buffer: int | None = config_field(
+        None,
+        "shuffle buffer, >= 1; one smaller than the training set shuffles only locally",
+        no_flag="every source is held in memory, where the default, a uniform permutation of "
+        "the whole training set each epoch, costs next to nothing (it shuffles indices); a "
+        "smaller buffer only shuffles less",
+        default_text="the whole training set",
+    )
 
     def __post_init__(self) -> None:
         check_choice("binarization", self.binarization, BINARIZATIONS)
@@ -235,27 +318,38 @@ class DataConfig:
             check_at_least("shuffle_buffer", self.shuffle_buffer, 1)
 
 
+@_document_fields
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    """The optimisation.
+    """The optimisation."""
 
-    Attributes:
-        epochs: passes over the training set.
-        batch_size: the GLOBAL batch size (split across replicas).
-        learning_rate: optimizer step size (finite, > 0).
-        optimizer: "adam", "adagrad" (the paper's), "sgd" or "rmsprop".
-        jit_compile: XLA-compile the train step. "auto": on with a GPU or TPU, and on CPU for
-            the MLP (faster there) but not the conv architecture (slower there).
-        steps_per_execution: train steps run per call into the compiled function. "auto": 50,
-            or 1 with several mirrored replicas (keras-team/keras#19246).
-    """
-
-    epochs: int = 10
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    optimizer: str = "adam"
-    jit_compile: bool | str = "auto"
-    steps_per_execution: int | str = "auto"
+    epochs: int = config_field(
+        10, f"passes over the training set, 1 to {MAX_COUNT:,}", flag="--epochs"
+    )
+    batch_size: int = config_field(
+        128, "the global batch size, split across replicas", flag="--batch-size"
+    )
+    learning_rate: float = config_field(1e-3, "optimizer step size, > 0", flag="--learning-rate")
+    optimizer: str = config_field(
+        "adam",
+        "'adam', 'adagrad' (the paper's), 'sgd' or 'rmsprop'",
+        flag="--optimizer",
+        choices=OPTIMIZERS,
+    )
+    jit_compile: bool | str = config_field(
+        "auto",
+        "XLA-compile the train step (per replica under mirrored and multi_worker); 'auto': on "
+        "with a GPU or TPU, and on CPU for mlp (faster there) but not for conv (slower there)",
+        flag="--jit-compile",
+    )
+    steps_per_execution: int | str = config_field(
+        "auto",
+        "train steps per call into the compiled function, at most N: the largest divisor of "
+        "the steps per epoch up to N (with XLA and one replica, a block of steps in one "
+        "compiled loop); 'auto' is 50, or 1 with several mirrored replicas "
+        "(keras-team/keras#19246)",
+        flag="--steps-per-execution",
+    )
 
     def __post_init__(self) -> None:
         check_at_least("epochs", self.epochs, 1, maximum=MAX_COUNT)
@@ -276,22 +370,39 @@ class TrainingConfig:
             )
 
 
+@_document_fields
 @dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
-    """Where and how the job runs.
+    """Where and how the job runs."""
 
-    Attributes:
-        seed: seeds weights, shuffling, binarization and the reparameterisation noise; an
-            integer from 0 to `MAX_SEED` = 2**32 - 1 (numpy's and Keras's seed range).
-        strategy: "auto", "one_device", "mirrored" or "multi_worker" (TF_CONFIG).
-        mixed_precision: "none", "float16" or "bfloat16".
-        tensorboard: write TensorBoard logs to RUN_DIR/logs.
-    """
-
-    seed: int = 0
-    strategy: str = "auto"
-    mixed_precision: str = "none"
-    tensorboard: bool = False
+    seed: int = config_field(
+        0,
+        "seeds the weights, shuffling, binarization and reparameterisation noise, 0 to "
+        f"{MAX_SEED} (2**32 - 1, numpy's and Keras's seed range)",
+        flag="--seed",
+    )
+    strategy: str = config_field(
+        "auto",
+        "tf.distribute strategy: 'mirrored' = all visible GPUs, 'multi_worker' = "
+        "MultiWorkerMirroredStrategy from TF_CONFIG (run the same command on every worker), "
+        "'one_device', or 'auto' = multi_worker if TF_CONFIG lists several workers, else "
+        "mirrored with 2+ GPUs, else one_device; the batch size is global",
+        flag="--strategy",
+        choices=STRATEGIES,
+    )
+    mixed_precision: str = config_field(
+        "none",
+        "'float16' (Keras's mixed_float16 policy, with loss scaling), 'bfloat16' "
+        "(mixed_bfloat16) or 'none'; distributions and losses stay float32",
+        flag="--mixed-precision",
+        choices=MIXED_PRECISION,
+    )
+    tensorboard: bool = config_field(
+        False,
+        "log scalars (elbo, kl, reconstruction, learning rate) and images (reconstructions, "
+        "samples) every epoch to RUN_DIR/logs",
+        flag="--tensorboard",
+    )
 
     def __post_init__(self) -> None:
         check_choice("strategy", self.strategy, STRATEGIES)
@@ -302,6 +413,15 @@ class RuntimeConfig:
                 "Received an invalid value for `tensorboard`, expected True or False. "
                 f"Received: tensorboard={self.tensorboard!r}"
             )
+
+
+# The sections of a `Config` (and of config.json), in order: name -> dataclass.
+SECTIONS = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "training": TrainingConfig,
+    "runtime": RuntimeConfig,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,12 +460,7 @@ class Config:
                 f"Expected a config object (a dict of sections), received a "
                 f"{type(values).__name__}."
             )
-        sections = {
-            "model": ModelConfig,
-            "data": DataConfig,
-            "training": TrainingConfig,
-            "runtime": RuntimeConfig,
-        }
+        sections = SECTIONS
         unknown = set(values) - set(sections)
         if unknown:
             raise ValueError(

@@ -1,8 +1,9 @@
 """The `keras-vae` command line: argparse -> config -> one library call per subcommand.
 
 Each subcommand lives in its own module exposing `HELP`, `add_arguments(parser)` and
-`run(args) -> int`. Bad input (a ValueError or OSError raised before any output is written)
-becomes one line on stderr and exit code 2.
+`run(args) -> int`; the arguments several of them share are in `keras_vae.cli.arguments`, and
+`train`'s config flags are made from the config dataclasses. Bad input (a ValueError or
+OSError raised before any output is written) becomes one line on stderr and exit code 2.
 
     $ keras-vae train --dataset digits --epochs 5 --output runs/digits
 """

@@ -11,7 +11,12 @@ import json
 import sys
 import time
 
-from keras_vae.config import MAX_EVALUATION_BATCH_SIZE, MAX_IMPORTANCE_SAMPLES, MAX_SEED
+from keras_vae.cli.arguments import (
+    add_dataset_arguments,
+    add_run_dir_argument,
+    add_seed_argument,
+)
+from keras_vae.config import MAX_EVALUATION_BATCH_SIZE, MAX_IMPORTANCE_SAMPLES
 
 HELP = (
     "Estimate a trained run's held-out log-likelihood log p(x) by importance sampling, print "
@@ -24,14 +29,8 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by keras-vae train")
-    parser.add_argument(
-        "--dataset",
-        default=None,
-        help="evaluate on this dataset's held-out split (default: the run's own dataset); "
-        "any form train --dataset accepts",
-    )
-    parser.add_argument("--data-dir", default=None, help="TFDS data_dir for --dataset")
+    add_run_dir_argument(parser)
+    add_dataset_arguments(parser, "evaluate on")
     parser.add_argument(
         "--importance-samples",
         "-k",
@@ -47,12 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=100,
         help=f"examples per step, 1 to {MAX_EVALUATION_BATCH_SIZE:,} (default 100)",
     )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help=f"seeds the importance samples, 0 to {MAX_SEED} (2**32 - 1, as for train; default 0)",
-    )
+    add_seed_argument(parser, "the importance samples")
     parser.add_argument(
         "--chunk-size",
         type=int,

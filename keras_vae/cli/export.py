@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from keras_vae.cli.arguments import add_run_dir_argument
 from keras_vae.signatures import DEFAULT_MAX_SAMPLES_PER_REQUEST, MAX_SAMPLES_KEY
 
 HELP = (
@@ -20,7 +21,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `keras-vae train`")
+    add_run_dir_argument(parser)
     parser.add_argument(
         "--out",
         required=True,

@@ -9,7 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from keras_vae.cli.sample import image_count
+from keras_vae.cli.arguments import (
+    MAX_IMAGES,
+    add_dataset_arguments,
+    add_png_argument,
+    add_run_dir_argument,
+    image_count,
+)
 
 HELP = (
     "Reconstruct the first N held-out examples with a trained run and write a PNG: rows of "
@@ -19,24 +25,16 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by keras-vae train")
-    parser.add_argument(
-        "--out", required=True, metavar="FILE.png", help="the PNG to write (its folder must exist)"
-    )
-    parser.add_argument(
-        "--dataset",
-        default=None,
-        help="take the examples from this dataset's held-out split (default: the run's own); "
-        "any form train --dataset accepts",
-    )
-    parser.add_argument("--data-dir", default=None, help="TFDS data_dir for --dataset")
+    add_run_dir_argument(parser)
+    add_png_argument(parser)
+    add_dataset_arguments(parser, "take the examples from")
     parser.add_argument(
         "-n",
         "--num-examples",
         type=image_count,
         default=10,
         metavar="N",
-        help="examples to reconstruct (default 10)",
+        help=f"examples to reconstruct, 1 to {MAX_IMAGES:,} (default 10)",
     )
 
 

@@ -9,6 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from keras_vae.cli.arguments import (
+    MAX_IMAGES,
+    add_png_argument,
+    add_run_dir_argument,
+    add_seed_argument,
+    image_count,
+)
 from keras_vae.config import MAX_SEED, check_at_least
 
 HELP = (
@@ -16,41 +23,19 @@ HELP = (
     "(the same --seed gives the same image)."
 )
 
-MAX_IMAGES = 10_000  # keras_vae.visualize.MAX_GRID_IMAGES, without importing TensorFlow
-
-
-def image_count(text: str) -> int:
-    """argparse type of -n: an integer from 1 to `MAX_IMAGES`."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_IMAGES:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer from 1 to {MAX_IMAGES}; received {text!r}"
-        )
-    return value
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by keras-vae train")
+    add_run_dir_argument(parser)
     parser.add_argument(
         "-n",
         "--num-samples",
         type=image_count,
         default=64,
         metavar="N",
-        help="samples (default 64)",
+        help=f"samples, 1 to {MAX_IMAGES:,} (default 64)",
     )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help=f"seeds z, 0 to {MAX_SEED} (2**32 - 1, as for train; default 0)",
-    )
-    parser.add_argument(
-        "--out", required=True, metavar="FILE.png", help="the PNG to write (its folder must exist)"
-    )
+    add_seed_argument(parser, "z")
+    add_png_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

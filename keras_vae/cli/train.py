@@ -1,12 +1,19 @@
-"""`keras-vae train`: flags -> `Config` -> `keras_vae.train.train_and_evaluate`."""
+"""`keras-vae train`: flags -> `Config` -> `keras_vae.train.train_and_evaluate`.
+
+The config flags are made from the config dataclasses (each field's `config.config_field`:
+flag, help, choices, default), so a new field reaches `--help`, config.json and the README's
+flag table (`flag_table`) from one place; tests/test_cli_flags.py checks that they agree.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
 from keras_vae import config as cfg
+from keras_vae.cli.arguments import integer_argument
 
 HELP = (
     "Train a VAE, evaluate it on held-out data and write RUN_DIR (model.keras, config.json, "
@@ -18,40 +25,77 @@ HELP = (
 
 def hidden_units(text: str) -> tuple[int, ...]:
     """'500' or '400,200' -> (500,) or (400, 200)."""
+    parts = [part for part in text.split(",") if part.strip()]
     try:
-        units = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
+        units = tuple(integer_argument(part, "hidden_units") for part in parts)
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"{error} (in {text!r})") from None
+    if not units:
         raise argparse.ArgumentTypeError(
             f"expected positive integers separated by commas, e.g. 400,200; received {text!r}"
-        ) from None
-    if not units or min(units) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers; received {text!r}")
+        )
     return units
 
 
 def steps_per_execution(text: str) -> int | str:
-    """'auto' or a positive integer."""
+    """'auto' or a positive integer (the config checks the upper bound)."""
     if text == "auto":
         return text
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
+        return integer_argument(text, "steps_per_execution")
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"expected a positive integer or 'auto'; received {text!r}"
+        ) from None
+
+
+# How a config field's flag reads its text: by the field's annotation, or, for a field of any
+# other type, by its name (a new such field makes `add_arguments` fail until it is listed).
+_PARSING_BY_TYPE = {"int": {"type": int}, "float": {"type": float}, "str": {}}
+_PARSING_BY_FIELD = {
+    "hidden_units": {"type": hidden_units},
+    "likelihood_scale": {},  # the text: the config reads a number or "learned"
+    "data_dir": {},
+    "jit_compile": {"action": argparse.BooleanOptionalAction},  # absent: "auto"
+    "steps_per_execution": {"type": steps_per_execution},
+    "tensorboard": {"action": "store_true"},
+}
+
+
+def flag_fields(section: type) -> list[dataclasses.Field]:
+    """The fields of a config section that have a `keras-vae train` flag, in order."""
+    return [f for f in dataclasses.fields(section) if f.metadata["flag"] is not None]
+
+
+def shown_default(value, field: dataclasses.Field | None = None) -> str:
+    """A default as `--help` and the README show it: 400,200, on/off, or the field's words."""
+    if value is None and field is not None:
+        return field.metadata["default_text"]
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def flag_arguments(field: dataclasses.Field) -> dict:
+    """The `add_argument` keywords of a config field's flag (dest = the field's name)."""
+    annotation = getattr(field.type, "__name__", field.type)
+    parsing = _PARSING_BY_FIELD.get(field.name, _PARSING_BY_TYPE.get(annotation))
+    if parsing is None:
+        raise TypeError(
+            f"No parsing for the flag of `{field.name}` ({annotation}): add it to "
+            "keras_vae.cli.train._PARSING_BY_FIELD."
         )
-    return value
+    meaning = f"{field.metadata['help']} (default: {shown_default(field.default, field)})"
+    kwargs = {"dest": field.name, "default": field.default, **parsing}
+    kwargs["help"] = meaning.replace("%", "%%")  # argparse %-formats help
+    if field.metadata["choices"] is not None:
+        kwargs["choices"] = field.metadata["choices"]
+    return kwargs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = cfg.Config()
-    model, data, training, runtime = (
-        defaults.model,
-        defaults.data,
-        defaults.training,
-        defaults.runtime,
-    )
     parser.add_argument(
         "--output",
         "-o",
@@ -63,93 +107,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="start over in a RUN_DIR that holds another (or a finished) run: delete its "
-        "model.keras, metrics.json, config.json, backup/, logs/ and figures/ first",
+        help="start over in a RUN_DIR that holds another (or a finished) keras-vae run: "
+        "delete the files that run wrote (its .keras-vae-manifest.json lists them) first; "
+        "files keras-vae did not write are never touched",
     )
-    group = parser.add_argument_group("data")
-    group.add_argument(
-        "--dataset",
-        default=data.dataset,
-        help="'digits' (offline default), a TFDS name (mnist, fashion_mnist, "
-        "binarized_mnist, ...), a folder of MNIST IDX files, or an .npz file",
-    )
-    group.add_argument("--data-dir", default=None, help="TFDS data_dir")
-    group.add_argument(
-        "--binarization",
-        choices=cfg.BINARIZATIONS,
-        default=data.binarization,
-        help="binarize pixels for the Bernoulli likelihood",
-    )
-    group = parser.add_argument_group("model")
-    group.add_argument("--latent-dim", type=int, default=model.latent_dim)
-    group.add_argument("--architecture", choices=cfg.ARCHITECTURES, default=model.architecture)
-    group.add_argument(
-        "--hidden-units",
-        type=hidden_units,
-        default=None,
-        help="e.g. 500 or 400,200 (default: 400 for mlp, 32,64 for conv)",
-    )
-    group.add_argument("--activation", default=model.activation)
-    group.add_argument("--likelihood", choices=cfg.LIKELIHOODS, default=model.likelihood)
-    group.add_argument(
-        "--likelihood-scale",
-        default=model.likelihood_scale,
-        help="Gaussian standard deviation: a positive number or 'learned'",
-    )
-    group.add_argument("--estimator", choices=cfg.ESTIMATORS, default=model.estimator)
-    group.add_argument(
-        "--num-samples", type=int, default=model.num_samples, help="L, samples of z per datapoint"
-    )
-    group.add_argument("--beta", type=float, default=model.beta)
-    group.add_argument("--kl-warmup-steps", type=int, default=model.kl_warmup_steps)
-    group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=training.epochs)
-    group.add_argument(
-        "--batch-size", type=int, default=training.batch_size, help="global batch size"
-    )
-    group.add_argument("--learning-rate", type=float, default=training.learning_rate)
-    group.add_argument("--optimizer", choices=cfg.OPTIMIZERS, default=training.optimizer)
-    group.add_argument(
-        "--jit-compile",
-        action=argparse.BooleanOptionalAction,
-        default=training.jit_compile,
-        help="XLA-compile the train step (default: on with a GPU or TPU; on CPU for mlp, off "
-        "for conv; per replica under mirrored and multi_worker)",
-    )
-    group.add_argument(
-        "--steps-per-execution",
-        type=steps_per_execution,
-        default=training.steps_per_execution,
-        help="train steps per call into the compiled function, at most N: the largest divisor "
-        "of the steps per epoch up to N (with XLA and one replica, a block of steps in one "
-        "compiled loop); 'auto' (default) is 50, or 1 with several mirrored replicas "
-        "(keras-team/keras#19246)",
-    )
-    group = parser.add_argument_group("runtime")
-    group.add_argument("--seed", type=int, default=runtime.seed)
-    group.add_argument(
-        "--strategy",
-        choices=cfg.STRATEGIES,
-        default=runtime.strategy,
-        help="tf.distribute strategy: mirrored = all visible GPUs, multi_worker = "
-        "MultiWorkerMirroredStrategy from TF_CONFIG (run the same command on every worker), "
-        "auto = multi_worker if TF_CONFIG lists several workers, else mirrored with 2+ GPUs, "
-        "else one_device; --batch-size is the global batch",
-    )
-    group.add_argument(
-        "--mixed-precision",
-        choices=cfg.MIXED_PRECISION,
-        default=runtime.mixed_precision,
-        help="Keras mixed_float16 (with loss scaling) or mixed_bfloat16 policy; "
-        "distributions and losses stay float32",
-    )
-    group.add_argument(
-        "--tensorboard",
-        action="store_true",
-        help="log scalars (elbo, kl, reconstruction, learning rate) and images "
-        "(reconstructions, samples) every epoch to RUN_DIR/logs",
-    )
-    group.add_argument(
+    groups = {}
+    for name, section in cfg.SECTIONS.items():
+        groups[name] = parser.add_argument_group(name)
+        for field in flag_fields(section):
+            groups[name].add_argument(field.metadata["flag"], **flag_arguments(field))
+    groups["runtime"].add_argument(
         "--verbose",
         type=int,
         choices=(0, 1, 2),
@@ -160,54 +127,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> cfg.Config:
-    """The validated `Config` the flags describe (raises ValueError naming a bad flag)."""
-    return cfg.Config(
-        model=cfg.ModelConfig(
-            latent_dim=args.latent_dim,
-            architecture=args.architecture,
-            hidden_units=args.hidden_units,
-            activation=args.activation,
-            likelihood=args.likelihood,
-            likelihood_scale=args.likelihood_scale,
-            estimator=args.estimator,
-            num_samples=args.num_samples,
-            beta=args.beta,
-            kl_warmup_steps=args.kl_warmup_steps,
-        ),
-        data=cfg.DataConfig(
-            dataset=args.dataset, data_dir=args.data_dir, binarization=args.binarization
-        ),
-        training=cfg.TrainingConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            optimizer=args.optimizer,
-            jit_compile=args.jit_compile,
-            steps_per_execution=args.steps_per_execution,
-        ),
-        runtime=cfg.RuntimeConfig(
-            seed=args.seed,
-            strategy=args.strategy,
-            mixed_precision=args.mixed_precision,
-            tensorboard=args.tensorboard,
-        ),
-    )
+    """The validated `Config` the flags describe (raises ValueError naming a bad field)."""
+    sections = {
+        name: section(**{f.name: getattr(args, f.name) for f in flag_fields(section)})
+        for name, section in cfg.SECTIONS.items()
+    }
+    return cfg.Config(**sections)
+
+
+def flag_table() -> str:
+    """The README's Markdown table of `keras-vae train`'s flags, then the fields without one.
+
+    Made from the parser `add_arguments` builds and the config fields' metadata, as `--help`.
+    """
+    parser = argparse.ArgumentParser(prog="keras-vae train")
+    add_arguments(parser)
+    fields = {f.name: (name, f) for name, s in cfg.SECTIONS.items() for f in dataclasses.fields(s)}
+    rows = ["| flag | config key | default | meaning |", "| --- | --- | --- | --- |"]
+    for action in parser._actions:  # argparse lists its arguments nowhere public
+        if not action.option_strings or isinstance(action, argparse._HelpAction):
+            continue
+        flags = ", ".join(f"`{option}`" for option in action.option_strings)
+        if action.dest in fields:
+            name, field = fields[action.dest]
+            key, default = f"`{name}.{field.name}`", shown_default(field.default, field)
+            meaning = field.metadata["help"]
+        else:
+            key, meaning = "(command line only)", action.help
+            default = "required" if action.required else shown_default(action.default)
+        cells = (flags, key, default, meaning)
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    rows += ["", "Config fields without a flag, set from Python:", ""]
+    for name, section in cfg.SECTIONS.items():
+        for field in dataclasses.fields(section):
+            if field.metadata["flag"] is None:
+                rows.append(
+                    f"- `{name}.{field.name}` (`{section.__name__}({field.name}=...)`, default "
+                    f"{shown_default(field.default, field)}): {field.metadata['help']}. No flag: "
+                    f"{field.metadata['no_flag']}."
+                )
+    return "\n".join(rows) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from keras_vae import resume  # imports TensorFlow: after validation
-    from keras_vae.train import train_and_evaluate
+    from keras_vae import run_folder  # reads the folder only
+    from keras_vae.train import train_and_evaluate  # imports TensorFlow: after validation
 
-    status = resume.inspect_run_dir(args.output, config, overwrite=args.overwrite)
-    if status == resume.FINISHED:
+    plan = run_folder.prepare(args.output, config, overwrite=args.overwrite)
+    if plan.status == run_folder.FINISHED:
         print(
             f"{args.output} already holds this finished run; nothing to train "
             "(pass --overwrite to train it again).",
             file=sys.stderr,
         )
     metrics = train_and_evaluate(
-        config, args.output, verbose=args.verbose, overwrite=args.overwrite
+        config, args.output, verbose=args.verbose, overwrite=args.overwrite, plan=plan
     )
     summary = {k: v for k, v in metrics.items() if k != "history"}
     print(json.dumps(summary, indent=2))

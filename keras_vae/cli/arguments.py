@@ -1,0 +1,77 @@
+"""Arguments that several `keras-vae` subcommands share, and integer parsing for argparse.
+
+The ranges are `keras_vae.config.check_at_least`'s, so a flag and the config (or library call)
+behind it refuse the same values with the same words.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from keras_vae.config import MAX_SEED, check_at_least
+
+MAX_IMAGES = 10_000  # keras_vae.visualize.MAX_GRID_IMAGES, without importing TensorFlow
+
+
+def integer_argument(text: str, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """`text` as an integer from `minimum` to `maximum` (None: no upper bound), for argparse.
+
+    Raises:
+        argparse.ArgumentTypeError: with `check_at_least`'s message naming `name` (argparse
+            prefixes the flag), for text that is not an integer or one out of range.
+
+    Example:
+
+    >>> integer_argument("0", "N")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: Received an invalid value for `N`, expected an integer >= 1. \
+Received: N=0
+    """
+    try:
+        value: int | str = int(text)
+    except ValueError:
+        value = text  # not an integer: check_at_least refuses it, quoting it
+    try:
+        check_at_least(name, value, minimum, maximum=maximum)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
+def image_count(text: str) -> int:
+    """argparse type of `-n` of sample and reconstruct: an integer from 1 to `MAX_IMAGES`."""
+    return integer_argument(text, "N", 1, MAX_IMAGES)
+
+
+def add_run_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """The positional RUN_DIR of the commands that read a trained run."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `keras-vae train`")
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, use: str) -> None:
+    """--dataset and --data-dir of a command reading a held-out split; `use`: "evaluate on"."""
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help=f"{use} this dataset's held-out split (default: the run's own dataset); any form "
+        "train --dataset accepts",
+    )
+    parser.add_argument("--data-dir", default=None, help="TFDS data_dir for --dataset")
+
+
+def add_png_argument(parser: argparse.ArgumentParser) -> None:
+    """The required --out FILE.png of the commands that draw a picture."""
+    parser.add_argument(
+        "--out", required=True, metavar="FILE.png", help="the PNG to write (its folder must exist)"
+    )
+
+
+def add_seed_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """--seed, 0 to `MAX_SEED` like train's (the range is checked by the library call)."""
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help=f"seeds {what}, 0 to {MAX_SEED} (2**32 - 1, as for train; default 0)",
+    )
