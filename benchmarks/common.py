@@ -13,13 +13,11 @@ True
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -66,7 +64,6 @@ def cpu_model() -> str:
 def machine_info() -> dict[str, Any]:
     """CPU, core count, library versions and the XLA/oneDNN settings of this process."""
     import keras
-    import numpy as np
     import tensorflow as tf
 
     info = {
@@ -113,17 +110,12 @@ def load_average() -> list[float]:
 
 
 def write_json_atomically(path: Path, payload: Any) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it over `path`."""
+    """`keras_vae.atomic.write_json_atomically` into `path`'s folder (created), NaN as null."""
+    from keras_vae.atomic import finite_or_null
+    from keras_vae.atomic import write_json_atomically as write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write(path, finite_or_null(payload))
 
 
 class ResultsRun:
@@ -317,9 +309,10 @@ class TrainingState:
     """The resumable state of one configuration: every training variable + a progress dict.
 
     ``<directory>/<name>.npz`` holds the model's and optimizer's variables (seed generators
-    included, see `keras_vae.resume.training_variables`), ``<name>.json`` the progress (samples
-    seen, curve points, ...). Both are replaced atomically, JSON last, so a kill at any moment
-    leaves the previous consistent pair or the new one.
+    included) and the progress (samples seen, curve points, ...) in ONE file replaced
+    atomically, written and read by the same functions as `keras-vae train`'s backup
+    (`keras_vae.resume.save_state`, `restore_state`): a kill at any moment leaves the previous
+    state or the new one.
 
     Example:
 
@@ -331,47 +324,29 @@ class TrainingState:
     def __init__(self, directory: Path, name: str):
         self.directory = Path(directory)
         self.name = name
-        self.weights = self.directory / f"{name}.npz"
-        self.progress = self.directory / f"{name}.json"
+        self.path = self.directory / f"{name}.npz"
 
     def load_progress(self) -> dict[str, Any] | None:
-        if not self.progress.exists():
+        from keras_vae.resume import read_progress
+
+        if not self.path.exists():
             return None
-        return json.loads(self.progress.read_text())
+        return read_progress(self.path, fix="delete it", what="the benchmark state")["progress"]
 
     def save(self, model, progress: dict[str, Any]) -> None:
-        from keras_vae.resume import training_variables
+        from keras_vae.resume import save_state
 
         self.directory.mkdir(parents=True, exist_ok=True)
-        arrays = {f"v{i:04d}": v.numpy() for i, v in enumerate(training_variables(model))}
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.weights.name}.", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays)
-            os.replace(tmp, self.weights)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        write_json_atomically(self.progress, progress)
+        save_state(self.path, model, {"progress": progress})
 
     def restore(self, model) -> dict[str, Any] | None:
         """Load the saved variables into `model` (compiled); the progress, or None if new."""
-        from keras_vae.resume import training_variables
+        from keras_vae.resume import restore_state
 
-        progress = self.load_progress()
-        if progress is None:
+        if not self.path.exists():
             return None
-        model.optimizer.build(model.trainable_variables)
-        variables = training_variables(model)
-        with np.load(self.weights) as saved:
-            if len(saved.files) != len(variables):
-                raise ValueError(
-                    f"{self.weights} holds {len(saved.files)} variables, the model has "
-                    f"{len(variables)}: it belongs to another configuration; delete it."
-                )
-            for i, variable in enumerate(variables):
-                variable.assign(saved[f"v{i:04d}"])
-        return progress
+        fix = "it belongs to another configuration; delete it"
+        return restore_state(self.path, model, fix, what="the benchmark state")["progress"]
 
 
 def log_spaced_points(start: float, stop: float, per_decade: int = 4) -> list[int]:

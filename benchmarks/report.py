@@ -531,7 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.readme is None:
         print(tables)
         return 0
-    args.readme.write_text(splice(args.readme.read_text(), tables))
+    from keras_vae.atomic import write_atomically
+
+    write_atomically(args.readme, splice(args.readme.read_text(), tables))
     print("updated", args.readme)
     return 0
 

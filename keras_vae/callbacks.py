@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vae import visualize
-from keras_vae.resume import LOGS_DIR
+from keras_vae.run_folder import LOGS_DIR
 
 IMAGES_DIR = "images"  # under RUN_DIR/logs
 

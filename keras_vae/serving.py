@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from keras_vae.config import check_choice  # no TensorFlow: the client stays light
 from keras_vae.signatures import (
     DECODER,
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
@@ -96,13 +97,6 @@ def _invalid(name: str, expected: str, value: Any) -> ValueError:
     return ValueError(
         f"Received an invalid value for `{name}`, expected {expected}. Received: {name}={value!r}"
     )
-
-
-def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ValueError(
-            f"Unknown {name} {value!r}. Expected one of {list(allowed)}. Received: {name}={value!r}"
-        )
 
 
 def _is_int(value: Any) -> bool:
@@ -374,8 +368,8 @@ class ServingClient:
         rest_format: str = "columnar",
         max_samples_per_request: int = DEFAULT_MAX_SAMPLES_PER_REQUEST,
     ):
-        _check_choice("protocol", protocol, PROTOCOLS)
-        _check_choice("rest_format", rest_format, REST_FORMATS)
+        check_choice("protocol", protocol, PROTOCOLS)
+        check_choice("rest_format", rest_format, REST_FORMATS)
         self.host = _check_host(host)
         self.protocol = protocol
         self.rest_port = _check_int("rest_port", rest_port, 1, 65535)

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from keras_vae import resume, visualize
+from keras_vae import resume, run_folder, visualize
 from keras_vae.atomic import (
     finite_or_null,
     save_model_atomically,
@@ -31,7 +31,6 @@ from keras_vae.callbacks import training_callbacks
 from keras_vae.config import Config
 from keras_vae.data import DatasetInfo, Pipelines, make_pipelines
 from keras_vae.distribute import (
-    check_global_batch,
     check_same_on_all_workers,
     get_strategy,
     model_inputs,
@@ -47,12 +46,9 @@ from keras_vae.execution import (
 from keras_vae.model import VAE
 from keras_vae.precision import dtype_policy
 from keras_vae.progress import TrainingProgress
-from keras_vae.run_dir import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_metrics
+from keras_vae.replicas import check_global_batch
+from keras_vae.run_dir import load_metrics
 from keras_vae.validation import BlockValidation
-
-# What `--tensorboard` writes under RUN_DIR/logs (keras_vae.callbacks), listed in the manifest.
-LOG_FILES = f"{resume.LOGS_DIR}/**/events.out.tfevents.*"
-LOG_FOLDERS = tuple(f"{resume.LOGS_DIR}{sub}" for sub in ("", "/train", "/validation", "/images"))
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -190,6 +186,7 @@ def train_and_evaluate(
     callbacks: list[keras.callbacks.Callback] | None = None,
     overwrite: bool = False,
     strategy: tf.distribute.Strategy | None = None,
+    plan: run_folder.RunPlan | None = None,
 ) -> dict[str, Any]:
     """Train on `config.data`, evaluate on its held-out split and fill `run_dir`.
 
@@ -211,6 +208,9 @@ def train_and_evaluate(
         overwrite: delete a previous run's outputs in `run_dir` and start over. Default False.
         strategy: a `tf.distribute.Strategy` to use instead of `config.runtime.strategy`
             (e.g. a `TPUStrategy`, or `MirroredStrategy` over logical devices). Default None.
+        plan: what `keras_vae.run_folder.prepare(run_dir, config, overwrite)` decided, when
+            the caller has already asked (the CLI does, to print "finished"). Default None:
+            decided here.
 
     Distributed runs (see `keras_vae.distribute`): `config.training.batch_size` is the global
     batch, split over the replicas; every worker of a multi-worker run calls this function
@@ -219,10 +219,9 @@ def train_and_evaluate(
     Returns:
         The metrics written to `run_dir/metrics.json`.
     """
-    run_dir = Path(run_dir)
-    status = resume.inspect_run_dir(run_dir, config, overwrite=overwrite)
-    if status == resume.FINISHED:
-        return load_metrics(run_dir)
+    plan = plan or run_folder.prepare(run_dir, config, overwrite)  # reads only; may refuse
+    if plan.status == run_folder.FINISHED:
+        return load_metrics(plan.folder.root)
     # The first TensorFlow call: MultiWorkerMirroredStrategy must configure the runtime.
     strategy = strategy or get_strategy(config.runtime.strategy)
     keras.utils.set_random_seed(config.runtime.seed)
@@ -230,21 +229,21 @@ def train_and_evaluate(
     check_global_batch(strategy, batch_size)
     pipelines = make_pipelines(config.data, batch_size, config.runtime.seed)
     test_data, info = pipelines.test, pipelines.info
-    backup = resume.RunBackup(run_dir / resume.BACKUP_DIR)
+    backup = resume.RunBackup(plan.folder.backup)
     with dtype_policy(config.runtime.mixed_precision), strategy.scope():
         model = build_model(config, info)
-        initial_epoch = backup.restore(model) if status == resume.RESUME else 0
+        initial_epoch = backup.restore(model) if plan.status == run_folder.RESUME else 0
     check_same_on_all_workers(strategy, initial_epoch, "the epoch to resume from")
     # Every worker runs all that follows; only the chief's files land in run_dir. All
     # workers restored the chief's backup above; each now backs up into its own out_dir.
-    out_dir = worker_output_dir(run_dir, strategy)
-    backup.backup_dir = out_dir / resume.BACKUP_DIR
+    out = run_folder.RunFolder(worker_output_dir(plan.folder.root, strategy))
+    backup.backup_dir = out.backup
 
-    manifest = resume.take_run_dir(out_dir, overwrite)  # lists each file before it is written
+    manifest = plan.take(out.root)  # lists each file before it is written
     if config.runtime.tensorboard:
-        manifest.claim(LOG_FILES, folders=LOG_FOLDERS)
-    resume.remove_stale_temporaries(out_dir)
-    write_atomically(out_dir / CONFIG_FILE, config.to_json() + "\n")
+        manifest.claim(run_folder.LOG_FILES, folders=run_folder.LOG_FOLDERS)
+    resume.remove_stale_temporaries(out.root)
+    write_atomically(out.config, config.to_json() + "\n")
     feed = make_feed(model, pipelines, initial_epoch, config)
     if initial_epoch < config.training.epochs:  # else killed after the last backup
         validation = feed.fit_validation()
@@ -258,7 +257,7 @@ def train_and_evaluate(
             callbacks=[
                 *validation["callbacks"],  # first: it adds val_* to the epoch logs
                 *(callbacks or []),
-                *training_callbacks(out_dir, test_data, config.runtime.tensorboard),
+                *training_callbacks(out.root, test_data, config.runtime.tensorboard),
                 TrainingProgress(
                     feed.optimizer_steps, batch_size, config.training.epochs, _verbosity(verbose)
                 ),
@@ -287,13 +286,13 @@ def train_and_evaluate(
     }
     figures = visualize.render_figures(model, test_data, backup.history)
     manifest.claim(
-        MODEL_FILE,
-        METRICS_FILE,
-        *(f"{resume.FIGURES_DIR}/{name}" for name in figures),
-        folders=(resume.FIGURES_DIR,),
+        run_folder.MODEL_FILE,
+        run_folder.METRICS_FILE,
+        *(f"{run_folder.FIGURES_DIR}/{name}" for name in figures),
+        folders=(run_folder.FIGURES_DIR,),
     )
-    visualize.save_figures(figures, out_dir / resume.FIGURES_DIR)
-    save_model_atomically(model, out_dir / MODEL_FILE)
-    write_json_atomically(out_dir / METRICS_FILE, finite_or_null(metrics))
+    visualize.save_figures(figures, out.figures)
+    save_model_atomically(model, out.model)
+    write_json_atomically(out.metrics, finite_or_null(metrics))
     backup.delete()  # only now: a kill before this line resumes and rewrites the outputs
     return metrics

@@ -1,0 +1,226 @@
+"""A run directory's layout, and `prepare`: what training a config into it means, decided once.
+
+`RunFolder` knows every path of a run directory::
+
+    RUN_DIR/config.json            the resolved `Config` (enough to rerun)
+    RUN_DIR/model.keras            the trained VAE
+    RUN_DIR/metrics.json           train's (and evaluate's) results
+    RUN_DIR/figures/*.png          samples, reconstructions, learning curves, traversals
+    RUN_DIR/backup/state.npz       the training state while a run is unfinished (`resume`)
+    RUN_DIR/logs/...               TensorBoard event files (``--tensorboard``)
+    RUN_DIR/.keras-vae-manifest.json   what keras-vae wrote here (`keras_vae.ownership`)
+
+`prepare(run_dir, config, overwrite)` reads the folder (nothing is written) and returns a
+`RunPlan` whose status says what `train` does:
+
+- missing or empty: NEW;
+- a run this program wrote (its manifest) or an older keras-vae run with the same
+  ``config.json``: RESUME with a backup, FINISHED with ``model.keras`` + ``metrics.json`` and no
+  backup (nothing to do), NEW when it started but finished no epoch; a different config is
+  refused (`RunDirError` naming the differing keys) unless `overwrite`, which starts over after
+  deleting exactly the files the previous run listed in its manifest;
+- anything else (a folder of the user's): refused, `overwrite` included; nothing touched.
+
+`RunPlan.take` then claims the folder for writing (the manifest first).
+
+    >>> import tempfile
+    >>> from keras_vae.config import Config
+    >>> plan = prepare(Path(tempfile.mkdtemp()) / "run", Config())
+    >>> plan.status, plan.folder.model.name
+    ('new', 'model.keras')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from keras_vae import ownership
+from keras_vae.config import Config
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+BACKUP_DIR = "backup"
+STATE_FILE = "state.npz"
+LOGS_DIR = "logs"
+FIGURES_DIR = "figures"
+# What `--tensorboard` writes under RUN_DIR/logs (keras_vae.callbacks), listed in the manifest.
+LOG_FILES = f"{LOGS_DIR}/**/events.out.tfevents.*"
+LOG_FOLDERS = tuple(f"{LOGS_DIR}{sub}" for sub in ("", "/train", "/validation", "/images"))
+# The files a run of an older keras-vae (before manifests) wrote, adopted when it is resumed.
+LEGACY_RUN_FILES = (MODEL_FILE, METRICS_FILE, CONFIG_FILE, f"{BACKUP_DIR}/{STATE_FILE}")
+NEW, RESUME, FINISHED = "new", "resume", "finished"
+TRAIN_HINT = "pass the folder written by `keras-vae train --output RUN_DIR`"
+
+
+class RunDirError(ValueError):
+    """A run directory or the data given with it is unusable; the message says the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFolder:
+    """The paths of one run directory (see the module docstring).
+
+    Example:
+        >>> RunFolder(Path("runs/x")).backup_state
+        PosixPath('runs/x/backup/state.npz')
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(os.path.expanduser(str(self.root))))
+
+    @property
+    def model(self) -> Path:
+        return self.root / MODEL_FILE
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / METRICS_FILE
+
+    @property
+    def backup(self) -> Path:
+        return self.root / BACKUP_DIR
+
+    @property
+    def backup_state(self) -> Path:
+        return self.backup / STATE_FILE
+
+    @property
+    def logs(self) -> Path:
+        return self.root / LOGS_DIR
+
+    @property
+    def figures(self) -> Path:
+        return self.root / FIGURES_DIR
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / ownership.MANIFEST_FILE
+
+    def has_backup(self) -> bool:
+        return self.backup_state.is_file()
+
+    def is_finished(self) -> bool:
+        """Model and metrics written and no backup left: the run ended."""
+        return self.model.is_file() and self.metrics.is_file() and not self.has_backup()
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(old: Config, new: Config) -> list[str]:
+    """'section.key: old -> new' for every setting that differs.
+
+    Example:
+        >>> config_differences(Config(), Config.from_dict({"training": {"epochs": 3}}))
+        ['training.epochs: 10 -> 3']
+    """
+    before, after = _flatten(old.to_dict()), _flatten(new.to_dict())
+    return [f"{k}: {before[k]!r} -> {after[k]!r}" for k in sorted(after) if before[k] != after[k]]
+
+
+def _previous_config(path: Path, fix: str) -> Config:
+    try:
+        return Config.from_json(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as error:
+        message = " ".join(str(error).split())
+        raise RunDirError(f"Cannot read {path} ({message}); {fix}.") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What training into a run directory means (from `prepare`).
+
+    Attributes:
+        folder: the run directory's paths.
+        status: NEW, RESUME or FINISHED.
+        overwrite: start over, deleting the previous run's files (only with status NEW).
+    """
+
+    folder: RunFolder
+    status: str
+    overwrite: bool = False
+
+    def take(self, root: str | os.PathLike | None = None) -> ownership.Manifest:
+        """Claim the folder for writing: its manifest, created in a new folder; with
+        `overwrite`, the previous run's files deleted first.
+
+        Args:
+            root: the folder this process writes (a non-chief worker writes a temporary
+                one); default: the run directory.
+        """
+        root = Path(root) if root is not None else self.folder.root
+        target = RunFolder(root)
+        older_run = target.config.is_file() and not target.manifest.exists()
+        try:
+            manifest = ownership.Manifest.take(
+                root, "run", adopt=LEGACY_RUN_FILES if older_run else ()
+            )
+        except ownership.FolderNotOursError as error:
+            raise RunDirError(str(error)) from None
+        if self.overwrite:
+            manifest.remove_owned()
+        manifest.claim(CONFIG_FILE, f"{BACKUP_DIR}/{STATE_FILE}", folders=(BACKUP_DIR,))
+        return manifest
+
+
+def prepare(run_dir: str | os.PathLike, config: Config, overwrite: bool = False) -> RunPlan:
+    """Decide, reading only, what training `config` into `run_dir` means (module docstring).
+
+    Raises:
+        RunDirError: `run_dir` is not ours to write (a file, not writable, a folder of the
+            user's whatever `overwrite` says) or holds another run; nothing is written.
+    """
+    folder = RunFolder(Path(run_dir))
+    root = folder.root
+    try:
+        ownership.check_writable_folder(root, "run")
+        manifest = ownership.Manifest.read(root, "run") if root.is_dir() else None
+    except ownership.FolderNotOursError as error:
+        raise RunDirError(str(error)) from None
+    foreign = [] if manifest else ownership.foreign_entries(root, "run")
+    if not root.exists() or (manifest is None and not foreign):
+        return RunPlan(folder, NEW, overwrite)
+    fix = "pass --overwrite to start over, or choose another --output"
+    if manifest is None:  # not written by this program; only an older run of the same config
+        previous = None
+        if folder.config.is_file():
+            with contextlib.suppress(RunDirError):
+                previous = _previous_config(folder.config, fix)
+        if previous is None or config_differences(previous, config):
+            raise RunDirError(str(ownership.not_ours_error(root, "run", foreign)))
+    elif overwrite:
+        return RunPlan(folder, NEW, overwrite)
+    if not folder.config.is_file():
+        if folder.has_backup():
+            raise RunDirError(f"{root} holds a training backup but no {CONFIG_FILE}; {fix}.")
+        return RunPlan(folder, NEW, overwrite)
+    differences = config_differences(_previous_config(folder.config, fix), config)
+    if differences:
+        state = "an unfinished run (with a backup)" if folder.has_backup() else "a run"
+        raise RunDirError(
+            f"{root} holds {state} with a different config ({'; '.join(differences)}); "
+            f"rerun with the same flags to continue it, {fix}."
+        )
+    if folder.has_backup():
+        return RunPlan(folder, RESUME, overwrite)
+    if folder.is_finished():
+        return RunPlan(folder, FINISHED, overwrite)
+    return RunPlan(folder, NEW, overwrite)
