@@ -1,9 +1,24 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures: the real datasets, and runs of the real train job made once per test
+session (a tiny one on the bundled digits, one on 2,048 MNIST images) with one export of the
+MNIST run. Treat the session fixtures as read-only: `shutil.copytree` a run (or take
+`run_copy`) before changing anything inside; export into folders of your own."""
 
 import os
 import pathlib
+import shutil
 
+import numpy as np
 import pytest
+from helpers import (
+    BATCH_SIZE,
+    EPOCHS,
+    HIDDEN_UNITS,
+    LATENT_DIM,
+    SEED,
+    TEST_EXAMPLES,
+    TRAIN_EXAMPLES,
+    train_run,
+)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -29,20 +44,57 @@ def shared_data_dir() -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def tiny_run_dir(tmp_path_factory) -> pathlib.Path:
-    """A finished run of the real train job on the bundled 8x8 digits (2 epochs, latent 2).
+    """A finished run of the real train job on the bundled 8x8 digits (2 epochs, latent 2)."""
+    config = {
+        "model": {"latent_dim": 2, "hidden_units": [16]},
+        "training": {"epochs": 2, "batch_size": 64},
+    }
+    return train_run(tmp_path_factory.mktemp("tiny_run"), config)
 
-    Shared by the tests of commands that read a run; treat it as read-only and
-    `shutil.copytree` it before changing anything inside.
-    """
-    from keras_vae.config import Config
-    from keras_vae.train import train_and_evaluate
 
-    config = Config.from_dict(
-        {
-            "model": {"latent_dim": 2, "hidden_units": [16]},
-            "training": {"epochs": 2, "batch_size": 64},
-        }
+@pytest.fixture
+def run_copy(tiny_run_dir, tmp_path) -> pathlib.Path:
+    """A private copy of `tiny_run_dir` (8x8, Bernoulli, latent 2), free to change or damage."""
+    return pathlib.Path(shutil.copytree(tiny_run_dir, tmp_path / "run"))
+
+
+@pytest.fixture(scope="session")
+def mnist_run(tmp_path_factory, shared_data_dir) -> pathlib.Path:
+    """A run of the real train job fitted for 2 epochs on the first 2,048 MNIST training
+    images (held out: the first 512 test images), latent 20, one hidden layer of 128."""
+    from keras_vae.data import load_splits
+
+    splits = load_splits(str(shared_data_dir / "mnist"))
+    folder = tmp_path_factory.mktemp("mnist_run")
+    dataset = folder / f"mnist_{TRAIN_EXAMPLES}.npz"
+    np.savez(
+        dataset,
+        x_train=splits["train"].images[:TRAIN_EXAMPLES],
+        x_test=splits["test"].images[:TEST_EXAMPLES],
     )
-    run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
-    train_and_evaluate(config, run_dir, verbose=0)
-    return run_dir
+    config = {
+        "model": {"latent_dim": LATENT_DIM, "hidden_units": list(HIDDEN_UNITS)},
+        "data": {"dataset": str(dataset)},
+        "training": {"epochs": EPOCHS, "batch_size": BATCH_SIZE},
+        "runtime": {"seed": SEED},
+    }
+    return train_run(folder, config)
+
+
+@pytest.fixture(scope="session")
+def mnist_model(mnist_run):
+    """The `VAE` saved in `mnist_run`: the reference every export of it is compared with."""
+    from keras_vae.run_dir import load_model
+
+    return load_model(mnist_run)
+
+
+@pytest.fixture(scope="session")
+def mnist_export(mnist_run, tmp_path_factory) -> pathlib.Path:
+    """`export_run(mnist_run, OUT, tflite=True)`: OUT holds version 1 (SavedModels, LiteRT
+    files, export.json). Read-only; versioning tests export into folders of their own."""
+    from keras_vae.export import export_run
+
+    out = tmp_path_factory.mktemp("export") / "export"
+    export_run(mnist_run, out, tflite=True)
+    return out

@@ -1,33 +1,63 @@
-"""Recurring checks shared by the test modules: save/load and config round trips, Monte Carlo
-standard errors, one-line CLI errors.
+"""Recurring checks shared by the test modules: save/load and config round trips, export parity,
+Monte Carlo standard errors, one-line CLI errors and "exit 2 and nothing changed".
+
+The fixtures themselves (a tiny digits run, one MNIST run, its model and one export) live in
+conftest.py; the constants of the MNIST run are here, for the tests that check shapes.
 
 Example:
 
     >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))     # doctest: +SKIP
     >>> assert_save_load_round_trip(vae, x, tmp_path)                   # doctest: +SKIP
+    >>> assert_exit_2_and_unchanged(["sample", "run", "-n", "0"], [tmp_path], capsys, "-n")
+    ...                                                                 # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import pathlib
 import re
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import keras
 import numpy as np
+
+# The `mnist_run` fixture (conftest.py): a VAE fitted for two epochs on 2,048 MNIST images.
+LATENT_DIM = 20  # the default, so the serving README's literal 20-number examples fit
+HIDDEN_UNITS = (128,)
+TRAIN_EXAMPLES = 2048
+TEST_EXAMPLES = 512
+EPOCHS = 2
+BATCH_SIZE = 128
+SEED = 0
 
 # Lines TensorFlow's C++ runtime prints to stderr on import, whatever TF_CPP_MIN_LOG_LEVEL says.
 _TF_LOG_LINE = re.compile(
     r"^([IWEF]\d{4} |WARNING: All log messages before absl|To enable the following instructions)"
 )
+_CLI_ERROR = re.compile(r"^keras-vae( \w+)?: error: ")
 
 
+# ---------------------------------------------------------------------------- numbers
 def standard_error(draws: np.ndarray, axis: int = 0) -> np.ndarray:
     """Standard error of the mean of i.i.d. `draws` along `axis` (ddof=1)."""
     draws = np.asarray(draws, np.float64)
     return np.std(draws, axis=axis, ddof=1) / math.sqrt(draws.shape[axis])
 
 
+def rng_inputs(vae, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """x uniform in [0, 1] shaped like the data and z ~ N(0, I), float32, from one seed."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=(batch, *vae.data_shape)).astype(np.float32)
+    z = rng.standard_normal((batch, vae.latent_dim)).astype(np.float32)
+    return x, z
+
+
+# ---------------------------------------------------------------------------- models
 def numpy_outputs(vae, x: np.ndarray, z: np.ndarray, seed: int = 7) -> dict[str, np.ndarray]:
     """Everything a VAE's inference API returns for `x` and latent codes `z`, as NumPy."""
     z_mean, z_stddev = vae.encode(x)
@@ -46,6 +76,8 @@ def assert_save_load_round_trip(vae, x: np.ndarray, directory: pathlib.Path):
 
     Returns the reloaded model.
     """
+    import keras
+
     path = pathlib.Path(directory) / "m.keras"
     vae.save(path)
     loaded = keras.saving.load_model(path)
@@ -75,6 +107,27 @@ def assert_config_round_trip(vae, x: np.ndarray):
     return clone
 
 
+# ---------------------------------------------------------------------------- exports
+def keras_reference(vae, x: np.ndarray | None = None, z: np.ndarray | None = None) -> dict:
+    """What an export must serve: the Keras model's z_mean and z_stddev of `x`, x_mean of `z`."""
+    expected = {}
+    if x is not None:
+        expected["z_mean"], expected["z_stddev"] = (np.asarray(t) for t in vae.encode(x))
+    if z is not None:
+        expected["x_mean"] = np.asarray(vae.decode(z))
+    return expected
+
+
+def assert_export_parity(got: Mapping[str, Any], expected: Mapping[str, Any], atol: float):
+    """Every output in `expected` (e.g. `keras_reference`) is in `got` (what a SavedModel
+    signature, a LiteRT runner or a served request returned) within `atol`, rtol 0."""
+    for name, value in expected.items():
+        np.testing.assert_allclose(
+            np.asarray(got[name]), np.asarray(value), rtol=0, atol=atol, err_msg=name
+        )
+
+
+# ---------------------------------------------------------------------------- the commands
 def error_lines(stderr: str) -> list[str]:
     """The non-empty stderr lines that are not TensorFlow's C++ start-up log."""
     return [line for line in stderr.splitlines() if line.strip() and not _TF_LOG_LINE.match(line)]
@@ -85,17 +138,87 @@ def assert_one_line_error(stderr: str, *fragments: str) -> str:
     lines = error_lines(stderr)
     assert len(lines) == 1, f"expected one error line, got {lines}"
     line = lines[0]
-    assert re.match(r"^keras-vae( \w+)?: error: ", line), line
+    assert _CLI_ERROR.match(line), line
     for fragment in fragments:
         assert fragment in line, f"{fragment!r} not in {line!r}"
     return line
 
 
-def tree_listing(path: pathlib.Path) -> list[tuple[str, int]]:
-    """(relative path, size) of everything under `path`, to prove a command wrote nothing."""
-    path = pathlib.Path(path)
-    if not path.exists():
-        return []
-    return sorted(
-        (str(p.relative_to(path)), p.stat().st_size if p.is_file() else -1) for p in path.rglob("*")
+def tree_digest(
+    folder: pathlib.Path, *, modes: bool = False, skip_prefix: str | None = None
+) -> dict[str, Any] | None:
+    """Every path under `folder` -> sha256 of its bytes (None for a folder), to prove that a
+    command wrote, deleted or changed nothing; None when `folder` does not exist.
+
+    Args:
+        folder: the folder to digest.
+        modes: also record each path's mode (`key + ":mode"`). Default False.
+        skip_prefix: leave out the top-level entries whose names start with it (and all
+            below them). Default None.
+    """
+    folder = pathlib.Path(folder)
+    if not folder.exists():
+        return None
+    digest: dict[str, Any] = {}
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        if skip_prefix is not None and key.startswith(skip_prefix):
+            continue
+        digest[key] = None if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        if modes:
+            digest[key + ":mode"] = oct(path.stat().st_mode)
+    return digest
+
+
+def assert_exit_2_and_unchanged(
+    argv: Sequence[Any], folders: Sequence[pathlib.Path], capsys, *fragments: str
+) -> str:
+    """`keras-vae ARGV` (in this process) exits 2, prints nothing on stdout and exactly one
+    line on stderr, ``keras-vae[ CMD]: error: ...`` holding `fragments`, and leaves every one
+    of `folders` as it was: the same paths, bytes and modes. Returns the error line."""
+    from keras_vae.cli import main
+
+    argv = [str(arg) for arg in argv]
+    before = [tree_digest(folder, modes=True) for folder in folders]
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2, (argv, code, captured.err[-500:])
+    assert captured.out == "", (argv, captured.out[-500:])
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and captured.err.endswith("\n"), (argv, lines)
+    line = assert_one_line_error(captured.err, *fragments)
+    assert [tree_digest(folder, modes=True) for folder in folders] == before, argv
+    return line
+
+
+def run_command(
+    command: Sequence[str], *, timeout: float = 300, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `command` with TF's C++ logging kept quiet (`env` adds or replaces variables)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run(
+        [str(part) for part in command], capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+def run_python(code: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -c code args...` with this interpreter; TF's C++ logging kept quiet."""
+    return run_command([sys.executable, "-c", code, *args], timeout=timeout)
+
+
+def console_script(name: str = "keras-vae") -> pathlib.Path:
+    """An installed console script beside this interpreter (`keras-vae`, `saved_model_cli`)."""
+    script = pathlib.Path(sys.executable).parent / name
+    assert script.is_file(), f"{name} not found beside {sys.executable}"
+    return script
+
+
+# ---------------------------------------------------------------------------- runs
+def train_run(folder: pathlib.Path, config: Mapping[str, Any]) -> pathlib.Path:
+    """`folder/run` written by the real `train_and_evaluate` for `Config.from_dict(config)`."""
+    from keras_vae.config import Config
+    from keras_vae.train import train_and_evaluate
+
+    run_dir = pathlib.Path(folder) / "run"
+    train_and_evaluate(Config.from_dict(config), run_dir, verbose=0)
+    return run_dir

@@ -4,13 +4,10 @@ watched folder byte-identical (the output folders never created)."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
-from pathlib import Path
 
 import pytest
-
-from keras_vae.cli import main
+from helpers import assert_exit_2_and_unchanged
 
 HUGE = "9" * 30  # above every bound: int64, seeds, counts, sizes
 WRONG_TYPE = ["abc", "", "1.5", "1e3", "0x10", "NaN"]
@@ -54,15 +51,6 @@ def grid(flags: dict[str, list[str]]) -> list[tuple[str, str]]:
     return [(flag, value) for flag, values in flags.items() for value in values]
 
 
-def digest(folder: Path) -> dict[str, str | None]:
-    return {
-        str(p.relative_to(folder)): None
-        if p.is_dir()
-        else hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-    }
-
-
 @pytest.fixture(scope="module")
 def workspace(tiny_run_dir, tmp_path_factory):
     """A copy of a finished run and the places the commands would write to, all watched."""
@@ -74,15 +62,7 @@ def workspace(tiny_run_dir, tmp_path_factory):
 
 def assert_refused(argv: list[str], workspace, capsys) -> None:
     root, _ = workspace
-    before = digest(root)
-    code = main(argv)
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert code == 2, (argv, captured.err[-500:])
-    assert len(lines) == 1, (argv, lines)
-    assert "error" in lines[0]
-    assert captured.out == "", argv
-    assert digest(root) == before, argv
+    assert_exit_2_and_unchanged(argv, [root], capsys, "error")
 
 
 @pytest.mark.parametrize(("flag", "value"), grid({**TRAIN_INTEGERS, **TRAIN_FLOATS}))

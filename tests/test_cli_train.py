@@ -11,7 +11,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from helpers import assert_one_line_error
+from helpers import assert_exit_2_and_unchanged, assert_one_line_error
 
 from keras_vae import __version__
 from keras_vae.cli import build_parser, main
@@ -94,21 +94,13 @@ BAD_DATA = {
 }
 
 
-def run_main(argv, capsys) -> tuple[int, str, str]:
-    code = main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.mark.parametrize("name", list(BAD_FLAGS))
 def test_bad_flags_fail_with_one_line_and_write_nothing(name, tmp_path, capsys):
     extra, fragments = BAD_FLAGS[name]
     output = tmp_path / "run"
     argv = ["train", "--dataset", "digits", "--epochs", "1"]
     argv += ["--output", str(output)] + extra if extra is not None else []
-    code, _, err = run_main(argv, capsys)
-    assert code == 2
-    assert_one_line_error(err, *fragments)
+    assert_exit_2_and_unchanged(argv, [tmp_path], capsys, *fragments)
     assert not output.exists()
 
 
@@ -117,20 +109,16 @@ def test_missing_or_corrupt_data_fails_with_one_line_and_writes_nothing(name, tm
     make_dataset, fragments = BAD_DATA[name]
     dataset = make_dataset(tmp_path)
     output = tmp_path / "run"
-    code, _, err = run_main(["train", "--dataset", dataset, "--output", str(output)], capsys)
-    assert code == 2
-    assert_one_line_error(err, "keras-vae train: error:", *fragments)
+    argv = ["train", "--dataset", dataset, "--output", output]
+    assert_exit_2_and_unchanged(argv, [tmp_path], capsys, "keras-vae train: error:", *fragments)
     assert not output.exists()
 
 
 def test_failed_run_leaves_an_existing_run_dir_unchanged(tmp_path, capsys):
     output = tmp_path / "run"
     output.mkdir()  # empty: a folder train may write into, but bad data stops it first
-    code, _, err = run_main(
-        ["train", "--dataset", corrupt_npz(tmp_path), "--output", str(output)], capsys
-    )
-    assert code == 2
-    assert_one_line_error(err, "corrupt.npz")
+    argv = ["train", "--dataset", corrupt_npz(tmp_path), "--output", output]
+    assert_exit_2_and_unchanged(argv, [output], capsys, "corrupt.npz")
     assert list(output.iterdir()) == []  # not even the manifest
 
 

@@ -1,37 +1,23 @@
 """`keras-vae evaluate RUN_DIR`: the JSON it prints, what it adds to metrics.json, bad input."""
 
-import hashlib
 import json
 import math
 import os
-import pathlib
-import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error
+from helpers import (
+    assert_exit_2_and_unchanged,
+    assert_one_line_error,
+    run_command,
+    tree_digest,
+)
 
 import keras_vae.evaluate as evaluate_module
 from keras_vae.cli import main
 from keras_vae.evaluate import HEADLINE_KEYS, estimate_log_likelihood, evaluate_run
 from keras_vae.run_dir import load_model, load_run, load_test_split
-
-
-@pytest.fixture
-def run_copy(tiny_run_dir, tmp_path):
-    """A private copy of the shared trained digits run (8x8, Bernoulli, latent 2)."""
-    return pathlib.Path(shutil.copytree(tiny_run_dir, tmp_path / "run"))
-
-
-def tree_digest(root: pathlib.Path) -> dict[str, str]:
-    """sha256 of every file (and the names of every folder) under `root`."""
-    digest = {}
-    for path in sorted(root.rglob("*")):
-        relative = str(path.relative_to(root))
-        digest[relative] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "/"
-    return digest
 
 
 def run_cli(capsys, *argv):
@@ -217,14 +203,8 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(case, run_copy, tmp
             "too_large_chunk_size": "in [1, 1000000]. Received: chunk_size=1000001",
             "too_large_step": "pass a smaller --chunk-size or --batch-size",
         }[case]
-    roots = [run_copy, data]
-    before = [tree_digest(root) for root in roots]
-    code, out, err = run_cli(capsys, target, *extra, "--verbose", 0)
-    assert code == 2
-    assert out == ""
-    assert err.count("\n") == 1 and err.startswith("keras-vae"), err
-    assert expected in err, err
-    assert [tree_digest(root) for root in roots] == before
+    argv = ["evaluate", target, *extra, "--verbose", 0]
+    assert_exit_2_and_unchanged(argv, [run_copy, data], capsys, expected)
     assert not (tmp_path / "no_such_run").exists()
 
 
@@ -232,14 +212,7 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(case, run_copy, tmp
 def test_console_entry_point_in_a_subprocess(run_copy):
     """The installed command path end to end: JSON on stdout, exit 0; bad k: exit 2."""
     command = [sys.executable, "-m", "keras_vae.cli", "evaluate", str(run_copy)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(
-        [*command, "-k", "20", "--max-examples", "50"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    done = run_command([*command, "-k", "20", "--max-examples", "50"])
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["num_examples"] == 50 and result["test_log_likelihood_k"] == 20
@@ -250,9 +223,7 @@ def test_console_entry_point_in_a_subprocess(run_copy):
     assert entry["test_log_likelihood"] == result["test_log_likelihood"]
 
     before = tree_digest(run_copy)
-    bad = subprocess.run(
-        [*command, "-k", "0"], capture_output=True, text=True, timeout=300, env=env
-    )
+    bad = run_command([*command, "-k", "0"])
     assert bad.returncode == 2 and bad.stdout == ""
     errors = [line for line in bad.stderr.splitlines() if line.startswith("keras-vae")]
     assert errors == [bad.stderr.splitlines()[-1]] and "importance_samples=0" in errors[0]
@@ -298,12 +269,11 @@ def test_unwritable_run_is_refused_before_computing(denied, run_copy, monkeypatc
     monkeypatch.setattr(evaluate_module, "estimate_log_likelihood", spy)
     deny_writes(monkeypatch, run_copy if denied == "folder" else run_copy / "metrics.json")
     before = tree_digest(run_copy)
-    code, out, err = run_cli(capsys, run_copy, "-k", 2, "--max-examples", 3, "--verbose", 0)
-    assert code == 2 and out == ""
-    line = assert_one_line_error(err, "Cannot write", str(run_copy), "--no-write", "permission")
+    argv = ["evaluate", run_copy, "-k", 2, "--max-examples", 3, "--verbose", 0]
+    fragments = ("Cannot write", str(run_copy), "--no-write", "permission")
+    line = assert_exit_2_and_unchanged(argv, [run_copy], capsys, *fragments)
     assert "fix the permissions" in line
     assert spy.calls == 0  # refused before computing anything
-    assert tree_digest(run_copy) == before
 
     # --no-write (write_metrics=False): no check, the result is printed, nothing is written
     code, out, err = run_cli(

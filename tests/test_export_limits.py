@@ -5,15 +5,13 @@ export, recorded in export.json); a larger request is refused before anything is
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_exit_2_and_unchanged, console_script, run_command
 
 from keras_vae.cli import main
 from keras_vae.export import export_run
@@ -61,8 +59,7 @@ def test_default_cap_is_ten_thousand(tiny_run_dir, tmp_path):
 @pytest.mark.slow
 def test_saved_model_cli_is_refused_above_the_cap(capped, tmp_path):
     """As TF Serving runs it: a process with only TensorFlow, through `saved_model_cli run`."""
-    cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
-    assert cli, "saved_model_cli comes with TensorFlow"
+    cli = console_script("saved_model_cli")  # it comes with TensorFlow
     np.save(tmp_path / "seed.npy", np.int32(3))
 
     def run(n: int) -> subprocess.CompletedProcess:
@@ -73,8 +70,7 @@ def test_saved_model_cli_is_refused_above_the_cap(capped, tmp_path):
             "--inputs", f"num_samples={tmp_path / 'n.npy'};seed={tmp_path / 'seed.npy'}",
             "--outdir", str(tmp_path / f"out{n}"),
         ]  # fmt: skip
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+        return run_command(command, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
 
     refused = run(CAP + 1)
     assert refused.returncode != 0
@@ -87,12 +83,9 @@ def test_saved_model_cli_is_refused_above_the_cap(capped, tmp_path):
 @pytest.mark.parametrize("value", ["0", "-1", str(2**31), "1e3", "nan", "ten"])
 def test_cli_refuses_bad_caps_before_writing(tiny_run_dir, tmp_path, capsys, value):
     out = tmp_path / "export"
-    code = main(
-        ["export", str(tiny_run_dir), "--out", str(out), "--max-samples-per-request", value]
-    )
-    assert code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "max-samples-per-request" in err[0].replace("_", "-"), err
+    argv = ["export", tiny_run_dir, "--out", out, "--max-samples-per-request", value]
+    line = assert_exit_2_and_unchanged(argv, [tiny_run_dir, tmp_path], capsys)
+    assert "max-samples-per-request" in line.replace("_", "-"), line
     assert not out.exists()
 
 

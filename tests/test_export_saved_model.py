@@ -4,20 +4,18 @@ clear errors for bad inputs."""
 from __future__ import annotations
 
 import json
-import os
-import pathlib
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_helpers import (
+from helpers import (
     LATENT_DIM,
-    exported,
-    mnist_model,
-    mnist_run,
+    assert_export_parity,
+    console_script,
+    keras_reference,
     rng_inputs,
+    run_command,
     run_python,
 )
 
@@ -27,43 +25,32 @@ TOL = 1e-5  # float32 parity required by the issue
 
 
 @pytest.fixture(scope="module")
-def vae(tmp_path_factory, shared_data_dir):
-    return mnist_model(tmp_path_factory, shared_data_dir)
-
-
-@pytest.fixture(scope="module")
-def out(tmp_path_factory, shared_data_dir):
-    return exported(tmp_path_factory, shared_data_dir)
-
-
-@pytest.fixture(scope="module")
-def loaded(out):
+def loaded(mnist_export):
     return {
-        "encoder": tf.saved_model.load(str(out / "encoder" / "1")),
-        "decoder": tf.saved_model.load(str(out / "decoder" / "1")),
+        "encoder": tf.saved_model.load(str(mnist_export / "encoder" / "1")),
+        "decoder": tf.saved_model.load(str(mnist_export / "decoder" / "1")),
     }
 
 
-def test_the_fixture_model_is_trained(vae, tmp_path_factory, shared_data_dir):
+def test_the_fixture_model_is_trained(mnist_run):
     """The export is of a model that learned something: its ELBO improved while training."""
-    run_dir = mnist_run(tmp_path_factory, shared_data_dir)
-    elbo = json.loads((run_dir / "metrics.json").read_text())["history"]["elbo"]
+    elbo = json.loads((mnist_run / "metrics.json").read_text())["history"]["elbo"]
     assert elbo[-1] > elbo[0] + 50  # nats per image; the first epochs gain hundreds
 
 
-def test_layout_is_tf_serving_model_base_paths(out):
+def test_layout_is_tf_serving_model_base_paths(mnist_export):
     for name in ("encoder", "decoder"):
-        assert sorted(p.name for p in (out / name).iterdir()) == ["1"]
-        version = out / name / "1"
+        assert sorted(p.name for p in (mnist_export / name).iterdir()) == ["1"]
+        version = mnist_export / name / "1"
         assert (version / "saved_model.pb").is_file()
         assert (version / "variables" / "variables.index").is_file()
-    assert not list(out.glob(".tmp-export-*")), "the staging folder must be gone"
+    assert not list(mnist_export.glob(".tmp-export-*")), "the staging folder must be gone"
 
 
-def test_signatures_are_exactly_the_documented_ones(out, vae):
-    shape = [-1, *vae.data_shape]
-    encoder = saved_model_signatures(out / "encoder" / "1")
-    decoder = saved_model_signatures(out / "decoder" / "1")
+def test_signatures_are_exactly_the_documented_ones(mnist_export, mnist_model):
+    shape = [-1, *mnist_model.data_shape]
+    encoder = saved_model_signatures(mnist_export / "encoder" / "1")
+    decoder = saved_model_signatures(mnist_export / "decoder" / "1")
     f32 = "float32"
     assert encoder == {
         "serving_default": {
@@ -88,9 +75,9 @@ def test_signatures_are_exactly_the_documented_ones(out, vae):
     assert sorted(decoder) == ["sample", "serving_default"]
 
 
-def test_export_json_records_run_signatures_and_checks(out, tmp_path_factory, shared_data_dir):
-    run_dir = mnist_run(tmp_path_factory, shared_data_dir)
-    record = json.loads((out / "export.json").read_text())
+def test_export_json_records_run_signatures_and_checks(mnist_export, mnist_run):
+    run_dir = mnist_run
+    record = json.loads((mnist_export / "export.json").read_text())
     assert record["version"] == 1
     assert record["run_dir"] == str(run_dir.resolve())
     assert record["run_config"] == json.loads((run_dir / "config.json").read_text())
@@ -99,27 +86,25 @@ def test_export_json_records_run_signatures_and_checks(out, tmp_path_factory, sh
     for name in ("encoder", "decoder"):
         info = record["models"][name]
         assert info["path"] == f"{name}/1"
-        assert info["signatures"] == saved_model_signatures(out / name / "1")
+        assert info["signatures"] == saved_model_signatures(mnist_export / name / "1")
         assert all(0 <= e <= TOL for e in info["max_abs_error"].values())
     assert [h["version"] for h in record["history"]] == [1]
     assert record["tflite"]["version"] == 1
 
 
-def test_outputs_equal_keras(loaded, vae):
+def test_outputs_equal_keras(loaded, mnist_model):
     for batch in (1, 7):  # two batch sizes, as Keras's own export tests do
-        x, z = rng_inputs(vae, batch, seed=batch)
+        x, z = rng_inputs(mnist_model, batch, seed=batch)
         encoded = loaded["encoder"].signatures["serving_default"](x=tf.constant(x))
-        z_mean, z_stddev = vae.encode(x)
-        np.testing.assert_allclose(encoded["z_mean"], z_mean, rtol=0, atol=TOL)
-        np.testing.assert_allclose(encoded["z_stddev"], z_stddev, rtol=0, atol=TOL)
+        assert_export_parity(encoded, keras_reference(mnist_model, x=x), TOL)
         decoded = loaded["decoder"].signatures["serving_default"](z=tf.constant(z))
-        np.testing.assert_allclose(decoded["x_mean"], vae.decode(z), rtol=0, atol=TOL)
+        assert_export_parity(decoded, keras_reference(mnist_model, z=z), TOL)
         assert decoded["x_mean"].shape == (batch, 28, 28)
         assert float(tf.reduce_min(decoded["x_mean"])) >= 0
         assert float(tf.reduce_max(decoded["x_mean"])) <= 1  # Bernoulli probabilities
 
 
-def test_sample_is_a_pure_function_of_the_seed_and_decodes_with_keras(loaded, vae):
+def test_sample_is_a_pure_function_of_the_seed_and_decodes_with_keras(loaded, mnist_model):
     sample = loaded["decoder"].signatures["sample"]
 
     def draw(n, seed):
@@ -132,7 +117,7 @@ def test_sample_is_a_pure_function_of_the_seed_and_decodes_with_keras(loaded, va
     # The documented generator: tf.random.stateless_normal with seed [seed, 0].
     expected_z = tf.random.stateless_normal([6, LATENT_DIM], seed=[3, 0])
     np.testing.assert_array_equal(first["z"], expected_z)
-    np.testing.assert_allclose(first["x_mean"], vae.decode(first["z"]), rtol=0, atol=TOL)
+    np.testing.assert_allclose(first["x_mean"], mnist_model.decode(first["z"]), rtol=0, atol=TOL)
     assert draw(0, 1)["z"].shape == (0, LATENT_DIM)
 
 
@@ -148,52 +133,47 @@ def test_sample_draws_standard_normal_z(loaded):
     assert abs(z.var() - 1) < 5 * np.sqrt(2 / n)
 
 
-BAD_ENCODER_INPUTS = {
-    "wrong rank, same size": np.zeros((2, 784), np.float32),
-    "wrong width": np.zeros((2, 28, 27), np.float32),
-    "extra channel axis": np.zeros((2, 28, 28, 1), np.float32),
-    "no batch axis": np.zeros((28, 28), np.float32),
-    "float64": np.zeros((2, 28, 28), np.float64),
-    "int32": np.zeros((2, 28, 28), np.int32),
+SHAPE_OR_DTYPE = r"shape|expected to be a float"
+# What each signature refuses: {kind: {case: (inputs, pattern of the InvalidArgumentError)}}.
+BAD_INPUTS = {
+    "encoder": {
+        "wrong rank, same size": ({"x": np.zeros((2, 784), np.float32)}, SHAPE_OR_DTYPE),
+        "wrong width": ({"x": np.zeros((2, 28, 27), np.float32)}, SHAPE_OR_DTYPE),
+        "extra channel axis": ({"x": np.zeros((2, 28, 28, 1), np.float32)}, SHAPE_OR_DTYPE),
+        "no batch axis": ({"x": np.zeros((28, 28), np.float32)}, SHAPE_OR_DTYPE),
+        "float64": ({"x": np.zeros((2, 28, 28), np.float64)}, SHAPE_OR_DTYPE),
+        "int32": ({"x": np.zeros((2, 28, 28), np.int32)}, SHAPE_OR_DTYPE),
+    },
+    "decoder": {
+        "wrong latent size": ({"z": np.zeros((2, LATENT_DIM + 1), np.float32)}, SHAPE_OR_DTYPE),
+        "vector": ({"z": np.zeros((LATENT_DIM,), np.float32)}, SHAPE_OR_DTYPE),
+        "rank 3": ({"z": np.zeros((2, LATENT_DIM, 1), np.float32)}, SHAPE_OR_DTYPE),
+        "float64": ({"z": np.zeros((2, LATENT_DIM), np.float64)}, SHAPE_OR_DTYPE),
+    },
+    "sample": {  # Python ints and floats: tf.constant makes int32 and float32 tensors
+        "negative count": ({"num_samples": -1, "seed": 0}, "num_samples must be >= 0"),
+        "count as vector": ({"num_samples": [2], "seed": 0}, "Shape of tensor num_samples"),
+        "seed as vector": ({"num_samples": 2, "seed": [1, 2]}, "Shape of tensor seed"),
+        "int64 count": ({"num_samples": np.int64(2), "seed": 0}, "expected to be a int32"),
+        "float seed": ({"num_samples": 2, "seed": 0.5}, "expected to be a int32"),
+    },
+}
+SIGNATURES = {
+    "encoder": ("encoder", "serving_default"),
+    "decoder": ("decoder", "serving_default"),
+    "sample": ("decoder", "sample"),
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_ENCODER_INPUTS))
-def test_encoder_rejects_bad_inputs_with_invalid_argument(loaded, case):
-    x = tf.constant(BAD_ENCODER_INPUTS[case])
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"shape|expected to be a float"):
-        loaded["encoder"].signatures["serving_default"](x=x)
-
-
-BAD_DECODER_INPUTS = {
-    "wrong latent size": np.zeros((2, LATENT_DIM + 1), np.float32),
-    "vector": np.zeros((LATENT_DIM,), np.float32),
-    "rank 3": np.zeros((2, LATENT_DIM, 1), np.float32),
-    "float64": np.zeros((2, LATENT_DIM), np.float64),
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_DECODER_INPUTS))
-def test_decoder_rejects_bad_inputs_with_invalid_argument(loaded, case):
-    z = tf.constant(BAD_DECODER_INPUTS[case])
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"shape|expected to be a float"):
-        loaded["decoder"].signatures["serving_default"](z=z)
-
-
-BAD_SAMPLE_INPUTS = {
-    "negative count": (tf.constant(-1), tf.constant(0), "num_samples must be >= 0"),
-    "count as vector": (tf.constant([2]), tf.constant(0), "Shape of tensor num_samples"),
-    "seed as vector": (tf.constant(2), tf.constant([1, 2]), "Shape of tensor seed"),
-    "int64 count": (tf.constant(2, tf.int64), tf.constant(0), "expected to be a int32"),
-    "float seed": (tf.constant(2), tf.constant(0.5), "expected to be a int32"),
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_SAMPLE_INPUTS))
-def test_sample_rejects_bad_inputs_with_invalid_argument(loaded, case):
-    num_samples, seed, message = BAD_SAMPLE_INPUTS[case]
-    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-        loaded["decoder"].signatures["sample"](num_samples=num_samples, seed=seed)
+@pytest.mark.parametrize(
+    "kind, case", [(kind, case) for kind, cases in BAD_INPUTS.items() for case in sorted(cases)]
+)
+def test_signatures_reject_bad_inputs_with_invalid_argument(loaded, kind, case):
+    inputs, pattern = BAD_INPUTS[kind][case]
+    model, signature = SIGNATURES[kind]
+    tensors = {name: tf.constant(value) for name, value in inputs.items()}
+    with pytest.raises(tf.errors.InvalidArgumentError, match=pattern):
+        loaded[model].signatures[signature](**tensors)
 
 
 # Runs in a fresh interpreter that cannot import keras_vae: what TF Serving or any user gets.
@@ -247,39 +227,32 @@ print("ok")
 
 
 @pytest.mark.slow
-def test_a_process_with_only_tensorflow_runs_every_signature(out, vae, tmp_path):
-    x, z = rng_inputs(vae, 5, seed=99)
+def test_a_process_with_only_tensorflow_runs_every_signature(mnist_export, mnist_model, tmp_path):
+    x, z = rng_inputs(mnist_model, 5, seed=99)
     np.savez(tmp_path / "inputs.npz", x=x, z=z)
     results = tmp_path / "results.npz"
-    done = run_python(PURE_TF_SCRIPT, str(out), str(tmp_path / "inputs.npz"), str(results))
+    done = run_python(PURE_TF_SCRIPT, str(mnist_export), str(tmp_path / "inputs.npz"), str(results))
     assert done.returncode == 0, done.stderr[-3000:]
     got = np.load(results)
-    z_mean, z_stddev = vae.encode(x)
+    expected = keras_reference(mnist_model, x=x, z=z)  # z_mean, z_stddev and x_mean
     expected_z = tf.random.stateless_normal([5, LATENT_DIM], seed=[11, 0])
     for prefix in ("", "session_"):  # tf.saved_model.load, then the TF1 Session path
-        np.testing.assert_allclose(got[prefix + "z_mean"], z_mean, rtol=0, atol=TOL)
-        np.testing.assert_allclose(got[prefix + "z_stddev"], z_stddev, rtol=0, atol=TOL)
-        np.testing.assert_allclose(got[prefix + "x_mean"], vae.decode(z), rtol=0, atol=TOL)
+        assert_export_parity({name: got[prefix + name] for name in expected}, expected, TOL)
         sample_z = got[prefix + "sample_z"]
         np.testing.assert_array_equal(sample_z, expected_z)
         x_mean = got[prefix + "sample_x_mean"]
-        np.testing.assert_allclose(x_mean, vae.decode(sample_z), rtol=0, atol=TOL)
+        np.testing.assert_allclose(x_mean, mnist_model.decode(sample_z), rtol=0, atol=TOL)
 
 
 def _saved_model_cli(*args: str) -> subprocess.CompletedProcess:
     """TensorFlow's `saved_model_cli`, installed beside this interpreter."""
-    script = pathlib.Path(sys.executable).parent / "saved_model_cli"
-    assert script.is_file(), f"saved_model_cli not found beside {sys.executable}"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run(
-        [str(script), *args], capture_output=True, text=True, timeout=300, env=env
-    )
+    return run_command([console_script("saved_model_cli"), *args])
 
 
 @pytest.mark.slow
-def test_saved_model_cli_shows_and_runs_the_signatures(out, vae, tmp_path):
+def test_saved_model_cli_shows_and_runs_the_signatures(mnist_export, mnist_model, tmp_path):
     """`saved_model_cli` goes through the SignatureDef, as TF Serving does."""
-    shown = _saved_model_cli("show", "--all", "--dir", str(out / "decoder" / "1"))
+    shown = _saved_model_cli("show", "--all", "--dir", str(mnist_export / "decoder" / "1"))
     assert shown.returncode == 0, shown.stderr[-3000:]
     for fragment in (
         "signature_def['serving_default']",
@@ -294,12 +267,12 @@ def test_saved_model_cli_shows_and_runs_the_signatures(out, vae, tmp_path):
     ):
         assert fragment in shown.stdout, fragment
 
-    _, z = rng_inputs(vae, 3, seed=5)
+    _, z = rng_inputs(mnist_model, 3, seed=5)
     np.save(tmp_path / "z.npy", z)
     ran = _saved_model_cli(
         "run",
         "--dir",
-        str(out / "decoder" / "1"),
+        str(mnist_export / "decoder" / "1"),
         "--tag_set",
         "serve",
         "--signature_def",
@@ -311,4 +284,4 @@ def test_saved_model_cli_shows_and_runs_the_signatures(out, vae, tmp_path):
     )
     assert ran.returncode == 0, ran.stderr[-3000:]
     x_mean = np.load(tmp_path / "decoded" / "x_mean.npy")
-    np.testing.assert_allclose(x_mean, vae.decode(z), rtol=0, atol=TOL)
+    np.testing.assert_allclose(x_mean, mnist_model.decode(z), rtol=0, atol=TOL)

@@ -4,15 +4,13 @@ in every model and in export.json, or exactly the folder as it was before."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_command, tree_digest
 
 from keras_vae.export import export_run, list_versions, transaction
 from keras_vae.export.transaction import KILL_POINT_ENV, STAGING_PREFIX
@@ -20,22 +18,16 @@ from keras_vae.export.transaction import KILL_POINT_ENV, STAGING_PREFIX
 pytestmark = pytest.mark.slow
 
 
-def tree(folder: Path) -> dict[str, str | None]:
+def tree(folder: Path) -> dict[str, str | None] | None:
     """Every path under `folder` -> sha256 (None for folders), staging folders left out."""
-    return {
-        str(p.relative_to(folder)): None
-        if p.is_dir()
-        else hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if not str(p.relative_to(folder)).startswith(STAGING_PREFIX)
-    }
+    return tree_digest(folder, skip_prefix=STAGING_PREFIX)
 
 
 def killed_export(run_dir: Path, out: Path, point: str, *flags: str) -> None:
     """`keras-vae export` in a child process that SIGKILLs itself at `point`."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", KILL_POINT_ENV: point}
-    command = [sys.executable, "-m", "keras_vae.cli", "export", str(run_dir), "--out", str(out)]
-    done = subprocess.run([*command, *flags], capture_output=True, text=True, timeout=300, env=env)
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", KILL_POINT_ENV: point}
+    command = [sys.executable, "-m", "keras_vae.cli", "export", run_dir, "--out", out, *flags]
+    done = run_command(command, env=env)
     assert done.returncode == -9, (point, done.returncode, done.stderr[-2000:])
 
 

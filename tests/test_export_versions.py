@@ -4,44 +4,34 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_helpers import mnist_model, mnist_run, tree_digest
+from helpers import (
+    assert_exit_2_and_unchanged,
+    console_script,
+    run_command,
+    train_run,
+    tree_digest,
+)
 
-from keras_vae.cli import main
 from keras_vae.export import VersionExistsError, export_run, list_versions
 from keras_vae.export.layout import resolve_version
 from keras_vae.export.transaction import STAGING_PREFIX
-from keras_vae.model import VAE
-from keras_vae.run_dir import RunDirError
+from keras_vae.run_dir import RunDirError, load_model
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, shared_data_dir):
-    return mnist_run(tmp_path_factory, shared_data_dir)
-
-
-@pytest.fixture(scope="module")
-def vae(tmp_path_factory, shared_data_dir):
-    return mnist_model(tmp_path_factory, shared_data_dir)
-
-
-@pytest.fixture(scope="module")
-def other_run(tmp_path_factory, vae, run_dir):
-    """The same architecture with other (untrained) weights, to see which one was exported."""
-    keras.utils.set_random_seed(7)
-    other = VAE.from_config(vae.get_config())
-    path = tmp_path_factory.mktemp("other_run")
-    other.save(path / "model.keras")
-    shutil.copy(run_dir / "config.json", path / "config.json")
-    return path, other
+def other_run(tmp_path_factory, mnist_run):
+    """The same architecture with other weights (one epoch from another seed, on the same
+    images), to see which one was exported."""
+    config = json.loads((mnist_run / "config.json").read_text())
+    config["runtime"]["seed"] = 7
+    config["training"].update(epochs=1, jit_compile=False)  # XLA would take longer than it
+    path = train_run(tmp_path_factory.mktemp("other_run"), config)
+    return path, load_model(path)
 
 
 def served_x_mean(out, version: int, z: np.ndarray) -> np.ndarray:
@@ -49,11 +39,11 @@ def served_x_mean(out, version: int, z: np.ndarray) -> np.ndarray:
     return decoder.signatures["serving_default"](z=tf.constant(z))["x_mean"].numpy()
 
 
-def test_versions_count_up_and_history_is_kept(run_dir, tmp_path):
+def test_versions_count_up_and_history_is_kept(mnist_run, tmp_path):
     out = tmp_path / "export"
-    first = export_run(run_dir, out)
+    first = export_run(mnist_run, out)
     digest_v1 = tree_digest(out / "decoder" / "1")
-    second = export_run(run_dir, out)
+    second = export_run(mnist_run, out)
     assert (first["version"], second["version"]) == (1, 2)
     assert list_versions(out / "encoder") == list_versions(out / "decoder") == [1, 2]
     assert tree_digest(out / "decoder" / "1") == digest_v1  # an old version is never touched
@@ -61,14 +51,14 @@ def test_versions_count_up_and_history_is_kept(run_dir, tmp_path):
     assert record["version"] == 2
     assert [h["version"] for h in record["history"]] == [1, 2]
     assert record["tflite"] is None
-    third = export_run(run_dir, out, version=7)
+    third = export_run(mnist_run, out, version=7)
     assert third["version"] == 7
-    assert export_run(run_dir, out)["version"] == 8  # one above the highest
+    assert export_run(mnist_run, out)["version"] == 8  # one above the highest
 
 
-def test_refused_overwrite_changes_nothing_and_overwrite_replaces(run_dir, other_run, tmp_path):
+def test_refused_overwrite_changes_nothing_and_overwrite_replaces(mnist_run, other_run, tmp_path):
     out = tmp_path / "export"
-    export_run(run_dir, out, version=1)
+    export_run(mnist_run, out, version=1)
     before = tree_digest(out)
     other_dir, other = other_run
     with pytest.raises(VersionExistsError, match="--overwrite"):
@@ -96,10 +86,10 @@ def test_encoder_and_decoder_share_version_numbers(tmp_path):
 
 
 @pytest.mark.parametrize("version", [0, -3, 1.5, True, "2", 2**63, 99999999999999999999])
-def test_invalid_versions_are_refused_before_writing(run_dir, tmp_path, version):
+def test_invalid_versions_are_refused_before_writing(mnist_run, tmp_path, version):
     out = tmp_path / "export"
     with pytest.raises(ValueError, match="version"):
-        export_run(run_dir, out, version=version)
+        export_run(mnist_run, out, version=version)
     assert not out.exists()
 
 
@@ -115,19 +105,18 @@ def test_versions_stay_within_int64(tmp_path):
     assert resolve_version(tmp_path, 3, overwrite=False) == 3
 
 
-def test_cli_version_above_int64_exits_2_and_writes_nothing(run_dir, tmp_path, capsys):
+def test_cli_version_above_int64_exits_2_and_writes_nothing(mnist_run, tmp_path, capsys):
     out = tmp_path / "export"
     for version in ("99999999999999999999", str(2**63), "0", "-1"):
-        assert main(["export", str(run_dir), "--out", str(out), "--version", version]) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "2**63 - 1" in err[0], err
+        argv = ["export", mnist_run, "--out", out, "--version", version]
+        assert_exit_2_and_unchanged(argv, [mnist_run, tmp_path], capsys, "2**63 - 1")
     assert not out.exists()
 
 
-def test_a_run_without_model_is_refused_before_writing(run_dir, tmp_path):
+def test_a_run_without_model_is_refused_before_writing(mnist_run, tmp_path):
     incomplete = tmp_path / "run"
     incomplete.mkdir()
-    shutil.copy(run_dir / "config.json", incomplete / "config.json")
+    shutil.copy(mnist_run / "config.json", incomplete / "config.json")
     out = tmp_path / "export"
     with pytest.raises(RunDirError, match="no model.keras"):
         export_run(incomplete, out)
@@ -137,41 +126,36 @@ def test_a_run_without_model_is_refused_before_writing(run_dir, tmp_path):
     assert not out.exists()
 
 
-def test_out_that_is_a_file_is_refused(run_dir, tmp_path):
+def test_out_that_is_a_file_is_refused(mnist_run, tmp_path):
     target = tmp_path / "export"
     target.write_text("not a folder")
     with pytest.raises(ValueError, match="is a file"):
-        export_run(run_dir, target)
+        export_run(mnist_run, target)
     assert target.read_text() == "not a folder"
 
 
-def test_cli_bad_input_exits_2_with_one_line_and_changes_nothing(run_dir, tmp_path, capsys):
+def test_cli_bad_input_exits_2_with_one_line_and_changes_nothing(mnist_run, tmp_path, capsys):
     out = tmp_path / "export"
-    export_run(run_dir, out, version=1)
+    export_run(mnist_run, out, version=1)
     before = tree_digest(out)
     incomplete = tmp_path / "incomplete"
     incomplete.mkdir()
-    shutil.copy(run_dir / "config.json", incomplete / "config.json")
+    shutil.copy(mnist_run / "config.json", incomplete / "config.json")
     cases = [
         ([str(incomplete), "--out", str(out)], "no model.keras"),
-        ([str(run_dir), "--out", str(out), "--version", "1"], "--overwrite"),
-        ([str(run_dir), "--out", str(out), "--version", "0"], "an integer in [1, 2**63 - 1]"),
+        ([str(mnist_run), "--out", str(out), "--version", "1"], "--overwrite"),
+        ([str(mnist_run), "--out", str(out), "--version", "0"], "an integer in [1, 2**63 - 1]"),
     ]
     for args, fragment in cases:
-        assert main(["export", *args]) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and fragment in err[0], err
-        assert err[0].startswith("keras-vae export: error:")
+        line = assert_exit_2_and_unchanged(["export", *args], [out, incomplete], capsys, fragment)
+        assert line.startswith("keras-vae export: error:")
     assert tree_digest(out) == before
 
 
 @pytest.mark.slow
-def test_cli_through_the_console_script(run_dir, tmp_path):
+def test_cli_through_the_console_script(mnist_run, tmp_path):
     out = tmp_path / "export"
-    script = os.path.join(os.path.dirname(sys.executable), "keras-vae")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [script, "export", str(run_dir), "--out", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    done = run_command([console_script(), "export", mnist_run, "--out", out])
     assert done.returncode == 0, done.stderr[-3000:]
     printed = json.loads(done.stdout)
     assert printed["version"] == 1

@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.stats
+from helpers import train_run
 from PIL import Image
 
 from keras_vae import distributions, figures, visualize
-from keras_vae.config import Config
 from keras_vae.run_dir import load_run, load_test_split
-from keras_vae.train import train_and_evaluate
 
 RNG = np.random.default_rng(0)
 
@@ -219,15 +218,11 @@ def test_train_figures_show_this_model(tiny_run_dir):
 
 @pytest.fixture(scope="module")
 def latent_3_run(tmp_path_factory) -> Path:
-    config = Config.from_dict(
-        {
-            "model": {"latent_dim": 3, "hidden_units": [16]},
-            "training": {"epochs": 1, "batch_size": 128},
-        }
-    )
-    run_dir = tmp_path_factory.mktemp("latent3") / "run"
-    train_and_evaluate(config, run_dir, verbose=0)
-    return run_dir
+    config = {
+        "model": {"latent_dim": 3, "hidden_units": [16]},
+        "training": {"epochs": 1, "batch_size": 128},
+    }
+    return train_run(tmp_path_factory.mktemp("latent3"), config)
 
 
 def test_train_writes_traversals_when_latent_dim_is_not_2(latent_3_run):

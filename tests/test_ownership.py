@@ -4,7 +4,6 @@ temporary-file clean-up, and the modes of the files written."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -12,6 +11,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from helpers import assert_exit_2_and_unchanged, tree_digest
 
 from keras_vae import ownership
 from keras_vae.cli import main
@@ -28,17 +28,6 @@ TINY_FLAGS = [
 ]
 
 
-def tree(folder: Path) -> dict[str, str | None]:
-    """Every path under `folder` -> sha256 (None for folders) and mode: byte-identity checks."""
-    out: dict[str, str | None] = {}
-    for path in sorted(folder.rglob("*")):
-        key = str(path.relative_to(folder))
-        mode = oct(path.stat().st_mode)
-        out[key] = None if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
-        out[key + ":mode"] = mode
-    return out
-
-
 def users_folder(root: Path) -> Path:
     """A folder of the user's that looks like a run: what the issue saw overwritten/deleted."""
     folder = root / "mine"
@@ -53,28 +42,19 @@ def users_folder(root: Path) -> Path:
     return folder
 
 
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    return err[0]
-
-
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_train_refuses_a_folder_of_the_users_and_touches_nothing(tmp_path, capsys, overwrite):
     folder = users_folder(tmp_path)
-    before = tree(folder)
     flags = [f"--output={folder}", *TINY_FLAGS, *(["--overwrite"] if overwrite else [])]
-    assert main(["train", *flags]) == 2
-    line = one_error_line(capsys)
-    assert "holds nothing keras-vae train wrote" in line and "empty" in line
-    assert tree(folder) == before
+    fragments = ("holds nothing keras-vae train wrote", "empty")
+    assert_exit_2_and_unchanged(["train", *flags], [folder], capsys, *fragments)
 
 
 def test_train_refuses_a_file_and_an_unwritable_parent(tmp_path, capsys):
     path = tmp_path / "file"
     path.write_text("x")
-    assert main(["train", f"--output={path}", *TINY_FLAGS]) == 2
-    assert "is a file" in one_error_line(capsys)
+    argv = ["train", f"--output={path}", *TINY_FLAGS]
+    assert_exit_2_and_unchanged(argv, [tmp_path], capsys, "is a file")
     assert path.read_text() == "x"
 
 
@@ -119,13 +99,12 @@ def test_an_older_run_without_manifest_is_resumed_but_never_overwritten(
         "--batch-size=64",
         "--verbose=0",
     ]
-    before = tree(run)
+    before = tree_digest(run, modes=True)
     assert main(["train", *same]) == 0  # the same config: a finished run, nothing to do
     assert "already holds this finished run" in capsys.readouterr().err
-    assert tree(run) == before
-    assert main(["train", *same, "--beta=0.5", "--overwrite"]) == 2
-    assert "holds nothing keras-vae train wrote" in one_error_line(capsys)
-    assert tree(run) == before
+    assert tree_digest(run, modes=True) == before
+    argv = ["train", *same, "--beta=0.5", "--overwrite"]
+    assert_exit_2_and_unchanged(argv, [run], capsys, "holds nothing keras-vae train wrote")
 
 
 def test_stale_temporaries_are_only_keras_vae_names(tmp_path):
@@ -152,10 +131,8 @@ def test_manifest_rejects_paths_outside_the_folder(tmp_path):
 def test_a_run_folder_is_not_an_export_folder(tmp_path, tiny_run_dir, capsys):
     run = tmp_path / "run"
     shutil.copytree(tiny_run_dir, run)
-    before = tree(run)
-    assert main(["export", str(tiny_run_dir), "--out", str(run)]) == 2
-    assert "is a run directory of keras-vae, not an export folder" in one_error_line(capsys)
-    assert tree(run) == before
+    fragment = "is a run directory of keras-vae, not an export folder"
+    assert_exit_2_and_unchanged(["export", tiny_run_dir, "--out", run], [run], capsys, fragment)
 
 
 # ------------------------------------------------------------------ export --out
@@ -163,11 +140,9 @@ def test_a_run_folder_is_not_an_export_folder(tmp_path, tiny_run_dir, capsys):
 def test_export_out_rules(tiny_run_dir, tmp_path, capsys):
     # A folder of the user's: refused, --overwrite too, nothing touched.
     folder = users_folder(tmp_path)
-    before = tree(folder)
     for extra in ([], ["--overwrite", "--version=1"]):
-        assert main(["export", str(tiny_run_dir), "--out", str(folder), *extra]) == 2
-        assert "holds nothing keras-vae export wrote" in one_error_line(capsys)
-    assert tree(folder) == before
+        argv = ["export", tiny_run_dir, "--out", folder, *extra]
+        assert_exit_2_and_unchanged(argv, [folder], capsys, "holds nothing keras-vae export wrote")
     # A folder marked for exports, like the repository's export/: written beside its files.
     marked = tmp_path / "marked"
     marked.mkdir()
@@ -183,9 +158,8 @@ def test_export_out_rules(tiny_run_dir, tmp_path, capsys):
     # A version folder the user put into an export folder is never replaced.
     (marked / "encoder" / "7").mkdir()
     (marked / "encoder" / "7" / "mine").write_text("mine")
-    code = main(["export", str(tiny_run_dir), "--out", str(marked), "--version=7", "--overwrite"])
-    assert code == 2
-    assert "not written by keras-vae export" in one_error_line(capsys)
+    argv = ["export", tiny_run_dir, "--out", marked, "--version=7", "--overwrite"]
+    assert_exit_2_and_unchanged(argv, [marked], capsys, "not written by keras-vae export")
     assert (marked / "encoder" / "7" / "mine").read_text() == "mine"
     assert not (marked / "decoder" / "7").exists()
 

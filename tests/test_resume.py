@@ -13,7 +13,6 @@ checks that this tolerance is tight enough to see one epoch of differently order
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,8 +25,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from helpers import assert_exit_2_and_unchanged, tree_digest
 
-from keras_vae import data, resume
+from keras_vae import data, resume, run_folder
 from keras_vae.cli import main
 from keras_vae.config import Config
 from keras_vae.model import VAE
@@ -55,16 +55,6 @@ CLI_FLAGS = [
 RTOL = 1e-6
 TIMING_KEYS = {"examples_per_second", "resumed_from_epoch"}
 DRIVER = Path(__file__).with_name("train_driver.py")
-
-
-def digests(folder: Path) -> dict[str, str]:
-    """sha256 of every file under `folder` (and the folders, as None): byte-identity checks."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        if p.is_file()
-        else None
-        for p in sorted(folder.rglob("*"))
-    }
 
 
 def assert_same_results(resumed: dict, uninterrupted: dict) -> None:
@@ -124,7 +114,7 @@ def test_interrupted_run_leaves_a_backup_and_no_outputs(interrupted_dir):
     assert (interrupted_dir / "config.json").is_file()
     assert not (interrupted_dir / "model.keras").exists()
     assert not (interrupted_dir / "metrics.json").exists()
-    assert resume.inspect_run_dir(interrupted_dir, CONFIG) == resume.RESUME
+    assert run_folder.prepare(interrupted_dir, CONFIG).status == run_folder.RESUME
 
 
 def test_rerun_resumes_and_matches_the_uninterrupted_run(interrupted_dir, uninterrupted, tmp_path):
@@ -147,7 +137,7 @@ def test_epoch_seeds_are_what_make_the_resume_exact(
     def as_epoch_zero(num_examples, config, batch_size, seed, epoch):
         return original(num_examples, config, batch_size, seed, 0)
 
-    monkeypatch.setattr(data, "epoch_indices", as_epoch_zero)
+    monkeypatch.setattr(data.pipelines, "epoch_indices", as_epoch_zero)
     metrics = train_and_evaluate(CONFIG, copy_of(interrupted_dir, tmp_path), verbose=0)
     resumed, reference = metrics["history"]["elbo"], uninterrupted[1]["history"]["elbo"]
     assert resumed[:2] == reference[:2]  # restored from the backup
@@ -166,28 +156,22 @@ def test_kill_after_training_before_outputs_reruns_zero_epochs(uninterrupted, tm
 
 def test_finished_run_rerun_changes_nothing(uninterrupted, capsys):
     run_dir, metrics = uninterrupted
-    before = digests(run_dir)
+    before = tree_digest(run_dir)
     assert train_and_evaluate(CONFIG, run_dir, verbose=0) == metrics
     assert main(["train", f"--output={run_dir}", *CLI_FLAGS]) == 0
     captured = capsys.readouterr()
     assert "already holds this finished run" in captured.err
     assert json.loads(captured.out)["test_elbo"] == metrics["test_elbo"]
-    assert digests(run_dir) == before
+    assert tree_digest(run_dir) == before
 
 
 @pytest.mark.parametrize("fixture", ["interrupted_dir", "uninterrupted"])
 def test_different_config_exits_2_and_changes_nothing(fixture, request, capsys):
     value = request.getfixturevalue(fixture)
     run_dir = value[0] if isinstance(value, tuple) else value
-    before = digests(run_dir)
-    code = main(["train", f"--output={run_dir}", *CLI_FLAGS, "--epochs=7", "--beta=0.5"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2
-    assert len(err.splitlines()) == 1
-    assert "different config" in err
-    assert "training.epochs: 4 -> 7" in err and "model.beta: 1.0 -> 0.5" in err
-    assert "--overwrite" in err
-    assert digests(run_dir) == before
+    argv = ["train", f"--output={run_dir}", *CLI_FLAGS, "--epochs=7", "--beta=0.5"]
+    fragments = ("different config", "training.epochs: 4 -> 7", "model.beta: 1.0 -> 0.5")
+    assert_exit_2_and_unchanged(argv, [run_dir], capsys, *fragments, "--overwrite")
 
 
 def test_overwrite_starts_over(interrupted_dir, tmp_path):
@@ -205,11 +189,8 @@ def test_corrupt_backup_exits_2_and_changes_nothing(interrupted_dir, tmp_path, c
     run_dir = copy_of(interrupted_dir, tmp_path)
     state = run_dir / "backup" / "state.npz"
     state.write_bytes(state.read_bytes()[:1000])
-    before = digests(run_dir)
-    assert main(["train", f"--output={run_dir}", *CLI_FLAGS]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Cannot read the backup" in err
-    assert digests(run_dir) == before
+    argv = ["train", f"--output={run_dir}", *CLI_FLAGS]
+    assert_exit_2_and_unchanged(argv, [run_dir], capsys, "Cannot read the backup")
 
 
 def test_backup_round_trip_includes_optimizer_and_seed_generator(tmp_path):

@@ -1,7 +1,6 @@
 """Tests for keras_vae.run_dir: loading a run directory and checking data against its model."""
 
 import json
-import shutil
 
 import keras
 import numpy as np
@@ -12,12 +11,6 @@ from keras_vae.config import Config, DataConfig
 from keras_vae.data import make_datasets
 from keras_vae.model import VAE
 from keras_vae.run_dir import RunDirError
-
-
-@pytest.fixture
-def run_copy(tiny_run_dir, tmp_path):
-    """A private copy of the shared trained run, free to damage."""
-    return shutil.copytree(tiny_run_dir, tmp_path / "run")
 
 
 def assert_one_line_error(call, *fragments):

@@ -3,7 +3,6 @@ seed, showing the run's model; bad input gives one line, exit code 2 and writes 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error
+from helpers import assert_exit_2_and_unchanged
 from PIL import Image
 
 from keras_vae import figures
@@ -22,14 +21,6 @@ from keras_vae.cli import main
 from keras_vae.run_dir import load_run, load_test_split
 
 SCALE = 4  # 8x8 digits are drawn 4x enlarged
-
-
-def digests(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -164,21 +155,16 @@ def test_bad_input_exits_2_and_writes_nothing(argv, fragment, tiny_run_dir, tmp_
         "tmp": str(tmp_path),
         **{kind: _bad_dataset(tmp_path, kind) for kind in ("shape", "nan", "range")},
     }
-    before_run, before_tmp = digests(tiny_run_dir), digests(tmp_path)
-    code, out, err = run_cli(capsys, *[a.format(**values) for a in argv])
-    assert code == 2
-    assert out == ""
-    assert_one_line_error(err, fragment)
-    assert digests(tiny_run_dir) == before_run
-    assert digests(tmp_path) == before_tmp
+    argv = [a.format(**values) for a in argv]
+    assert_exit_2_and_unchanged(argv, [tiny_run_dir, tmp_path], capsys, fragment)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_folder_exits_2(tiny_run_dir, tmp_path, capsys):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    code, _, err = run_cli(capsys, "sample", str(tiny_run_dir), "--out", str(locked / "s.png"))
-    assert code == 2 and "permission denied" in err
+    argv = ["sample", tiny_run_dir, "--out", locked / "s.png"]
+    assert_exit_2_and_unchanged(argv, [locked], capsys, "permission denied")
     assert list(locked.iterdir()) == []
 
 

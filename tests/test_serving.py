@@ -32,8 +32,8 @@ import numpy as np
 import pytest
 import requests
 import tensorflow as tf
-from export_helpers import LATENT_DIM, exported, mnist_model, rng_inputs
 from google.protobuf import json_format, text_format
+from helpers import LATENT_DIM, assert_export_parity, keras_reference, rng_inputs
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -275,13 +275,8 @@ class FakeModelServer:
 
 
 @pytest.fixture(scope="module")
-def vae(tmp_path_factory, shared_data_dir):
-    return mnist_model(tmp_path_factory, shared_data_dir)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, shared_data_dir):
-    fake = FakeModelServer(exported(tmp_path_factory, shared_data_dir))
+def server(mnist_export):
+    fake = FakeModelServer(mnist_export)
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), fake.rest_handler())
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -323,23 +318,23 @@ CLIENTS = [("rest", "columnar"), ("rest", "row"), ("grpc", "columnar")]
 
 
 @pytest.mark.parametrize("protocol,rest_format", CLIENTS, ids=["rest-columnar", "rest-row", "grpc"])
-def test_client_results_equal_keras(server, vae, protocol, rest_format):
+def test_client_results_equal_keras(server, mnist_model, protocol, rest_format):
     with client_for(server, protocol, rest_format=rest_format) as client:
-        x, z = rng_inputs(vae, 3, seed=21)
+        x, z = rng_inputs(mnist_model, 3, seed=21)
         z_mean, z_stddev = client.encode(x)
-        expected_mean, expected_stddev = vae.encode(x)
-        np.testing.assert_allclose(z_mean, expected_mean, rtol=0, atol=TOL)
-        np.testing.assert_allclose(z_stddev, expected_stddev, rtol=0, atol=TOL)
+        assert_export_parity(
+            {"z_mean": z_mean, "z_stddev": z_stddev}, keras_reference(mnist_model, x=x), TOL
+        )
         x_mean = client.decode(z)
         assert x_mean.shape == (3, 28, 28) and x_mean.dtype == np.float32
-        np.testing.assert_allclose(x_mean, vae.decode(z), rtol=0, atol=TOL)
+        assert_export_parity({"x_mean": x_mean}, keras_reference(mnist_model, z=z), TOL)
         samples = client.sample(4, seed=9)
         again = client.sample(4, seed=9)
         np.testing.assert_array_equal(samples.z, again.z)
         np.testing.assert_array_equal(
             samples.z, tf.random.stateless_normal([4, LATENT_DIM], seed=[9, 0])
         )
-        np.testing.assert_allclose(samples.x_mean, vae.decode(samples.z), rtol=0, atol=TOL)
+        np.testing.assert_allclose(samples.x_mean, mnist_model.decode(samples.z), rtol=0, atol=TOL)
     # Four predictions, and the two metadata calls that told the client the shapes.
     assert server.predict_count() == 4
     assert sorted(m for _, kind, m in server.requests if kind == "metadata") == [
@@ -408,10 +403,10 @@ def test_server_errors_say_what_failed(server, protocol):
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
-def test_versions_are_addressed(server, vae, protocol):
+def test_versions_are_addressed(server, mnist_model, protocol):
     z = np.zeros((1, LATENT_DIM), np.float32)
     with client_for(server, protocol, version=1, latent_dim=LATENT_DIM) as client:
-        np.testing.assert_allclose(client.decode(z), vae.decode(z), rtol=0, atol=TOL)
+        np.testing.assert_allclose(client.decode(z), mnist_model.decode(z), rtol=0, atol=TOL)
     client = client_for(server, protocol, version=2, latent_dim=LATENT_DIM)
     with client, pytest.raises(ServingError, match=r"Specific\(decoder, 2\)"):
         client.decode(z)
