@@ -9,7 +9,7 @@ picks the chunk size and caches one compiled function per model and setting.
 
 >>> from keras_vae.model import VAE
 >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
->>> log_likelihood(vae, tf.zeros((3, 4)), num_samples=100, seed=0).shape
+>>> importance_weighted_terms(vae, tf.zeros((3, 4)), num_samples=100, seed=0).log_likelihood.shape
 TensorShape([3])
 """
 
@@ -33,29 +33,6 @@ CHUNK_BYTES = 8 * 2**20
 # Compiled functions per model and setting, kept outside the model so that SavedModel exports
 # of it do not pick them up.
 _FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def log_likelihood(
-    model: keras.Model,
-    x,
-    num_samples: int = 5000,
-    chunk_size: int | None = None,
-    seed: int | Sequence[int] | None = None,
-    noise=None,
-    jit_compile: bool | str = "auto",
-) -> tf.Tensor:
-    """Importance-weighted estimate of log p(x) per example, in nats, shape [batch].
-
-    See `importance_weighted_terms` for the arguments.
-
-    Example:
-        >>> from keras_vae.model import VAE
-        >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
-        >>> log_likelihood(vae, tf.zeros((3, 4)), num_samples=10, seed=1).shape
-        TensorShape([3])
-    """
-    terms = importance_weighted_terms(model, x, num_samples, chunk_size, seed, noise, jit_compile)
-    return terms.log_likelihood
 
 
 def importance_weighted_terms(

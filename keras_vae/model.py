@@ -289,7 +289,7 @@ class VAE(keras.Model):
         A dataset of `{"x_steps": xs}` blocks (see `train_step`) runs one block per call.
 
         Example:
-            >>> vae.fit(train.repeat(), epochs=3, steps_per_epoch=117)  # 117 steps, not 150
+            >>> vae.fit(train.repeat(), epochs=3, steps_per_epoch=117)  # doctest: +SKIP
         """
         execution.prepare_fit(self, x, y, *args, **kwargs)
         return super().fit(x, y, *args, **kwargs)
@@ -395,7 +395,9 @@ class VAE(keras.Model):
             >>> vae.log_likelihood(tf.zeros((3, 4)), num_samples=100, seed=0).shape
             TensorShape([3])
         """
-        return importance.log_likelihood(self, x, num_samples, chunk_size, seed, noise, jit_compile)
+        return self.importance_weighted_terms(
+            x, num_samples, chunk_size, seed, noise, jit_compile
+        ).log_likelihood
 
     def importance_weighted_terms(
         self,

@@ -22,6 +22,11 @@ from helpers import (
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Programs the tests start in their own processes, not test modules: `--doctest-modules` must
+# not import them (mirrored_main.py configures logical devices at import).
+collect_ignore = ["mirrored_main.py", "multi_worker_main.py", "train_driver.py"]
+
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
