@@ -378,7 +378,7 @@ def train_job(result: dict) -> str:
         "",
     ]
     rows = []
-    for name, case in result["cases"].items():
+    for case in result["cases"].values():
         summary = case["summary"]
         model = "784-400-20 MLP" if case["model"] == "classic" else "conv 32-64"
         jax = summary.get("jax_scan")
@@ -395,7 +395,6 @@ def train_job(result: dict) -> str:
                 len(case["rounds"]),
             ]
         )
-        del name
     header = [
         "model",
         "batch",

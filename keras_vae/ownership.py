@@ -115,6 +115,26 @@ class Manifest:
         return cls(folder, kind, entries)
 
     @classmethod
+    def check_takeable(
+        cls, folder: str | os.PathLike, kind: str, adopt: Iterable[str] = ()
+    ) -> Manifest | None:
+        """`take`'s decision, reading only: the folder's manifest, or None when `take` would
+        create one (missing, empty or marked folder, or `adopt` given).
+
+        Raises:
+            FolderNotOursError: the folder is a file, not writable, or holds files keras-vae
+                did not write.
+        """
+        folder = Path(folder)
+        check_writable_folder(folder, kind)
+        manifest = cls.read(folder, kind) if folder.is_dir() else None
+        if manifest is None:
+            foreign = foreign_entries(folder, kind)
+            if foreign and not set(adopt):
+                raise not_ours_error(folder, kind, foreign)
+        return manifest
+
+    @classmethod
     def take(cls, folder: str | os.PathLike, kind: str, adopt: Iterable[str] = ()) -> Manifest:
         """The manifest of `folder`, creating the folder and manifest when it is missing or
         empty (or carries `EXPORT_FOLDER_MARK`, for exports).
@@ -128,16 +148,11 @@ class Manifest:
         Raises:
             FolderNotOursError: the folder holds files keras-vae did not write.
         """
-        folder = Path(folder)
-        check_writable_folder(folder, kind)
-        manifest = cls.read(folder, kind) if folder.is_dir() else None
+        folder, adopt = Path(folder), tuple(adopt)
+        manifest = cls.check_takeable(folder, kind, adopt)
         if manifest is not None:
             return manifest
-        foreign = foreign_entries(folder, kind)
-        adopted = set(adopt)
-        if foreign and not adopted:
-            raise not_ours_error(folder, kind, foreign)
-        manifest = cls(folder, kind, {"files": {_relative(p) for p in adopted}})
+        manifest = cls(folder, kind, {"files": {_relative(p) for p in adopt}})
         folder.mkdir(parents=True, exist_ok=True)
         manifest.save()
         return manifest

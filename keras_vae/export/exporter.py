@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from keras_vae.atomic import file_mode, json_text
+from keras_vae.atomic import write_json_atomically
 from keras_vae.export import layout, transaction
 from keras_vae.export.export_utils import saved_model_signatures
 from keras_vae.signatures import (
@@ -148,10 +148,7 @@ def export_run(
                 **write_tflite(model, staging / layout.TFLITE_DIR, staging / "work"),
             }
             export.add(layout.TFLITE_DIR, layout.TFLITE_DIR)
-        (staging / layout.EXPORT_JSON).write_text(
-            json_text(_with_history(out_dir, record)), encoding="utf-8"
-        )
-        os.chmod(staging / layout.EXPORT_JSON, file_mode())
+        write_json_atomically(staging / layout.EXPORT_JSON, _with_history(out_dir, record))
         export.add(layout.EXPORT_JSON, layout.EXPORT_JSON)
         manifest.claim(
             layout.EXPORT_JSON,

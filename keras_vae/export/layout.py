@@ -91,12 +91,7 @@ def take_out_dir(out_dir: str | os.PathLike) -> ownership.Manifest:
 
 def check_out_dir_is_ours(path: Path) -> None:
     """`take_out_dir`'s checks without writing anything (to refuse before loading a model)."""
-    ownership.check_writable_folder(path, "export")
-    if ownership.Manifest.read(path, "export") if path.is_dir() else None:
-        return
-    foreign = ownership.foreign_entries(path, "export")
-    if foreign and not older_export(path)[0]:
-        raise ownership.not_ours_error(path, "export", foreign)
+    ownership.Manifest.check_takeable(path, "export", adopt=older_export(path)[0])
 
 
 def older_export(path: Path) -> tuple[list[str], list[str]]:

@@ -14,7 +14,7 @@ How (``DIR`` is the export folder):
    the old one is kept in the staging folder until the end. ``export.json`` is published last.
 4. The staging folder (with the replaced versions) is deleted.
 
-`recover` (run by every export before it starts) finds staging folders of exports whose
+`recover` (run by `export_run` before it starts) finds staging folders of exports whose
 process is gone. If all their targets hold the new content (by inode) the export had
 completed and only the staging folder is deleted; otherwise every published target is
 moved back out and every replaced one restored, so the folder is as before that export.
@@ -128,7 +128,8 @@ class ExportTransaction:
     """Stage files and folders, then publish them all (see the module docstring).
 
     Use as a context manager: leaving it without `commit` (an exception) deletes the staging
-    folder and leaves the export folder as it was.
+    folder and leaves the export folder as it was. Call `recover` on the folder first (as
+    `export_run` does, before it counts the versions) so a killed export's leftovers go.
 
     Args:
         out_dir: the export folder (created if missing).
@@ -141,7 +142,6 @@ class ExportTransaction:
 
     def __enter__(self) -> ExportTransaction:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        recover(self.out_dir)
         prefix = f"{STAGING_PREFIX}{os.getpid()}-"
         self.staging = Path(tempfile.mkdtemp(prefix=prefix, dir=self.out_dir))
         return self
