@@ -21,7 +21,16 @@ from collections.abc import Sequence
 from typing import Any
 
 LIKELIHOODS = ("bernoulli", "gaussian")
-ESTIMATORS = ("analytic_kl", "monte_carlo")
+ESTIMATORS = ("auto", "analytic_kl", "monte_carlo", "analytic_entropy")
+POSTERIORS = ("gaussian", "iaf")
+PRIORS = ("normal", "vamp", "mixture")
+OBJECTIVES = ("elbo", "iwae")
+# Defaults of the parts' sizes where the part has them (else the size is 0).
+DEFAULT_FLOW_STEPS = 2
+DEFAULT_FLOW_HIDDEN_UNITS = (128, 128)
+DEFAULT_PRIOR_COMPONENTS = {"vamp": 500, "mixture": 10}
+MAX_FLOW_STEPS = 64
+MAX_PRIOR_COMPONENTS = 100_000
 ARCHITECTURES = ("mlp", "conv")
 BINARIZATIONS = ("none", "static", "dynamic")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
@@ -113,8 +122,9 @@ def parse_likelihood_scale(value: Any) -> float | str:
     return scale
 
 
-def _hidden_units(units: Any) -> tuple[int, ...]:
-    """`hidden_units` as a tuple of positive ints (one int is one layer)."""
+def _hidden_units(units: Any, name: str = "hidden_units") -> tuple[int, ...]:
+    """`hidden_units` (or another list of widths, `name`) as a tuple of positive ints (one
+    int is one layer)."""
     if isinstance(units, numbers.Integral) and not isinstance(units, bool):
         units = (units,)
 
@@ -132,8 +142,8 @@ def _hidden_units(units: Any) -> tuple[int, ...]:
         ok = False
     if not ok or isinstance(units, (str, bytes)):
         raise ValueError(
-            "Received an invalid value for `hidden_units`, expected one or more positive "
-            f"integers. Received: hidden_units={units!r}"
+            f"Received an invalid value for `{name}`, expected one or more positive "
+            f"integers. Received: {name}={units!r}"
         )
     return tuple(int(u) for u in values)
 
@@ -236,8 +246,12 @@ class ModelConfig:
         flag="--likelihood-scale",
     )
     estimator: str = config_field(
-        "analytic_kl",
-        "'analytic_kl' (the paper's estimator B) or 'monte_carlo' (estimator A)",
+        "auto",
+        "how the ELBO is estimated: 'analytic_kl' (the paper's estimator B: closed-form KL, "
+        "only for gaussian posterior + normal prior), 'monte_carlo' (estimator A), "
+        "'analytic_entropy' (closed-form entropy of q, gaussian posterior only) or 'auto' "
+        "(analytic_kl where it applies, else analytic_entropy, else monte_carlo; iwae: "
+        "monte_carlo); config.json records the resolved one",
         flag="--estimator",
         choices=ESTIMATORS,
     )
@@ -249,6 +263,47 @@ class ModelConfig:
         0,
         "optimizer steps over which the KL weight rises linearly from 0 to beta (0: none)",
         flag="--kl-warmup-steps",
+    )
+    posterior: str = config_field(
+        "gaussian",
+        "q(z|x): 'gaussian' (diagonal, the paper's) or 'iaf' (an inverse autoregressive flow "
+        "on the Gaussian, Kingma et al. 2016)",
+        flag="--posterior",
+        choices=POSTERIORS,
+    )
+    flow_steps: int | None = config_field(
+        None,
+        f"IAF steps, 1 to {MAX_FLOW_STEPS} (iaf only)",
+        flag="--flow-steps",
+        default_text=f"{DEFAULT_FLOW_STEPS} with iaf, else 0",
+    )
+    flow_hidden_units: tuple[int, ...] | None = config_field(
+        None,
+        "hidden widths of each IAF step's MADE network, one number or several separated by "
+        "commas (iaf only)",
+        flag="--flow-hidden-units",
+        default_text=f"{','.join(map(str, DEFAULT_FLOW_HIDDEN_UNITS))} with iaf, else none",
+    )
+    prior: str = config_field(
+        "normal",
+        "p(z): 'normal' (N(0, I)), 'vamp' (VampPrior: the mixture of the posteriors of K "
+        "learned pseudo-inputs, Tomczak & Welling 2018) or 'mixture' (a learned K-component "
+        "diagonal Gaussian mixture)",
+        flag="--prior",
+        choices=PRIORS,
+    )
+    prior_components: int | None = config_field(
+        None,
+        f"K, components of the vamp or mixture prior, 1 to {MAX_PRIOR_COMPONENTS:,}",
+        flag="--prior-components",
+        default_text="500 for vamp, 10 for mixture, else 0",
+    )
+    objective: str = config_field(
+        "elbo",
+        "'elbo' (the SGVB bound) or 'iwae' (the importance-weighted bound of Burda et al. "
+        "2015 with k = num_samples importance samples per datapoint)",
+        flag="--objective",
+        choices=OBJECTIVES,
     )
 
     def __post_init__(self) -> None:
@@ -262,10 +317,93 @@ class ModelConfig:
         for units in self.hidden_units:
             check_at_least("hidden_units", units, 1, maximum=MAX_LAYER_WIDTH)
         check_choice("likelihood", self.likelihood, LIKELIHOODS)
-        check_choice("estimator", self.estimator, ESTIMATORS)
         check_at_least("num_samples", self.num_samples, 1, maximum=MAX_NUM_SAMPLES)
         check_at_least("beta", self.beta, 0, integer=False)
         check_at_least("kl_warmup_steps", self.kl_warmup_steps, 0, maximum=MAX_STEPS)
+        self._resolve_parts()
+
+    def _resolve_parts(self) -> None:
+        """Check the parts fit together; resolve "auto" and the part sizes' defaults."""
+        check_choice("posterior", self.posterior, POSTERIORS)
+        check_choice("prior", self.prior, PRIORS)
+        check_choice("objective", self.objective, OBJECTIVES)
+        check_choice("estimator", self.estimator, ESTIMATORS)
+        iaf = self.posterior == "iaf"
+        steps, units = self.flow_steps, self.flow_hidden_units
+        if iaf:
+            steps = DEFAULT_FLOW_STEPS if steps is None else steps
+            check_at_least("flow_steps", steps, 1, maximum=MAX_FLOW_STEPS)
+            units = _hidden_units(
+                DEFAULT_FLOW_HIDDEN_UNITS if units is None else units, "flow_hidden_units"
+            )
+            for width in units:
+                check_at_least("flow_hidden_units", width, 1, maximum=MAX_LAYER_WIDTH)
+        else:
+            if steps not in (None, 0) or units not in (None, (), []):
+                raise ValueError(
+                    "--flow-steps and --flow-hidden-units size the IAF posterior; add "
+                    "--posterior iaf or drop them. Received: posterior="
+                    f"{self.posterior!r}, flow_steps={steps!r}, flow_hidden_units={units!r}"
+                )
+            steps, units = 0, ()
+        object.__setattr__(self, "flow_steps", steps)
+        object.__setattr__(self, "flow_hidden_units", tuple(units))
+        components = self.prior_components
+        if self.prior in DEFAULT_PRIOR_COMPONENTS:
+            components = DEFAULT_PRIOR_COMPONENTS[self.prior] if components is None else components
+            check_at_least("prior_components", components, 1, maximum=MAX_PRIOR_COMPONENTS)
+        elif components not in (None, 0):
+            raise ValueError(
+                "--prior-components sizes the vamp and mixture priors; add --prior vamp or "
+                f"--prior mixture, or drop it. Received: prior={self.prior!r}, "
+                f"prior_components={components!r}"
+            )
+        else:
+            components = 0
+        object.__setattr__(self, "prior_components", components)
+        object.__setattr__(self, "estimator", self._resolved_estimator())
+
+    def _resolved_estimator(self) -> str:
+        """`estimator` with "auto" resolved; a `ValueError` where it does not apply."""
+        closed_kl = self.posterior == "gaussian" and self.prior == "normal"
+        closed_entropy = self.posterior == "gaussian"
+        if self.objective == "iwae":
+            if self.estimator not in ("auto", "monte_carlo"):
+                raise ValueError(
+                    f"The iwae objective averages importance weights of sampled z, so it has "
+                    f"no {self.estimator!r} form; use --estimator monte_carlo (or auto). "
+                    f"Received: objective='iwae', estimator={self.estimator!r}"
+                )
+            return "monte_carlo"
+        applicable = [
+            name
+            for name, ok in (
+                ("analytic_kl", closed_kl),
+                ("analytic_entropy", closed_entropy),
+                ("monte_carlo", True),
+            )
+            if ok
+        ]
+        if self.estimator == "auto":
+            return applicable[0]
+        if self.estimator not in applicable:
+            needs = (
+                "a closed-form KL(q || p), which only the gaussian posterior with the normal "
+                "prior has"
+                if self.estimator == "analytic_kl"
+                else "a closed-form entropy of q, which the iaf posterior has not"
+            )
+            raise ValueError(
+                f"The {self.estimator} estimator needs {needs}; with posterior="
+                f"{self.posterior!r}, prior={self.prior!r} use --estimator "
+                f"{' or '.join(applicable)}. Received: estimator={self.estimator!r}"
+            )
+        return self.estimator
+
+    @property
+    def default_parts(self) -> bool:
+        """Whether this is the paper's model: gaussian posterior, normal prior, the ELBO."""
+        return self.posterior == "gaussian" and self.prior == "normal" and self.objective == "elbo"
 
 
 @_document_fields

@@ -116,3 +116,17 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 def likelihood_mean(name: str, location: tf.Tensor) -> tf.Tensor:
     """E[x|z]: Bernoulli probabilities (sigmoid of the logits) or the Gaussian mean."""
     return tf.sigmoid(location) if name == "bernoulli" else location
+
+
+def gaussian_mixture(log_weights: tf.Tensor, loc: tf.Tensor, scale: tf.Tensor) -> tfd.Distribution:
+    """sum_k pi_k N(loc_k, diag scale_k^2): `log_weights` [K], `loc` and `scale` [K, D].
+
+    Example:
+        >>> p = gaussian_mixture(tf.math.log([0.5, 0.5]), tf.zeros([2, 3]), tf.ones([2, 3]))
+        >>> p.event_shape.as_list()
+        [3]
+    """
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(logits=log_weights),
+        tfd.Independent(tfd.Normal(loc=loc, scale=scale), reinterpreted_batch_ndims=1),
+    )

@@ -112,7 +112,9 @@ def default_chunk_size(model: keras.Model, batch_size: int) -> int:
         >>> default_chunk_size(VAE(data_shape=(784,), latent_dim=2), 100)
         26
     """
-    per_sample = max(1, batch_size) * math.prod(model.data_shape) * 4
+    # a mixture prior's densities are [chunk, batch, K, D] before their reduction
+    prior_values = getattr(model, "prior_components", 0) * model.latent_dim
+    per_sample = max(1, batch_size) * max(math.prod(model.data_shape), prior_values) * 4
     return max(1, CHUNK_BYTES // per_sample)
 
 
@@ -135,7 +137,7 @@ def _importance_weighted_graph(
     given_noise: bool,
 ) -> objectives.ImportanceWeightedTerms:
     """The traced body of `importance_weighted_terms`: encode once, then K samples in chunks."""
-    z_mean, z_stddev = model.encoder(x, training=False)
+    z_mean, z_stddev, context = model.encode_all(x, training=False)
     batch = tf.shape(z_mean)[0]
     if given_noise:
         num_chunks = -(-num_samples // chunk_size)
@@ -157,6 +159,14 @@ def _importance_weighted_graph(
     def log_likelihood_fn(z):
         return model.log_likelihood_given_z(x, z, training=False)
 
+    log_weights_fn = None  # the paper's model: `objectives.log_importance_weights`
+    if model.posterior_name != "gaussian" or model.prior_name != "normal":
+        prior = model.prior_parameters(training=False)  # once, not per chunk
+
+        def log_weights_fn(noise):
+            z, log_q = model.posterior_layer.sample(z_mean, z_stddev, noise, context)
+            return log_likelihood_fn(z) + model.prior_layer.log_prob(z, prior) - log_q
+
     return objectives.importance_weighted_terms(
-        z_mean, z_stddev, log_likelihood_fn, num_samples, chunk_size, noise_fn
+        z_mean, z_stddev, log_likelihood_fn, num_samples, chunk_size, noise_fn, log_weights_fn
     )

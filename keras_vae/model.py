@@ -21,9 +21,16 @@ from keras_vae.compat import reducible_logs
 from keras_vae.config import ModelConfig
 from keras_vae.networks import build_decoder, build_encoder
 from keras_vae.noise import replica_normal, stateless_seed
+from keras_vae.parts import build_posterior, build_prior, priors
 from keras_vae.replicas import BatchLayout, average_over_global_batch, batch_layout
 
 METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
+IWAE_METRIC = "iwae"  # the importance-weighted bound, reported by models trained on it
+
+
+def metric_names(objective: str) -> tuple[str, ...]:
+    """The metrics `fit` and `evaluate` report for an objective ("elbo" or "iwae")."""
+    return (*METRIC_NAMES, IWAE_METRIC) if objective == "iwae" else METRIC_NAMES
 
 
 def _unpack_inputs(data: Any) -> tuple[tf.Tensor, tf.Tensor | None]:
@@ -40,10 +47,13 @@ def _unpack_inputs(data: Any) -> tuple[tf.Tensor, tf.Tensor | None]:
 class VAE(keras.Model):
     """Variational autoencoder trained with the SGVB estimator (Kingma & Welling, 2014).
 
-    q(z|x) is a diagonal Gaussian, p(z) = N(0, I) and p(x|z) a Bernoulli or Gaussian over all
-    data dimensions; `fit` maximises the ELBO (minimises `loss` = -(reconstruction - beta * kl))
-    and reports, per example in nats, `loss`, `elbo`, `reconstruction` (E_q log p(x|z)) and
-    `kl`. Inputs may be vectors, HxW or HxWxC, with or without labels (ignored). Pass
+    By default q(z|x) is a diagonal Gaussian, p(z) = N(0, I) and p(x|z) a Bernoulli or
+    Gaussian over all data dimensions; `fit` maximises the ELBO (minimises `loss` =
+    -(reconstruction - beta * kl)) and reports, per example in nats, `loss`, `elbo`,
+    `reconstruction` (E_q log p(x|z)) and `kl`. The latent parts can be swapped
+    (`keras_vae.parts`): an IAF posterior, a VampPrior or a mixture prior, and the IWAE bound
+    as the objective (then also reported as `iwae`). Inputs may be vectors, HxW or HxWxC,
+    with or without labels (ignored). Pass
     `{"x": x, "noise": eps}` with eps of shape [batch, num_samples, latent_dim] to supply the
     reparameterisation noise yourself (common random numbers, exact reproducibility).
 
@@ -56,10 +66,17 @@ class VAE(keras.Model):
         activation: hidden activation. Default "relu" ("tanh" in the paper).
         likelihood: "bernoulli" or "gaussian". Default "bernoulli".
         likelihood_scale: Gaussian standard deviation, a float or "learned". Default 1.0.
-        estimator: "analytic_kl" (default) or "monte_carlo".
-        num_samples: L, samples of z per datapoint. Default 1.
+        estimator: "analytic_kl", "monte_carlo", "analytic_entropy" or "auto" (default:
+            analytic_kl where it applies, else analytic_entropy, else monte_carlo).
+        num_samples: L, samples of z per datapoint (k for the iwae objective). Default 1.
         beta: KL weight. Default 1.0.
         kl_warmup_steps: linear warm-up of the KL weight over this many steps. Default 0.
+        posterior: "gaussian" (default) or "iaf".
+        flow_steps: IAF steps (iaf only). Default 2.
+        flow_hidden_units: hidden widths of each IAF step's MADE. Default (128, 128).
+        prior: "normal" (default), "vamp" or "mixture".
+        prior_components: K of the vamp (default 500) or mixture (default 10) prior.
+        objective: "elbo" (default) or "iwae".
         seed: seed of the reparameterisation noise. Default None.
 
     Example:
@@ -77,10 +94,16 @@ class VAE(keras.Model):
         activation: str = "relu",
         likelihood: str = "bernoulli",
         likelihood_scale: float | str = 1.0,
-        estimator: str = "analytic_kl",
+        estimator: str = "auto",
         num_samples: int = 1,
         beta: float = 1.0,
         kl_warmup_steps: int = 0,
+        posterior: str = "gaussian",
+        flow_steps: int | None = None,
+        flow_hidden_units: Sequence[int] | None = None,
+        prior: str = "normal",
+        prior_components: int | None = None,
+        objective: str = "elbo",
         seed: int | None = None,
         **kwargs,
     ):
@@ -96,6 +119,12 @@ class VAE(keras.Model):
             num_samples=num_samples,
             beta=beta,
             kl_warmup_steps=kl_warmup_steps,
+            posterior=posterior,
+            flow_steps=flow_steps,
+            flow_hidden_units=flow_hidden_units,
+            prior=prior,
+            prior_components=prior_components,
+            objective=objective,
         )
         data_shape = tuple(int(d) for d in data_shape)
         if not data_shape or min(data_shape) < 1:
@@ -114,11 +143,28 @@ class VAE(keras.Model):
         self.num_samples = spec.num_samples
         self.beta = spec.beta
         self.kl_warmup_steps = spec.kl_warmup_steps
+        self.posterior_name = spec.posterior
+        self.flow_steps = spec.flow_steps
+        self.flow_hidden_units = spec.flow_hidden_units
+        self.prior_name = spec.prior
+        self.prior_components = spec.prior_components
+        self.objective = spec.objective
         self.seed = seed
 
         self.learned_scale = spec.likelihood == "gaussian" and spec.likelihood_scale == "learned"
+        self.posterior_layer = build_posterior(
+            spec.posterior, spec.latent_dim, spec.flow_steps, spec.flow_hidden_units
+        )
+        self.prior_layer = build_prior(
+            spec.prior, spec.latent_dim, spec.prior_components, data_shape
+        )
         self.encoder = build_encoder(
-            data_shape, spec.latent_dim, spec.architecture, spec.hidden_units, spec.activation
+            data_shape,
+            spec.latent_dim,
+            spec.architecture,
+            spec.hidden_units,
+            spec.activation,
+            context_units=self.posterior_layer.context_units,
         )
         self.decoder = build_decoder(
             data_shape,
@@ -130,7 +176,9 @@ class VAE(keras.Model):
             learned_scale=self.learned_scale,
         )
         self.seed_generator = keras.random.SeedGenerator(seed, name="reparameterisation_seed")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self.trackers = {
+            name: keras.metrics.Mean(name=name) for name in metric_names(spec.objective)
+        }
         self.execution_policy: execution.ExecutionPolicy | None = None  # set by `compile`
         self.built = True
 
@@ -142,14 +190,51 @@ class VAE(keras.Model):
         return cls(data_shape=data_shape, seed=seed, **vars(config))
 
     # ----------------------------------------------------------------- building blocks
+    def encode_all(self, x: tf.Tensor, training: bool = False):
+        """(z_mean, z_stddev, context or None): the encoder's Gaussian and, for an IAF
+        posterior, the features its flow steps see."""
+        outputs = self.encoder(x, training=training)
+        context = outputs[2] if len(outputs) > 2 else None
+        return outputs[0], outputs[1], context
+
     def posterior(self, x: tf.Tensor, training: bool = False):
-        """q(z|x) as a `tfd.Distribution` with batch shape [batch], event shape [latent_dim]."""
-        z_mean, z_stddev = self.encoder(x, training=training)
+        """q(z|x) as a `tfd.Distribution` with batch shape [batch], event shape [latent_dim]
+        (Gaussian posterior only: an IAF's density is `posterior_sample`'s log q)."""
+        if self.posterior_name != "gaussian":
+            raise ValueError(
+                f"The {self.posterior_name} posterior is not a closed-form distribution; use "
+                "`posterior_sample(x)`, which returns z and log q(z|x)."
+            )
+        z_mean, z_stddev, _ = self.encode_all(x, training)
         return distributions.posterior(z_mean, z_stddev)
 
+    def posterior_sample(self, x, noise=None, seed: int | None = None, training: bool = False):
+        """(z, log q(z|x)), each for one draw per example: z [batch, latent_dim], log q
+        [batch]; `noise` [batch, latent_dim] standard normal draws (default: drawn)."""
+        x = tf.cast(x, tf.float32)
+        z_mean, z_stddev, context = self.encode_all(x, training)
+        if noise is None:
+            noise = keras.random.normal(
+                tf.shape(z_mean), seed=self.seed_generator if seed is None else seed
+            )
+        noise = tf.cast(noise, z_mean.dtype)[tf.newaxis]
+        z, log_q = self.posterior_layer.sample(z_mean, z_stddev, noise, context)
+        return z[0], log_q[0]
+
+    def prior_parameters(self, training: bool = False) -> priors.MixtureParams:
+        """p(z) as a Gaussian mixture's `MixtureParams` (the VampPrior encodes its
+        pseudo-inputs: call once per batch)."""
+
+        def encode(u):
+            z_mean, z_stddev, _ = self.encode_all(u, training)
+            return z_mean, z_stddev
+
+        return self.prior_layer.components(encode if self.prior_layer.uses_encoder else None)
+
     def prior(self):
-        """p(z) = N(0, I) as a `tfd.Distribution` with event shape [latent_dim]."""
-        return distributions.prior(self.latent_dim)
+        """p(z) as a `tfd.Distribution` with event shape [latent_dim]: N(0, I), or the
+        learned Gaussian mixture (`tfd.MixtureSameFamily`) of a vamp or mixture prior."""
+        return self.prior_layer.distribution(self.prior_parameters())
 
     def likelihood_from_z(self, z: tf.Tensor, training: bool = False):
         """p(x|z) for z of shape [..., latent_dim]: a distribution over [..., *data_shape]."""
@@ -182,20 +267,21 @@ class VAE(keras.Model):
             scale = unflatten(scale)
         return location, scale
 
-    def elbo_terms(
+    def latent_terms(
         self,
         x: tf.Tensor,
         noise: tf.Tensor | None = None,
         training: bool = False,
         layout: BatchLayout | None = None,
-    ) -> objectives.ElboTerms:
-        """Per-example SGVB terms for a batch; `noise` is [batch, L, latent_dim] or None.
+    ) -> objectives.LatentTerms:
+        """log p(x|z), log p(z) and log q(z|x) of L samples per example (and the closed
+        forms the estimator uses); `noise` is [batch, L, latent_dim] or None.
 
         Without `noise`, it is drawn from the seed generator for the GLOBAL batch and sliced at
         this replica's `layout` (see `keras_vae.noise.replica_normal`), so replicas never
         share draws and the result does not depend on the number of replicas.
         """
-        z_mean, z_stddev = self.encoder(x, training=training)
+        z_mean, z_stddev, context = self.encode_all(x, training)
         if noise is None:
             batch = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
             seed = stateless_seed(self.seed_generator)
@@ -206,7 +292,49 @@ class VAE(keras.Model):
         def log_likelihood(z):
             return self.log_likelihood_given_z(x, z, training=training)
 
-        return objectives.elbo_terms(z_mean, z_stddev, noise, log_likelihood, self.estimator)
+        if self.estimator == "analytic_kl":  # the paper's model (the config checks)
+            return objectives.gaussian_latent_terms(
+                z_mean, z_stddev, noise, log_likelihood, self.estimator
+            )
+        z, log_q = self.posterior_layer.sample(z_mean, z_stddev, noise, context)
+        log_p = self.prior_layer.log_prob(z, self.prior_parameters(training))
+        entropy = None
+        if self.estimator == "analytic_entropy":
+            entropy = self.posterior_layer.entropy(z_stddev)
+        return objectives.LatentTerms(log_likelihood(z), log_p, log_q, entropy=entropy)
+
+    def elbo_terms(
+        self,
+        x: tf.Tensor,
+        noise: tf.Tensor | None = None,
+        training: bool = False,
+        layout: BatchLayout | None = None,
+    ) -> objectives.ElboTerms:
+        """Per-example SGVB terms for a batch by the model's estimator (the Monte Carlo ELBO
+        of the same samples for an iwae model); `noise` as in `latent_terms`."""
+        terms = self.latent_terms(x, noise, training, layout)
+        return objectives.elbo_from_terms(terms, self.estimator)
+
+    def objective_values(self, terms: objectives.LatentTerms) -> dict[str, tf.Tensor]:
+        """Per-example `loss` (what `fit` minimises, with the current KL weight) and the
+        reported metrics, [batch] each."""
+        weight = self.kl_weight()
+        if self.objective == "iwae":
+            bound = objectives.iwae_from_terms(terms, weight)
+            return {
+                "loss": -bound.tempered_bound,
+                "elbo": bound.elbo,
+                "reconstruction": bound.reconstruction,
+                "kl": bound.kl,
+                IWAE_METRIC: bound.bound,
+            }
+        elbo = objectives.elbo_from_terms(terms, self.estimator)
+        return {
+            "loss": -(elbo.reconstruction - weight * elbo.kl),
+            "elbo": elbo.elbo,
+            "reconstruction": elbo.reconstruction,
+            "kl": elbo.kl,
+        }
 
     def kl_weight(self) -> tf.Tensor:
         """The current KL weight: `beta`, ramped up linearly over `kl_warmup_steps`."""
@@ -219,15 +347,9 @@ class VAE(keras.Model):
     def metrics(self) -> list[keras.metrics.Metric]:
         return list(self.trackers.values())
 
-    def _update_metrics(self, terms: objectives.ElboTerms, per_example_loss: tf.Tensor) -> dict:
-        values = {
-            "loss": per_example_loss,
-            "elbo": terms.elbo,
-            "reconstruction": terms.reconstruction,
-            "kl": terms.kl,
-        }
-        for name, value in values.items():
-            self.trackers[name].update_state(value)
+    def _update_metrics(self, values: dict[str, tf.Tensor]) -> dict:
+        for name, tracker in self.trackers.items():
+            tracker.update_state(values[name])
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     # ----------------------------------------------------------------- compile and fit
@@ -310,18 +432,17 @@ class VAE(keras.Model):
     def _train_on_batch(self, x, noise) -> dict[str, tf.Tensor]:
         layout = batch_layout(x)  # outside XLA: it may all-gather the replicas' batch sizes
         compute = execution.per_replica_xla(self, self._gradients)
-        terms, per_example_loss, gradients = compute(x, noise, layout)
+        values, gradients = compute(x, noise, layout)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return self._update_metrics(terms, per_example_loss)
+        return self._update_metrics(values)
 
     def _gradients(self, x, noise, layout: BatchLayout):
-        """This replica's ELBO terms, per-example losses and gradients of its loss share."""
+        """This replica's per-example objective values and the gradients of its loss share."""
         with tf.GradientTape() as tape:
-            terms = self.elbo_terms(x, noise, training=True, layout=layout)
-            per_example_loss = -(terms.reconstruction - self.kl_weight() * terms.kl)
-            loss = average_over_global_batch(per_example_loss, layout.global_size, self.losses)
+            values = self.objective_values(self.latent_terms(x, noise, True, layout))
+            loss = average_over_global_batch(values["loss"], layout.global_size, self.losses)
             scaled_loss = self.optimizer.scale_loss(loss)
-        return terms, per_example_loss, tape.gradient(scaled_loss, self.trainable_variables)
+        return values, tape.gradient(scaled_loss, self.trainable_variables)
 
     def test_step(self, data):
         """The ELBO terms of a batch, or of each batch of a `{"x_steps": xs}` block in turn
@@ -343,20 +464,31 @@ class VAE(keras.Model):
         return reducible_logs({name: tracker.result() for name, tracker in self.trackers.items()})
 
     def _test_on_batch(self, x, noise) -> dict[str, tf.Tensor]:
-        terms = self.elbo_terms(x, noise, training=False, layout=batch_layout(x))
-        per_example_loss = -(terms.reconstruction - self.kl_weight() * terms.kl)
-        return self._update_metrics(terms, per_example_loss)
+        terms = self.latent_terms(x, noise, training=False, layout=batch_layout(x))
+        return self._update_metrics(self.objective_values(terms))
 
     # ----------------------------------------------------------------- inference
     def call(self, inputs, training: bool = False):
-        """Deterministic reconstruction: E[x|z] at z = the posterior mean."""
+        """Deterministic reconstruction: E[x|z] at z = the posterior mean (for an IAF, the
+        flow of the Gaussian base's mean)."""
         x, _ = _unpack_inputs(inputs)
-        z_mean, _ = self.encoder(x, training=training)
-        return self.decode(z_mean, training=training)
+        return self.decode(self.central_z(x, training), training=training)
+
+    def central_z(self, x, training: bool = False) -> tf.Tensor:
+        """The z of zero noise, [batch, latent_dim]: the posterior mean, or its IAF image."""
+        z_mean, z_stddev, context = self.encode_all(tf.cast(x, tf.float32), training)
+        if self.posterior_name == "gaussian":
+            return z_mean
+        z, _ = self.posterior_layer.sample(
+            z_mean, z_stddev, tf.zeros_like(z_mean)[tf.newaxis], context
+        )
+        return z[0]
 
     def encode(self, x, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
-        """(z_mean, z_stddev) of q(z|x), each [batch, latent_dim]."""
-        return self.encoder(tf.cast(x, tf.float32), training=training)
+        """(z_mean, z_stddev) of q(z|x) (of its Gaussian base, for an IAF), each
+        [batch, latent_dim]."""
+        z_mean, z_stddev, _ = self.encode_all(tf.cast(x, tf.float32), training)
+        return z_mean, z_stddev
 
     def decode(self, z, training: bool = False) -> tf.Tensor:
         """E[x|z]: Bernoulli probabilities or the Gaussian mean, [batch, *data_shape]."""
@@ -370,10 +502,19 @@ class VAE(keras.Model):
 
     def sample(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
         """E[x|z] for `num_samples` draws z ~ p(z); the same integer seed gives the same draws."""
-        z = keras.random.normal(
-            (num_samples, self.latent_dim), seed=self.seed_generator if seed is None else seed
-        )
-        return self.decode(z)
+        return self.decode(self.sample_prior(num_samples, seed))
+
+    def sample_prior(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
+        """`num_samples` draws z ~ p(z), [num_samples, latent_dim] (a mixture: a component
+        by a uniform draw, then its Gaussian: `keras_vae.parts.priors.sample_from_noise`)."""
+        shape = (num_samples, self.latent_dim)
+        if self.prior_name == "normal":
+            return keras.random.normal(shape, seed=self.seed_generator if seed is None else seed)
+        generator = self.seed_generator if seed is None else keras.random.SeedGenerator(seed)
+        noise = keras.random.normal(shape, seed=generator)
+        uniform = keras.random.uniform((num_samples,), seed=generator)
+        z, _ = priors.sample_from_noise(self.prior_parameters(), noise, uniform)
+        return z
 
     # ----------------------------------------------------------------- evaluation
     # Thin: importance sampling lives in `keras_vae.importance`.
@@ -433,5 +574,11 @@ class VAE(keras.Model):
             "num_samples": self.num_samples,
             "beta": self.beta,
             "kl_warmup_steps": self.kl_warmup_steps,
+            "posterior": self.posterior_name,
+            "flow_steps": self.flow_steps,
+            "flow_hidden_units": list(self.flow_hidden_units),
+            "prior": self.prior_name,
+            "prior_components": self.prior_components,
+            "objective": self.objective,
             "seed": self.seed,
         }

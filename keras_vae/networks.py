@@ -61,8 +61,10 @@ def build_encoder(
     architecture: str = "mlp",
     hidden_units: Sequence[int] = (400,),
     activation: str = "relu",
+    context_units: int = 0,
 ) -> keras.Model:
-    """x -> (z_mean, z_stddev), each [batch, latent_dim] in float32."""
+    """x -> (z_mean, z_stddev), each [batch, latent_dim] in float32, and, with
+    `context_units`, a third output: features h [batch, context_units] (an IAF's context)."""
     inputs = keras.Input(shape=tuple(data_shape), name="x")
     if architecture == "mlp":
         h = keras.layers.Flatten(name="flatten")(inputs)
@@ -83,7 +85,14 @@ def build_encoder(
     z_mean = keras.layers.Dense(latent_dim, dtype="float32", name="z_mean")(h)
     raw_scale = keras.layers.Dense(latent_dim, dtype="float32", name="z_raw_stddev")(h)
     z_stddev = PositiveScale(MIN_POSTERIOR_STDDEV, dtype="float32", name="z_stddev")(raw_scale)
-    return keras.Model(inputs, [z_mean, z_stddev], name="encoder")
+    outputs = [z_mean, z_stddev]
+    if context_units:
+        outputs.append(
+            keras.layers.Dense(
+                context_units, activation=activation, dtype="float32", name="context"
+            )(h)
+        )
+    return keras.Model(inputs, outputs, name="encoder")
 
 
 def build_decoder(

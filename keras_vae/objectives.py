@@ -7,6 +7,13 @@ Kingma & Welling (2014) give two estimators of the evidence lower bound (ELBO)
 * ``"monte_carlo"`` (their estimator A): 1/L sum_l [log p(x, z_l) - log q(z_l|x)].
 * ``"analytic_kl"`` (their estimator B, the default): -KL in closed form
   + 1/L sum_l log p(x|z_l); same expectation, lower variance.
+* ``"analytic_entropy"``: 1/L sum_l log p(x, z_l) + H[q(z|x)] with the entropy in closed
+  form, for priors without a closed-form KL (mixtures, the VampPrior).
+
+and Burda et al. (2015) the importance-weighted bound log 1/k sum_k p(x, z_k) / q(z_k|x)
+(`iwae_from_terms`), which is the Monte Carlo ELBO at k = 1 and rises to log p(x) with k.
+Each objective takes its terms from `LatentTerms` (log p(x|z), log p(z), log q(z|x) of the
+samples and the closed forms that exist), whichever posterior and prior made them.
 
 A decoder enters only through ``log_likelihood(z) -> log p(x|z)``, so the maths is testable
 with any closed-form model:
@@ -44,6 +51,105 @@ def reparameterize(z_mean: tf.Tensor, z_stddev: tf.Tensor, noise: tf.Tensor) -> 
     return z_mean + z_stddev * noise
 
 
+class LatentTerms(NamedTuple):
+    """What every objective is made of, for L (or k) samples z_l ~ q(z|x) per example."""
+
+    log_likelihood: tf.Tensor  # log p(x|z_l), [L, batch]
+    log_prior: tf.Tensor  # log p(z_l), [L, batch]
+    log_posterior: tf.Tensor  # log q(z_l|x), [L, batch]
+    entropy: tf.Tensor | None = None  # H[q(z|x)] in closed form, [batch], where it exists
+    kl: tf.Tensor | None = None  # KL(q || p) in closed form, [batch], where it exists
+
+
+class IwaeTerms(NamedTuple):
+    """The importance-weighted bound and the ELBO terms of the same k samples, [batch] each."""
+
+    bound: tf.Tensor  # log (1/k) sum_k w_k, w_k = p(x, z_k) / q(z_k|x) (beta = 1)
+    tempered_bound: tf.Tensor  # the same with log w_k = log p(x|z_k) + w (log p(z_k) - log q)
+    elbo: tf.Tensor  # (1/k) sum_k log w_k: the Monte Carlo ELBO of the same samples
+    reconstruction: tf.Tensor  # (1/k) sum_k log p(x|z_k)
+    kl: tf.Tensor  # (1/k) sum_k [log q(z_k|x) - log p(z_k)]
+
+
+ESTIMATOR_NAMES = ("analytic_kl", "monte_carlo", "analytic_entropy")
+
+
+def elbo_from_terms(terms: LatentTerms, estimator: str) -> ElboTerms:
+    """The ELBO per example, by one of its three estimators (the same expectation):
+
+    * "analytic_kl": 1/L sum_l log p(x|z_l) - KL(q || p) (needs `terms.kl`);
+    * "monte_carlo": 1/L sum_l [log p(x|z_l) + log p(z_l) - log q(z_l|x)];
+    * "analytic_entropy": 1/L sum_l [log p(x|z_l) + log p(z_l)] + H[q] (needs `terms.entropy`).
+
+    `kl` is reported as the matching estimate of KL(q || p) in every case.
+    """
+    reconstruction = tf.reduce_mean(terms.log_likelihood, axis=0)
+    if estimator == "analytic_kl" and terms.kl is not None:
+        kl = terms.kl
+    elif estimator == "monte_carlo":
+        kl = tf.reduce_mean(terms.log_posterior - terms.log_prior, axis=0)
+    elif estimator == "analytic_entropy" and terms.entropy is not None:
+        kl = -tf.reduce_mean(terms.log_prior, axis=0) - terms.entropy
+    elif estimator in ESTIMATOR_NAMES:
+        raise ValueError(
+            f"The {estimator} estimator needs the closed form that these parts lack "
+            f"(KL for analytic_kl, the entropy of q for analytic_entropy); use monte_carlo. "
+            f"Received: estimator={estimator!r}"
+        )
+    else:
+        raise ValueError(
+            f"Unknown estimator {estimator!r}. Expected one of {list(ESTIMATOR_NAMES)}. "
+            f"Received: estimator={estimator!r}"
+        )
+    return ElboTerms(elbo=reconstruction - kl, reconstruction=reconstruction, kl=kl)
+
+
+def iwae_from_terms(terms: LatentTerms, kl_weight: tf.Tensor | float = 1.0) -> IwaeTerms:
+    """The IWAE bound of Burda et al. (2015, eq. 8) from k samples, log (1/k) sum_k w_k.
+
+    `kl_weight` (beta, warm-up) tempers log p(z) - log q(z|x) inside each weight for the
+    training loss (`tempered_bound`); `bound` is always the untempered one. With k = 1 both
+    equal the Monte Carlo ELBO (with the same weight) exactly.
+
+    Example:
+        >>> t = LatentTerms(tf.zeros([1, 2]), tf.fill([1, 2], -1.0), tf.fill([1, 2], -1.5))
+        >>> iwae_from_terms(t).bound.numpy().tolist()
+        [0.5, 0.5]
+    """
+    log_ratio = terms.log_prior - terms.log_posterior
+    log_w = terms.log_likelihood + log_ratio
+    kl_weight = tf.cast(kl_weight, log_w.dtype)
+    return IwaeTerms(
+        bound=log_mean_exp(log_w, axis=0),
+        tempered_bound=log_mean_exp(terms.log_likelihood + kl_weight * log_ratio, axis=0),
+        elbo=tf.reduce_mean(log_w, axis=0),
+        reconstruction=tf.reduce_mean(terms.log_likelihood, axis=0),
+        kl=-tf.reduce_mean(log_ratio, axis=0),
+    )
+
+
+def gaussian_latent_terms(
+    z_mean: tf.Tensor,
+    z_stddev: tf.Tensor,
+    noise: tf.Tensor,
+    log_likelihood: LogLikelihoodFn,
+    estimator: str = "monte_carlo",
+) -> LatentTerms:
+    """`LatentTerms` of the paper's model: q = N(mu, sigma^2), p(z) = N(0, I).
+
+    Only the closed form the estimator uses is computed (`kl` for "analytic_kl", `entropy`
+    for "analytic_entropy").
+    """
+    q = distributions.posterior(z_mean, z_stddev)
+    p = distributions.prior(z_mean.shape[-1], z_mean.dtype)
+    z = reparameterize(z_mean, z_stddev, noise)
+    log_px = log_likelihood(z)
+    if estimator == "analytic_kl":
+        return LatentTerms(log_px, None, None, kl=q.kl_divergence(p))
+    entropy = q.entropy() if estimator == "analytic_entropy" else None
+    return LatentTerms(log_px, p.log_prob(z), q.log_prob(z), entropy=entropy)
+
+
 def elbo_terms(
     z_mean: tf.Tensor,
     z_stddev: tf.Tensor,
@@ -51,29 +157,22 @@ def elbo_terms(
     log_likelihood: LogLikelihoodFn,
     estimator: str = "analytic_kl",
 ) -> ElboTerms:
-    """SGVB estimate of the ELBO and its two terms, per example.
+    """SGVB estimate of the ELBO and its two terms, per example, for the paper's model.
 
     Args:
         z_mean: posterior means, [batch, latent_dim].
         z_stddev: posterior standard deviations (> 0), [batch, latent_dim].
         noise: standard normal draws eps, [L, batch, latent_dim].
         log_likelihood: maps z of shape [L, batch, latent_dim] to log p(x|z), shape [L, batch].
-        estimator: "analytic_kl" or "monte_carlo".
+        estimator: "analytic_kl", "monte_carlo" or "analytic_entropy".
     """
-    q = distributions.posterior(z_mean, z_stddev)
-    p = distributions.prior(z_mean.shape[-1], z_mean.dtype)
-    z = reparameterize(z_mean, z_stddev, noise)
-    reconstruction = tf.reduce_mean(log_likelihood(z), axis=0)
-    if estimator == "analytic_kl":
-        kl = q.kl_divergence(p)
-    elif estimator == "monte_carlo":
-        kl = tf.reduce_mean(q.log_prob(z) - p.log_prob(z), axis=0)
-    else:
+    if estimator not in ESTIMATOR_NAMES:
         raise ValueError(
-            f"Unknown estimator {estimator!r}. Expected one of ['analytic_kl', 'monte_carlo']. "
+            f"Unknown estimator {estimator!r}. Expected one of {list(ESTIMATOR_NAMES)}. "
             f"Received: estimator={estimator!r}"
         )
-    return ElboTerms(elbo=reconstruction - kl, reconstruction=reconstruction, kl=kl)
+    terms = gaussian_latent_terms(z_mean, z_stddev, noise, log_likelihood, estimator)
+    return elbo_from_terms(terms, estimator)
 
 
 def log_importance_weights(
@@ -128,6 +227,7 @@ def importance_weighted_terms(
     num_samples: int,
     chunk_size: int,
     noise_fn: Callable[[tf.Tensor], tf.Tensor],
+    log_weights_fn: Callable[[tf.Tensor], tf.Tensor] | None = None,
 ) -> ImportanceWeightedTerms:
     """Importance-weighted estimate of log p(x) with K samples, in chunks of `chunk_size`.
 
@@ -144,6 +244,9 @@ def importance_weighted_terms(
         chunk_size: samples per chunk (>= 1; more than K wastes the masked part of a chunk).
         noise_fn: maps a chunk index (int32 scalar tensor) to standard normal draws of shape
             [chunk_size, batch, latent_dim]; chunk i holds samples i * chunk_size + (0, 1, ...).
+        log_weights_fn: maps those draws to log w [chunk_size, batch] for models other than
+            the paper's (any posterior and prior part). Default None: `log_importance_weights`
+            of the Gaussian posterior and N(0, I) prior.
 
     Returns:
         `ImportanceWeightedTerms`: the log-likelihood estimate, the K-sample ELBO estimate
@@ -180,7 +283,10 @@ def importance_weighted_terms(
                 f"`noise_fn` must return [chunk_size={chunk_size}, batch, latent_dim] draws. "
                 f"Received: shape {noise.shape}"
             )
-        log_w = log_importance_weights(z_mean, z_stddev, noise, log_likelihood)
+        if log_weights_fn is None:
+            log_w = log_importance_weights(z_mean, z_stddev, noise, log_likelihood)
+        else:
+            log_w = log_weights_fn(noise)
         valid = (i * chunk_size + offsets < num_samples)[:, tf.newaxis]
         masked = tf.where(valid, log_w, -float("inf"))
         log_sum_w = log_add_exp(log_sum_w, tf.reduce_logsumexp(masked, axis=0))

@@ -21,7 +21,15 @@ CLI_ONLY = {"help", "output", "overwrite", "verbose"}  # dests that are not conf
 BASE = ["train", "--output", "unused"]
 # Command-line values (and the config.json value they give) where the default does not
 # suggest one: a new field of a simple type (int, float, str, a choice, a bool) needs none.
-OTHER_VALUES = {"hidden_units": ("7,5", [7, 5]), "steps_per_execution": ("7", 7)}
+# A part's size needs its part (the config refuses --flow-steps without --posterior iaf).
+OTHER_VALUES = {
+    "hidden_units": (["7,5"], [7, 5]),
+    "steps_per_execution": (["7"], 7),
+    "estimator": (["monte_carlo"], "monte_carlo"),  # "auto" resolves to analytic_kl
+    "flow_steps": (["3", "--posterior", "iaf"], 3),
+    "flow_hidden_units": (["7,5", "--posterior", "iaf"], [7, 5]),
+    "prior_components": (["4", "--prior", "mixture"], 4),
+}
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -82,8 +90,8 @@ def other_value(action: argparse.Action, field: dataclasses.Field) -> tuple[list
     if action.nargs == 0:  # store_true
         return [flag], True
     if field.name in OTHER_VALUES:
-        text, value = OTHER_VALUES[field.name]
-        return [flag, text], value
+        args, value = OTHER_VALUES[field.name]
+        return [flag, *args], value
     if action.choices:
         choice = next(c for c in action.choices if c != field.default)
         return [flag, str(choice)], choice

@@ -23,7 +23,11 @@ NAN, INF = math.nan, math.inf
 # (section class, bad keyword arguments, regex the message must match: argument + allowed values)
 BAD_ARGUMENTS = [
     (ModelConfig, {"likelihood": "bernouli"}, r"likelihood.*\['bernoulli', 'gaussian'\]"),
-    (ModelConfig, {"estimator": "mc"}, r"estimator.*\['analytic_kl', 'monte_carlo'\]"),
+    (
+        ModelConfig,
+        {"estimator": "mc"},
+        r"estimator.*\['auto', 'analytic_kl', 'monte_carlo', 'analytic_entropy'\]",
+    ),
     (
         ModelConfig,
         {"num_samples": 0},

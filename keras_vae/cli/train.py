@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 
@@ -23,11 +24,11 @@ HELP = (
 )
 
 
-def hidden_units(text: str) -> tuple[int, ...]:
-    """'500' or '400,200' -> (500,) or (400, 200)."""
+def hidden_units(text: str, name: str = "hidden_units") -> tuple[int, ...]:
+    """'500' or '400,200' -> (500,) or (400, 200) (`name`: the field, for messages)."""
     parts = [part for part in text.split(",") if part.strip()]
     try:
-        units = tuple(integer_argument(part, "hidden_units") for part in parts)
+        units = tuple(integer_argument(part, name) for part in parts)
     except argparse.ArgumentTypeError as error:
         raise argparse.ArgumentTypeError(f"{error} (in {text!r})") from None
     if not units:
@@ -54,6 +55,9 @@ def steps_per_execution(text: str) -> int | str:
 _PARSING_BY_TYPE = {"int": {"type": int}, "float": {"type": float}, "str": {}}
 _PARSING_BY_FIELD = {
     "hidden_units": {"type": hidden_units},
+    "flow_hidden_units": {"type": functools.partial(hidden_units, name="flow_hidden_units")},
+    "flow_steps": {"type": int},  # None by default: resolved by the posterior
+    "prior_components": {"type": int},  # None by default: resolved by the prior
     "likelihood_scale": {},  # the text: the config reads a number or "learned"
     "data_dir": {},
     "jit_compile": {"action": argparse.BooleanOptionalAction},  # absent: "auto"
