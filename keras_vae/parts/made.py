@@ -133,7 +133,7 @@ class MADE(keras.layers.Layer):
             if i == 0 and context is not None and self.context_kernel is not None:
                 pre += tf.matmul(context, self.context_kernel)
             h = self.activation(pre)
-        out_mask = self._masks[-1]
+        out_mask = tf.cast(self._masks[-1], h.dtype)  # the compute dtype, as the kernels
         shift = tf.matmul(h, self.shift_kernel * out_mask) + self.shift_bias
         log_scale = tf.matmul(h, self.log_scale_kernel * out_mask) + self.log_scale_bias
         return shift, log_scale
