@@ -344,6 +344,12 @@ class VAE(keras.Model):
 
     # ----------------------------------------------------------------- metrics
     @property
+    def metric_names_reported(self) -> tuple[str, ...]:
+        """The per-example quantities written to metrics.json as train_*/test_* (all but
+        `loss`): elbo, kl, reconstruction, and iwae for an iwae model."""
+        return tuple(name for name in self.trackers if name != "loss")
+
+    @property
     def metrics(self) -> list[keras.metrics.Metric]:
         return list(self.trackers.values())
 

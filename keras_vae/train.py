@@ -275,12 +275,11 @@ def train_and_evaluate(
         "num_test": info.num_test,
         "epochs": backup.epochs_done,
         "resumed_from_epoch": initial_epoch,
-        "train_elbo": float(train["elbo"]),
-        "train_kl": float(train["kl"]),
-        "train_reconstruction": float(train["reconstruction"]),
-        "test_elbo": float(test["elbo"]),
-        "test_kl": float(test["kl"]),
-        "test_reconstruction": float(test["reconstruction"]),
+        **{
+            f"{split}_{name}": float(values[name])
+            for split, values in (("train", train), ("test", test))
+            for name in model.metric_names_reported
+        },
         "examples_per_second": examples_per_second(backup.epoch_seconds, examples_per_epoch),
         "history": backup.history,
     }

@@ -25,6 +25,9 @@ TRAIN_INTEGERS = {
     "--steps-per-execution": INTEGER_BAD + ["0"],
     "--seed": INTEGER_BAD + [str(2**32)],
     "--verbose": INTEGER_BAD + ["3"],
+    "--flow-steps": INTEGER_BAD + ["0"],
+    "--flow-hidden-units": INTEGER_BAD + ["0", "16,0"],
+    "--prior-components": INTEGER_BAD + ["0"],
 }
 TRAIN_FLOATS = {
     "--beta": FLOAT_BAD,

@@ -80,6 +80,39 @@ BAD_FLAGS = {
         ["binarization='dynamic'", "likelihood='gaussian'"],
     ),
     "batch-too-large": (["--batch-size", "5000"], ["batch_size=5000", "1437"]),
+    # model families: a combination without the closed form it needs, or a part's size
+    # without its part, or out of range
+    "iwae-analytic-kl": (
+        ["--objective", "iwae", "--estimator", "analytic_kl"],
+        ["iwae", "'analytic_kl'", "--estimator monte_carlo"],
+    ),
+    "vamp-analytic-kl": (
+        ["--prior", "vamp", "--estimator", "analytic_kl"],
+        ["closed-form KL", "analytic_entropy or monte_carlo"],
+    ),
+    "mixture-analytic-kl": (
+        ["--prior", "mixture", "--posterior", "iaf", "--estimator", "analytic_kl"],
+        ["closed-form KL", "use --estimator monte_carlo."],
+    ),
+    "iaf-analytic-entropy": (
+        ["--posterior", "iaf", "--estimator", "analytic_entropy"],
+        ["closed-form entropy", "--estimator monte_carlo"],
+    ),
+    "flow-steps-without-iaf": (["--flow-steps", "2"], ["--posterior iaf", "flow_steps=2"]),
+    "flow-steps-0": (["--posterior", "iaf", "--flow-steps", "0"], ["flow_steps", "[1, 64]"]),
+    "flow-units-0": (
+        ["--posterior", "iaf", "--flow-hidden-units", "8,0"],
+        ["--flow-hidden-units", "8,0"],
+    ),
+    "prior-components-0": (
+        ["--prior", "vamp", "--prior-components", "0"],
+        ["prior_components", "[1, 100000]"],
+    ),
+    "prior-components-without-prior": (
+        ["--prior-components", "5"],
+        ["--prior vamp", "prior_components=5"],
+    ),
+    "unknown-prior": (["--prior", "flow"], ["--prior", "'flow'", "vamp", "mixture"]),
     "missing-output": (None, ["--output"]),
 }
 

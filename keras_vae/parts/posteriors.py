@@ -42,6 +42,10 @@ class GaussianPosterior(keras.layers.Layer):
     closed_form_entropy = True
     context_units = 0  # needs no encoder features besides mu and sigma
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.built = True  # no weights
+
     def sample(self, z_mean, z_stddev, noise, context=None):
         """noise [L, batch, D] -> (z [L, batch, D], log q(z|x) [L, batch])."""
         z = z_mean + z_stddev * noise

@@ -128,6 +128,7 @@ class NormalPrior(_Prior):
 
     def __init__(self, latent_dim: int, num_components: int = 1, **kwargs):
         super().__init__(latent_dim, 1, **kwargs)
+        self.built = True  # no weights
 
     def components(self, encode: Encode | None = None) -> MixtureParams:
         zeros = tf.zeros([1, self.latent_dim])
