@@ -16,6 +16,10 @@ from typing import Any
 
 SERVING_DEFAULT = "serving_default"
 SAMPLE = "sample"
+# The encoder's (x, noise) -> z, log_q, z_mean, z_stddev signature: one posterior draw per example.
+POSTERIOR_SAMPLE = "posterior_sample"
+# The decoder `sample` output of a mixture or vamp prior: each draw's mixture component.
+COMPONENT = "component"
 ENCODER, DECODER = "encoder", "decoder"
 EXPORT_JSON = "export.json"
 # export.json key of the per-request cap on generated rows (the decoder's `sample` signature).

@@ -1,12 +1,23 @@
 """Self-contained encoder and decoder SavedModels with the signatures TF Serving serves.
 
 * encoder, ``serving_default``: ``x`` float32 [batch, *data_shape] -> ``z_mean``, ``z_stddev``
-  float32 [batch, latent_dim].
+  float32 [batch, latent_dim] (the Gaussian q(z|x), or an IAF's Gaussian base q_0).
+* encoder, ``posterior_sample``: ``x`` float32 [batch, *data_shape] and ``noise`` float32
+  [batch, latent_dim] (standard normal draws; both batched on axis 0, so TF Serving's batcher
+  can merge requests) -> ``z`` [batch, latent_dim], ``log_q`` [batch] (log q(z|x)), ``z_mean``,
+  ``z_stddev``: z = z_mean + z_stddev * noise, then the flow for an IAF posterior. ``x`` and
+  ``noise`` of different batch sizes fail with InvalidArgumentError.
 * decoder, ``serving_default``: ``z`` float32 [batch, latent_dim] -> ``x_mean`` float32
   [batch, *data_shape] (Bernoulli probabilities or the Gaussian mean).
 * decoder, ``sample``: ``num_samples`` int32 scalar, ``seed`` int32 scalar -> ``x_mean`` and
-  ``z``, z ~ N(0, I) from `tf.random.stateless_normal` with seed [seed, 0]: the same seed gives
-  the same samples, in any process, on any machine with the same TensorFlow. ``num_samples``
+  ``z`` drawn from the model's own prior, a pure function of the seed: the same seed gives
+  the same samples, in any process, on any machine with the same TensorFlow. eps =
+  `tf.random.stateless_normal` with seed [seed, 0]; for p(z) = N(0, I), z = eps. For a
+  mixture or vamp prior, also ``component`` int32 [num_samples]: u =
+  `tf.random.stateless_uniform` [num_samples] with seed [seed, 1], and z, component =
+  `keras_vae.parts.priors.sample_from_noise(params, eps, u)` with the prior's mixture
+  parameters evaluated once at export (`baked_prior`) and stored as constants, so the
+  decoder needs neither the encoder nor the pseudo-inputs. ``num_samples``
   must be in [0, max_samples_per_request] (default 10,000, set with ``keras-vae export
   --max-samples-per-request``, recorded in export.json): a larger request fails with
   InvalidArgumentError naming the cap before anything is allocated, so no request can make
@@ -38,37 +49,96 @@ from keras_vae.export.export_utils import (
     ExportError,
     check_close,
 )
+from keras_vae.parts.priors import MixtureParams, sample_from_noise
 from keras_vae.signatures import (
+    COMPONENT,
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
+    POSTERIOR_SAMPLE,
     SAMPLE,
     SERVING_DEFAULT,
     check_max_samples,
 )
 
-SAMPLE_SEED_STREAM = 0  # second word of the stateless seed [seed, 0]
+SAMPLE_SEED_STREAM = 0  # second word of the stateless seed [seed, 0] of eps
+COMPONENT_SEED_STREAM = 1  # second word of the stateless seed [seed, 1] of u (mixture priors)
+
+
+def _seed_pair(seed: tf.Tensor, stream: int) -> tf.Tensor:
+    return tf.stack([tf.cast(seed, tf.int32), tf.constant(stream, tf.int32)])
 
 
 def prior_noise(num_samples: tf.Tensor, seed: tf.Tensor, latent_dim: int) -> tf.Tensor:
-    """z ~ N(0, I), [num_samples, latent_dim], a pure function of the int32 `seed`.
+    """eps ~ N(0, I), [num_samples, latent_dim], a pure function of the int32 `seed`.
 
     Example:
         >>> a = prior_noise(tf.constant(2), tf.constant(5), 3)
         >>> bool(tf.reduce_all(a == prior_noise(tf.constant(2), tf.constant(5), 3)))
         True
     """
-    seed_pair = tf.stack([tf.cast(seed, tf.int32), tf.constant(SAMPLE_SEED_STREAM, tf.int32)])
     return tf.random.stateless_normal(
-        tf.stack([num_samples, latent_dim]), seed=seed_pair, dtype=tf.float32
+        tf.stack([num_samples, latent_dim]),
+        seed=_seed_pair(seed, SAMPLE_SEED_STREAM),
+        dtype=tf.float32,
     )
+
+
+def prior_uniform(num_samples: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """u ~ U[0, 1), [num_samples] float32, a pure function of the int32 `seed` (seed [seed, 1]):
+    what picks a mixture prior's component.
+
+    Example:
+        >>> u = prior_uniform(tf.constant(3), tf.constant(5))
+        >>> u.shape, bool(tf.reduce_all((u >= 0) & (u < 1)))
+        (TensorShape([3]), True)
+    """
+    return tf.random.stateless_uniform(
+        tf.reshape(num_samples, [1]),
+        seed=_seed_pair(seed, COMPONENT_SEED_STREAM),
+        dtype=tf.float32,
+    )
+
+
+def baked_prior(model: keras.Model) -> MixtureParams | None:
+    """The prior's mixture parameters (log_weights [K], loc and scale [K, latent_dim]) as
+    float32 NumPy arrays, evaluated once (training=False) for an export to hold as constants;
+    None for p(z) = N(0, I), whose draws need no parameters."""
+    if model.prior_name == "normal":
+        return None
+    params = model.prior_parameters(training=False)
+    return MixtureParams(*(np.asarray(t, np.float32) for t in params))
+
+
+def sample_baked(
+    params: MixtureParams, noise: tf.Tensor, uniform: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """(z [n, D], component int32 [n]) of `baked_prior` constants: `sample_from_noise`."""
+    constants = MixtureParams(*(tf.constant(a, tf.float32) for a in params))
+    z, component = sample_from_noise(constants, noise, uniform)
+    return z, tf.cast(component, tf.int32)
 
 
 def _decode(model: keras.Model, z: tf.Tensor) -> tf.Tensor:
     return tf.cast(model.decode(z, training=False), tf.float32)
 
 
+def _posterior_sample(model: keras.Model, x: tf.Tensor, noise: tf.Tensor) -> dict[str, tf.Tensor]:
+    """z, log_q, z_mean and z_stddev of one draw per example, as the Keras posterior gives."""
+    z_mean, z_stddev, context = model.encode_all(x, training=False)
+    noise = tf.cast(noise, z_mean.dtype)[tf.newaxis]
+    z, log_q = model.posterior_layer.sample(z_mean, z_stddev, noise, context)
+    return {
+        "z": tf.cast(z[0], tf.float32),
+        "log_q": tf.cast(log_q[0], tf.float32),
+        "z_mean": tf.cast(z_mean, tf.float32),
+        "z_stddev": tf.cast(z_stddev, tf.float32),
+    }
+
+
 def encoder_archive(model: keras.Model) -> keras.export.ExportArchive:
-    """An `ExportArchive` of `model.encoder` with the encoder's ``serving_default``."""
+    """An `ExportArchive` of `model.encoder` (and an IAF's flow) with the encoder's
+    ``serving_default`` (x) and ``posterior_sample`` (x, noise)."""
     x_shape = [None, *model.data_shape]
+    noise_shape = [None, int(model.latent_dim)]
 
     def serving_default(x):
         x = tf.ensure_shape(x, x_shape, name="check_x_shape")
@@ -78,12 +148,36 @@ def encoder_archive(model: keras.Model) -> keras.export.ExportArchive:
             "z_stddev": tf.cast(z_stddev, tf.float32),
         }
 
+    def posterior_sample(x, noise):
+        x = tf.ensure_shape(x, x_shape, name="check_x_shape")
+        noise = tf.ensure_shape(noise, noise_shape, name="check_noise_shape")
+        same_batch = tf.debugging.assert_equal(
+            tf.shape(noise)[0],
+            tf.shape(x)[0],
+            message="posterior_sample takes one noise row per example: noise must have as many "
+            "rows as x (noise batch size, then x batch size)",
+            name="check_noise_batch",
+        )
+        with tf.control_dependencies([same_batch]):
+            x = tf.identity(x)
+        return _posterior_sample(model, x, noise)
+
     archive = keras.export.ExportArchive()
     archive.track(model.encoder)
+    if model.posterior_layer.weights:  # the IAF's MADE steps
+        archive.track(model.posterior_layer)
     archive.add_endpoint(
         SERVING_DEFAULT,
         serving_default,
         input_signature=[tf.TensorSpec(x_shape, tf.float32, name="x")],
+    )
+    archive.add_endpoint(
+        POSTERIOR_SAMPLE,
+        posterior_sample,
+        input_signature=[
+            tf.TensorSpec(x_shape, tf.float32, name="x"),
+            tf.TensorSpec(noise_shape, tf.float32, name="noise"),
+        ],
     )
     return archive
 
@@ -92,10 +186,11 @@ def decoder_archive(
     model: keras.Model, max_samples: int = DEFAULT_MAX_SAMPLES_PER_REQUEST
 ) -> keras.export.ExportArchive:
     """An `ExportArchive` of `model.decoder` with ``serving_default`` (z) and ``sample``
-    (at most `max_samples` rows per request)."""
+    (at most `max_samples` rows per request, from the model's prior: `baked_prior`)."""
     max_samples = check_max_samples(max_samples)
     latent_dim = int(model.latent_dim)
     z_shape = [None, latent_dim]
+    params = baked_prior(model)
 
     def serving_default(z):
         z = tf.ensure_shape(z, z_shape, name="check_z_shape")
@@ -117,9 +212,12 @@ def decoder_archive(
                 name="check_max_samples_per_request",
             ),
         ]
+        extra = {}
         with tf.control_dependencies(checks):
             z = prior_noise(num_samples, seed, latent_dim)
-        return {"x_mean": _decode(model, z), "z": z}
+            if params is not None:
+                z, extra[COMPONENT] = sample_baked(params, z, prior_uniform(num_samples, seed))
+        return {"x_mean": _decode(model, z), "z": z, **extra}
 
     archive = keras.export.ExportArchive()
     archive.track(model.decoder)
@@ -151,21 +249,64 @@ def write_decoder(
     decoder_archive(model, max_samples).write_out(str(path), verbose=False)
 
 
+def log_q_tolerance(log_q: np.ndarray) -> float:
+    """`FLOAT32_TOLERANCE` relative to the largest |log q|, at least absolute: a sum over
+    latent_dim log-densities of tens of nats carries float32 rounding of that order."""
+    largest = float(np.max(np.abs(log_q))) if np.size(log_q) else 0.0
+    return FLOAT32_TOLERANCE * max(1.0, largest)
+
+
 def check_encoder(model: keras.Model, path: str | Path) -> dict[str, float]:
-    """Reload the encoder SavedModel and compare it with Keras on random data in [0, 1].
+    """Reload the encoder SavedModel and compare both signatures with Keras on random data in
+    [0, 1] (and standard normal noise); ``posterior_sample`` must refuse a noise batch of
+    another size.
 
     Returns:
-        The max absolute error of each output; `ExportError` if above `FLOAT32_TOLERANCE`.
+        The max absolute error of each output; `ExportError` if above `FLOAT32_TOLERANCE`
+        (for ``log_q``, `log_q_tolerance`).
     """
     rng = np.random.default_rng(CHECK_SEED)
     x = rng.uniform(size=(CHECK_BATCH, *model.data_shape)).astype(np.float32)
-    signature = tf.saved_model.load(str(path)).signatures[SERVING_DEFAULT]
-    got = signature(x=tf.constant(x))
+    noise = rng.standard_normal((CHECK_BATCH, int(model.latent_dim))).astype(np.float32)
+    signatures = tf.saved_model.load(str(path)).signatures
+    got = signatures[SERVING_DEFAULT](x=tf.constant(x))
     z_mean, z_stddev = model.encode(x)
-    return {
+    errors = {
         "z_mean": check_close("encoder z_mean", z_mean, got["z_mean"], FLOAT32_TOLERANCE),
         "z_stddev": check_close("encoder z_stddev", z_stddev, got["z_stddev"], FLOAT32_TOLERANCE),
     }
+    drawn = signatures[POSTERIOR_SAMPLE](x=tf.constant(x), noise=tf.constant(noise))
+    expected = {k: np.asarray(v) for k, v in _posterior_sample(model, x, noise).items()}
+    for name, value in expected.items():
+        tolerance = log_q_tolerance(value) if name == "log_q" else FLOAT32_TOLERANCE
+        errors[f"{POSTERIOR_SAMPLE}_{name}"] = check_close(
+            f"encoder {POSTERIOR_SAMPLE} {name}", value, drawn[name], tolerance
+        )
+    try:
+        signatures[POSTERIOR_SAMPLE](x=tf.constant(x), noise=tf.constant(noise[:-1]))
+    except tf.errors.InvalidArgumentError:
+        pass
+    else:
+        raise ExportError(
+            f"The exported encoder's {POSTERIOR_SAMPLE} signature ran on {CHECK_BATCH} "
+            f"examples with {CHECK_BATCH - 1} noise rows instead of refusing them; nothing was "
+            "written."
+        )
+    return errors
+
+
+def expected_sample(model: keras.Model, num_samples: int, seed: int) -> dict[str, np.ndarray]:
+    """What the decoder's ``sample`` must return for (`num_samples`, `seed`), from the Keras
+    model: z (and component) from its live prior parameters, x_mean decoded from z."""
+    n, s = tf.constant(num_samples, tf.int32), tf.constant(seed, tf.int32)
+    z = prior_noise(n, s, int(model.latent_dim))
+    expected = {}
+    if model.prior_name != "normal":
+        z, component = sample_from_noise(
+            model.prior_parameters(training=False), z, prior_uniform(n, s)
+        )
+        expected[COMPONENT] = np.asarray(component, np.int32)
+    return {"z": np.asarray(z), "x_mean": np.asarray(_decode(model, z)), **expected}
 
 
 def check_decoder(
@@ -173,9 +314,10 @@ def check_decoder(
 ) -> dict[str, float]:
     """Reload the decoder SavedModel and compare both signatures with Keras.
 
-    ``serving_default`` on z ~ N(0, I); ``sample`` twice with one seed (identical z required)
-    and its ``x_mean`` against the Keras decoder at the returned ``z``; ``sample`` of
-    `max_samples` + 1 rows must be refused.
+    ``serving_default`` on z ~ N(0, I); ``sample`` twice with one seed (identical outputs
+    required), its ``z`` (and ``component``) against the Keras prior's draws from the same
+    eps and u (`expected_sample`) and its ``x_mean`` against the Keras decoder at the
+    returned ``z``; ``sample`` of `max_samples` + 1 rows must be refused.
     """
     rng = np.random.default_rng(CHECK_SEED)
     z = rng.standard_normal((CHECK_BATCH, model.latent_dim)).astype(np.float32)
@@ -184,16 +326,29 @@ def check_decoder(
     errors = {
         "x_mean": check_close("decoder x_mean", _decode(model, z), got["x_mean"], FLOAT32_TOLERANCE)
     }
-    n, seed = tf.constant(CHECK_BATCH, tf.int32), tf.constant(CHECK_SEED % 2**31, tf.int32)
-    first = signatures[SAMPLE](num_samples=n, seed=seed)
-    again = signatures[SAMPLE](num_samples=n, seed=seed)
-    check_close("decoder sample z (same seed twice)", first["z"], again["z"], 0.0)
+    seed = CHECK_SEED % 2**31
+    n, seed_tensor = tf.constant(CHECK_BATCH, tf.int32), tf.constant(seed, tf.int32)
+    first = signatures[SAMPLE](num_samples=n, seed=seed_tensor)
+    again = signatures[SAMPLE](num_samples=n, seed=seed_tensor)
+    for name in first:
+        check_close(f"decoder sample {name} (same seed twice)", first[name], again[name], 0.0)
     errors["sample_x_mean"] = check_close(
         "decoder sample x_mean", _decode(model, first["z"]), first["x_mean"], FLOAT32_TOLERANCE
     )
+    expected = expected_sample(model, CHECK_BATCH, seed)
+    errors["sample_z"] = check_close(
+        "decoder sample z", expected["z"], first["z"], FLOAT32_TOLERANCE
+    )
+    if sorted(first) != sorted(expected):
+        raise ExportError(
+            f"The exported decoder's sample signature outputs {sorted(first)}, but a "
+            f"{model.prior_name} prior's must be {sorted(expected)}; nothing was written."
+        )
+    if COMPONENT in expected:
+        check_close("decoder sample component", expected[COMPONENT], first[COMPONENT], 0.0)
     if max_samples < 2**31 - 1:
         try:
-            signatures[SAMPLE](num_samples=tf.constant(max_samples + 1, tf.int32), seed=seed)
+            signatures[SAMPLE](num_samples=tf.constant(max_samples + 1, tf.int32), seed=seed_tensor)
         except tf.errors.InvalidArgumentError:
             pass
         else:

@@ -3,12 +3,24 @@
 Three files, each with two signatures:
 
 * ``decode``: ``z`` float32 [n, latent_dim] -> ``x_mean`` float32 [n, *data_shape].
-* ``sample``: ``noise`` float32 [n, latent_dim], standard normal draws -> ``x_mean`` and ``z``
-  (= noise, as p(z) = N(0, I)). TFLite has no builtin stateless random op, so the app draws
+* ``sample`` for p(z) = N(0, I): ``noise`` float32 [n, latent_dim], standard normal draws ->
+  ``x_mean`` and ``z`` (= noise). TFLite has no builtin stateless random op, so the app draws
   the noise (e.g. ``java.util.Random.nextGaussian``) and the same noise always gives the same
   samples, equal to the SavedModel's ``serving_default`` on that z.
+* ``sample`` for a mixture or vamp prior: ``noise`` float32 [n, latent_dim] and ``uniform``
+  float32 [n] in [0, 1) (e.g. ``java.util.Random.nextFloat``) -> ``x_mean``, ``z`` and
+  ``component`` int32 [n]: the mapping of `keras_vae.parts.priors.sample_from_noise` (component
+  c = #{j < K-1: u >= cdf_j}, z = loc_c + scale_c * noise) with the prior's parameters baked in
+  at export (`keras_vae.export.saved_model.baked_prior`), as the SavedModel's ``sample``
+  does, so the same (noise, uniform) give the same z and component as the SavedModel's
+  ``sample`` for its own eps and u (a u below 0 picks the first component, one of 1 or more
+  the last). The parameters are stored as int32 bit patterns (`prior_tables`) and u is
+  compared with the cdf as bits (`component_from_bits`, the same order as the floats'), so
+  the quantized files, which turn every float constant into float16 or int8, still sample
+  exactly this prior: only their decoder is approximate.
 
-Both take exactly rank 2 with last dimension ``latent_dim`` and refuse anything else. TFLite
+Every latent input takes exactly rank 2 with last dimension ``latent_dim``, and ``uniform``
+exactly rank 1 with as many rows as ``noise`` (`exact_uniform`); anything else is refused. TFLite
 runtimes resize inputs non-strictly (``ai_edge_litert``'s signature runner and Android's
 ``Interpreter`` take whatever shape the caller passes), so the refusal is built into each graph
 from builtin ops (`exact_latents`): an input of another rank -- ``(latent_dim,)``,
@@ -28,10 +40,11 @@ for any other ``w``.)
 ``decoder.tflite`` is float32; ``decoder_float16.tflite`` stores float16 weights;
 ``decoder_dynamic_int8.tflite`` int8 weights with float activations (dynamic-range
 quantization). Every file is run in ``ai_edge_litert``'s interpreter against the Keras
-decoder before it is accepted: float32 must agree to 1e-5, no output may be NaN, the file
-must hold at least the bytes its weights need (a conversion that silently drops weights gives
-a tiny file), every signature must refuse inputs of the wrong rank or width
-(`check_rejects_wrong_rank`), and only builtin ops are allowed (no Flex delegate, no custom
+decoder (and, for ``sample``, the Keras prior) before it is accepted: float32 must agree to
+1e-5, no output may be NaN, the file must hold at least the bytes its weights need (a
+conversion that silently drops weights gives a tiny file), every signature must refuse inputs
+of the wrong rank or width (``uniform`` also of another row count;
+`check_rejects_wrong_rank`), and only builtin ops are allowed (no Flex delegate, no custom
 ops).
 
     >>> record = write_tflite(vae, "export/tflite", work_dir="/tmp/x")   # doctest: +SKIP
@@ -57,6 +70,9 @@ from keras_vae.export.export_utils import (
     check_close,
     tensor_info,
 )
+from keras_vae.export.saved_model import baked_prior
+from keras_vae.parts.priors import MixtureParams, sample_from_noise
+from keras_vae.signatures import COMPONENT
 
 DECODE = "decode"
 SAMPLE = "sample"
@@ -108,25 +124,89 @@ def exact_latents(z: tf.Tensor, latent_dim: int) -> tf.Tensor:
     return tf.reshape(z, tf.stack([dims[0] + width_ok, latent_dim]))
 
 
+def exact_uniform(uniform: tf.Tensor, num_rows: tf.Tensor) -> tf.Tensor:
+    """`uniform` itself, through builtin TFLite ops that fail at run time unless it is exactly
+    [num_rows] (rank 1, one value per row of the noise), as `exact_latents` does for z.
+
+    * the WHERE rows of its runtime shape RESHAPE to [1] only for rank 1 (a scalar has none,
+      a [n, 1] or [1, n] two);
+    * GATHER of index ``rows - num_rows`` from a length-1 vector is out of bounds unless the
+      counts agree;
+    * adding that gathered 0 to `uniform` ties both checks into the graph. (A RESHAPE of a
+      rank-1 input to [rows], as `exact_latents` ends, is an identity the converter folds
+      away together with the checks.)
+    """
+    shape = tf.shape(uniform)
+    dims = tf.gather(shape, tf.reshape(tf.where(shape >= 0), [1]))
+    rows_ok = tf.gather(tf.zeros([1], tf.int32), dims[0] - num_rows)  # 0 or fails
+    return uniform + tf.cast(rows_ok, uniform.dtype)
+
+
+def prior_tables(params: MixtureParams) -> dict[str, np.ndarray]:
+    """The int32 bit patterns of a baked prior's float32 ``cdf`` [K-1] (cumsum(exp(
+    log_weights)) but the last, as `keras_vae.parts.priors.component_from_uniform` computes
+    it), ``loc`` and ``scale`` [K, D]: integer constants, which no quantization touches."""
+    cdf = tf.cumsum(tf.exp(tf.constant(params.log_weights, tf.float32)))[:-1]
+    tables = {"cdf": np.asarray(cdf, np.float32), "loc": params.loc, "scale": params.scale}
+    return {name: np.ascontiguousarray(a, np.float32).view(np.int32) for name, a in tables.items()}
+
+
+def component_from_bits(cdf_bits: tf.Tensor, uniform: tf.Tensor) -> tf.Tensor:
+    """#{j: u >= cdf_j} as int32 [n], comparing bit patterns: for float32 numbers >= 0 their
+    order is that of their int32 bits, and a u < 0 (negative bits) reaches no cdf_j >= 0,
+    so this equals the float comparison for every u but NaN (-0.0 is taken as 0)."""
+    bits = tf.bitcast(uniform, tf.int32) * tf.cast(tf.abs(uniform) > 0, tf.int32)
+    reached = tf.cast(bits[:, tf.newaxis] >= tf.constant(cdf_bits), tf.int32)
+    return tf.reduce_sum(reached, axis=-1)
+
+
+def sample_from_tables(
+    tables: dict[str, np.ndarray], noise: tf.Tensor, uniform: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """(z [n, D], component int32 [n]) from `prior_tables`, in builtin ops: the same numbers
+    as `keras_vae.export.saved_model.sample_baked` of the same parameters."""
+    component = component_from_bits(tables["cdf"], uniform)
+
+    def row(name: str) -> tf.Tensor:
+        return tf.bitcast(tf.gather(tf.constant(tables[name]), component), tf.float32)
+
+    return row("loc") + row("scale") * noise, component
+
+
 def litert_archive(model: keras.Model) -> keras.export.ExportArchive:
-    """The decoder with the TFLite signatures ``decode`` (z) and ``sample`` (noise), each of
-    which refuses inputs that are not [n, latent_dim] (`exact_latents`)."""
+    """The decoder with the TFLite signatures ``decode`` (z) and ``sample`` (noise, and
+    uniform for a mixture or vamp prior), each of which refuses inputs that are not
+    [n, latent_dim] (`exact_latents`) and [n] (`exact_uniform`)."""
     latent_dim = int(model.latent_dim)
     spec = [None, latent_dim]
+    params = baked_prior(model)
+    tables = None if params is None else prior_tables(params)
+
+    def decode_z(z):
+        return tf.cast(model.decode(z, training=False), tf.float32)
 
     def decode(z):
-        z = exact_latents(z, latent_dim)
-        return {"x_mean": tf.cast(model.decode(z, training=False), tf.float32)}
+        return {"x_mean": decode_z(exact_latents(z, latent_dim))}
 
     def sample(noise):
         noise = exact_latents(noise, latent_dim)
-        x_mean = tf.cast(model.decode(noise, training=False), tf.float32)
-        return {"x_mean": x_mean, "z": tf.identity(noise)}
+        return {"x_mean": decode_z(noise), "z": tf.identity(noise)}
+
+    def sample_mixture(noise, uniform):
+        noise = exact_latents(noise, latent_dim)
+        uniform = exact_uniform(uniform, tf.shape(noise)[0])
+        z, component = sample_from_tables(tables, noise, uniform)
+        return {"x_mean": decode_z(z), "z": z, COMPONENT: component}
 
     archive = keras.export.ExportArchive()
     archive.track(model.decoder)
     archive.add_endpoint(DECODE, decode, [tf.TensorSpec(spec, tf.float32, name="z")])
-    archive.add_endpoint(SAMPLE, sample, [tf.TensorSpec(spec, tf.float32, name="noise")])
+    noise_spec = tf.TensorSpec(spec, tf.float32, name="noise")
+    if tables is None:
+        archive.add_endpoint(SAMPLE, sample, [noise_spec])
+    else:
+        uniform_spec = tf.TensorSpec([None], tf.float32, name="uniform")
+        archive.add_endpoint(SAMPLE, sample_mixture, [noise_spec, uniform_spec])
     return archive
 
 
@@ -228,29 +308,66 @@ def wrong_latent_shapes(latent_dim: int) -> list[tuple[int, ...]]:
     return list(dict.fromkeys(shapes))  # latent_dim 1 repeats (1, 1, 1)
 
 
+def wrong_uniform_shapes(num_rows: int = CHECK_BATCH) -> list[tuple[int, ...]]:
+    """``uniform`` inputs a mixture prior's ``sample`` must refuse beside a [num_rows, D]
+    noise: other ranks (also with exactly `num_rows` values) and other row counts: one off,
+    and one row (which would broadcast against the noise without `exact_uniform`).
+
+    Example:
+        >>> wrong_uniform_shapes(4)
+        [(), (4, 1), (1, 4), (1, 1, 4), (5,), (3,), (1,)]
+    """
+    shapes = [(), (num_rows, 1), (1, num_rows), (1, 1, num_rows), (num_rows + 1,)]
+    if num_rows > 1:
+        shapes += [(num_rows - 1,), (1,)]
+    return list(dict.fromkeys(shapes))
+
+
 def check_rejects_wrong_rank(interp, latent_dim: int, file_name: str = "the TFLite file") -> int:
-    """Feed every signature of `interp` each of `wrong_latent_shapes`; raise `ExportError` if
-    one runs (returns outputs) instead of failing. Returns the number of refusals checked.
+    """Feed every input of every signature of `interp` each of its wrong shapes
+    (`wrong_latent_shapes` for an [n, latent_dim] input, `wrong_uniform_shapes` for an [n]
+    one), the other inputs well-formed; raise `ExportError` if one runs (returns outputs)
+    instead of failing. Returns the number of refusals checked.
 
     The interpreter stays usable afterwards (`check_variant` runs its parity checks on it next).
     """
     rng = np.random.default_rng(CHECK_SEED)
+
+    def value(shape, latent: bool) -> np.ndarray:
+        if latent:
+            return rng.standard_normal(shape).astype(np.float32)
+        return rng.uniform(size=shape).astype(np.float32)
+
     refused = 0
     for signature in sorted(interp.get_signature_list()):
         runner = interp.get_signature_runner(signature)
-        for key in sorted(runner.get_input_details()):
-            for shape in wrong_latent_shapes(latent_dim):
-                value = rng.standard_normal(shape).astype(np.float32)
+        details = runner.get_input_details()
+        latent = {key: len(d["shape_signature"]) == 2 for key, d in details.items()}
+        for key in sorted(details):
+            if latent[key]:
+                wrong = wrong_latent_shapes(latent_dim)
+            else:
+                wrong = wrong_uniform_shapes(CHECK_BATCH)
+            for shape in wrong:
+                # The others fit `shape`'s rows, so only `key` itself is wrong.
+                rows = shape[0] if latent[key] and shape else CHECK_BATCH
+                inputs = {
+                    other: value((rows, latent_dim) if latent[other] else (rows,), latent[other])
+                    for other in details
+                    if other != key
+                }
+                inputs[key] = value(shape, latent[key])
                 try:
-                    outputs = runner(**{key: value})
+                    outputs = runner(**inputs)
                 except (RuntimeError, ValueError):
                     refused += 1
                     continue
                 got = {name: tuple(np.shape(v)) for name, v in sorted(outputs.items())}
+                takes = f"[n, {latent_dim}]" if latent[key] else "[n], n the rows of noise"
                 raise ExportError(
                     f"{file_name}'s {signature!r} signature ran on {key} of shape {shape} "
-                    f"(returning {got}) instead of refusing it: it takes [n, {latent_dim}] "
-                    "only; nothing was written."
+                    f"(returning {got}) instead of refusing it: it takes {takes} only; "
+                    "nothing was written."
                 )
     return refused
 
@@ -263,6 +380,42 @@ def x_mean_weight_count(model: keras.Model) -> int:
     if isinstance(outputs, (list, tuple)) and len(outputs) > 1:
         decoder = keras.Model(decoder.inputs, outputs[0])
     return sum(int(np.prod(w.shape)) for w in decoder.weights)
+
+
+def check_uniforms(model: keras.Model, rows: int) -> np.ndarray:
+    """`rows` uniforms from `CHECK_SEED`, then every cdf boundary of the Keras prior and the
+    float32 just below it (where a component mapping that rounds differently would differ)."""
+    params = model.prior_parameters(training=False)
+    cdf = np.asarray(tf.cumsum(tf.exp(params.log_weights))[:-1], np.float32)
+    drawn = np.random.default_rng(CHECK_SEED + 1).uniform(size=rows).astype(np.float32)
+    below = np.nextafter(cdf, np.float32(-np.inf))
+    return np.concatenate([drawn, cdf, below]).astype(np.float32)
+
+
+def check_sample(
+    model: keras.Model, interp, file_name: str, noise: np.ndarray, tolerance: float
+) -> float:
+    """Run ``sample`` on `noise` (and, for a mixture or vamp prior, `check_uniforms`, with
+    more noise rows for the boundaries) against the Keras prior and decoder: z (which no
+    quantization changes) to `FLOAT32_TOLERANCE`, the component exactly, x_mean to
+    `tolerance`. Returns the largest error; `ExportError` when one is off."""
+    if model.prior_name == "normal":
+        sampled = run_signature(interp, SAMPLE, noise=noise)
+        check_close(f"{file_name} sample z", noise, sampled["z"], 0.0)
+        expected = np.asarray(model.decode(noise))
+        return check_close(f"{file_name} sample x_mean", expected, sampled["x_mean"], tolerance)
+    uniform = check_uniforms(model, len(noise))
+    extra = np.random.default_rng(CHECK_SEED + 2).standard_normal(
+        (len(uniform) - len(noise), noise.shape[1])
+    )
+    noise = np.concatenate([noise, extra]).astype(np.float32)
+    sampled = run_signature(interp, SAMPLE, noise=noise, uniform=uniform)
+    z, component = sample_from_noise(model.prior_parameters(training=False), noise, uniform)
+    check_close(f"{file_name} sample component", component, sampled[COMPONENT], 0.0)
+    z_error = check_close(f"{file_name} sample z", z, sampled["z"], FLOAT32_TOLERANCE)
+    expected = np.asarray(model.decode(z))
+    x_error = check_close(f"{file_name} sample x_mean", expected, sampled["x_mean"], tolerance)
+    return max(z_error, x_error)
 
 
 def check_variant(
@@ -287,9 +440,7 @@ def check_variant(
     expected = np.asarray(model.decode(z))
     decoded = run_signature(interp, DECODE, z=z)["x_mean"]
     error = check_close(f"{file_name} decode x_mean", expected, decoded, tolerance)
-    sampled = run_signature(interp, SAMPLE, noise=z)
-    check_close(f"{file_name} sample z", z, sampled["z"], 0.0)
-    sample_error = check_close(f"{file_name} sample x_mean", expected, sampled["x_mean"], tolerance)
+    sample_error = check_sample(model, interp, file_name, z, tolerance)
     return {
         "quantization": quantization,
         "size_bytes": len(content),
@@ -325,5 +476,6 @@ def write_tflite(model: keras.Model, out_dir: str | Path, work_dir: str | Path) 
     return {
         "files": files,
         "x_mean_weights": x_mean_weight_count(model),
-        "checked_on": f"{CHECK_BATCH} draws z ~ N(0, I) against the Keras decoder",
+        "checked_on": f"{CHECK_BATCH} draws z ~ N(0, I) against the Keras decoder"
+        + ("" if model.prior_name == "normal" else " (sample: and uniforms, against the prior)"),
     }
