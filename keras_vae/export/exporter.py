@@ -37,6 +37,26 @@ def _read_export_json(path: Path) -> dict[str, Any]:
     return values if isinstance(values, dict) else {}
 
 
+def model_parts(model) -> dict[str, Any]:
+    """The latent parts export.json records under "model", as the model's config has them:
+    the posterior and its flow steps (0 for a Gaussian), the prior and its components (0
+    for N(0, I)) and the objective it was trained on.
+
+    Example:
+        >>> from keras_vae.model import VAE
+        >>> parts = model_parts(VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,)))
+        >>> parts["posterior"], parts["flow_steps"], parts["prior"], parts["prior_components"]
+        ('gaussian', 0, 'normal', 0)
+    """
+    return {
+        "posterior": model.posterior_name,
+        "flow_steps": int(model.flow_steps),
+        "prior": model.prior_name,
+        "prior_components": int(model.prior_components),
+        "objective": model.objective,
+    }
+
+
 def export_run(
     run_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -114,6 +134,7 @@ def export_run(
             "x_mean": "Bernoulli probabilities"
             if model.likelihood == "bernoulli"
             else "Gaussian mean",
+            **model_parts(model),
         },
         MAX_SAMPLES_KEY: max_samples,
         "models": {},
