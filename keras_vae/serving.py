@@ -16,6 +16,9 @@ Example:
     >>> client.decode(z_mean).shape                                # doctest: +SKIP
     (8, 28, 28)
     >>> x_mean, z = client.sample(16, seed=0)                      # doctest: +SKIP
+    >>> drawn = client.posterior_sample(x_test[:8], noise)          # doctest: +SKIP
+    >>> drawn.z.shape, drawn.log_q.shape                           # doctest: +SKIP
+    ((8, 20), (8,))
 """
 
 from __future__ import annotations
@@ -37,12 +40,14 @@ import numpy as np
 
 from keras_vae.config import check_choice  # no TensorFlow: the client stays light
 from keras_vae.signatures import (
+    COMPONENT,
     DECODER,
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
     ENCODER,
     EXPORT_JSON,
     MAX_SAMPLES_KEY,
     MAX_VERSION,
+    POSTERIOR_SAMPLE,
     SAMPLE,
     SERVING_DEFAULT,
     check_max_samples,
@@ -85,11 +90,37 @@ class Encoding(NamedTuple):
     z_stddev: np.ndarray
 
 
-class Samples(NamedTuple):
-    """Prior samples: ``x_mean`` [n, *data_shape] decoded from ``z`` [n, latent_dim]."""
-
+class _SampleArrays(NamedTuple):
     x_mean: np.ndarray
     z: np.ndarray
+
+
+class Samples(_SampleArrays):
+    """Prior samples: ``x_mean`` [n, *data_shape] decoded from ``z`` [n, latent_dim], and
+    ``component`` int32 [n], each draw's mixture component, for a mixture or vamp prior
+    (None for N(0, I)). It unpacks as ``x_mean, z`` whatever the prior; read ``component``
+    by name."""
+
+    component: np.ndarray | None
+
+    def __new__(cls, x_mean: np.ndarray, z: np.ndarray, component: np.ndarray | None = None):
+        samples = super().__new__(cls, x_mean, z)
+        samples.component = component
+        return samples
+
+    def __repr__(self) -> str:
+        return f"Samples(x_mean={self.x_mean!r}, z={self.z!r}, component={self.component!r})"
+
+
+class PosteriorSample(NamedTuple):
+    """One draw z ~ q(z|x) per example: ``z`` [batch, latent_dim], ``log_q`` [batch] (log
+    q(z|x) in nats), and the encoder's Gaussian ``z_mean``, ``z_stddev`` [batch, latent_dim]
+    (of an IAF's base distribution, before its flow)."""
+
+    z: np.ndarray
+    log_q: np.ndarray
+    z_mean: np.ndarray
+    z_stddev: np.ndarray
 
 
 # ---------------------------------------------------------------------- argument checks
@@ -210,6 +241,30 @@ def _check_output(where: str, name: str, value: Any, shape: Sequence[int] | None
     return array
 
 
+def _check_indices(where: str, name: str, value: Any, shape: Sequence[int]) -> np.ndarray:
+    """Output `name` as an int32 array of exactly `shape` with values in [0, 2**31 - 1]."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError, OverflowError, RecursionError) as error:
+        raise ServingError(
+            f"{where}: output {name!r} is not a rectangular array of integers ({error})."
+        ) from None
+    if array.dtype.kind not in "iu":
+        raise ServingError(
+            f"{where}: output {name!r} has dtype {array.dtype}; expected integers (indices)."
+        )
+    if tuple(array.shape) != tuple(shape):
+        raise ServingError(
+            f"{where}: output {name!r} has shape {tuple(array.shape)} but expected {tuple(shape)}."
+        )
+    if array.size and (array.min() < 0 or array.max() > INT32_MAX):
+        raise ServingError(
+            f"{where}: output {name!r} holds values outside [0, {INT32_MAX}] (smallest "
+            f"{array.min()}, largest {array.max()}); expected component indices."
+        )
+    return array.astype(np.int32)
+
+
 def _kind_of(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -322,10 +377,11 @@ class ServingClient:
         protocol: "rest" (JSON over HTTP) or "grpc". Default "rest".
         rest_port: REST API port. Default 8501.
         grpc_port: gRPC port. Default 8500.
-        timeout: seconds one call of `encode`, `decode`, `sample`, `predict` or `signature` may
-            take in all: one deadline for everything it does (resolving the host, connecting,
-            sending, waiting and receiving, and any metadata request it makes first), however
-            slowly the server trickles its answer. gRPC gets the time left as the RPC deadline.
+        timeout: seconds one call of `encode`, `posterior_sample`, `decode`, `sample`,
+            `predict` or `signature` may take in all: one deadline for everything it does
+            (resolving the host, connecting, sending, waiting and receiving, and any metadata
+            request it makes first), however slowly the server trickles its answer. gRPC gets
+            the time left as the RPC deadline.
             Default 10.
         encoder: served name of the encoder. Default "encoder".
         decoder: served name of the decoder. Default "decoder".
@@ -435,13 +491,44 @@ class ServingClient:
             deadline,
             expected_shapes={"z_mean": shape, "z_stddev": shape},
         )
-        if not (out["z_stddev"] > 0).all():
-            where = self._where(self.encoder, SERVING_DEFAULT)
+        self._check_positive_stddev(SERVING_DEFAULT, out["z_stddev"])
+        return Encoding(out["z_mean"], out["z_stddev"])
+
+    def posterior_sample(self, x: Any, noise: Any) -> PosteriorSample:
+        """One draw z ~ q(z|x) per example from the encoder's ``posterior_sample`` signature,
+        made from `noise` [batch, latent_dim] (standard normal draws, one row per example of
+        `x`): z (through the flow for an IAF posterior), log q(z|x), z_mean and z_stddev. The
+        same x and noise always give the same z. Both are checked before sending."""
+        deadline = self._deadline()
+        x = _check_batch("x", x, self._data_shape(deadline))
+        latent = self.latent_dim
+        if latent is None:
+            (latent,) = self._served_dims(self.encoder, "outputs", "z_mean", deadline, rank=2)
+        noise = _check_batch("noise", noise, (latent,))
+        if len(noise) != len(x):
+            raise ValueError(
+                f"`noise` has {len(noise)} rows but `x` has {len(x)} examples; "
+                "posterior_sample takes one noise row per example. Nothing was sent."
+            )
+        shape = (len(x), latent)
+        out = self._predict(
+            self.encoder,
+            POSTERIOR_SAMPLE,
+            {"x": x, "noise": noise},
+            ("z", "log_q", "z_mean", "z_stddev"),
+            deadline,
+            expected_shapes={"z": shape, "log_q": (len(x),), "z_mean": shape, "z_stddev": shape},
+        )
+        self._check_positive_stddev(POSTERIOR_SAMPLE, out["z_stddev"])
+        return PosteriorSample(out["z"], out["log_q"], out["z_mean"], out["z_stddev"])
+
+    def _check_positive_stddev(self, signature: str, z_stddev: np.ndarray) -> None:
+        if not (z_stddev > 0).all():
+            where = self._where(self.encoder, signature)
             raise ServingError(
                 f"{where}: output 'z_stddev' has values <= 0 (smallest "
-                f"{out['z_stddev'].min():g}); a standard deviation must be positive."
+                f"{z_stddev.min():g}); a standard deviation must be positive."
             )
-        return Encoding(out["z_mean"], out["z_stddev"])
 
     def decode(self, z: Any) -> np.ndarray:
         """E[x|z], [batch, *data_shape], from the decoder's ``serving_default``."""
@@ -460,7 +547,9 @@ class ServingClient:
 
     def sample(self, n: int, seed: int) -> Samples:
         """`n` prior samples from the decoder's ``sample`` signature; the same seed gives the
-        same samples. `n` may be at most `max_samples_per_request` (checked before sending)."""
+        same samples. `n` may be at most `max_samples_per_request` (checked before sending).
+        ``component`` holds each draw's mixture component when the served model outputs it
+        (a mixture or vamp prior), else None."""
         n = _check_int("n", n, 1, INT32_MAX)
         seed = _check_int("seed", seed, INT32_MIN, INT32_MAX)
         cap = self.max_samples_per_request
@@ -484,9 +573,10 @@ class ServingClient:
             ("x_mean", "z"),
             deadline,
             columnar=True,
-            expected_shapes={"x_mean": (n, *data_shape), "z": (n, latent)},
+            expected_shapes={"x_mean": (n, *data_shape), "z": (n, latent), COMPONENT: (n,)},
+            indices=(COMPONENT,),
         )
-        return Samples(out["x_mean"], out["z"])
+        return Samples(out["x_mean"], out["z"], out.get(COMPONENT))
 
     def predict(
         self,
@@ -557,7 +647,10 @@ class ServingClient:
         deadline: float,
         columnar: bool = False,
         expected_shapes: Mapping[str, Sequence[int]] | None = None,
+        indices: Sequence[str] = (),
     ) -> dict[str, np.ndarray]:
+        """The outputs `output_names` (all required) as checked float32 arrays, and those of
+        `indices` the response holds (optional; of exactly their expected shapes) as int32."""
         where = self._where(model, signature)
         if self.protocol == "rest":
             row = self.rest_format == "row" and not columnar
@@ -578,10 +671,14 @@ class ServingClient:
                 "the server serving a `keras-vae export` model under that name?"
             )
         shapes = expected_shapes or {}
-        return {
+        checked = {
             name: _check_output(where, name, outputs[name], shapes.get(name))
             for name in output_names
         }
+        for name in indices:
+            if name in outputs:
+                checked[name] = _check_indices(where, name, outputs[name], shapes[name])
+        return checked
 
     def _signature(self, model: str, signature: str, deadline: float) -> dict[str, Any]:
         if self.protocol == "rest":
