@@ -321,7 +321,7 @@ def aevb(result: dict) -> str:
 
 
 def nll(result: dict) -> str:
-    out = ["### Test NLL vs Burda et al. (2015) (`benchmarks/reproduce_nll.py`)", ""]
+    out = ["### Test NLL by family vs the papers (`benchmarks/reproduce_nll.py`)", ""]
     out.append(machine_line(result))
     out.append("")
     out.append(budget_line(result))
@@ -330,13 +330,18 @@ def nll(result: dict) -> str:
     for name, s in result["settings"].items():
         final = s.get("final") or {}
         ours = f"{final['nll']:.2f} ± {final['nll_stderr']:.2f}" if final else "-"
+        if final and final.get("examples", 10_000) < 10_000:
+            ours += f" ({final['examples']:,} images)"
         last = s["points"][-1] if s["points"] else {}
+        paper = s.get("paper_nll")
         rows.append(
             [
-                name,
+                s.get("family", "vae"),
+                s.get("data", name),
                 ours,
                 f"{-last['test_elbo']:.2f}" if last else "-",
-                s["paper_nll"],
+                "-" if paper is None else paper,
+                s.get("paper", result.get("paper", "")),
                 f"{s['epochs']} of {s['paper_epochs']}",
                 f"{s['train_seconds_total'] / 60:.0f}",
             ]
@@ -344,10 +349,12 @@ def nll(result: dict) -> str:
     out.append(
         table(
             [
-                "setting",
+                "family",
+                "data",
                 "our test NLL, k=5000 (nats)",
                 "our -ELBO",
-                "paper (NLL)",
+                "published (NLL)",
+                "published where",
                 "epochs trained",
                 "training minutes",
             ],
