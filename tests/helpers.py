@@ -24,6 +24,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import keras
 import numpy as np
 
 # The `mnist_run` fixture (conftest.py): a VAE fitted for two epochs on 2,048 MNIST images.
@@ -222,3 +223,39 @@ def train_run(folder: pathlib.Path, config: Mapping[str, Any]) -> pathlib.Path:
     run_dir = pathlib.Path(folder) / "run"
     train_and_evaluate(Config.from_dict(config), run_dir, verbose=0)
     return run_dir
+
+
+# ---------------------------------------------------------------------------- resuming
+RTOL = 1e-6
+TIMING_KEYS = {"examples_per_second", "resumed_from_epoch"}
+
+
+def assert_same_results(resumed: dict, uninterrupted: dict) -> None:
+    assert set(resumed) == set(uninterrupted)
+    for key, value in uninterrupted.items():
+        if key in TIMING_KEYS:
+            continue
+        if key == "history":
+            assert set(resumed[key]) == set(value)
+            for name, curve in value.items():
+                np.testing.assert_allclose(resumed[key][name], curve, rtol=RTOL, err_msg=name)
+        elif isinstance(value, float):
+            np.testing.assert_allclose(resumed[key], value, rtol=RTOL, err_msg=key)
+        else:
+            assert resumed[key] == value, key
+
+
+class FailAt(keras.callbacks.Callback):
+    """Raise at the end of epoch `epoch` (before that epoch's backup), or at train end."""
+
+    def __init__(self, epoch: int | None = None, at_train_end: bool = False):
+        super().__init__()
+        self.epoch, self.at_train_end = epoch, at_train_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError(f"interrupted after epoch {epoch}")
+
+    def on_train_end(self, logs=None):
+        if self.at_train_end:
+            raise RuntimeError("interrupted after training")

@@ -25,7 +25,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import assert_exit_2_and_unchanged, tree_digest
+from helpers import (
+    RTOL,
+    FailAt,
+    assert_exit_2_and_unchanged,
+    assert_same_results,
+    tree_digest,
+)
 
 from keras_vae import data, resume, run_folder
 from keras_vae.cli import main
@@ -52,40 +58,7 @@ CLI_FLAGS = [
     "--seed=3",
     "--verbose=0",
 ]
-RTOL = 1e-6
-TIMING_KEYS = {"examples_per_second", "resumed_from_epoch"}
 DRIVER = Path(__file__).with_name("train_driver.py")
-
-
-def assert_same_results(resumed: dict, uninterrupted: dict) -> None:
-    assert set(resumed) == set(uninterrupted)
-    for key, value in uninterrupted.items():
-        if key in TIMING_KEYS:
-            continue
-        if key == "history":
-            assert set(resumed[key]) == set(value)
-            for name, curve in value.items():
-                np.testing.assert_allclose(resumed[key][name], curve, rtol=RTOL, err_msg=name)
-        elif isinstance(value, float):
-            np.testing.assert_allclose(resumed[key], value, rtol=RTOL, err_msg=key)
-        else:
-            assert resumed[key] == value, key
-
-
-class FailAt(keras.callbacks.Callback):
-    """Raise at the end of epoch `epoch` (before that epoch's backup), or at train end."""
-
-    def __init__(self, epoch: int | None = None, at_train_end: bool = False):
-        super().__init__()
-        self.epoch, self.at_train_end = epoch, at_train_end
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise RuntimeError(f"interrupted after epoch {epoch}")
-
-    def on_train_end(self, logs=None):
-        if self.at_train_end:
-            raise RuntimeError("interrupted after training")
 
 
 @pytest.fixture(scope="module")
