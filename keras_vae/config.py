@@ -31,6 +31,7 @@ DEFAULT_FLOW_HIDDEN_UNITS = (128, 128)
 DEFAULT_PRIOR_COMPONENTS = {"vamp": 500, "mixture": 10}
 MAX_FLOW_STEPS = 64
 MAX_PRIOR_COMPONENTS = 100_000
+MAX_NUM_CLASSES = 100_000
 ARCHITECTURES = ("mlp", "conv")
 BINARIZATIONS = ("none", "static", "dynamic")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
@@ -298,6 +299,19 @@ class ModelConfig:
         flag="--prior-components",
         default_text="500 for vamp, 10 for mixture, else 0",
     )
+    conditional: bool = config_field(
+        False,
+        "condition on the class label: q(z|x, y) and p(x|z, y), trained on (image, label) "
+        "pairs, sampled per class (the data must have labels)",
+        flag="--conditional",
+    )
+    num_classes: int | None = config_field(
+        None,
+        f"K, the number of classes of a conditional model, 1 to {MAX_NUM_CLASSES:,}; labels "
+        "must lie in [0, K)",
+        flag="--num-classes",
+        default_text="1 + the largest label in the data",
+    )
     objective: str = config_field(
         "elbo",
         "'elbo' (the SGVB bound) or 'iwae' (the importance-weighted bound of Burda et al. "
@@ -321,6 +335,18 @@ class ModelConfig:
         check_at_least("beta", self.beta, 0, integer=False)
         check_at_least("kl_warmup_steps", self.kl_warmup_steps, 0, maximum=MAX_STEPS)
         self._resolve_parts()
+        if not isinstance(self.conditional, bool):
+            raise ValueError(
+                "Received an invalid value for `conditional`, expected True or False. "
+                f"Received: conditional={self.conditional!r}"
+            )
+        if self.num_classes is not None:
+            if not self.conditional:
+                raise ValueError(
+                    "--num-classes sizes a conditional model; add --conditional or drop it. "
+                    f"Received: num_classes={self.num_classes!r}"
+                )
+            check_at_least("num_classes", self.num_classes, 1, maximum=MAX_NUM_CLASSES)
 
     def _resolve_parts(self) -> None:
         """Check the parts fit together; resolve "auto" and the part sizes' defaults."""

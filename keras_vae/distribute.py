@@ -184,18 +184,29 @@ def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
-def model_inputs(dataset: tf.data.Dataset) -> tf.data.Dataset:
+def model_inputs(dataset: tf.data.Dataset, labels: bool = False) -> tf.data.Dataset:
     """What `fit` and `evaluate` get: the model input alone, with the DATA auto-shard policy.
 
-    Labels, which the VAE ignores, are dropped: under a multi-worker strategy Keras 3 (3.15)
-    first reduces one batch with `strategy.reduce("MEAN", batch, axis=None)`, which fails on
-    an (x, y) tuple ("Attempt to convert a value (PerReplica...) ... to a Tensor").
+    Labels, which an unconditional VAE ignores, are dropped: under a multi-worker strategy
+    Keras 3 (3.15) first reduces one batch with `strategy.reduce("MEAN", batch, axis=None)`,
+    which fails on an (x, y) tuple ("Attempt to convert a value (PerReplica...) ... to a
+    Tensor"). A conditional VAE (`labels=True`) gets ``{"x": x, "label": y}`` dicts.
 
     Example:
         >>> data = tf.data.Dataset.from_tensor_slices(([[0.5]], [3]))
         >>> model_inputs(data).element_spec
         TensorSpec(shape=(1,), dtype=tf.float32, name=None)
+        >>> sorted(model_inputs(data, labels=True).element_spec)
+        ['label', 'x']
     """
     if isinstance(dataset.element_spec, tuple):
-        dataset = dataset.map(lambda x, *_: x, num_parallel_calls=tf.data.AUTOTUNE)
+        if labels:
+            dataset = dataset.map(
+                lambda x, y, *_: {"x": x, "label": tf.cast(y, tf.int32)},
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        else:
+            dataset = dataset.map(lambda x, *_: x, num_parallel_calls=tf.data.AUTOTUNE)
+    elif labels:
+        raise ValueError("A conditional model needs labelled data: (x, y) elements.")
     return shard_by_data(dataset)

@@ -159,6 +159,7 @@ def estimate_log_likelihood(
     seed: int = 0,
     jit_compile: bool | str = "auto",
     progress: ProgressFn | None = None,
+    labels: np.ndarray | None = None,
 ) -> LogLikelihoodEstimate:
     """`keras_vae.importance.importance_weighted_terms` over a whole dataset, batch by batch.
 
@@ -177,6 +178,8 @@ def estimate_log_likelihood(
         jit_compile: XLA-compile the loop over chunks. Default "auto": on a GPU or TPU only
             (see `keras_vae.importance.importance_weighted_terms`).
         progress: called as ``progress(examples_done, total)`` after every batch.
+        labels: [N] class labels for a conditional model: then the estimates are of
+            log p(x|y).
 
     Example:
 
@@ -201,11 +204,21 @@ def estimate_log_likelihood(
     check_step_size(min(chunk_size, num_samples), batch_size, int(np.prod(model.data_shape)))
     parts = {"log_likelihood": [], "elbo": [], "mc_stderr": []}
     base_seed = tf.constant([seed, 0], tf.int32)
+    if getattr(model, "conditional", False) and (labels is None or len(labels) != len(images)):
+        raise ValueError(
+            "A conditional model's log p(x|y) needs one label per image. Received: "
+            f"{'no labels' if labels is None else f'{len(labels)} labels'} for "
+            f"{len(images)} images"
+        )
     for batch_index, start in enumerate(range(0, len(images), batch_size)):
         batch = images[start : start + batch_size]
         size = len(batch)
+        batch_labels = None if labels is None else np.asarray(labels[start : start + size])
         if size < batch_size:
             batch = np.concatenate([batch, np.repeat(batch[:1], batch_size - size, axis=0)])
+            if batch_labels is not None:
+                padding = np.repeat(batch_labels[:1], batch_size - size)
+                batch_labels = np.concatenate([batch_labels, padding])
         terms = importance.importance_weighted_terms(
             model,
             batch,
@@ -213,6 +226,7 @@ def estimate_log_likelihood(
             chunk_size=chunk_size,
             seed=tf.random.fold_in(base_seed, batch_index),
             jit_compile=jit_compile,
+            labels=batch_labels if getattr(model, "conditional", False) else None,
         )
         for name in parts:
             parts[name].append(getattr(terms, name).numpy()[:size])
@@ -346,6 +360,10 @@ def evaluate_run(
         None if whole_split else max_examples,
     )
 
+    labels = None
+    if run.model.conditional:
+        labels = check_run_labels(run.model, test.labels, name)
+        labels = labels[:max_examples] if max_examples else labels
     start = time.perf_counter()
     estimate = estimate_log_likelihood(
         run.model,
@@ -355,12 +373,19 @@ def evaluate_run(
         chunk_size=chunk_size,
         seed=seed,
         progress=progress,
+        labels=labels,
     )
+    conditional = {}
+    if run.model.conditional:
+        conditional = label_swap_gap(
+            run.model, images, labels, estimate, importance_samples, batch_size, chunk_size, seed
+        )
     seconds = time.perf_counter() - start
     result = {
         "run_dir": str(run.path),
         "dataset": name,
         **estimate.summary(),
+        **conditional,
         "bits_per_dim_kind": bits_per_dim_kind(run.model.likelihood, images),
         "seed": seed,
         "batch_size": batch_size,
@@ -375,6 +400,55 @@ def evaluate_run(
     if write_metrics:
         _add_to_metrics(run.path, result)
     return result
+
+
+def check_run_labels(model, labels: np.ndarray | None, dataset: str) -> np.ndarray:
+    """The held-out labels of a conditional run, checked: present and in [0, K)."""
+    if labels is None:
+        raise rd.RunDirError(
+            f"This run is conditional, but {dataset} has no labels: log p(x|y) needs them; "
+            "evaluate on a dataset with labels."
+        )
+    if len(labels) and int(labels.max()) >= model.num_classes:
+        raise rd.RunDirError(
+            f"The labels of {dataset} reach {int(labels.max())}, outside this run's "
+            f"{model.num_classes} classes [0, {model.num_classes - 1}]."
+        )
+    return labels
+
+
+def label_swap_gap(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    estimate: LogLikelihoodEstimate,
+    num_samples: int,
+    batch_size: int,
+    chunk_size: int | None,
+    seed: int,
+) -> dict[str, Any]:
+    """Evidence that the label is used: the mean of log p(x|y_true) - log p(x|y_other) over
+    the examples, y_other = y_true + s mod K with s uniform in [1, K - 1] (fixed by `seed`),
+    each estimated with the same K importance samples; its paired standard error. A model
+    that ignored y would give 0."""
+    result: dict[str, Any] = {
+        "conditional": True,
+        "num_classes": model.num_classes,
+        "test_log_likelihood_is": "log p(x|y), y the true label",
+    }
+    if model.num_classes < 2:
+        return {**result, "test_label_swap_gap": None, "test_label_swap_gap_stderr": None}
+    shift = np.random.default_rng(seed).integers(1, model.num_classes, size=len(labels))
+    other = (labels + shift) % model.num_classes
+    swapped = estimate_log_likelihood(
+        model, images, num_samples, batch_size, chunk_size, seed, labels=other
+    )
+    gap = estimate.log_likelihood.astype(np.float64) - swapped.log_likelihood
+    return {
+        **result,
+        "test_label_swap_gap": float(gap.mean()),
+        "test_label_swap_gap_stderr": standard_error(gap),
+    }
 
 
 def _add_to_metrics(path, result: dict[str, Any]) -> None:

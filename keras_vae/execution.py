@@ -52,7 +52,9 @@ _CROSS_DEVICE_STRATEGIES = (
 )
 # `{STEPS_KEY: xs}`, xs of shape [steps, batch, *data_shape]: several training steps in one
 # `train_step` call (one compiled loop), what `keras-vae train` feeds `fit` (`stack_steps`).
+# A conditional model's blocks also hold their labels, [steps, batch], under LABEL_STEPS_KEY.
 STEPS_KEY = "x_steps"
+LABEL_STEPS_KEY = "label_steps"
 _FIT_SIGNATURE = inspect.signature(keras.Model.fit)
 # Per-model XLA-compiled gradient functions (`per_replica_xla`), kept outside the model so
 # that SavedModel exports of it do not pick them up.
@@ -449,7 +451,14 @@ def stack_steps(dataset: tf.data.Dataset, steps: int) -> tf.data.Dataset:
         [[2, 4, 3], [2, 4, 3], [1, 4, 3]]
     """
     blocks = dataset.batch(steps, drop_remainder=False)
-    return blocks.map(lambda x: {STEPS_KEY: x}).prefetch(1)
+    return blocks.map(_as_block).prefetch(1)
+
+
+def _as_block(batches):
+    """Stacked batches -> `{"x_steps": xs}`, and `"label_steps": ys` for labelled dicts."""
+    if isinstance(batches, dict):
+        return {STEPS_KEY: batches["x"], LABEL_STEPS_KEY: batches["label"]}
+    return {STEPS_KEY: batches}
 
 
 # Evaluation blocks hold at most this many bytes of float32 inputs (one block is one
@@ -493,4 +502,4 @@ def stack_evaluation_steps(
     blocks = dataset.take(full_batches).batch(steps)
     if num_examples % batch_size:
         blocks = blocks.concatenate(dataset.skip(full_batches).batch(1))
-    return blocks.map(lambda x: {STEPS_KEY: x}).prefetch(1)
+    return blocks.map(_as_block).prefetch(1)

@@ -43,6 +43,7 @@ def importance_weighted_terms(
     seed: int | Sequence[int] | None = None,
     noise=None,
     jit_compile: bool | str = "auto",
+    labels=None,
 ) -> objectives.ImportanceWeightedTerms:
     """Importance-weighted log p(x), the K-sample ELBO and the Monte Carlo error, per example.
 
@@ -59,6 +60,7 @@ def importance_weighted_terms(
             seed (common random numbers; results then do not depend on `chunk_size`).
         jit_compile: XLA-compile the loop over chunks. Default "auto": on a GPU or TPU
             only (`keras_vae.execution.resolve_importance_jit_compile`).
+        labels: the class labels [batch] of a conditional model (then log p(x|y)).
 
     Returns:
         `objectives.ImportanceWeightedTerms` of [batch] tensors.
@@ -90,6 +92,9 @@ def importance_weighted_terms(
     else:
         noise = _seed_pair(model, seed)
     jit_compile = resolve_importance_jit_compile(jit_compile)
+    labels = model.checked_labels(labels, batch)
+    if labels is None:
+        labels = tf.zeros([batch], tf.int32)  # unused by an unconditional model
     key = (num_samples, min(chunk_size, num_samples), jit_compile, given_noise)
     functions = _FUNCTIONS.setdefault(model, {})
     if key not in functions:
@@ -101,7 +106,7 @@ def importance_weighted_terms(
             given_noise=given_noise,
         )
         functions[key] = tf.function(graph, jit_compile=jit_compile, reduce_retracing=True)
-    return functions[key](x, noise)
+    return functions[key](x, noise, labels)
 
 
 def default_chunk_size(model: keras.Model, batch_size: int) -> int:
@@ -132,12 +137,14 @@ def _importance_weighted_graph(
     model: keras.Model,
     x: tf.Tensor,
     noise_or_seed: tf.Tensor,
+    labels: tf.Tensor,
     num_samples: int,
     chunk_size: int,
     given_noise: bool,
 ) -> objectives.ImportanceWeightedTerms:
     """The traced body of `importance_weighted_terms`: encode once, then K samples in chunks."""
-    z_mean, z_stddev, context = model.encode_all(x, training=False)
+    labels = labels if model.conditional else None
+    z_mean, z_stddev, context = model.encode_all(x, False, labels)
     batch = tf.shape(z_mean)[0]
     if given_noise:
         num_chunks = -(-num_samples // chunk_size)
@@ -157,7 +164,7 @@ def _importance_weighted_graph(
             )
 
     def log_likelihood_fn(z):
-        return model.log_likelihood_given_z(x, z, training=False)
+        return model.log_likelihood_given_z(x, z, training=False, labels=labels)
 
     log_weights_fn = None  # the paper's model: `objectives.log_importance_weights`
     if model.posterior_name != "gaussian" or model.prior_name != "normal":

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_vae import distributions, execution, importance, objectives
@@ -33,14 +34,28 @@ def metric_names(objective: str) -> tuple[str, ...]:
     return (*METRIC_NAMES, IWAE_METRIC) if objective == "iwae" else METRIC_NAMES
 
 
-def _unpack_inputs(data: Any) -> tuple[tf.Tensor, tf.Tensor | None]:
-    """(x, noise or None) from x, (x,), (x, y[, w]) or {"x": x, "noise": eps}."""
-    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-    noise = None
+def _batch_size(x) -> int | tf.Tensor:
+    """Axis 0 of a batch: static where known."""
+    shape = getattr(x, "shape", None)
+    if shape is not None and len(shape) and shape[0] is not None:
+        return int(shape[0])
+    return tf.shape(x)[0]
+
+
+LABEL_KEY = "label"  # the labels of a conditional model's dict inputs
+LABEL_STEPS_KEY = execution.LABEL_STEPS_KEY  # ... and of its blocks
+
+
+def _unpack_inputs(data: Any) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor | None]:
+    """(x, labels or None, noise or None) from x, (x,), (x, y[, w]) or
+    {"x": x, "label": y, "noise": eps}."""
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    noise, labels = None, y
     if isinstance(x, dict):
         noise = x.get("noise")
+        labels = x.get(LABEL_KEY, labels)
         x = x["x"]
-    return tf.cast(x, tf.float32), noise
+    return tf.cast(x, tf.float32), labels, noise
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -104,6 +119,8 @@ class VAE(keras.Model):
         prior: str = "normal",
         prior_components: int | None = None,
         objective: str = "elbo",
+        conditional: bool = False,
+        num_classes: int | None = None,
         seed: int | None = None,
         **kwargs,
     ):
@@ -125,7 +142,14 @@ class VAE(keras.Model):
             prior=prior,
             prior_components=prior_components,
             objective=objective,
+            conditional=bool(conditional or num_classes),
+            num_classes=num_classes or None,
         )
+        if spec.conditional and spec.num_classes is None:
+            raise ValueError(
+                "A conditional VAE needs `num_classes`, the number of classes K (labels lie in "
+                "[0, K)). Received: num_classes=None"
+            )
         data_shape = tuple(int(d) for d in data_shape)
         if not data_shape or min(data_shape) < 1:
             raise ValueError(
@@ -149,6 +173,7 @@ class VAE(keras.Model):
         self.prior_name = spec.prior
         self.prior_components = spec.prior_components
         self.objective = spec.objective
+        self.num_classes = spec.num_classes or 0  # 0: unconditional
         self.seed = seed
 
         self.learned_scale = spec.likelihood == "gaussian" and spec.likelihood_scale == "learned"
@@ -165,6 +190,7 @@ class VAE(keras.Model):
             spec.hidden_units,
             spec.activation,
             context_units=self.posterior_layer.context_units,
+            num_classes=self.num_classes,
         )
         self.decoder = build_decoder(
             data_shape,
@@ -174,6 +200,7 @@ class VAE(keras.Model):
             spec.activation,
             spec.likelihood,
             learned_scale=self.learned_scale,
+            num_classes=self.num_classes,
         )
         self.seed_generator = keras.random.SeedGenerator(seed, name="reparameterisation_seed")
         self.trackers = {
@@ -184,20 +211,70 @@ class VAE(keras.Model):
 
     @classmethod
     def from_model_config(
-        cls, data_shape: Sequence[int], config: ModelConfig, seed: int | None = None
+        cls,
+        data_shape: Sequence[int],
+        config: ModelConfig,
+        seed: int | None = None,
+        num_classes: int | None = None,
     ) -> VAE:
-        """Build from a `ModelConfig` (what `keras-vae train` does)."""
-        return cls(data_shape=data_shape, seed=seed, **vars(config))
+        """Build from a `ModelConfig` (what `keras-vae train` does); a conditional config
+        without `num_classes` takes `num_classes` (the data's)."""
+        values = vars(config)
+        if config.conditional and config.num_classes is None:
+            values = {**values, "num_classes": num_classes}
+        return cls(data_shape=data_shape, seed=seed, **values)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether q(z|x, y) and p(x|z, y) take the class label y."""
+        return self.num_classes > 0
 
     # ----------------------------------------------------------------- building blocks
-    def encode_all(self, x: tf.Tensor, training: bool = False):
+    def checked_labels(self, labels, batch=None) -> tf.Tensor | None:
+        """int32 labels [batch] for a conditional model (None for an unconditional one);
+        a `ValueError` when they are missing or, where they are known (eager), not integers
+        in [0, num_classes)."""
+        if not self.conditional:
+            return None
+        if labels is None:
+            raise ValueError(
+                f"This VAE is conditional ({self.num_classes} classes): pass the labels, e.g. "
+                "fit on (x, y) pairs or {'x': x, 'label': y}, encode(x, labels), "
+                "decode(z, labels), sample(n, labels=...)."
+            )
+        if not tf.is_tensor(labels) or tf.executing_eagerly():
+            values = np.asarray(labels)
+            if values.dtype.kind not in "iu" and not (
+                values.dtype.kind == "f"
+                and np.all(np.isfinite(values))
+                and np.all(values == np.round(values))
+            ):
+                raise ValueError(
+                    "Labels must be integer class indices in "
+                    f"[0, {self.num_classes}). Received: dtype {values.dtype}"
+                )
+            if values.size and (values.min() < 0 or values.max() >= self.num_classes):
+                raise ValueError(
+                    f"Labels must lie in [0, {self.num_classes}) for this model. Received: "
+                    f"labels from {values.min()} to {values.max()}"
+                )
+            labels = tf.constant(values.astype(np.int32))
+            if batch is not None and labels.shape.rank == 0:
+                labels = tf.fill([batch], labels)
+        return tf.cast(labels, tf.int32)
+
+    def _encoder_inputs(self, x, labels):
+        return [x, labels] if self.conditional else x
+
+    def encode_all(self, x: tf.Tensor, training: bool = False, labels=None):
         """(z_mean, z_stddev, context or None): the encoder's Gaussian and, for an IAF
-        posterior, the features its flow steps see."""
-        outputs = self.encoder(x, training=training)
+        posterior, the features its flow steps see (`labels` [batch]: conditional models)."""
+        labels = self.checked_labels(labels, _batch_size(x))
+        outputs = self.encoder(self._encoder_inputs(x, labels), training=training)
         context = outputs[2] if len(outputs) > 2 else None
         return outputs[0], outputs[1], context
 
-    def posterior(self, x: tf.Tensor, training: bool = False):
+    def posterior(self, x: tf.Tensor, training: bool = False, labels=None):
         """q(z|x) as a `tfd.Distribution` with batch shape [batch], event shape [latent_dim]
         (Gaussian posterior only: an IAF's density is `posterior_sample`'s log q)."""
         if self.posterior_name != "gaussian":
@@ -205,14 +282,16 @@ class VAE(keras.Model):
                 f"The {self.posterior_name} posterior is not a closed-form distribution; use "
                 "`posterior_sample(x)`, which returns z and log q(z|x)."
             )
-        z_mean, z_stddev, _ = self.encode_all(x, training)
+        z_mean, z_stddev, _ = self.encode_all(x, training, labels)
         return distributions.posterior(z_mean, z_stddev)
 
-    def posterior_sample(self, x, noise=None, seed: int | None = None, training: bool = False):
+    def posterior_sample(
+        self, x, noise=None, seed: int | None = None, training: bool = False, labels=None
+    ):
         """(z, log q(z|x)), each for one draw per example: z [batch, latent_dim], log q
         [batch]; `noise` [batch, latent_dim] standard normal draws (default: drawn)."""
         x = tf.cast(x, tf.float32)
-        z_mean, z_stddev, context = self.encode_all(x, training)
+        z_mean, z_stddev, context = self.encode_all(x, training, labels)
         if noise is None:
             noise = keras.random.normal(
                 tf.shape(z_mean), seed=self.seed_generator if seed is None else seed
@@ -226,7 +305,11 @@ class VAE(keras.Model):
         pseudo-inputs: call once per batch)."""
 
         def encode(u):
-            z_mean, z_stddev, _ = self.encode_all(u, training)
+            # a conditional VampPrior's pseudo-input k has the fixed label k mod num_classes
+            labels = None
+            if self.conditional:
+                labels = tf.range(tf.shape(u)[0]) % self.num_classes
+            z_mean, z_stddev, _ = self.encode_all(u, training, labels)
             return z_mean, z_stddev
 
         return self.prior_layer.components(encode if self.prior_layer.uses_encoder else None)
@@ -236,24 +319,33 @@ class VAE(keras.Model):
         learned Gaussian mixture (`tfd.MixtureSameFamily`) of a vamp or mixture prior."""
         return self.prior_layer.distribution(self.prior_parameters())
 
-    def likelihood_from_z(self, z: tf.Tensor, training: bool = False):
+    def likelihood_from_z(self, z: tf.Tensor, training: bool = False, labels=None):
         """p(x|z) for z of shape [..., latent_dim]: a distribution over [..., *data_shape]."""
-        location, scale = self._likelihood_parameters(z, training)
+        location, scale = self._likelihood_parameters(z, training, labels)
         return distributions.likelihood(self.likelihood, location, len(self.data_shape), scale)
 
-    def log_likelihood_given_z(self, x: tf.Tensor, z: tf.Tensor, training: bool = False):
+    def log_likelihood_given_z(
+        self, x: tf.Tensor, z: tf.Tensor, training: bool = False, labels=None
+    ):
         """log p(x|z), [...], for z of shape [..., latent_dim] and x broadcastable to
         [..., *data_shape]: `likelihood_from_z(z).log_prob(x)` in closed form (cheaper; what
         the training and importance-sampling losses use)."""
-        location, scale = self._likelihood_parameters(z, training)
+        location, scale = self._likelihood_parameters(z, training, labels)
         return distributions.log_likelihood(
             self.likelihood, location, x, len(self.data_shape), scale
         )
 
-    def _likelihood_parameters(self, z: tf.Tensor, training: bool):
-        """(location, scale) of p(x|z), shaped [..., *data_shape] (scale may be a float)."""
+    def _likelihood_parameters(self, z: tf.Tensor, training: bool, labels=None):
+        """(location, scale) of p(x|z[, y]), shaped [..., *data_shape] (scale may be a float);
+        `labels` [batch] for z [..., batch, latent_dim] (repeated over the leading axes)."""
         leading = tf.shape(z)[:-1]
-        outputs = self.decoder(tf.reshape(z, [-1, self.latent_dim]), training=training)
+        flat = tf.reshape(z, [-1, self.latent_dim])
+        inputs = flat
+        if self.conditional:
+            labels = self.checked_labels(labels)
+            repeats = tf.shape(flat)[0] // tf.maximum(tf.shape(labels)[0], 1)
+            inputs = [flat, tf.tile(labels, [repeats])]
+        outputs = self.decoder(inputs, training=training)
         if self.learned_scale:
             location, scale = outputs
         else:
@@ -273,6 +365,7 @@ class VAE(keras.Model):
         noise: tf.Tensor | None = None,
         training: bool = False,
         layout: BatchLayout | None = None,
+        labels=None,
     ) -> objectives.LatentTerms:
         """log p(x|z), log p(z) and log q(z|x) of L samples per example (and the closed
         forms the estimator uses); `noise` is [batch, L, latent_dim] or None.
@@ -281,7 +374,8 @@ class VAE(keras.Model):
         this replica's `layout` (see `keras_vae.noise.replica_normal`), so replicas never
         share draws and the result does not depend on the number of replicas.
         """
-        z_mean, z_stddev, context = self.encode_all(x, training)
+        labels = self.checked_labels(labels)
+        z_mean, z_stddev, context = self.encode_all(x, training, labels)
         if noise is None:
             batch = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
             seed = stateless_seed(self.seed_generator)
@@ -290,7 +384,7 @@ class VAE(keras.Model):
             noise = tf.transpose(tf.cast(noise, z_mean.dtype), [1, 0, 2])
 
         def log_likelihood(z):
-            return self.log_likelihood_given_z(x, z, training=training)
+            return self.log_likelihood_given_z(x, z, training=training, labels=labels)
 
         if self.estimator == "analytic_kl":  # the paper's model (the config checks)
             return objectives.gaussian_latent_terms(
@@ -309,10 +403,11 @@ class VAE(keras.Model):
         noise: tf.Tensor | None = None,
         training: bool = False,
         layout: BatchLayout | None = None,
+        labels=None,
     ) -> objectives.ElboTerms:
         """Per-example SGVB terms for a batch by the model's estimator (the Monte Carlo ELBO
         of the same samples for an iwae model); `noise` as in `latent_terms`."""
-        terms = self.latent_terms(x, noise, training, layout)
+        terms = self.latent_terms(x, noise, training, layout, labels)
         return objectives.elbo_from_terms(terms, self.estimator)
 
     def objective_values(self, terms: objectives.LatentTerms) -> dict[str, tf.Tensor]:
@@ -435,17 +530,23 @@ class VAE(keras.Model):
         """
         return self._run_steps(data, self._train_on_batch)
 
-    def _train_on_batch(self, x, noise) -> dict[str, tf.Tensor]:
+    def _train_on_batch(self, x, labels, noise) -> dict[str, tf.Tensor]:
         layout = batch_layout(x)  # outside XLA: it may all-gather the replicas' batch sizes
         compute = execution.per_replica_xla(self, self._gradients)
-        values, gradients = compute(x, noise, layout)
+        values, gradients = compute(x, self._step_labels(labels), noise, layout)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         return self._update_metrics(values)
 
-    def _gradients(self, x, noise, layout: BatchLayout):
+    def _step_labels(self, labels):
+        """A training or test batch's labels: int32 for a conditional model (required),
+        dropped for an unconditional one (which ignores them)."""
+        return self.checked_labels(labels) if self.conditional else None
+
+    def _gradients(self, x, labels, noise, layout: BatchLayout):
         """This replica's per-example objective values and the gradients of its loss share."""
         with tf.GradientTape() as tape:
-            values = self.objective_values(self.latent_terms(x, noise, True, layout))
+            terms = self.latent_terms(x, noise, True, layout, labels)
+            values = self.objective_values(terms)
             loss = average_over_global_batch(values["loss"], layout.global_size, self.losses)
             scaled_loss = self.optimizer.scale_loss(loss)
         return values, tape.gradient(scaled_loss, self.trainable_variables)
@@ -456,33 +557,38 @@ class VAE(keras.Model):
         return self._run_steps(data, self._test_on_batch)
 
     def _run_steps(self, data, on_batch) -> dict[str, tf.Tensor]:
-        """`on_batch(x, noise)` on a batch, or on each batch of a block in one `tf.while_loop`;
-        the logs Keras reduces."""
+        """`on_batch(x, labels, noise)` on a batch, or on each batch of a block in one
+        `tf.while_loop`; the logs Keras reduces."""
         steps = execution.stacked_steps(data)
         if steps is None:
             return reducible_logs(on_batch(*_unpack_inputs(data)))
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        label_steps = x.get(LABEL_STEPS_KEY) if self.conditional else None
 
         def body(index):
-            on_batch(tf.cast(steps[index], tf.float32), None)
+            labels = None if label_steps is None else label_steps[index]
+            on_batch(tf.cast(steps[index], tf.float32), labels, None)
             return (index + 1,)
 
         tf.while_loop(lambda index: index < tf.shape(steps)[0], body, (tf.constant(0),))
         return reducible_logs({name: tracker.result() for name, tracker in self.trackers.items()})
 
-    def _test_on_batch(self, x, noise) -> dict[str, tf.Tensor]:
-        terms = self.latent_terms(x, noise, training=False, layout=batch_layout(x))
+    def _test_on_batch(self, x, labels, noise) -> dict[str, tf.Tensor]:
+        labels = self._step_labels(labels)
+        terms = self.latent_terms(x, noise, False, batch_layout(x), labels)
         return self._update_metrics(self.objective_values(terms))
 
     # ----------------------------------------------------------------- inference
     def call(self, inputs, training: bool = False):
         """Deterministic reconstruction: E[x|z] at z = the posterior mean (for an IAF, the
         flow of the Gaussian base's mean)."""
-        x, _ = _unpack_inputs(inputs)
-        return self.decode(self.central_z(x, training), training=training)
+        x, labels, _ = _unpack_inputs(inputs)
+        labels = self._step_labels(labels)
+        return self.decode(self.central_z(x, labels, training), labels, training=training)
 
-    def central_z(self, x, training: bool = False) -> tf.Tensor:
+    def central_z(self, x, labels=None, training: bool = False) -> tf.Tensor:
         """The z of zero noise, [batch, latent_dim]: the posterior mean, or its IAF image."""
-        z_mean, z_stddev, context = self.encode_all(tf.cast(x, tf.float32), training)
+        z_mean, z_stddev, context = self.encode_all(tf.cast(x, tf.float32), training, labels)
         if self.posterior_name == "gaussian":
             return z_mean
         z, _ = self.posterior_layer.sample(
@@ -490,25 +596,36 @@ class VAE(keras.Model):
         )
         return z[0]
 
-    def encode(self, x, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
-        """(z_mean, z_stddev) of q(z|x) (of its Gaussian base, for an IAF), each
-        [batch, latent_dim]."""
-        z_mean, z_stddev, _ = self.encode_all(tf.cast(x, tf.float32), training)
+    def encode(self, x, labels=None, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+        """(z_mean, z_stddev) of q(z|x) (q(z|x, y) with `labels` [batch] for a conditional
+        model; of its Gaussian base, for an IAF), each [batch, latent_dim]."""
+        x = tf.cast(x, tf.float32)
+        z_mean, z_stddev, _ = self.encode_all(x, training, labels)
         return z_mean, z_stddev
 
-    def decode(self, z, training: bool = False) -> tf.Tensor:
-        """E[x|z]: Bernoulli probabilities or the Gaussian mean, [batch, *data_shape]."""
-        outputs = self.decoder(tf.cast(z, tf.float32), training=training)
+    def decode(self, z, labels=None, training: bool = False) -> tf.Tensor:
+        """E[x|z] (E[x|z, y] with `labels` [batch] or one label for all rows, conditional
+        models): Bernoulli probabilities or the Gaussian mean, [batch, *data_shape]."""
+        z = tf.cast(z, tf.float32)
+        inputs = z
+        if self.conditional:
+            inputs = [z, self.checked_labels(labels, _batch_size(z))]
+        outputs = self.decoder(inputs, training=training)
         location = outputs[0] if self.learned_scale else outputs
         return distributions.likelihood_mean(self.likelihood, location)
 
-    def reconstruct(self, x) -> tf.Tensor:
-        """Same as `call`: the decoder mean at the posterior mean."""
+    def reconstruct(self, x, labels=None) -> tf.Tensor:
+        """Same as `call`: the decoder mean at the posterior mean (with the true `labels` for a
+        conditional model)."""
+        if self.conditional:
+            return self({"x": x, LABEL_KEY: self.checked_labels(labels, _batch_size(x))})
         return self(x, training=False)
 
-    def sample(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
-        """E[x|z] for `num_samples` draws z ~ p(z); the same integer seed gives the same draws."""
-        return self.decode(self.sample_prior(num_samples, seed))
+    def sample(self, num_samples: int, seed: int | None = None, labels=None) -> tf.Tensor:
+        """E[x|z] for `num_samples` draws z ~ p(z); the same integer seed gives the same draws.
+        A conditional model needs `labels`: one class for all rows, or one per row."""
+        labels = self.checked_labels(labels, num_samples)
+        return self.decode(self.sample_prior(num_samples, seed), labels)
 
     def sample_prior(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
         """`num_samples` draws z ~ p(z), [num_samples, latent_dim] (a mixture: a component
@@ -532,8 +649,10 @@ class VAE(keras.Model):
         seed: int | Sequence[int] | None = None,
         noise=None,
         jit_compile: bool | str = "auto",
+        labels=None,
     ) -> tf.Tensor:
-        """Importance-weighted estimate of log p(x) per example, in nats, shape [batch]
+        """Importance-weighted estimate of log p(x) (log p(x|y) with `labels`, conditional
+        models) per example, in nats, shape [batch]
         (Burda et al., 2015; `keras_vae.importance.importance_weighted_terms` tells the
         arguments).
 
@@ -543,7 +662,7 @@ class VAE(keras.Model):
             TensorShape([3])
         """
         return self.importance_weighted_terms(
-            x, num_samples, chunk_size, seed, noise, jit_compile
+            x, num_samples, chunk_size, seed, noise, jit_compile, labels
         ).log_likelihood
 
     def importance_weighted_terms(
@@ -554,11 +673,12 @@ class VAE(keras.Model):
         seed: int | Sequence[int] | None = None,
         noise=None,
         jit_compile: bool | str = "auto",
+        labels=None,
     ) -> objectives.ImportanceWeightedTerms:
         """Importance-weighted log p(x), the K-sample ELBO and the Monte Carlo error, per
         example: `keras_vae.importance.importance_weighted_terms` of this model."""
         return importance.importance_weighted_terms(
-            self, x, num_samples, chunk_size, seed, noise, jit_compile
+            self, x, num_samples, chunk_size, seed, noise, jit_compile, labels
         )
 
     def default_chunk_size(self, batch_size: int) -> int:
@@ -586,5 +706,7 @@ class VAE(keras.Model):
             "prior": self.prior_name,
             "prior_components": self.prior_components,
             "objective": self.objective,
+            "conditional": self.conditional,
+            "num_classes": self.num_classes or None,
             "seed": self.seed,
         }

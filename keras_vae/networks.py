@@ -44,6 +44,62 @@ class PositiveScale(keras.layers.Layer):
         return {**super().get_config(), "min_value": self.min_value}
 
 
+@keras.saving.register_keras_serializable(package="keras_vae")
+class LabelOneHot(keras.layers.Layer):
+    """Integer class labels [batch] -> one-hot rows [batch, num_classes] (a conditional VAE's
+    input; labels outside [0, num_classes) give a zero row, so callers check them first).
+
+    Example:
+        >>> LabelOneHot(3)(keras.ops.array([2, 0])).numpy().tolist()
+        [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    """
+
+    def __init__(self, num_classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = int(num_classes)
+
+    def call(self, labels):
+        labels = keras.ops.cast(keras.ops.reshape(labels, (-1,)), "int32")
+        return keras.ops.one_hot(labels, self.num_classes, dtype=self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class LabelPlanes(keras.layers.Layer):
+    """One-hot rows [batch, K] -> K constant feature planes [batch, height, width, K], to sit
+    beside an image's channels (how a conv encoder sees the class).
+
+    Example:
+        >>> tuple(LabelPlanes(2, 3)(keras.ops.ones((1, 4))).shape)
+        (1, 2, 3, 4)
+    """
+
+    def __init__(self, height: int, width: int, **kwargs):
+        super().__init__(**kwargs)
+        self.height, self.width = int(height), int(width)
+
+    def call(self, one_hot):
+        planes = keras.ops.expand_dims(keras.ops.expand_dims(one_hot, 1), 1)
+        return keras.ops.tile(planes, (1, self.height, self.width, 1))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.height, self.width, input_shape[-1])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "height": self.height, "width": self.width}
+
+
+def label_input(num_classes: int):
+    """The label input (int32 [batch]) and its one-hot rows, for a conditional network."""
+    labels = keras.Input(shape=(), dtype="int32", name="label")
+    return labels, LabelOneHot(num_classes, name="label_one_hot")(labels)
+
+
 def _conv_shape(data_shape: Sequence[int]) -> tuple[int, int, int]:
     if len(data_shape) == 2:
         return (data_shape[0], data_shape[1], 1)
@@ -62,16 +118,32 @@ def build_encoder(
     hidden_units: Sequence[int] = (400,),
     activation: str = "relu",
     context_units: int = 0,
+    num_classes: int = 0,
 ) -> keras.Model:
     """x -> (z_mean, z_stddev), each [batch, latent_dim] in float32, and, with
-    `context_units`, a third output: features h [batch, context_units] (an IAF's context)."""
+    `context_units`, a third output: features h [batch, context_units] (an IAF's context).
+
+    With `num_classes` K > 0 the encoder is conditional, q(z|x, y): its inputs are [x, label]
+    (label int32 [batch]); the one-hot label joins the flattened image (mlp) or enters as K
+    constant planes beside the image's channels (conv)."""
     inputs = keras.Input(shape=tuple(data_shape), name="x")
+    model_inputs = [inputs]
+    one_hot = None
+    if num_classes:
+        labels, one_hot = label_input(num_classes)
+        model_inputs.append(labels)
     if architecture == "mlp":
         h = keras.layers.Flatten(name="flatten")(inputs)
+        if one_hot is not None:
+            h = keras.layers.Concatenate(name="with_label")([h, one_hot])
         for i, units in enumerate(hidden_units):
             h = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(h)
     elif architecture == "conv":
-        h = keras.layers.Reshape(_conv_shape(data_shape), name="to_image")(inputs)
+        image_shape = _conv_shape(data_shape)
+        h = keras.layers.Reshape(image_shape, name="to_image")(inputs)
+        if one_hot is not None:
+            planes = LabelPlanes(image_shape[0], image_shape[1], name="label_planes")(one_hot)
+            h = keras.layers.Concatenate(name="with_label")([h, planes])
         for i, filters in enumerate(hidden_units):
             h = keras.layers.Conv2D(
                 filters, 3, strides=2, padding="same", activation=activation, name=f"conv_{i}"
@@ -92,7 +164,7 @@ def build_encoder(
                 context_units, activation=activation, dtype="float32", name="context"
             )(h)
         )
-    return keras.Model(inputs, outputs, name="encoder")
+    return keras.Model(model_inputs if num_classes else inputs, outputs, name="encoder")
 
 
 def build_decoder(
@@ -103,13 +175,23 @@ def build_decoder(
     activation: str = "relu",
     likelihood: str = "bernoulli",
     learned_scale: bool = False,
+    num_classes: int = 0,
 ) -> keras.Model:
-    """z -> location (logits or mean, shaped like the data)[, stddev if `learned_scale`]."""
+    """z -> location (logits or mean, shaped like the data)[, stddev if `learned_scale`].
+
+    With `num_classes` K > 0 the decoder is conditional, p(x|z, y): inputs [z, label], the
+    one-hot label concatenated to z."""
     data_shape = tuple(data_shape)
     inputs = keras.Input(shape=(latent_dim,), name="z")
+    model_inputs = [inputs]
+    code = inputs
+    if num_classes:
+        labels, one_hot = label_input(num_classes)
+        model_inputs.append(labels)
+        code = keras.layers.Concatenate(name="with_label")([inputs, one_hot])
     heads = ["location", "stddev"] if learned_scale else ["location"]
     if architecture == "mlp":
-        h = inputs
+        h = code
         for i, units in enumerate(reversed(tuple(hidden_units))):
             h = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(h)
         raw = [
@@ -128,7 +210,7 @@ def build_decoder(
             small_h, small_w = math.ceil(small_h / 2), math.ceil(small_w / 2)
         h = keras.layers.Dense(
             small_h * small_w * hidden_units[-1], activation=activation, name="project"
-        )(inputs)
+        )(code)
         h = keras.layers.Reshape((small_h, small_w, hidden_units[-1]), name="to_grid")(h)
         for i, filters in enumerate(reversed(tuple(hidden_units))):
             h = keras.layers.Conv2DTranspose(
@@ -155,4 +237,8 @@ def build_decoder(
     outputs = [location]
     if learned_scale:
         outputs.append(PositiveScale(MIN_LIKELIHOOD_STDDEV, dtype="float32", name="stddev")(raw[1]))
-    return keras.Model(inputs, outputs if learned_scale else location, name="decoder")
+    return keras.Model(
+        model_inputs if num_classes else inputs,
+        outputs if learned_scale else location,
+        name="decoder",
+    )

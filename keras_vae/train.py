@@ -29,7 +29,7 @@ from keras_vae.atomic import (
 )
 from keras_vae.callbacks import training_callbacks
 from keras_vae.config import Config
-from keras_vae.data import DatasetInfo, Pipelines, make_pipelines
+from keras_vae.data import DatasetInfo, Pipelines, check_class_labels, make_pipelines
 from keras_vae.distribute import (
     check_same_on_all_workers,
     get_strategy,
@@ -63,8 +63,11 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
 
 
 def build_model(config: Config, info: DatasetInfo) -> VAE:
-    """The compiled VAE for `config`; call inside the strategy's scope and dtype policy."""
-    model = VAE.from_model_config(info.data_shape, config.model, seed=config.runtime.seed)
+    """The compiled VAE for `config`; call inside the strategy's scope and dtype policy (a
+    conditional model takes K from `config.model.num_classes`, else from the data)."""
+    model = VAE.from_model_config(
+        info.data_shape, config.model, seed=config.runtime.seed, num_classes=info.num_classes
+    )
     steps_per_execution = config.training.steps_per_execution
     if steps_per_execution != "auto":  # at most N: executions never straddle two epochs
         steps_per_epoch = info.num_train // config.training.batch_size
@@ -93,6 +96,8 @@ class Feed:
         optimizer_steps: optimizer steps per epoch.
         block: training steps per `{"x_steps": xs}` block, 1 when not blocked.
         validation: the held-out data for `fit` and the final `evaluate`.
+        pipelines: the data pipelines fed.
+        labels: whether the inputs carry labels (a conditional model).
         validator: with blocks, the `BlockValidation` callback that validates instead of
             `fit(validation_data=...)`; else None.
     """
@@ -103,6 +108,7 @@ class Feed:
     block: int
     validation: tf.data.Dataset
     pipelines: Pipelines
+    labels: bool = False
     validator: BlockValidation | None = None
 
     def fit_validation(self) -> dict[str, Any]:
@@ -121,7 +127,7 @@ class Feed:
     def training_set(self) -> tf.data.Dataset:
         """Epoch 0's training batches for the final `evaluate`, blocked like `train`."""
 
-        batches = model_inputs(self.pipelines.epochs(1))
+        batches = model_inputs(self.pipelines.epochs(1), labels=self.labels)
         if self.block > 1:
             batches = stack_steps(batches, self.block)
         return with_length(batches, self.steps)
@@ -142,7 +148,8 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
     """
     batch_size, info = config.training.batch_size, pipelines.info
     steps_per_epoch = info.num_train // batch_size
-    test_inputs = model_inputs(pipelines.test)
+    labels = model.conditional
+    test_inputs = model_inputs(pipelines.test, labels)
     block = block_steps(
         model.compiled_steps_per_execution,
         steps_per_epoch,
@@ -152,18 +159,26 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
     epochs = config.training.epochs
     remaining = max(0, epochs - initial_epoch)
     if block == 1:
-        train = shard_by_data(model_inputs(pipelines.epochs(epochs, initial_epoch)))
+        train = shard_by_data(model_inputs(pipelines.epochs(epochs, initial_epoch), labels))
         train = with_length(train, steps_per_epoch * remaining)
-        return Feed(train, steps_per_epoch, steps_per_epoch, 1, test_inputs, pipelines)
+        return Feed(train, steps_per_epoch, steps_per_epoch, 1, test_inputs, pipelines, labels)
 
     steps = steps_per_epoch // block  # block divides it
-    train = shard_by_data(stack_steps(model_inputs(pipelines.epochs(epochs, initial_epoch)), block))
+    epoch_inputs = model_inputs(pipelines.epochs(epochs, initial_epoch), labels)
+    train = shard_by_data(stack_steps(epoch_inputs, block))
     train = with_length(train, steps * remaining)
     validation = stack_evaluation_steps(
         test_inputs, info.num_test, batch_size, math.prod(info.data_shape)
     )
     return Feed(
-        train, steps, steps_per_epoch, block, validation, pipelines, BlockValidation(validation)
+        train,
+        steps,
+        steps_per_epoch,
+        block,
+        validation,
+        pipelines,
+        labels,
+        BlockValidation(validation),
     )
 
 
@@ -229,6 +244,8 @@ def train_and_evaluate(
     check_global_batch(strategy, batch_size)
     pipelines = make_pipelines(config.data, batch_size, config.runtime.seed)
     test_data, info = pipelines.test, pipelines.info
+    if config.model.conditional:  # before anything is written
+        check_class_labels(pipelines.splits, config.model.num_classes, config.data.dataset)
     backup = resume.RunBackup(plan.folder.backup)
     with dtype_policy(config.runtime.mixed_precision), strategy.scope():
         model = build_model(config, info)
@@ -273,6 +290,7 @@ def train_and_evaluate(
         "data_shape": list(info.data_shape),
         "num_train": info.num_train,
         "num_test": info.num_test,
+        **({"num_classes": model.num_classes} if model.conditional else {}),
         "epochs": backup.epochs_done,
         "resumed_from_epoch": initial_epoch,
         **{

@@ -3,11 +3,14 @@
 `render_figures` makes the figures `train` writes into ``RUN_DIR/figures``:
 
 - ``reconstructions.png``: the first 10 test examples (top row) above their reconstructions;
-- ``samples.png``: 64 draws x ~ E[x|z], z ~ p(z), in an 8 x 8 grid (seed 0);
+- ``samples.png``: 64 draws x ~ E[x|z], z ~ p(z), in an 8 x 8 grid (seed 0); for a
+  conditional model one row per class (the first 20), the same 10 draws of z down each
+  column, so only the class changes along a column;
 - ``learning_curves.png``: train and validation ELBO and KL per epoch (900 x 400 px);
 - latent_dim == 2: ``manifold.png``, the paper's Figure 4 (decoded 20 x 20 grid of Gaussian
   quantiles), and ``latent_space.png``, the test set's posterior means coloured by label
-  (600 x 600 px; only when the data has labels);
+  (600 x 600 px; only when the data has labels); a conditional model draws one manifold per
+  class instead, ``manifold_class_<k>.png`` for the first 10 classes;
 - latent_dim != 2: ``traversals.png``, one row per latent dimension (the up to 10 with the
   largest average KL on the test set, most informative first), each set to 9 values from -3
   to 3 around the first test example's posterior mean.
@@ -39,6 +42,9 @@ TRAVERSAL_VALUES = np.linspace(-3.0, 3.0, 9).astype(np.float32)
 MAX_EXAMPLES = 10_000  # test examples encoded for the scatter plot and for ranking dimensions
 MAX_GRID_IMAGES = 10_000  # largest -n of `keras-vae sample` / `reconstruct`
 BATCH = 1_000
+CLASS_SAMPLE_COLUMNS = 10  # samples.png of a conditional model: draws of z per class row
+MAX_CLASS_ROWS = 20  # ... and at most this many classes (rows)
+MAX_CLASS_MANIFOLDS = 10  # manifold_class_<k>.png for at most this many classes
 
 
 def collect_examples(
@@ -59,19 +65,30 @@ def collect_examples(
     return np.concatenate(xs)[:limit], np.concatenate(ys)[:limit] if ys else None
 
 
-def encode(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior means and standard deviations [N, latent_dim], in batches of `BATCH`."""
-    parts = [model.encode(x[i : i + BATCH]) for i in range(0, len(x), BATCH)]
+def _rows(labels, i: int):
+    return None if labels is None else labels[i : i + BATCH]
+
+
+def encode(model, x: np.ndarray, labels=None) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means and standard deviations [N, latent_dim], in batches of `BATCH`
+    (`labels` [N]: a conditional model's)."""
+    parts = [model.encode(x[i : i + BATCH], _rows(labels, i)) for i in range(0, len(x), BATCH)]
     return (
         np.concatenate([np.asarray(mean) for mean, _ in parts]),
         np.concatenate([np.asarray(stddev) for _, stddev in parts]),
     )
 
 
-def decode(model, z: np.ndarray) -> np.ndarray:
-    """E[x|z] for codes [N, latent_dim], in batches of `BATCH`."""
+def decode(model, z: np.ndarray, labels=None) -> np.ndarray:
+    """E[x|z] for codes [N, latent_dim], in batches of `BATCH` (`labels`: one class for all
+    rows or one per row, for a conditional model)."""
+    if labels is not None and np.ndim(labels) == 0:
+        labels = np.full(len(z), int(labels))
     return np.concatenate(
-        [np.asarray(model.decode(z[i : i + BATCH])) for i in range(0, len(z), BATCH)]
+        [
+            np.asarray(model.decode(z[i : i + BATCH], _rows(labels, i)))
+            for i in range(0, len(z), BATCH)
+        ]
     )
 
 
@@ -86,15 +103,38 @@ def kl_per_dimension(z_mean: np.ndarray, z_stddev: np.ndarray) -> np.ndarray:
     return np.mean(0.5 * (np.square(z_mean) + var - 1.0 - np.log(var)), axis=0)
 
 
-def sample_pixels(model, num_samples: int = NUM_SAMPLES, seed: int = SAMPLE_SEED) -> np.ndarray:
-    """uint8 grid of `num_samples` prior samples; the same integer seed gives the same pixels."""
-    samples = np.asarray(model.sample(num_samples, seed=seed))
+def sample_pixels(
+    model, num_samples: int = NUM_SAMPLES, seed: int = SAMPLE_SEED, label: int | None = None
+) -> np.ndarray:
+    """uint8 grid of `num_samples` prior samples (of class `label`, conditional models); the
+    same integer seed gives the same pixels."""
+    samples = np.asarray(model.sample(num_samples, seed=seed, labels=label))
     return figures.sample_grid(samples, model.data_shape)
 
 
-def reconstruction_pixels(model, x: np.ndarray, columns: int = NUM_RECONSTRUCTIONS) -> np.ndarray:
-    """uint8 grid of `x` above its reconstructions (`figures.reconstruction_grid`)."""
-    reconstructions = np.asarray(model.reconstruct(x))
+def class_sample_pixels(
+    model,
+    columns: int = CLASS_SAMPLE_COLUMNS,
+    seed: int = SAMPLE_SEED,
+    classes: Sequence[int] | None = None,
+) -> np.ndarray:
+    """uint8 grid of a conditional model's samples, one row per class of `classes` (default:
+    the first `MAX_CLASS_ROWS`), the same `columns` draws z ~ p(z) in every row: down a
+    column only the label changes, so the style is held fixed."""
+    classes = list(range(min(model.num_classes, MAX_CLASS_ROWS))) if classes is None else classes
+    z = np.asarray(model.sample_prior(columns, seed=seed))
+    codes = np.tile(z, (len(classes), 1))
+    labels = np.repeat(np.asarray(classes, np.int32), columns)
+    images = figures.to_images(decode(model, codes, labels), model.data_shape)
+    return figures.image_grid(images, columns)
+
+
+def reconstruction_pixels(
+    model, x: np.ndarray, columns: int = NUM_RECONSTRUCTIONS, labels=None
+) -> np.ndarray:
+    """uint8 grid of `x` above its reconstructions (`figures.reconstruction_grid`), with the
+    true `labels` for a conditional model."""
+    reconstructions = np.asarray(model.reconstruct(x, labels))
     return figures.reconstruction_grid(x, reconstructions, model.data_shape, columns)
 
 
@@ -103,28 +143,43 @@ def render_figures(
 ) -> dict[str, bytes]:
     """The run's figures as {file name: PNG bytes} (see the module docstring)."""
     x, labels = collect_examples(test_data)
+    conditional = getattr(model, "conditional", False)
+    given = labels if conditional else None  # what the model is conditioned on
     shape = model.data_shape
+    samples = class_sample_pixels(model) if conditional else sample_pixels(model)
     rendered = {
         "reconstructions.png": figures.png_bytes(
-            reconstruction_pixels(model, x[:NUM_RECONSTRUCTIONS])
+            reconstruction_pixels(
+                model,
+                x[:NUM_RECONSTRUCTIONS],
+                labels=None if given is None else given[:NUM_RECONSTRUCTIONS],
+            )
         ),
-        "samples.png": figures.png_bytes(sample_pixels(model)),
+        "samples.png": figures.png_bytes(samples),
         "learning_curves.png": figures.learning_curves(history),
     }
-    z_mean, z_stddev = encode(model, x)
+    z_mean, z_stddev = encode(model, x, given)
     if model.latent_dim == 2:
-        decoded = decode(model, figures.manifold_latents(MANIFOLD_SIZE))
-        rendered["manifold.png"] = figures.png_bytes(
-            figures.manifold_grid(decoded, shape, MANIFOLD_SIZE)
-        )
+        grid = figures.manifold_latents(MANIFOLD_SIZE)
+        if conditional:
+            for k in range(min(model.num_classes, MAX_CLASS_MANIFOLDS)):
+                rendered[f"manifold_class_{k}.png"] = figures.png_bytes(
+                    figures.manifold_grid(decode(model, grid, k), shape, MANIFOLD_SIZE)
+                )
+        else:
+            rendered["manifold.png"] = figures.png_bytes(
+                figures.manifold_grid(decode(model, grid), shape, MANIFOLD_SIZE)
+            )
         if labels is not None:
             rendered["latent_space.png"] = figures.latent_scatter(z_mean, labels)
     else:
         ranking = np.argsort(-kl_per_dimension(z_mean, z_stddev), kind="stable")
         dims = [int(d) for d in ranking[:TRAVERSAL_DIMS]]
         codes = figures.traversal_latents(z_mean[0], dims, TRAVERSAL_VALUES)
+        label = int(given[0]) if conditional else None
+        decoded = decode(model, codes, label)
         rendered["traversals.png"] = figures.png_bytes(
-            figures.traversal_grid(decode(model, codes), shape, len(TRAVERSAL_VALUES))
+            figures.traversal_grid(decoded, shape, len(TRAVERSAL_VALUES))
         )
     return rendered
 
@@ -186,13 +241,16 @@ def sample_run(
     out: str | os.PathLike,
     num_samples: int = NUM_SAMPLES,
     seed: int = SAMPLE_SEED,
+    label: int | str | None = None,
 ) -> dict:
     """Write a grid of `num_samples` prior samples of a trained run to the PNG `out`.
 
     Everything is checked before `out` is written; the same seed gives the same PNG bytes.
+    A conditional run needs `label`: a class in [0, K) (`num_samples` images of it) or "all"
+    (one row per class, `num_samples` per row, the same z down each column).
 
     Returns:
-        {"out", "num_samples", "seed", "width", "height"} (pixels).
+        {"out", "num_samples", "seed", "width", "height"} (pixels), and "label".
 
     Example:
         >>> sample_run("runs/mnist", "samples.png", num_samples=100, seed=1)  # doctest: +SKIP
@@ -207,8 +265,45 @@ def sample_run(
         )
     out = check_png_path(out)
     model = load_run(run_dir).model
-    pixels = sample_pixels(model, num_samples, seed)
-    return _write_png(pixels, out, num_samples=num_samples, seed=seed)
+    label = check_sample_label(model, label, num_samples)
+    if label == "all":
+        pixels = class_sample_pixels(model, num_samples, seed, range(model.num_classes))
+    else:
+        pixels = sample_pixels(model, num_samples, seed, label)
+    extra = {} if label is None else {"label": label}
+    return _write_png(pixels, out, num_samples=num_samples, seed=seed, **extra)
+
+
+def check_sample_label(model, label: int | str | None, num_samples: int) -> int | str | None:
+    """`label` checked against `model`: None for an unconditional model, a class in [0, K) or
+    "all" for a conditional one (at most `MAX_GRID_IMAGES` images in all); else a one-line
+    `ValueError` saying what is allowed."""
+    classes = getattr(model, "num_classes", 0)
+    if not classes:
+        if label is not None:
+            raise ValueError(
+                f"--label {label} asks for a class, but this run is not conditional (trained "
+                "without --conditional); drop --label."
+            )
+        return None
+    if label is None:
+        raise ValueError(
+            f"This run is conditional ({classes} classes): pass --label K with K in "
+            f"[0, {classes - 1}], or --label all for one row per class."
+        )
+    if label == "all":
+        if classes * num_samples > MAX_GRID_IMAGES:
+            raise ValueError(
+                f"--label all draws {classes} x {num_samples} images, above the "
+                f"{MAX_GRID_IMAGES:,} a grid may hold; lower -n."
+            )
+        return "all"
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < classes:
+        raise ValueError(
+            f"--label {label} is not a class of this run: expected an integer in "
+            f"[0, {classes - 1}] or 'all'."
+        )
+    return label
 
 
 def reconstruct_run(
@@ -232,7 +327,21 @@ def reconstruct_run(
     check_count("num_examples", num_examples)
     out = check_png_path(out)
     run = load_run(run_dir)
-    x = load_test_split(run, dataset, data_dir).images[:num_examples]
-    pixels = reconstruction_pixels(run.model, x)
+    split = load_test_split(run, dataset, data_dir)
+    x = split.images[:num_examples]
+    labels = None
+    if getattr(run.model, "conditional", False):  # reconstructed with their true labels
+        if split.labels is None:
+            raise ValueError(
+                f"This run is conditional, but {dataset or run.config.data.dataset} has no "
+                "labels to reconstruct with; pass a --dataset with labels."
+            )
+        labels = split.labels[:num_examples]
+        if labels.max(initial=0) >= run.model.num_classes:
+            raise ValueError(
+                f"The labels of {dataset or run.config.data.dataset} reach "
+                f"{int(labels.max())}, outside this run's {run.model.num_classes} classes."
+            )
+    pixels = reconstruction_pixels(run.model, x, labels=labels)
     name = dataset or run.config.data.dataset
     return _write_png(pixels, out, dataset=name, num_examples=len(x))

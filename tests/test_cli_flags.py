@@ -29,6 +29,7 @@ OTHER_VALUES = {
     "flow_steps": (["3", "--posterior", "iaf"], 3),
     "flow_hidden_units": (["7,5", "--posterior", "iaf"], [7, 5]),
     "prior_components": (["4", "--prior", "mixture"], 4),
+    "num_classes": (["4", "--conditional"], 4),
 }
 
 

@@ -25,9 +25,12 @@ TRAIN_INTEGERS = {
     "--steps-per-execution": INTEGER_BAD + ["0"],
     "--seed": INTEGER_BAD + [str(2**32)],
     "--verbose": INTEGER_BAD + ["3"],
-    "--flow-steps": INTEGER_BAD + ["0"],
+    # 0 steps / components is what the gaussian posterior / normal prior have (accepted);
+    # 0 with the part is refused (tests/test_cli_train.py)
+    "--flow-steps": INTEGER_BAD,
     "--flow-hidden-units": INTEGER_BAD + ["0", "16,0"],
-    "--prior-components": INTEGER_BAD + ["0"],
+    "--prior-components": INTEGER_BAD,
+    "--num-classes": INTEGER_BAD + ["0"],
 }
 TRAIN_FLOATS = {
     "--beta": FLOAT_BAD,
@@ -42,7 +45,11 @@ EVALUATE = {
     "--max-examples": [v for v in INTEGER_BAD if v != HUGE] + ["0"],  # huge = the whole split
     "--verbose": INTEGER_BAD + ["2"],
 }
-SAMPLE = {"--num-samples": INTEGER_BAD + ["0"], "--seed": INTEGER_BAD + [str(2**32)]}
+SAMPLE = {
+    "--num-samples": INTEGER_BAD + ["0"],
+    "--seed": INTEGER_BAD + [str(2**32)],
+    "--label": INTEGER_BAD + ["0", "alll"],  # the run is not conditional: any label is refused
+}
 RECONSTRUCT = {"--num-examples": INTEGER_BAD + ["0"]}
 EXPORT = {
     "--version": INTEGER_BAD + ["0", str(2**63)],
@@ -138,5 +145,11 @@ def test_the_grid_covers_every_numeric_flag():
 
 # Flags parsed by a named function rather than int/float, and flags read as text then
 # converted by the config (so argparse's type is str).
-NUMERIC_TYPES = {"hidden_units", "steps_per_execution", "image_count"}
+NUMERIC_TYPES = {
+    "hidden_units",
+    "flow_hidden_units",
+    "steps_per_execution",
+    "image_count",
+    "class_label",
+}
 STRING_PARSED_NUMBERS = {"--likelihood-scale"}

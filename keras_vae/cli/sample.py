@@ -2,6 +2,7 @@
 
 $ keras-vae sample runs/mnist -n 100 --seed 1 --out samples.png
 {"out": "samples.png", "num_samples": 100, "seed": 1, "width": 302, "height": 302}
+$ keras-vae sample runs/cvae --label 7 -n 16 --seed 0 --out sevens.png
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from keras_vae.cli.arguments import (
     add_run_dir_argument,
     add_seed_argument,
     image_count,
+    integer_argument,
 )
 from keras_vae.config import MAX_SEED, check_at_least
 
@@ -35,12 +37,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"samples, 1 to {MAX_IMAGES:,} (default 64)",
     )
     add_seed_argument(parser, "z")
+    parser.add_argument(
+        "--label",
+        type=class_label,
+        default=None,
+        metavar="K",
+        help="conditional runs: the class to sample, 0 to K-1, or 'all' for one row of N "
+        "samples per class (the same z down each column)",
+    )
     add_png_argument(parser)
+
+
+def class_label(text: str) -> int | str:
+    """'all' or a class index >= 0 (the run's class count is checked once it is loaded)."""
+    if text == "all":
+        return text
+    try:
+        return integer_argument(text, "label", minimum=0)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a class index (an integer >= 0) or 'all'; received {text!r}"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
     check_at_least("seed", args.seed, 0, maximum=MAX_SEED)  # before loading anything
     from keras_vae.visualize import sample_run  # imports TensorFlow: after parsing
 
-    print(json.dumps(sample_run(args.run_dir, args.out, args.num_samples, args.seed)))
+    result = sample_run(args.run_dir, args.out, args.num_samples, args.seed, args.label)
+    print(json.dumps(result))
     return 0

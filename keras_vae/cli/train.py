@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import sys
 
@@ -38,6 +37,11 @@ def hidden_units(text: str, name: str = "hidden_units") -> tuple[int, ...]:
     return units
 
 
+def flow_hidden_units(text: str) -> tuple[int, ...]:
+    """`hidden_units` of the IAF steps' MADE: '128' or '320,320'."""
+    return hidden_units(text, "flow_hidden_units")
+
+
 def steps_per_execution(text: str) -> int | str:
     """'auto' or a positive integer (the config checks the upper bound)."""
     if text == "auto":
@@ -55,9 +59,11 @@ def steps_per_execution(text: str) -> int | str:
 _PARSING_BY_TYPE = {"int": {"type": int}, "float": {"type": float}, "str": {}}
 _PARSING_BY_FIELD = {
     "hidden_units": {"type": hidden_units},
-    "flow_hidden_units": {"type": functools.partial(hidden_units, name="flow_hidden_units")},
+    "flow_hidden_units": {"type": flow_hidden_units},
     "flow_steps": {"type": int},  # None by default: resolved by the posterior
     "prior_components": {"type": int},  # None by default: resolved by the prior
+    "num_classes": {"type": int},  # None by default: from the data's labels
+    "conditional": {"action": "store_true"},
     "likelihood_scale": {},  # the text: the config reads a number or "learned"
     "data_dir": {},
     "jit_compile": {"action": argparse.BooleanOptionalAction},  # absent: "auto"

@@ -17,7 +17,7 @@ Example:
 ((1437, 8, 8), (360, 8, 8))
 """
 
-from keras_vae.data.checks import DataError
+from keras_vae.data.checks import DataError, check_class_labels
 from keras_vae.data.idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
 from keras_vae.data.pipelines import (
     DatasetInfo,
@@ -43,6 +43,7 @@ from keras_vae.data.sources import (
 )
 
 __all__ = [
+    "check_class_labels",
     "IDX_FILES",
     "IDX_IMAGES_MAGIC",
     "IDX_LABELS_MAGIC",

@@ -221,3 +221,43 @@ def check_model_input(
     check_shape(images.shape[1:], data_shape, what)
     check_values(images, likelihood, what)
     return images.astype(np.float32, copy=False)
+
+
+def check_class_labels(splits, num_classes: int | None, source: str) -> int:
+    """The number of classes K of a conditional model's data; a `DataError` when the splits
+    have no labels, or labels outside [0, `num_classes`) when K is given.
+
+    The sources already check that labels are integers >= 0, one per image.
+
+    Example:
+
+    >>> from keras_vae.data.sources import Split
+    >>> splits = {"train": Split(np.zeros((2, 3)), np.array([0, 4])),
+    ...           "test": Split(np.zeros((1, 3)), np.array([1]))}
+    >>> check_class_labels(splits, None, "x.npz")
+    5
+    >>> check_class_labels(splits, 4, "x.npz")
+    Traceback (most recent call last):
+    ...
+    keras_vae.data.checks.DataError: x.npz: train labels reach 4, outside [0, 4) for \
+--num-classes 4: pass --num-classes 5 or more, or fix the labels.
+    """
+    labelled = {name: split.labels for name, split in splits.items()}
+    if any(labels is None for labels in labelled.values()):
+        raise DataError(
+            f"{source} has no labels, so --conditional has nothing to condition on: use a "
+            "source with labels (IDX label files, an .npz with y_train and y_test, a TFDS "
+            "dataset with 'label', digits) or drop --conditional."
+        )
+    largest = {name: int(labels.max()) if len(labels) else -1 for name, labels in labelled.items()}
+    needed = 1 + max(largest.values())
+    if num_classes is None:
+        return needed
+    for name, top in largest.items():
+        if top >= num_classes:
+            raise DataError(
+                f"{source}: {name} labels reach {top}, outside [0, {num_classes}) for "
+                f"--num-classes {num_classes}: pass --num-classes {needed} or more, or fix the "
+                "labels."
+            )
+    return num_classes
