@@ -17,7 +17,8 @@ Three files, each with two signatures:
   the last). The parameters are stored as int32 bit patterns (`prior_tables`) and u is
   compared with the cdf as bits (`component_from_bits`, the same order as the floats'), so
   the quantized files, which turn every float constant into float16 or int8, still sample
-  exactly this prior: only their decoder is approximate.
+  exactly this prior: only their decoder is approximate. (This uses the BITCAST builtin,
+  in TFLite/LiteRT runtimes since TF 2.13.)
 
 Every latent input takes exactly rank 2 with last dimension ``latent_dim``, and ``uniform``
 exactly rank 1 with as many rows as ``noise`` (`exact_uniform`); anything else is refused. TFLite
@@ -477,5 +478,9 @@ def write_tflite(model: keras.Model, out_dir: str | Path, work_dir: str | Path) 
         "files": files,
         "x_mean_weights": x_mean_weight_count(model),
         "checked_on": f"{CHECK_BATCH} draws z ~ N(0, I) against the Keras decoder"
-        + ("" if model.prior_name == "normal" else " (sample: and uniforms, against the prior)"),
+        + (
+            ""
+            if model.prior_name == "normal"
+            else "; sample also with uniforms at every cdf boundary, against the Keras prior"
+        ),
     }
