@@ -60,7 +60,20 @@ def test_signatures_are_exactly_the_documented_ones(mnist_export, mnist_model):
                 "z_mean": {"dtype": f32, "shape": [-1, LATENT_DIM]},
                 "z_stddev": {"dtype": f32, "shape": [-1, LATENT_DIM]},
             },
-        }
+        },
+        "posterior_sample": {
+            "method_name": "tensorflow/serving/predict",
+            "inputs": {
+                "x": {"dtype": f32, "shape": shape},
+                "noise": {"dtype": f32, "shape": [-1, LATENT_DIM]},
+            },
+            "outputs": {
+                "z": {"dtype": f32, "shape": [-1, LATENT_DIM]},
+                "log_q": {"dtype": f32, "shape": [-1]},
+                "z_mean": {"dtype": f32, "shape": [-1, LATENT_DIM]},
+                "z_stddev": {"dtype": f32, "shape": [-1, LATENT_DIM]},
+            },
+        },
     }
     assert decoder["serving_default"]["inputs"] == {"z": {"dtype": f32, "shape": [-1, LATENT_DIM]}}
     assert decoder["serving_default"]["outputs"] == {"x_mean": {"dtype": f32, "shape": shape}}
