@@ -66,7 +66,9 @@ def run_copy(tiny_run_dir, tmp_path) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def mnist_run(tmp_path_factory, shared_data_dir) -> pathlib.Path:
     """A run of the real train job fitted for 2 epochs on the first 2,048 MNIST training
-    images (held out: the first 512 test images), latent 20, one hidden layer of 128."""
+    images (held out: the first 512 test images), latent 20, one hidden layer of 128. The
+    npz holds the labels too (ignored by this unconditional run; a conditional run of the
+    same data is its comparison in tests/test_conditional.py)."""
     from keras_vae.data import load_splits
 
     splits = load_splits(str(shared_data_dir / "mnist"))
@@ -76,6 +78,8 @@ def mnist_run(tmp_path_factory, shared_data_dir) -> pathlib.Path:
         dataset,
         x_train=splits["train"].images[:TRAIN_EXAMPLES],
         x_test=splits["test"].images[:TEST_EXAMPLES],
+        y_train=splits["train"].labels[:TRAIN_EXAMPLES],
+        y_test=splits["test"].labels[:TEST_EXAMPLES],
     )
     config = {
         "model": {"latent_dim": LATENT_DIM, "hidden_units": list(HIDDEN_UNITS)},
