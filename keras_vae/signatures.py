@@ -29,6 +29,28 @@ DEFAULT_MAX_SAMPLES_PER_REQUEST = 10_000
 MAX_SAMPLES_LIMIT = 2**31 - 1
 # TF Serving model versions are int64.
 MAX_VERSION = 2**63 - 1
+# A conditional model's class-label input, int32 [batch] with values in [0, num_classes), in
+# every signature (SavedModel and LiteRT) of a conditional export.
+LABEL = "label"
+# The conditional decoder `sample`'s per-row seeds: int64 [batch], any int64 value.
+SEEDS = "seed"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# export.json keys under "model" of a conditional export (absent for an unconditional one).
+NUM_CLASSES_KEY = "num_classes"
+LABEL_INPUT_KEY = "label_input"
+
+
+def label_range(num_classes: int) -> str:
+    """What a conditional model's labels must be, as the exports' and the client's errors say.
+
+    Example:
+        >>> label_range(10)
+        'labels must be class indices in [0, 10) (this model has num_classes=10)'
+    """
+    return (
+        f"labels must be class indices in [0, {num_classes}) "
+        f"(this model has num_classes={num_classes})"
+    )
 
 
 def check_max_samples(value: Any) -> int:

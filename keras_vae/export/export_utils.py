@@ -19,6 +19,27 @@ CHECK_BATCH = 4
 CHECK_SEED = 20140101  # NumPy seed of those check inputs (AEVB's arXiv year, nothing magic)
 
 
+def check_labels(num_classes: int, rows: int) -> np.ndarray:
+    """int32 labels [rows] a conditional export is checked on: spread evenly over
+    [0, num_classes), the first 0 and (for rows > 1) the last num_classes - 1.
+
+    Example:
+        >>> check_labels(10, 4).tolist()
+        [0, 3, 6, 9]
+    """
+    return np.linspace(0, num_classes - 1, rows).round().astype(np.int32)
+
+
+def bad_labels(num_classes: int) -> list[int]:
+    """Labels every signature of a conditional export must refuse: K, -1 and the int32 ends.
+
+    Example:
+        >>> bad_labels(3)
+        [3, -1, 2147483647, -2147483648]
+    """
+    return [num_classes, -1, 2**31 - 1, -(2**31)]
+
+
 class ExportError(RuntimeError):
     """An export was written but failed its own checks (wrong numbers, NaN, dropped weights).
 

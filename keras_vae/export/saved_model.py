@@ -23,6 +23,25 @@
   InvalidArgumentError naming the cap before anything is allocated, so no request can make
   the server allocate more than that many rows.
 
+A conditional model (``model.conditional``, K = ``model.num_classes``) has the same two models
+with a class label in every signature, ``label`` int32 [batch] with values in [0, K):
+
+* encoder, ``serving_default``: ``x``, ``label`` -> ``z_mean``, ``z_stddev`` of q(z|x, y);
+  ``posterior_sample``: ``x``, ``label``, ``noise`` -> ``z``, ``log_q``, ``z_mean``,
+  ``z_stddev``.
+* decoder, ``serving_default``: ``z``, ``label`` -> ``x_mean`` (E[x|z, y]).
+* decoder, ``sample``: ``label`` int32 [batch] and ``seed`` int64 [batch], one per row ->
+  ``x_mean``, ``z`` (and ``component``): row i's eps is `row_prior_noise` of seed i alone
+  (``stateless_normal([latent_dim], seed=[seed_i, 0], alg="philox")``; u likewise with
+  [seed_i, 1], `row_prior_uniform`), then z as above from the prior and x_mean decoded with
+  label i. So the same (label, seed) gives the same image whatever else is in the batch,
+  and both inputs are batched on axis 0 (TF Serving's batcher may merge requests). At most
+  max_samples_per_request rows; label and seed of different lengths fail.
+
+Every label is checked before the one-hot (`checked_label`): a value outside [0, K), or a
+label batch of another size than the other inputs', fails with InvalidArgumentError (``labels
+must be class indices in [0, K) (this model has num_classes=K)``), never a silent zero row.
+
 The graphs hold only TensorFlow ops and the weights, so they load with ``tf.saved_model.load``
 (or TF Serving, or ``saved_model_cli``) without keras_vae or custom objects. Inputs of the
 wrong shape, rank or dtype fail with `tf.errors.InvalidArgumentError` (`tf.ensure_shape`
@@ -47,16 +66,23 @@ from keras_vae.export.export_utils import (
     CHECK_SEED,
     FLOAT32_TOLERANCE,
     ExportError,
+    bad_labels,
     check_close,
+    check_labels,
 )
 from keras_vae.parts.priors import MixtureParams, sample_from_noise
 from keras_vae.signatures import (
     COMPONENT,
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
+    INT64_MAX,
+    INT64_MIN,
+    LABEL,
     POSTERIOR_SAMPLE,
     SAMPLE,
+    SEEDS,
     SERVING_DEFAULT,
     check_max_samples,
+    label_range,
 )
 
 SAMPLE_SEED_STREAM = 0  # second word of the stateless seed [seed, 0] of eps
@@ -120,13 +146,95 @@ def sample_baked(
     return z, tf.cast(component, tf.int32)
 
 
-def _decode(model: keras.Model, z: tf.Tensor) -> tf.Tensor:
-    return tf.cast(model.decode(z, training=False), tf.float32)
+def row_prior_noise(seeds: tf.Tensor, latent_dim: int) -> tf.Tensor:
+    """eps ~ N(0, I), [n, latent_dim], row i a pure function of the int64 ``seeds[i]`` alone:
+    ``tf.random.stateless_normal([latent_dim], seed=[seeds[i], 0], alg="philox")`` (every
+    int64 seed, negative ones included, is its own Philox key), so a row does not depend on
+    the other rows of its batch.
+
+    Example:
+        >>> both = row_prior_noise(tf.constant([7, -1], tf.int64), 3)
+        >>> alone = row_prior_noise(tf.constant([-1], tf.int64), 3)
+        >>> bool(tf.reduce_all(both[1] == alone[0]))
+        True
+    """
+
+    def row(seed: tf.Tensor) -> tf.Tensor:
+        pair = tf.stack([seed, tf.constant(SAMPLE_SEED_STREAM, tf.int64)])
+        return tf.random.stateless_normal([latent_dim], seed=pair, dtype=tf.float32, alg="philox")
+
+    spec = tf.TensorSpec([latent_dim], tf.float32)
+    return tf.map_fn(row, tf.cast(seeds, tf.int64), fn_output_signature=spec)
 
 
-def _posterior_sample(model: keras.Model, x: tf.Tensor, noise: tf.Tensor) -> dict[str, tf.Tensor]:
+def row_prior_uniform(seeds: tf.Tensor) -> tf.Tensor:
+    """u ~ U[0, 1), [n] float32, u[i] = ``tf.random.stateless_uniform([], seed=[seeds[i], 1],
+    alg="philox")``: what picks each row's mixture component (`row_prior_noise`'s twin).
+
+    Example:
+        >>> u = row_prior_uniform(tf.constant([3, 4], tf.int64))
+        >>> u.shape, bool(tf.reduce_all((u >= 0) & (u < 1)))
+        (TensorShape([2]), True)
+    """
+
+    def row(seed: tf.Tensor) -> tf.Tensor:
+        pair = tf.stack([seed, tf.constant(COMPONENT_SEED_STREAM, tf.int64)])
+        return tf.random.stateless_uniform([], seed=pair, dtype=tf.float32, alg="philox")
+
+    spec = tf.TensorSpec([], tf.float32)
+    return tf.map_fn(row, tf.cast(seeds, tf.int64), fn_output_signature=spec)
+
+
+def checked_label(
+    label: tf.Tensor,
+    num_classes: int,
+    rows: tf.Tensor | None = None,
+    rows_of: str = "",
+    checks: tuple = (),
+) -> tf.Tensor:
+    """`label` itself once it is int32 [batch] (as many rows as `rows_of` when `rows` is
+    given) with every value in [0, num_classes): otherwise the signature fails with
+    InvalidArgumentError naming K (the one-hot of an out-of-range label would be a zero row,
+    a silent wrong class). `checks` run first (e.g. a request's row cap)."""
+    label = tf.ensure_shape(label, [None], name="check_label_shape")
+    checks = list(checks)
+    if rows is not None:
+        checks.append(
+            tf.debugging.assert_equal(
+                tf.shape(label)[0],
+                rows,
+                message=f"one label per row: label must have as many rows as {rows_of} "
+                f"(label batch size, then {rows_of} batch size)",
+                name="check_label_batch",
+            )
+        )
+    with tf.control_dependencies(checks):
+        in_range = [
+            tf.debugging.assert_non_negative(
+                label, message=label_range(num_classes), name="check_label_non_negative"
+            ),
+            tf.debugging.assert_less(
+                label,
+                tf.constant(num_classes, tf.int32),
+                message=label_range(num_classes),
+                name="check_label_below_num_classes",
+            ),
+        ]
+    with tf.control_dependencies(in_range):
+        return tf.identity(label)
+
+
+def _decode(model: keras.Model, z: tf.Tensor, labels: tf.Tensor | None = None) -> tf.Tensor:
+    if labels is None:
+        return tf.cast(model.decode(z, training=False), tf.float32)
+    return tf.cast(model.decode(z, labels, training=False), tf.float32)
+
+
+def _posterior_sample(
+    model: keras.Model, x: tf.Tensor, noise: tf.Tensor, labels: tf.Tensor | None = None
+) -> dict[str, tf.Tensor]:
     """z, log_q, z_mean and z_stddev of one draw per example, as the Keras posterior gives."""
-    z_mean, z_stddev, context = model.encode_all(x, training=False)
+    z_mean, z_stddev, context = model.encode_all(x, training=False, labels=labels)
     noise = tf.cast(noise, z_mean.dtype)[tf.newaxis]
     z, log_q = model.posterior_layer.sample(z_mean, z_stddev, noise, context)
     return {
@@ -169,6 +277,9 @@ def encoder_archive(model: keras.Model) -> keras.export.ExportArchive:
     archive.track(model.encoder)
     if model.posterior_layer.weights:  # the IAF's MADE steps
         archive.track(model.posterior_layer)
+    if model.conditional:
+        _add_conditional_encoder_endpoints(archive, model)
+        return archive
     archive.add_endpoint(
         SERVING_DEFAULT,
         serving_default,
@@ -183,6 +294,94 @@ def encoder_archive(model: keras.Model) -> keras.export.ExportArchive:
         ],
     )
     return archive
+
+
+def _add_conditional_encoder_endpoints(
+    archive: keras.export.ExportArchive, model: keras.Model
+) -> None:
+    """A conditional encoder's ``serving_default`` (x, label) and ``posterior_sample``
+    (x, label, noise): q(z|x, y), each label checked (`checked_label`)."""
+    x_shape = [None, *model.data_shape]
+    noise_shape = [None, int(model.latent_dim)]
+    num_classes = int(model.num_classes)
+
+    def serving_default(x, label):
+        x = tf.ensure_shape(x, x_shape, name="check_x_shape")
+        label = checked_label(label, num_classes, tf.shape(x)[0], "x")
+        z_mean, z_stddev = model.encode(x, label, training=False)
+        return {
+            "z_mean": tf.cast(z_mean, tf.float32),
+            "z_stddev": tf.cast(z_stddev, tf.float32),
+        }
+
+    def posterior_sample(x, label, noise):
+        x = tf.ensure_shape(x, x_shape, name="check_x_shape")
+        noise = tf.ensure_shape(noise, noise_shape, name="check_noise_shape")
+        same_batch = tf.debugging.assert_equal(
+            tf.shape(noise)[0],
+            tf.shape(x)[0],
+            message="posterior_sample takes one noise row per example: noise must have as many "
+            "rows as x (noise batch size, then x batch size)",
+            name="check_noise_batch",
+        )
+        label = checked_label(label, num_classes, tf.shape(x)[0], "x", (same_batch,))
+        return _posterior_sample(model, x, noise, label)
+
+    x_spec = tf.TensorSpec(x_shape, tf.float32, name="x")
+    label_spec = tf.TensorSpec([None], tf.int32, name=LABEL)
+    archive.add_endpoint(SERVING_DEFAULT, serving_default, input_signature=[x_spec, label_spec])
+    archive.add_endpoint(
+        POSTERIOR_SAMPLE,
+        posterior_sample,
+        input_signature=[x_spec, label_spec, tf.TensorSpec(noise_shape, tf.float32, name="noise")],
+    )
+
+
+def _add_conditional_decoder_endpoints(
+    archive: keras.export.ExportArchive, model: keras.Model, max_samples: int
+) -> None:
+    """A conditional decoder's ``serving_default`` (z, label) and ``sample`` (label, seed: one
+    int64 seed per row, `row_prior_noise`), at most `max_samples` rows per request."""
+    latent_dim = int(model.latent_dim)
+    z_shape = [None, latent_dim]
+    num_classes = int(model.num_classes)
+    params = baked_prior(model)
+
+    def serving_default(z, label):
+        z = tf.ensure_shape(z, z_shape, name="check_z_shape")
+        label = checked_label(label, num_classes, tf.shape(z)[0], "z")
+        return {"x_mean": _decode(model, z, label)}
+
+    def sample(label, seed):
+        label = tf.ensure_shape(label, [None], name="check_label_shape")
+        seed = tf.ensure_shape(seed, [None], name="check_seed_shape")
+        cap = tf.debugging.assert_less_equal(
+            tf.shape(label)[0],
+            tf.constant(max_samples, tf.int32),
+            message=f"label and seed must have <= {max_samples} rows, this model's "
+            "max_samples_per_request (set by keras-vae export --max-samples-per-request); "
+            "send several requests",
+            name="check_max_samples_per_request",
+        )
+        label = checked_label(label, num_classes, tf.shape(seed)[0], "seed", (cap,))
+        extra = {}
+        with tf.control_dependencies([label]):
+            z = row_prior_noise(seed, latent_dim)
+            if params is not None:
+                z, extra[COMPONENT] = sample_baked(params, z, row_prior_uniform(seed))
+        return {"x_mean": _decode(model, z, label), "z": z, **extra}
+
+    label_spec = tf.TensorSpec([None], tf.int32, name=LABEL)
+    archive.add_endpoint(
+        SERVING_DEFAULT,
+        serving_default,
+        input_signature=[tf.TensorSpec(z_shape, tf.float32, name="z"), label_spec],
+    )
+    archive.add_endpoint(
+        SAMPLE,
+        sample,
+        input_signature=[label_spec, tf.TensorSpec([None], tf.int64, name=SEEDS)],
+    )
 
 
 def decoder_archive(
@@ -224,6 +423,9 @@ def decoder_archive(
 
     archive = keras.export.ExportArchive()
     archive.track(model.decoder)
+    if model.conditional:
+        _add_conditional_decoder_endpoints(archive, model, max_samples)
+        return archive
     archive.add_endpoint(
         SERVING_DEFAULT,
         serving_default,
@@ -269,6 +471,8 @@ def check_encoder(model: keras.Model, path: str | Path) -> dict[str, float]:
         The max absolute error of each output; `ExportError` if above `FLOAT32_TOLERANCE`
         (for ``posterior_sample``'s ``z`` and ``log_q``, `scaled_tolerance`).
     """
+    if model.conditional:
+        return check_conditional_encoder(model, path)
     rng = np.random.default_rng(CHECK_SEED)
     x = rng.uniform(size=(CHECK_BATCH, *model.data_shape)).astype(np.float32)
     noise = rng.standard_normal((CHECK_BATCH, int(model.latent_dim))).astype(np.float32)
@@ -327,6 +531,8 @@ def check_decoder(
     (`expected_sample`) and its ``x_mean`` against the Keras decoder at the returned ``z``;
     ``sample`` of `max_samples` + 1 rows must be refused.
     """
+    if model.conditional:
+        return check_conditional_decoder(model, path, max_samples)
     rng = np.random.default_rng(CHECK_SEED)
     z = rng.standard_normal((CHECK_BATCH, model.latent_dim)).astype(np.float32)
     signatures = tf.saved_model.load(str(path)).signatures
@@ -361,6 +567,206 @@ def check_decoder(
         except tf.errors.InvalidArgumentError:
             pass
         else:
+            raise ExportError(
+                f"The exported decoder's sample signature accepted {max_samples + 1} rows, "
+                f"above its cap of {max_samples}; nothing was written."
+            )
+    return errors
+
+
+# ---------------------------------------------------------------------- conditional checks
+def _refuses(signature, **inputs) -> bool:
+    """Whether a signature fails with InvalidArgumentError on `inputs` (NumPy arrays)."""
+    try:
+        signature(**{name: tf.constant(value) for name, value in inputs.items()})
+    except tf.errors.InvalidArgumentError:
+        return True
+    return False
+
+
+def _check_refuses_bad_labels(
+    model: keras.Model, part: str, signatures, inputs: dict[str, dict[str, np.ndarray]]
+) -> None:
+    """Every signature of `part` refuses each `bad_labels` value in one row, and a label
+    batch of another size; `inputs` holds each signature's well-formed inputs."""
+    num_classes = int(model.num_classes)
+    for key, feed in inputs.items():
+        labels = feed[LABEL]
+        cases = {}
+        for bad in bad_labels(num_classes):
+            wrong = labels.copy()
+            wrong[-1] = bad
+            cases[f"label {bad}"] = {**feed, LABEL: wrong}
+        others = {name: value for name, value in feed.items() if name != LABEL}
+        if others:  # the label's row count must match the other inputs'
+            cases["one label fewer than the rows"] = {**feed, LABEL: labels[:-1]}
+        for case, wrong_feed in cases.items():
+            if not _refuses(signatures[key], **wrong_feed):
+                raise ExportError(
+                    f"The exported {part}'s {key} signature ran on {case} instead of refusing "
+                    f"it ({label_range(num_classes)}, one per row); nothing was written."
+                )
+
+
+def check_conditional_encoder(model: keras.Model, path: str | Path) -> dict[str, float]:
+    """`check_encoder` for a conditional model: both signatures with labels spread over
+    [0, K) (`check_labels`) against `model.encode(x, labels)` and
+    `model.posterior_sample(x, noise, labels=labels)`; every out-of-range label
+    (`bad_labels`), a label batch of another size and a noise batch of another size must be
+    refused."""
+    rng = np.random.default_rng(CHECK_SEED)
+    x = rng.uniform(size=(CHECK_BATCH, *model.data_shape)).astype(np.float32)
+    noise = rng.standard_normal((CHECK_BATCH, int(model.latent_dim))).astype(np.float32)
+    labels = check_labels(int(model.num_classes), CHECK_BATCH)
+    signatures = tf.saved_model.load(str(path)).signatures
+    got = signatures[SERVING_DEFAULT](x=tf.constant(x), label=tf.constant(labels))
+    z_mean, z_stddev = model.encode(x, labels)
+    errors = {
+        "z_mean": check_close("encoder z_mean", z_mean, got["z_mean"], FLOAT32_TOLERANCE),
+        "z_stddev": check_close("encoder z_stddev", z_stddev, got["z_stddev"], FLOAT32_TOLERANCE),
+    }
+    feed = {"x": x, LABEL: labels, "noise": noise}
+    drawn = signatures[POSTERIOR_SAMPLE](**{k: tf.constant(v) for k, v in feed.items()})
+    z, log_q = model.posterior_sample(x, noise=noise, labels=labels)
+    expected = {"z": z, "log_q": log_q, "z_mean": z_mean, "z_stddev": z_stddev}
+    for name, value in expected.items():
+        value = np.asarray(value, np.float32)
+        scaled = name in ("z", "log_q")
+        tolerance = scaled_tolerance(value) if scaled else FLOAT32_TOLERANCE
+        errors[f"{POSTERIOR_SAMPLE}_{name}"] = check_close(
+            f"encoder {POSTERIOR_SAMPLE} {name}", value, drawn[name], tolerance
+        )
+    if not _refuses(signatures[POSTERIOR_SAMPLE], **{**feed, "noise": noise[:-1]}):
+        raise ExportError(
+            f"The exported encoder's {POSTERIOR_SAMPLE} signature ran on {CHECK_BATCH} "
+            f"examples with {CHECK_BATCH - 1} noise rows instead of refusing them; nothing was "
+            "written."
+        )
+    _check_refuses_bad_labels(
+        model,
+        "encoder",
+        signatures,
+        {SERVING_DEFAULT: {"x": x, LABEL: labels}, POSTERIOR_SAMPLE: feed},
+    )
+    return errors
+
+
+def check_seeds(rows: int) -> np.ndarray:
+    """int64 seeds [rows] a conditional ``sample`` is checked on: both int64 ends, -1, 0, 1,
+    a repeat (two labels, one seed: the same z) and the rest drawn over the whole range.
+
+    Example:
+        >>> seeds = check_seeds(8)
+        >>> seeds.dtype, int(seeds[0]) == -(2**63), int(seeds[1]) == 2**63 - 1
+        (dtype('int64'), True, True)
+    """
+    ends = np.array([INT64_MIN, INT64_MAX, -1, 0, 1, 0], np.int64)
+    drawn = np.random.default_rng(CHECK_SEED).integers(
+        INT64_MIN, INT64_MAX, size=max(0, rows - len(ends)), dtype=np.int64, endpoint=True
+    )
+    return np.concatenate([ends, drawn])[:rows]
+
+
+def expected_conditional_sample(
+    model: keras.Model, labels: np.ndarray, seeds: np.ndarray
+) -> dict[str, np.ndarray]:
+    """What a conditional decoder's ``sample`` must return for (`labels`, `seeds`), from the
+    Keras model, one row at a time (`tf.random.stateless_normal` / `stateless_uniform` of
+    [seed, 0] / [seed, 1], no `map_fn`): z (and component) from its live prior
+    parameters, x_mean decoded from z with the labels."""
+    latent_dim = int(model.latent_dim)
+
+    def pair(seed: int, stream: int) -> tf.Tensor:
+        return tf.constant([seed, stream], tf.int64)
+
+    z = np.stack(
+        [
+            tf.random.stateless_normal([latent_dim], seed=pair(s, 0), alg="philox").numpy()
+            for s in seeds.tolist()
+        ]
+    ).reshape(len(seeds), latent_dim)
+    expected = {}
+    if model.prior_name != "normal":
+        u = np.array(
+            [
+                tf.random.stateless_uniform([], seed=pair(s, 1), alg="philox").numpy()
+                for s in seeds.tolist()
+            ],
+            np.float32,
+        )
+        z, component = sample_from_noise(model.prior_parameters(training=False), z, u)
+        expected[COMPONENT] = np.asarray(component, np.int32)
+    z = np.asarray(z, np.float32)
+    return {"z": z, "x_mean": np.asarray(_decode(model, z, labels)), **expected}
+
+
+def check_conditional_decoder(
+    model: keras.Model, path: str | Path, max_samples: int = DEFAULT_MAX_SAMPLES_PER_REQUEST
+) -> dict[str, float]:
+    """`check_decoder` for a conditional model: ``serving_default`` (z, label) against
+    `model.decode(z, labels)`; ``sample`` on `CHECK_SAMPLE_ROWS` rows (at most
+    `max_samples`) of labels spread over [0, K) and `check_seeds` twice (identical outputs),
+    against `expected_conditional_sample`, and its first row alone and its rows reversed
+    against the same rows of the batch (a row depends on its own label and seed only);
+    `bad_labels`, label and seed batches of different sizes and `max_samples` + 1 rows must
+    be refused."""
+    num_classes = int(model.num_classes)
+    rng = np.random.default_rng(CHECK_SEED)
+    z = rng.standard_normal((CHECK_BATCH, model.latent_dim)).astype(np.float32)
+    labels = check_labels(num_classes, CHECK_BATCH)
+    signatures = tf.saved_model.load(str(path)).signatures
+    got = signatures[SERVING_DEFAULT](z=tf.constant(z), label=tf.constant(labels))
+    x_mean = _decode(model, z, labels)
+    errors = {"x_mean": check_close("decoder x_mean", x_mean, got["x_mean"], FLOAT32_TOLERANCE)}
+    rows = min(CHECK_SAMPLE_ROWS, max_samples)
+    row_labels, seeds = check_labels(num_classes, rows), check_seeds(rows)
+    sample = signatures[SAMPLE]
+
+    def run(label: np.ndarray, seed: np.ndarray) -> dict[str, np.ndarray]:
+        out = sample(label=tf.constant(label, tf.int32), seed=tf.constant(seed, tf.int64))
+        return {name: value.numpy() for name, value in out.items()}
+
+    first, again = run(row_labels, seeds), run(row_labels, seeds)
+    for name in first:
+        check_close(
+            f"decoder sample {name} (same labels and seeds twice)", first[name], again[name], 0.0
+        )
+    expected = expected_conditional_sample(model, row_labels, seeds)
+    if sorted(first) != sorted(expected):
+        raise ExportError(
+            f"The exported decoder's sample signature outputs {sorted(first)}, but a "
+            f"{model.prior_name} prior's must be {sorted(expected)}; nothing was written."
+        )
+    errors["sample_z"] = check_close(
+        "decoder sample z", expected["z"], first["z"], FLOAT32_TOLERANCE
+    )
+    errors["sample_x_mean"] = check_close(
+        "decoder sample x_mean", expected["x_mean"], first["x_mean"], FLOAT32_TOLERANCE
+    )
+    if COMPONENT in expected:
+        check_close("decoder sample component", expected[COMPONENT], first[COMPONENT], 0.0)
+    alone, reverse = run(row_labels[:1], seeds[:1]), run(row_labels[::-1], seeds[::-1])
+    for name, value in first.items():
+        check_close(
+            f"decoder sample {name} (row 0 alone)", value[:1], alone[name], FLOAT32_TOLERANCE
+        )
+        check_close(
+            f"decoder sample {name} (rows reversed)", value[::-1], reverse[name], FLOAT32_TOLERANCE
+        )
+    _check_refuses_bad_labels(
+        model,
+        "decoder",
+        signatures,
+        {SERVING_DEFAULT: {"z": z, LABEL: labels}, SAMPLE: {LABEL: row_labels, SEEDS: seeds}},
+    )
+    if rows > 1 and not _refuses(sample, label=row_labels[:1], seed=seeds):
+        raise ExportError(
+            f"The exported decoder's sample signature ran on 1 label and {rows} seeds instead "
+            "of refusing them (one seed per label); nothing was written."
+        )
+    if max_samples < 2**31 - 1:
+        too_many = np.zeros(max_samples + 1, np.int32)
+        if not _refuses(sample, label=too_many, seed=too_many.astype(np.int64)):
             raise ExportError(
                 f"The exported decoder's sample signature accepted {max_samples + 1} rows, "
                 f"above its cap of {max_samples}; nothing was written."
