@@ -20,6 +20,13 @@ Three files, each with two signatures:
   exactly this prior: only their decoder is approximate. (This uses the BITCAST builtin,
   in TFLite/LiteRT runtimes since TF 2.13.)
 
+A conditional model's files take a class label too, ``label`` int32 [n] in [0, K):
+``decode`` (z, label) and ``sample`` (noise, label[, uniform]), z and component as above
+(the prior is not conditioned) and x_mean decoded with each row's label, the same numbers as
+the SavedModel's for the same noise (its ``sample`` draws eps and u per row from the seeds).
+A label outside [0, K), of another rank or row count makes the run fail (`exact_labels`:
+GATHER from the table [0, ..., K-1] at the label), never an output.
+
 Every latent input takes exactly rank 2 with last dimension ``latent_dim``, and ``uniform``
 exactly rank 1 with as many rows as ``noise`` (`exact_uniform`); anything else is refused. TFLite
 runtimes resize inputs non-strictly (``ai_edge_litert``'s signature runner and Android's
@@ -44,9 +51,9 @@ quantization). Every file is run in ``ai_edge_litert``'s interpreter against the
 decoder (and, for ``sample``, the Keras prior) before it is accepted: float32 must agree to
 1e-5, no output may be NaN, the file must hold at least the bytes its weights need (a
 conversion that silently drops weights gives a tiny file), every signature must refuse inputs
-of the wrong rank or width (``uniform`` also of another row count;
-`check_rejects_wrong_rank`), and only builtin ops are allowed (no Flex delegate, no custom
-ops).
+of the wrong rank or width (``uniform`` and ``label`` also of another row count, ``label``
+also out of range; `check_rejects_wrong_rank`), and only builtin ops are allowed (no Flex
+delegate, no custom ops).
 
     >>> record = write_tflite(vae, "export/tflite", work_dir="/tmp/x")   # doctest: +SKIP
     >>> record["files"]["decoder.tflite"]["max_abs_error"] <= 1e-5         # doctest: +SKIP
@@ -68,12 +75,14 @@ from keras_vae.export.export_utils import (
     CHECK_SEED,
     FLOAT32_TOLERANCE,
     ExportError,
+    bad_labels,
     check_close,
+    check_labels,
     tensor_info,
 )
 from keras_vae.export.saved_model import baked_prior
 from keras_vae.parts.priors import MixtureParams, sample_from_noise
-from keras_vae.signatures import COMPONENT
+from keras_vae.signatures import COMPONENT, LABEL, label_range
 
 DECODE = "decode"
 SAMPLE = "sample"
@@ -143,6 +152,27 @@ def exact_uniform(uniform: tf.Tensor, num_rows: tf.Tensor) -> tf.Tensor:
     return uniform + tf.cast(rows_ok, uniform.dtype)
 
 
+def exact_labels(label: tf.Tensor, num_rows: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """`label` itself, through builtin TFLite ops that fail at run time unless it is exactly
+    [num_rows] (rank 1, one label per row of z or noise) with every value in
+    [0, num_classes): an out-of-range label must fail the run, not decode with the zero row
+    that ONE_HOT gives it (a silent wrong class).
+
+    * rank and row count as `exact_uniform` checks them (WHERE rows RESHAPEd to [1], GATHER
+      of ``rows - num_rows`` from a length-1 vector);
+    * GATHER of index ``label`` from the int32 table [0, 1, ..., num_classes - 1] is out of
+      bounds (``gather index out of bounds``) for a label below 0 or at or above
+      num_classes, and on the others returns the label itself, which the decoder then
+      reads, so the check cannot be folded away or skipped. The table is integer, so no
+      quantization touches it.
+    """
+    shape = tf.shape(label)
+    dims = tf.gather(shape, tf.reshape(tf.where(shape >= 0), [1]))
+    rows_ok = tf.gather(tf.zeros([1], tf.int32), dims[0] - num_rows)  # 0 or fails
+    classes = tf.range(num_classes, dtype=tf.int32)
+    return tf.gather(classes, tf.cast(label, tf.int32) + rows_ok)  # label or fails
+
+
 def prior_tables(params: MixtureParams) -> dict[str, np.ndarray]:
     """The int32 bit patterns of a baked prior's float32 ``cdf`` [K-1] (cumsum(exp(
     log_weights)) but the last, as `keras_vae.parts.priors.component_from_uniform` computes
@@ -183,6 +213,9 @@ def litert_archive(model: keras.Model) -> keras.export.ExportArchive:
     params = baked_prior(model)
     tables = None if params is None else prior_tables(params)
 
+    if model.conditional:
+        return _conditional_litert_archive(model, tables)
+
     def decode_z(z):
         return tf.cast(model.decode(z, training=False), tf.float32)
 
@@ -208,6 +241,48 @@ def litert_archive(model: keras.Model) -> keras.export.ExportArchive:
     else:
         uniform_spec = tf.TensorSpec([None], tf.float32, name="uniform")
         archive.add_endpoint(SAMPLE, sample_mixture, [noise_spec, uniform_spec])
+    return archive
+
+
+def _conditional_litert_archive(
+    model: keras.Model, tables: dict[str, np.ndarray] | None
+) -> keras.export.ExportArchive:
+    """`litert_archive` of a conditional decoder: ``decode`` (z, label) and ``sample``
+    (noise, label[, uniform]), the label int32 [n] checked by `exact_labels`."""
+    latent_dim, num_classes = int(model.latent_dim), int(model.num_classes)
+    spec = [None, latent_dim]
+
+    def decode_z(z, label):
+        return tf.cast(model.decode(z, label, training=False), tf.float32)
+
+    def decode(z, label):
+        z = exact_latents(z, latent_dim)
+        label = exact_labels(label, tf.shape(z)[0], num_classes)
+        return {"x_mean": decode_z(z, label)}
+
+    def sample(noise, label):
+        noise = exact_latents(noise, latent_dim)
+        label = exact_labels(label, tf.shape(noise)[0], num_classes)
+        return {"x_mean": decode_z(noise, label), "z": tf.identity(noise)}
+
+    def sample_mixture(noise, label, uniform):
+        noise = exact_latents(noise, latent_dim)
+        rows = tf.shape(noise)[0]
+        label = exact_labels(label, rows, num_classes)
+        uniform = exact_uniform(uniform, rows)
+        z, component = sample_from_tables(tables, noise, uniform)
+        return {"x_mean": decode_z(z, label), "z": z, COMPONENT: component}
+
+    label_spec = tf.TensorSpec([None], tf.int32, name=LABEL)
+    archive = keras.export.ExportArchive()
+    archive.track(model.decoder)
+    archive.add_endpoint(DECODE, decode, [tf.TensorSpec(spec, tf.float32, name="z"), label_spec])
+    noise_spec = tf.TensorSpec(spec, tf.float32, name="noise")
+    if tables is None:
+        archive.add_endpoint(SAMPLE, sample, [noise_spec, label_spec])
+    else:
+        uniform_spec = tf.TensorSpec([None], tf.float32, name="uniform")
+        archive.add_endpoint(SAMPLE, sample_mixture, [noise_spec, label_spec, uniform_spec])
     return archive
 
 
@@ -324,49 +399,78 @@ def wrong_uniform_shapes(num_rows: int = CHECK_BATCH) -> list[tuple[int, ...]]:
     return list(dict.fromkeys(shapes))
 
 
-def check_rejects_wrong_rank(interp, latent_dim: int, file_name: str = "the TFLite file") -> int:
+def check_rejects_wrong_rank(
+    interp, latent_dim: int, file_name: str = "the TFLite file", num_classes: int = 0
+) -> int:
     """Feed every input of every signature of `interp` each of its wrong shapes
     (`wrong_latent_shapes` for an [n, latent_dim] input, `wrong_uniform_shapes` for an [n]
-    one), the other inputs well-formed; raise `ExportError` if one runs (returns outputs)
+    one: ``uniform``, or a conditional model's int32 ``label``) and, for ``label``, each
+    out-of-range value of `keras_vae.export.export_utils.bad_labels` (`num_classes` K) in one
+    row, the other inputs well-formed; raise `ExportError` if one runs (returns outputs)
     instead of failing. Returns the number of refusals checked.
 
     The interpreter stays usable afterwards (`check_variant` runs its parity checks on it next).
     """
     rng = np.random.default_rng(CHECK_SEED)
 
-    def value(shape, latent: bool) -> np.ndarray:
-        if latent:
+    def kind_of(detail: dict) -> str:
+        if len(detail["shape_signature"]) == 2:
+            return "latent"
+        return LABEL if np.dtype(detail["dtype"]).kind in "iu" else "uniform"
+
+    def value(shape, kind: str) -> np.ndarray:
+        if kind == "latent":
             return rng.standard_normal(shape).astype(np.float32)
+        if kind == LABEL:
+            return rng.integers(0, num_classes, size=shape).astype(np.int32)
         return rng.uniform(size=shape).astype(np.float32)
 
     refused = 0
     for signature in sorted(interp.get_signature_list()):
         runner = interp.get_signature_runner(signature)
         details = runner.get_input_details()
-        latent = {key: len(d["shape_signature"]) == 2 for key, d in details.items()}
+        kinds = {key: kind_of(d) for key, d in details.items()}
+        if LABEL in kinds.values() and num_classes < 1:
+            raise ValueError(
+                f"{file_name}'s {signature!r} signature takes labels: pass num_classes, the "
+                f"conditional model's K. Received: num_classes={num_classes!r}"
+            )
         for key in sorted(details):
-            if latent[key]:
+            kind = kinds[key]
+            if kind == "latent":
                 wrong = wrong_latent_shapes(latent_dim)
             else:
                 wrong = wrong_uniform_shapes(CHECK_BATCH)
-            for shape in wrong:
+            cases: list[tuple[tuple[int, ...], np.ndarray | None]] = [(s, None) for s in wrong]
+            if kind == LABEL:
+                for bad in bad_labels(num_classes):
+                    labels = value((CHECK_BATCH,), LABEL)
+                    labels[-1] = bad
+                    cases.append(((CHECK_BATCH,), labels))
+            for shape, given in cases:
                 # The others fit `shape`'s rows, so only `key` itself is wrong.
-                rows = shape[0] if latent[key] and shape else CHECK_BATCH
+                rows = shape[0] if kind == "latent" and shape else CHECK_BATCH
                 inputs = {
-                    other: value((rows, latent_dim) if latent[other] else (rows,), latent[other])
-                    for other in details
+                    other: value((rows, latent_dim) if kinds[other] == "latent" else (rows,), k)
+                    for other, k in kinds.items()
                     if other != key
                 }
-                inputs[key] = value(shape, latent[key])
+                inputs[key] = value(shape, kind) if given is None else given
                 try:
                     outputs = runner(**inputs)
                 except (RuntimeError, ValueError):
                     refused += 1
                     continue
                 got = {name: tuple(np.shape(v)) for name, v in sorted(outputs.items())}
-                takes = f"[n, {latent_dim}]" if latent[key] else "[n], n the rows of noise"
+                if kind == "latent":
+                    takes = f"[n, {latent_dim}]"
+                elif kind == LABEL:
+                    takes = f"[n] int32, n the rows of z or noise; {label_range(num_classes)}"
+                else:
+                    takes = "[n], n the rows of noise"
+                what = f"of shape {shape}" if given is None else f"values {given.tolist()}"
                 raise ExportError(
-                    f"{file_name}'s {signature!r} signature ran on {key} of shape {shape} "
+                    f"{file_name}'s {signature!r} signature ran on {key} {what} "
                     f"(returning {got}) instead of refusing it: it takes {takes} only; "
                     "nothing was written."
                 )
@@ -393,28 +497,45 @@ def check_uniforms(model: keras.Model, rows: int) -> np.ndarray:
     return np.concatenate([drawn, cdf, below]).astype(np.float32)
 
 
+def _labels(model: keras.Model, rows: int) -> dict[str, np.ndarray]:
+    """The ``label`` feed of `rows` check rows for a conditional model (`check_labels`),
+    else nothing."""
+    if not model.conditional:
+        return {}
+    return {LABEL: check_labels(int(model.num_classes), rows)}
+
+
+def _keras_decode(model: keras.Model, z: np.ndarray, labels: dict[str, np.ndarray]):
+    if not labels:
+        return np.asarray(model.decode(z))
+    return np.asarray(model.decode(z, labels[LABEL]))
+
+
 def check_sample(
     model: keras.Model, interp, file_name: str, noise: np.ndarray, tolerance: float
 ) -> float:
     """Run ``sample`` on `noise` (and, for a mixture or vamp prior, `check_uniforms`, with
-    more noise rows for the boundaries) against the Keras prior and decoder: z (which no
-    quantization changes) to `FLOAT32_TOLERANCE`, the component exactly, x_mean to
-    `tolerance`. Returns the largest error; `ExportError` when one is off."""
+    more noise rows for the boundaries; for a conditional model, labels spread over [0, K))
+    against the Keras prior and decoder: z (which no quantization changes) to
+    `FLOAT32_TOLERANCE`, the component exactly, x_mean to `tolerance`. Returns the largest
+    error; `ExportError` when one is off."""
     if model.prior_name == "normal":
-        sampled = run_signature(interp, SAMPLE, noise=noise)
+        labels = _labels(model, len(noise))
+        sampled = run_signature(interp, SAMPLE, noise=noise, **labels)
         check_close(f"{file_name} sample z", noise, sampled["z"], 0.0)
-        expected = np.asarray(model.decode(noise))
+        expected = _keras_decode(model, noise, labels)
         return check_close(f"{file_name} sample x_mean", expected, sampled["x_mean"], tolerance)
     uniform = check_uniforms(model, len(noise))
     extra = np.random.default_rng(CHECK_SEED + 2).standard_normal(
         (len(uniform) - len(noise), noise.shape[1])
     )
     noise = np.concatenate([noise, extra]).astype(np.float32)
-    sampled = run_signature(interp, SAMPLE, noise=noise, uniform=uniform)
+    labels = _labels(model, len(noise))
+    sampled = run_signature(interp, SAMPLE, noise=noise, uniform=uniform, **labels)
     z, component = sample_from_noise(model.prior_parameters(training=False), noise, uniform)
     check_close(f"{file_name} sample component", component, sampled[COMPONENT], 0.0)
     z_error = check_close(f"{file_name} sample z", z, sampled["z"], FLOAT32_TOLERANCE)
-    expected = np.asarray(model.decode(z))
+    expected = _keras_decode(model, np.asarray(z), labels)
     x_error = check_close(f"{file_name} sample x_mean", expected, sampled["x_mean"], tolerance)
     return max(z_error, x_error)
 
@@ -434,12 +555,15 @@ def check_variant(
     ops = operators(content)
     interp = interpreter(content)
     # First, so the parity checks below also show the interpreter recovers from refusals.
-    refusals = check_rejects_wrong_rank(interp, int(model.latent_dim), file_name)
+    refusals = check_rejects_wrong_rank(
+        interp, int(model.latent_dim), file_name, int(model.num_classes)
+    )
     tolerance = FLOAT32_TOLERANCE if quantization == "none" else QUANTIZED_TOLERANCE
     z = np.random.default_rng(CHECK_SEED).standard_normal((CHECK_BATCH, model.latent_dim))
     z = z.astype(np.float32)
-    expected = np.asarray(model.decode(z))
-    decoded = run_signature(interp, DECODE, z=z)["x_mean"]
+    labels = _labels(model, CHECK_BATCH)
+    expected = _keras_decode(model, z, labels)
+    decoded = run_signature(interp, DECODE, z=z, **labels)["x_mean"]
     error = check_close(f"{file_name} decode x_mean", expected, decoded, tolerance)
     sample_error = check_sample(model, interp, file_name, z, tolerance)
     return {
@@ -482,5 +606,11 @@ def write_tflite(model: keras.Model, out_dir: str | Path, work_dir: str | Path) 
             ""
             if model.prior_name == "normal"
             else "; sample also with uniforms at every cdf boundary, against the Keras prior"
+        )
+        + (
+            f"; labels spread over [0, {model.num_classes}), and the labels "
+            f"{bad_labels(int(model.num_classes))} refused"
+            if model.conditional
+            else ""
         ),
     }
