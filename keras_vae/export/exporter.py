@@ -21,7 +21,13 @@ from keras_vae.export import layout, transaction
 from keras_vae.export.export_utils import saved_model_signatures
 from keras_vae.signatures import (
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
+    LABEL,
+    LABEL_INPUT_KEY,
     MAX_SAMPLES_KEY,
+    NUM_CLASSES_KEY,
+    POSTERIOR_SAMPLE,
+    SAMPLE,
+    SERVING_DEFAULT,
     check_max_samples,
 )
 
@@ -54,6 +60,42 @@ def model_parts(model) -> dict[str, Any]:
         "prior": model.prior_name,
         "prior_components": int(model.prior_components),
         "objective": model.objective,
+    }
+
+
+def model_condition(model) -> dict[str, Any]:
+    """What export.json records under "model" about a conditional model's label: K
+    (``num_classes``) and the ``label_input`` every signature takes; {} for an unconditional
+    model, whose record stays as it was.
+
+    Example:
+        >>> from keras_vae.model import VAE
+        >>> model_condition(VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,)))
+        {}
+        >>> record = model_condition(
+        ...     VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,), num_classes=3)
+        ... )
+        >>> record["num_classes"], record["label_input"]["maximum"]
+        (3, 2)
+    """
+    if not model.conditional:
+        return {}
+    num_classes = int(model.num_classes)
+    return {
+        NUM_CLASSES_KEY: num_classes,
+        LABEL_INPUT_KEY: {
+            "name": LABEL,
+            "dtype": "int32",
+            "shape": [-1],
+            "minimum": 0,
+            "maximum": num_classes - 1,
+            "description": f"class index y in [0, {num_classes}), one per row; others fail",
+            "signatures": {
+                "encoder": [SERVING_DEFAULT, POSTERIOR_SAMPLE],
+                "decoder": [SERVING_DEFAULT, SAMPLE],
+                "tflite": ["decode", "sample"],
+            },
+        },
     }
 
 
@@ -135,6 +177,7 @@ def export_run(
             if model.likelihood == "bernoulli"
             else "Gaussian mean",
             **model_parts(model),
+            **model_condition(model),
         },
         MAX_SAMPLES_KEY: max_samples,
         "models": {},
