@@ -19,6 +19,15 @@ Example:
     >>> drawn = client.posterior_sample(x_test[:8], noise)          # doctest: +SKIP
     >>> drawn.z.shape, drawn.log_q.shape                           # doctest: +SKIP
     ((8, 20), (8,))
+
+A conditional export (``keras-vae train --conditional``) takes one class label per row in
+every call, checked against export.json's ``num_classes`` K (`from_export`) before sending:
+
+    >>> client = ServingClient.from_export("export")                # doctest: +SKIP
+    >>> z_mean, z_stddev = client.encode(x_test[:8], labels=y_test[:8])  # doctest: +SKIP
+    >>> sevens = client.sample(labels=[7, 7, 7], seeds=[1, 2, 3])   # doctest: +SKIP
+    >>> sevens.x_mean.shape                                         # doctest: +SKIP
+    (3, 28, 28)
 """
 
 from __future__ import annotations
@@ -45,10 +54,15 @@ from keras_vae.signatures import (
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
     ENCODER,
     EXPORT_JSON,
+    INT64_MAX,
+    INT64_MIN,
+    LABEL,
     MAX_SAMPLES_KEY,
     MAX_VERSION,
+    NUM_CLASSES_KEY,
     POSTERIOR_SAMPLE,
     SAMPLE,
+    SEEDS,
     SERVING_DEFAULT,
     check_max_samples,
 )
@@ -209,6 +223,63 @@ def _check_batch(name: str, value: Any, item_shape: Sequence[int]) -> np.ndarray
     if not np.isfinite(array).all():
         raise ValueError(f"`{name}` contains NaN or inf (after conversion to float32).")
     return array
+
+
+def _integers(name: str, value: Any, low: int, high: int, what: str) -> np.ndarray:
+    """`value` (a Python int, a sequence of them or an integer array) as an int64 array, each
+    in [low, high]; ValueError naming `what` they must be otherwise."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ValueError(f"`{name}` is not an array ({error}); expected {what}.") from None
+    if array.size == 0:
+        return np.zeros(array.shape, np.int64)
+    if array.dtype == object:  # Python ints beyond int64 (or anything else)
+        flat = array.reshape(-1).tolist()
+        if not all(_is_int(v) for v in flat):
+            odd = next(v for v in flat if not _is_int(v))
+            raise ValueError(
+                f"`{name}` holds {_kind_of(odd)} values; expected {what}. Nothing was sent."
+            )
+        small, large = min(flat, default=0), max(flat, default=0)
+    elif array.dtype.kind in "iu":
+        small = int(array.min()) if array.size else 0
+        large = int(array.max()) if array.size else 0
+    else:
+        raise ValueError(f"`{name}` has dtype {array.dtype}; expected {what}. Nothing was sent.")
+    if small < low or large > high:
+        raise ValueError(
+            f"`{name}` holds values from {small} to {large}; expected {what}. Nothing was sent."
+        )
+    return np.asarray(array.tolist() if array.dtype == object else array, np.int64)
+
+
+def _check_labels(
+    value: Any, rows: int | None, rows_of: str, num_classes: int | None
+) -> np.ndarray:
+    """`value` as int32 labels [rows]: integers in [0, num_classes) (in [0, 2**31 - 1] when K
+    is not known; the server checks it then), one per row of `rows_of` (a single label is
+    repeated for every row); ValueError otherwise."""
+    if num_classes:
+        what = f"integer class indices in [0, {num_classes}) (num_classes={num_classes})"
+    else:
+        what = "integer class indices >= 0"
+    labels = _integers("labels", value, 0, (num_classes or INT32_MAX + 1) - 1, what)
+    if labels.ndim == 0 and rows is not None:
+        labels = np.full(rows, labels, np.int64)
+    if labels.ndim != 1:
+        raise ValueError(
+            f"`labels` has shape {tuple(labels.shape)} but the served signatures take [batch]: "
+            f"one label per row of `{rows_of}` (or one label for all rows). Nothing was sent."
+        )
+    if rows is not None and len(labels) != rows:
+        raise ValueError(
+            f"`labels` has {len(labels)} values but `{rows_of}` has {rows} rows; the served "
+            "signatures take one label per row. Nothing was sent."
+        )
+    if len(labels) == 0:
+        raise ValueError("`labels` is an empty batch; pass at least one label.")
+    return labels.astype(np.int32)
 
 
 # ---------------------------------------------------------------------- response checks
@@ -390,10 +461,14 @@ class ServingClient:
         data_shape: one example's shape; None: read from the server's model metadata.
         latent_dim: size of z; None: read from the server's model metadata.
         rest_format: "columnar" (``{"inputs": ...}``, default) or "row" (``{"instances": ...}``)
-            for encode and decode; `sample` has scalar inputs and is always columnar.
+            for encode and decode; `sample` is always columnar.
         max_samples_per_request: the most rows one `sample` call may ask for; it must not be
             above the cap the decoder was exported with (export.json's
             ``max_samples_per_request``; `from_export` reads it). Default 10,000.
+        num_classes: K of a conditional export (export.json's ``num_classes``; `from_export`
+            reads it): every call then needs labels in [0, K), checked before sending. 0: the
+            export is unconditional, so labels are refused. None (default): not known; labels
+            are sent when given (checked to be integers >= 0) and the server checks the rest.
 
     Shapes the constructor is not given are read once from the metadata of the model that
     takes them (``x`` of the encoder, ``z`` of the decoder) and kept; until then, a response is
@@ -423,6 +498,7 @@ class ServingClient:
         latent_dim: int | None = None,
         rest_format: str = "columnar",
         max_samples_per_request: int = DEFAULT_MAX_SAMPLES_PER_REQUEST,
+        num_classes: int | None = None,
     ):
         check_choice("protocol", protocol, PROTOCOLS)
         check_choice("rest_format", rest_format, REST_FORMATS)
@@ -445,6 +521,9 @@ class ServingClient:
         if isinstance(max_samples_per_request, np.integer):
             max_samples_per_request = int(max_samples_per_request)
         self.max_samples_per_request = check_max_samples(max_samples_per_request)
+        self.num_classes = (
+            None if num_classes is None else _check_int("num_classes", num_classes, 0, INT32_MAX)
+        )
         self._idle: list[_Connection] = []  # REST keep-alive connections not in use
         self._lock = threading.Lock()
         self._served: dict[str, dict[str, Any]] = {}  # model -> its serving_default (metadata)
@@ -453,8 +532,9 @@ class ServingClient:
 
     @classmethod
     def from_export(cls, export_dir: str | os.PathLike, host: str = "localhost", **kwargs):
-        """A client whose shapes and `max_samples_per_request` come from DIR/export.json
-        (unless given; an export.json without the cap gets the default, 10,000)."""
+        """A client whose shapes, `max_samples_per_request` and `num_classes` come from
+        DIR/export.json (unless given; an export.json without the cap gets the default,
+        10,000; one without ``num_classes`` is an unconditional export: 0)."""
         path = Path(export_dir) / EXPORT_JSON
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
@@ -472,13 +552,21 @@ class ServingClient:
                 kwargs["max_samples_per_request"] = check_max_samples(record[MAX_SAMPLES_KEY])
             except ValueError as error:
                 raise ValueError(f"{path}: {error}") from None
+        if "num_classes" not in kwargs:
+            num_classes = model.get(NUM_CLASSES_KEY) if isinstance(model, dict) else None
+            try:
+                kwargs["num_classes"] = _check_int("num_classes", num_classes or 0, 0, INT32_MAX)
+            except ValueError as error:
+                raise ValueError(f"{path}: {error}") from None
         return cls(host, **kwargs)
 
     # ------------------------------------------------------------------ public API
-    def encode(self, x: Any) -> Encoding:
-        """(z_mean, z_stddev) of q(z|x) from the encoder's ``serving_default``."""
+    def encode(self, x: Any, labels: Any = None) -> Encoding:
+        """(z_mean, z_stddev) of q(z|x) (q(z|x, y) with `labels`, one class index per example,
+        for a conditional export) from the encoder's ``serving_default``."""
         deadline = self._deadline()
         x = _check_batch("x", x, self._data_shape(deadline))
+        label = self._label_input(labels, len(x), "x")
         latent = self.latent_dim
         if latent is None:
             (latent,) = self._served_dims(self.encoder, "outputs", "z_mean", deadline, rank=2)
@@ -486,7 +574,7 @@ class ServingClient:
         out = self._predict(
             self.encoder,
             SERVING_DEFAULT,
-            {"x": x},
+            {"x": x, **label},
             ("z_mean", "z_stddev"),
             deadline,
             expected_shapes={"z_mean": shape, "z_stddev": shape},
@@ -494,13 +582,15 @@ class ServingClient:
         self._check_positive_stddev(SERVING_DEFAULT, out["z_stddev"])
         return Encoding(out["z_mean"], out["z_stddev"])
 
-    def posterior_sample(self, x: Any, noise: Any) -> PosteriorSample:
+    def posterior_sample(self, x: Any, noise: Any, labels: Any = None) -> PosteriorSample:
         """One draw z ~ q(z|x) per example from the encoder's ``posterior_sample`` signature,
         made from `noise` [batch, latent_dim] (standard normal draws, one row per example of
         `x`): z (through the flow for an IAF posterior), log q(z|x), z_mean and z_stddev. The
-        same x and noise always give the same z. Both are checked before sending."""
+        same x and noise always give the same z. A conditional export takes `labels` too
+        (q(z|x, y)). All are checked before sending."""
         deadline = self._deadline()
         x = _check_batch("x", x, self._data_shape(deadline))
+        label = self._label_input(labels, len(x), "x")
         latent = self.latent_dim
         if latent is None:
             (latent,) = self._served_dims(self.encoder, "outputs", "z_mean", deadline, rank=2)
@@ -514,7 +604,7 @@ class ServingClient:
         out = self._predict(
             self.encoder,
             POSTERIOR_SAMPLE,
-            {"x": x, "noise": noise},
+            {"x": x, **label, "noise": noise},
             ("z", "log_q", "z_mean", "z_stddev"),
             deadline,
             expected_shapes={"z": shape, "log_q": (len(x),), "z_mean": shape, "z_stddev": shape},
@@ -530,26 +620,42 @@ class ServingClient:
                 f"{z_stddev.min():g}); a standard deviation must be positive."
             )
 
-    def decode(self, z: Any) -> np.ndarray:
-        """E[x|z], [batch, *data_shape], from the decoder's ``serving_default``."""
+    def decode(self, z: Any, labels: Any = None) -> np.ndarray:
+        """E[x|z] (E[x|z, y] with `labels`, one class index per row, for a conditional
+        export), [batch, *data_shape], from the decoder's ``serving_default``."""
         deadline = self._deadline()
         z = _check_batch("z", z, (self._latent_dim(deadline),))
+        label = self._label_input(labels, len(z), "z")
         shape = (len(z), *self._decoded_shape(deadline))
         out = self._predict(
             self.decoder,
             SERVING_DEFAULT,
-            {"z": z},
+            {"z": z, **label},
             ("x_mean",),
             deadline,
             expected_shapes={"x_mean": shape},
         )
         return out["x_mean"]
 
-    def sample(self, n: int, seed: int) -> Samples:
+    def sample(
+        self,
+        n: int | None = None,
+        seed: int | None = None,
+        *,
+        labels: Any = None,
+        seeds: Any = None,
+    ) -> Samples:
         """`n` prior samples from the decoder's ``sample`` signature; the same seed gives the
         same samples. `n` may be at most `max_samples_per_request` (checked before sending).
         ``component`` holds each draw's mixture component when the served model outputs it
-        (a mixture or vamp prior), else None."""
+        (a mixture or vamp prior), else None.
+
+        A conditional export samples by rows instead: ``sample(labels=..., seeds=...)``, one
+        class index in [0, K) (or one for all rows) and one int64 seed per row; row i is a
+        pure function of (labels[i], seeds[i]) alone, whatever else is in the request (`n`,
+        if given, must be the number of rows; `seed` is not taken)."""
+        if labels is not None or seeds is not None or self.num_classes:
+            return self._sample_rows(n, seed, labels, seeds)
         n = _check_int("n", n, 1, INT32_MAX)
         seed = _check_int("seed", seed, INT32_MIN, INT32_MAX)
         cap = self.max_samples_per_request
@@ -577,6 +683,87 @@ class ServingClient:
             indices=(COMPONENT,),
         )
         return Samples(out["x_mean"], out["z"], out.get(COMPONENT))
+
+    def _sample_rows(self, n: Any, seed: Any, labels: Any, seeds: Any) -> Samples:
+        """A conditional export's ``sample``: rows of (label, seed), all checked before sending."""
+        if self.num_classes == 0:
+            raise ValueError(
+                "`labels`/`seeds` sample a conditional export, but this one is unconditional "
+                "(export.json records no num_classes): call sample(n, seed). Nothing was sent."
+            )
+        if seed is not None:
+            raise ValueError(
+                "A conditional export samples one row per (label, seed): pass `seeds`, one "
+                f"integer per row, instead of `seed`. Received: seed={seed!r}. Nothing was sent."
+            )
+        if labels is None or seeds is None:
+            missing = "labels" if labels is None else "seeds"
+            classes = f" in [0, {self.num_classes})" if self.num_classes else ""
+            raise ValueError(
+                f"A conditional export samples one row per (label, seed): pass both `labels` "
+                f"(class indices{classes}, or one for all rows) and `seeds` (one int64 per row), "
+                f"e.g. sample(labels=[7, 7, 7], seeds=[1, 2, 3]); `{missing}` is missing. "
+                "Nothing was sent."
+            )
+        seeds = _integers("seeds", seeds, INT64_MIN, INT64_MAX, "integers in [-2**63, 2**63 - 1]")
+        if seeds.ndim != 1 or len(seeds) == 0:
+            raise ValueError(
+                f"`seeds` has shape {tuple(seeds.shape)}; expected a non-empty sequence, one "
+                "seed per row. Nothing was sent."
+            )
+        rows = len(seeds)
+        if n is not None and _check_int("n", n, 1, INT32_MAX) != rows:
+            raise ValueError(
+                f"`n`={n} but `seeds` has {rows} values; a conditional sample generates one row "
+                "per seed (leave `n` out). Nothing was sent."
+            )
+        cap = self.max_samples_per_request
+        if rows > cap:
+            raise ValueError(
+                f"`seeds` has {rows} rows, more than max_samples_per_request={cap}, the most "
+                f"rows one `sample` request may generate. Send at most {cap} per call, or, if "
+                "the decoder was exported with a higher cap (`keras-vae export "
+                "--max-samples-per-request N`), pass ServingClient(max_samples_per_request=N) "
+                "(`from_export` reads it from export.json). Nothing was sent."
+            )
+        label = _check_labels(labels, rows, "seeds", self.num_classes)
+        deadline = self._deadline()
+        latent = self._latent_dim(deadline)
+        data_shape = self._decoded_shape(deadline)
+        out = self._predict(
+            self.decoder,
+            SAMPLE,
+            {LABEL: label, SEEDS: seeds},
+            ("x_mean", "z"),
+            deadline,
+            columnar=True,
+            expected_shapes={
+                "x_mean": (rows, *data_shape),
+                "z": (rows, latent),
+                COMPONENT: (rows,),
+            },
+            indices=(COMPONENT,),
+        )
+        return Samples(out["x_mean"], out["z"], out.get(COMPONENT))
+
+    def _label_input(self, labels: Any, rows: int, rows_of: str) -> dict[str, np.ndarray]:
+        """The ``label`` input of a call on `rows` rows of `rows_of` ({} without labels), or
+        ValueError when the export's conditioning (`num_classes`) says otherwise."""
+        if labels is None:
+            if self.num_classes:
+                raise ValueError(
+                    f"This export is conditional ({self.num_classes} classes): pass `labels`, "
+                    f"one class index in [0, {self.num_classes}) per row of `{rows_of}` (or one "
+                    "for all rows). Nothing was sent."
+                )
+            return {}
+        if self.num_classes == 0:
+            raise ValueError(
+                "`labels` given, but this export is unconditional (export.json records no "
+                "num_classes); leave them out, or pass ServingClient(num_classes=K) for a "
+                "conditional export. Nothing was sent."
+            )
+        return {LABEL: _check_labels(labels, rows, rows_of, self.num_classes)}
 
     def predict(
         self,
