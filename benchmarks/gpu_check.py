@@ -44,8 +44,15 @@ MODELS = {
 
 
 def sizes(smoke: bool) -> dict:
-    if smoke:  # the bundled digits: no data files, seconds per section
-        return {"dataset": "digits", "epochs": 2, "batch_size": 64, "k": 20, "examples": 50}
+    if smoke:  # the bundled digits: no data files, seconds per section; no XLA compiles
+        return {
+            "dataset": "digits",
+            "epochs": 2,
+            "batch_size": 64,
+            "k": 20,
+            "examples": 50,
+            "jit_compile": False,
+        }
     mnist = str(common.shared_data_dir() / "mnist")
     return {"dataset": mnist, "epochs": 3, "batch_size": 128, "k": 5000, "examples": None}
 
@@ -61,7 +68,11 @@ def train_section(size: dict, root: Path) -> dict:
                 {
                     "data": {"dataset": size["dataset"]},
                     "model": flags,
-                    "training": {"epochs": size["epochs"], "batch_size": size["batch_size"]},
+                    "training": {
+                        "epochs": size["epochs"],
+                        "batch_size": size["batch_size"],
+                        "jit_compile": size.get("jit_compile", "auto"),
+                    },
                     "runtime": {"mixed_precision": precision},
                 }
             )

@@ -71,7 +71,7 @@ def parts(vae, x) -> dict[str, Any]:
         return vae.train_step(x + shift)["loss"]
 
     def gradients(shift):
-        _, _, grads = replica_gradients(vae, x + shift, None, layout)
+        _, grads = replica_gradients(vae, x + shift, None, layout)
         return tf.add_n([tf.reduce_sum(g) for g in grads])
 
     def forward(shift):

@@ -72,8 +72,10 @@ def set_steps_per_execution(model: keras.Model, steps: int) -> None:
         model.train_function = model.test_function = model.predict_function = None
 
 
-def replica_gradients(model: keras.Model, x: tf.Tensor, noise: tf.Tensor | None, layout) -> Any:
-    """`model._gradients(x, noise, layout)`: a `VAE` train step without its update.
+def replica_gradients(
+    model: keras.Model, x: tf.Tensor, noise: tf.Tensor | None, layout, labels=None
+) -> Any:
+    """`model._gradients(x, labels, noise, layout)`: a `VAE` train step without its update.
 
     Why: benchmarks/step_breakdown.py times the loss and gradients of one step apart from the
     optimizer update; `VAE.train_step` does both, and the gradient half has no public name.
@@ -81,7 +83,7 @@ def replica_gradients(model: keras.Model, x: tf.Tensor, noise: tf.Tensor | None,
     Replace: a public `VAE` method, if a caller outside benchmarks ever needs one.
 
     Returns:
-        (ELBO terms, per-example losses, gradients), as `VAE.train_step` computes them.
+        (per-example objective values, gradients), as `VAE.train_step` computes them.
 
     Example:
         >>> from keras_vae.model import VAE
@@ -89,11 +91,11 @@ def replica_gradients(model: keras.Model, x: tf.Tensor, noise: tf.Tensor | None,
         >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
         >>> vae.compile(optimizer="sgd")
         >>> x = tf.zeros([3, 4])
-        >>> _, _, gradients = replica_gradients(vae, x, None, batch_layout(x))
+        >>> _, gradients = replica_gradients(vae, x, None, batch_layout(x))
         >>> len(gradients) == len(vae.trainable_variables)
         True
     """
-    return model._gradients(x, noise, layout)
+    return model._gradients(x, labels, noise, layout)
 
 
 def tflite_schema() -> ModuleType:

@@ -5,10 +5,11 @@ As in tests/test_distribute.py (which runs tests/mirrored_main.py), the replica 
 runs once in a fresh process, because logical devices must be configured before TensorFlow
 starts: this file is also that program (`python tests/test_families_distribute.py`), so
 nothing here imports TensorFlow at module level. Per family (iwae k=5, vamp K=4, mixture,
-iaf): two plain-SGD steps with the model's own seeded noise (drawn for the global batch and
-sliced per replica), from the same perturbed weights (a fresh IAF is the identity, a fresh
-mixture uniform). Tolerance: float32 sums in a different order differ by a few ulps per step
-(1 ulp seen); the classic scaling bug (mean over the local batch) misses it by far.
+iaf, and a conditional IAF model fed (x, y)): two plain-SGD steps with the model's own
+seeded noise (drawn for the global batch and sliced per replica), from the same perturbed
+weights (a fresh IAF is the identity, a fresh mixture uniform). Tolerance: float32 sums in
+a different order differ by a few ulps per step (1 ulp seen); the classic scaling bug (mean
+over the local batch) misses it by far.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ FAMILIES = {
     "vamp": {"prior": "vamp", "prior_components": 4},
     "mixture": {"prior": "mixture", "prior_components": 3},
     "iaf": {"posterior": "iaf", "flow_steps": 2, "flow_hidden_units": (8,)},
+    # issue 15: conditioned on a label (one-hot into both networks), with an IAF on top
+    "conditional": {"num_classes": 3, "posterior": "iaf", "flow_hidden_units": (8,)},
 }
 BASE = {"data_shape": (8,), "latent_dim": 3, "hidden_units": (16,), "seed": 3}
 BATCH, STEPS, LEARNING_RATE = 16, 2, 0.1
@@ -57,6 +60,15 @@ def _initial_weights(family: str) -> list:
     return vae.get_weights()
 
 
+def _labels(count: int) -> np.ndarray:
+    return np.random.default_rng(4).integers(0, 3, size=count).astype("int32")
+
+
+def _inputs(family: str, x: np.ndarray):
+    """x, or (x, y) for a conditional family."""
+    return (x, _labels(len(x))) if "num_classes" in FAMILIES[family] else x
+
+
 def _fit(family: str, strategy, initial: list, x: np.ndarray, jit_compile: bool) -> dict:
     """STEPS plain-SGD steps; trainable weights before and after each step, and the logs."""
     import keras
@@ -78,7 +90,8 @@ def _fit(family: str, strategy, initial: list, x: np.ndarray, jit_compile: bool)
         def on_train_batch_end(self, batch, logs=None):
             snapshots.append([w.numpy().tolist() for w in vae.trainable_weights])
 
-    data = tf.data.Dataset.from_tensor_slices(x).batch(BATCH, drop_remainder=True)
+    data = tf.data.Dataset.from_tensor_slices(_inputs(family, x))
+    data = data.batch(BATCH, drop_remainder=True)
     history = vae.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[Snapshot()])
     return {
         "snapshots": snapshots,
@@ -190,11 +203,14 @@ def test_each_family_trains_under_mixed_bfloat16(family):
     for weight in vae.posterior_layer.weights + vae.prior_layer.weights:
         assert weight.dtype == "float32", weight.path
     x = (np.random.default_rng(2).random((BATCH, BASE["data_shape"][0])) < 0.4).astype("f4")
-    terms = vae.latent_terms(tf.constant(x), training=True)
+    labels = _labels(BATCH) if "num_classes" in FAMILIES[family] else None
+    terms = vae.latent_terms(tf.constant(x), training=True, labels=labels)
     for term in terms[:3]:
         assert term.dtype == tf.float32 and np.all(np.isfinite(term.numpy()))
     before = [w.numpy() for w in vae.trainable_weights]
-    logs = vae.train_on_batch(x, return_dict=True)
+    x_and_y = _inputs(family, x)
+    x_and_y = x_and_y if isinstance(x_and_y, tuple) else (x_and_y,)
+    logs = vae.train_on_batch(*x_and_y, return_dict=True)
     assert all(np.isfinite(value) for value in logs.values()), logs
     after = [w.numpy() for w in vae.trainable_weights]
     assert all(np.all(np.isfinite(w)) for w in after)

@@ -257,10 +257,28 @@ def _metrics_of(process: subprocess.Popen, timeout: float = 300) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+# The kill -9 run: a conditional model with a learned mixture prior (issues 14 and 15: every
+# part resumes), so the backup must hold the label-conditioned networks and the prior too;
+# the plain model's resume is exact by the tests above.
+KILL_CONFIG = Config.from_dict(
+    {
+        **json.loads(CONFIG.to_json()),
+        "model": {
+            "latent_dim": 2,
+            "hidden_units": [16],
+            "conditional": True,
+            "prior": "mixture",
+            "prior_components": 3,
+        },
+        "training": {"epochs": EPOCHS, "batch_size": 64, "jit_compile": False},
+    }
+)
+
+
 @pytest.mark.slow
 def test_kill_minus_9_mid_run_then_same_command_finishes_with_same_metrics(tmp_path):
     config_path = tmp_path / "config.json"
-    config_path.write_text(CONFIG.to_json())
+    config_path.write_text(KILL_CONFIG.to_json())
     reference = _launch(config_path, tmp_path / "reference", 0.0)
     killed_dir = tmp_path / "killed"
     victim = _launch(config_path, killed_dir, 1.0)
@@ -287,4 +305,5 @@ def test_kill_minus_9_mid_run_then_same_command_finishes_with_same_metrics(tmp_p
     assert metrics["resumed_from_epoch"] == epochs_backed_up
     assert metrics["epochs"] == EPOCHS
     assert_same_results(metrics, _metrics_of(reference))
+    assert metrics["num_classes"] == 10  # the digits' labels conditioned the run
     assert not (killed_dir / "backup").exists()
