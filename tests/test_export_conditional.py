@@ -348,7 +348,7 @@ def test_label_batches_of_another_size_fail(loaded):
         )
 
 
-def test_the_export_checks_refuse_a_model_that_ignores_the_label(exported, tmp_path):
+def test_the_export_checks_refuse_a_decoder_that_swaps_labels(exported, tmp_path):
     """check_decoder compares with Keras per label: a decoder SavedModel of another model
     (the same weights but for the label's) fails it."""
     model, _ = exported["gaussian-normal"]
