@@ -320,8 +320,8 @@ def aevb(result: dict) -> str:
     return "\n".join(out)
 
 
-def nll(result: dict) -> str:
-    out = ["### Test NLL by family vs the papers (`benchmarks/reproduce_nll.py`)", ""]
+def nll(result: dict, title: str = "Test NLL vs Burda et al. (2015)") -> str:
+    out = [f"### {title} (`benchmarks/reproduce_nll.py`)", ""]
     out.append(machine_line(result))
     out.append("")
     out.append(budget_line(result))
@@ -367,7 +367,45 @@ def nll(result: dict) -> str:
         f"Same model and schedule as the paper ({setup['model']}; {setup['optimizer']}; "
         f"{setup['schedule']}), cut short by the budget: NLL on all 10,000 test images. The "
         "curve (test ELBO, and the NLL of the first 1,000 test images, against epochs) is "
-        "`reproduce_nll.png`.",
+        f"`{result.get('figure', 'reproduce_nll.png')}`.",
+    ]
+    return "\n".join(out)
+
+
+def estimators(result: dict) -> str:
+    """The ELBO's estimators on job-trained models: means, variances, paired differences."""
+    out = ["### The ELBO's three estimators (`benchmarks/estimators.py`)", ""]
+    out += [
+        machine_line(result),
+        "",
+        f"{result['training']}; {result['data']}, {result['draws_per_image']} single-sample "
+        "(L = 1) draws per image, the same noise for every estimator.",
+        "",
+    ]
+    rows = []
+    for model, entry in result["models"].items():
+        for name, row in entry["estimators"].items():
+            rows.append(
+                [
+                    model,
+                    name,
+                    f"{row['mean_elbo']:.3f}",
+                    f"{row['minus_monte_carlo']:+.3f} ± {row['minus_monte_carlo_stderr']:.3f}",
+                    f"{row['mean_per_image_variance']:.2f}",
+                ]
+            )
+    header = [
+        "model",
+        "estimator",
+        "mean ELBO (nats)",
+        "minus monte_carlo (paired)",
+        "variance per image (nats²)",
+    ]
+    out.append(table(header, rows))
+    out += [
+        "",
+        "The same expectation (paired differences zero within their standard errors), "
+        "different noise: the variance is what one sample adds to a training step.",
     ]
     return "\n".join(out)
 
@@ -499,6 +537,8 @@ SECTIONS = {
     "step_breakdown": step_breakdown,
     "reproduce_aevb": aevb,
     "reproduce_nll": nll,
+    "reproduce_nll_families": lambda r: nll(r, "Model families on one budget"),
+    "estimators": estimators,
 }
 
 

@@ -23,7 +23,8 @@ lives in ``benchmarks/results/reproduce_nll/``; every invocation rewrites
 
     nice -n 10 python benchmarks/reproduce_nll.py --budget-minutes 60
     nice -n 10 python benchmarks/reproduce_nll.py --families vae iwae_k5 iwae_k50 vamp iaf \
-        --settings dynamic-mnist --budget-minutes 60 --final-examples 1000
+        --settings dynamic-mnist --budget-minutes 30 --slice-minutes 5 --final-examples 1000 \
+        --curve-examples 200 --name reproduce_nll_families
     python benchmarks/reproduce_nll.py --quick
 """
 
@@ -291,8 +292,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 epoch of one setting, 100 imgs")
     parser.add_argument("--data", type=Path, default=None, help="the shared data folder")
     parser.add_argument("--results", type=Path, default=common.RESULTS_DIR)
+    parser.add_argument(
+        "--name",
+        default="reproduce_nll",
+        help="results <name>.json / .png and state folder <name>/ (another name keeps "
+        "another comparison apart, e.g. reproduce_nll_families for every family on one budget)",
+    )
     args = parser.parse_args(argv)
-    name = "reproduce_nll"
+    name = args.name
     final_examples = args.final_examples
     if args.quick:
         name = "reproduce_nll_quick"
