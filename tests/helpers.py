@@ -259,3 +259,52 @@ class FailAt(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.at_train_end:
             raise RuntimeError("interrupted after training")
+
+
+# ---------------------------------------------------------------------------- TF-only processes
+# The start of every script that checks an export in a fresh interpreter which cannot import
+# keras_vae: what TF Serving or any user gets (the export must need nothing of ours).
+TENSORFLOW_ONLY_PRELUDE = r"""
+import sys
+
+
+class NoKerasVae:
+    def find_spec(self, name, path=None, target=None):
+        if name == "keras_vae" or name.startswith("keras_vae."):
+            raise ImportError("keras_vae must not be needed to load the export")
+
+
+sys.meta_path.insert(0, NoKerasVae())
+"""
+
+
+# ---------------------------------------------------------------------------- exports
+def write_checked_exports(models: Mapping[str, Any], root: pathlib.Path, max_samples: int) -> dict:
+    """{name: (model, folder)}: folder/encoder/1 and folder/decoder/1 written and checked by
+    `keras_vae.export.saved_model` (sample cap `max_samples`), folder/tflite by
+    `write_tflite` (checked too), for each of `models`."""
+    from keras_vae.export import saved_model
+    from keras_vae.export.tflite import write_tflite
+
+    exported = {}
+    for name, model in models.items():
+        folder = pathlib.Path(root) / name
+        saved_model.write_encoder(model, folder / "encoder" / "1")
+        saved_model.check_encoder(model, folder / "encoder" / "1")
+        saved_model.write_decoder(model, folder / "decoder" / "1", max_samples=max_samples)
+        saved_model.check_decoder(model, folder / "decoder" / "1", max_samples=max_samples)
+        write_tflite(model, folder / "tflite", folder / "work")
+        exported[name] = (model, folder)
+    return exported
+
+
+def load_saved_models(exported: Mapping[str, Any]) -> dict:
+    """{name: {"encoder": loaded, "decoder": loaded}} of `write_checked_exports`' folders."""
+    import tensorflow as tf
+
+    return {
+        name: {
+            part: tf.saved_model.load(str(folder / part / "1")) for part in ("encoder", "decoder")
+        }
+        for name, (_, folder) in exported.items()
+    }

@@ -248,3 +248,36 @@ def test_sample_label_and_label_all_write_class_grids(tiny_conditional_run, tmp_
     with Image.open(tmp_path / "all.png") as image:
         width, height = image.size
     assert height > 3 * width  # 10 rows of 3
+
+
+def test_fit_takes_pairs_dicts_numpy_and_tf_data_alike_and_uses_the_labels():
+    """(x, y) NumPy, {"x", "label"} NumPy, and tf.data of either: the same steps, bitwise
+    the same weights; other labels give other weights (they are used, not ignored)."""
+    import tensorflow as tf
+
+    from keras_vae.model import VAE
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((64, 6)) < 0.5).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    initial = VAE(data_shape=(6,), latent_dim=2, hidden_units=(8,), num_classes=3).get_weights()
+
+    def trained(data, labels=None):
+        vae = VAE(data_shape=(6,), latent_dim=2, hidden_units=(8,), num_classes=3, seed=5)
+        vae.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
+        vae.set_weights(initial)
+        batching = {} if isinstance(data, tf.data.Dataset) else {"batch_size": 16}
+        vae.fit(data, labels, epochs=1, verbose=0, shuffle=False, **batching)
+        return [w.numpy() for w in vae.trainable_weights]
+
+    reference = trained(x, y)
+    others = {
+        "numpy dict": trained({"x": x, "label": y}),
+        "tf.data dict": trained(tf.data.Dataset.from_tensor_slices({"x": x, "label": y}).batch(16)),
+        "tf.data pairs": trained(tf.data.Dataset.from_tensor_slices((x, y)).batch(16)),
+    }
+    for name, got in others.items():
+        for a, b in zip(got, reference):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    shifted = trained(x, (y + 1) % 3)
+    assert max(np.abs(a - b).max() for a, b in zip(shifted, reference)) > 1e-4

@@ -27,7 +27,13 @@ import pytest
 import requests
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
-from helpers import run_python, train_run
+from helpers import (
+    TENSORFLOW_ONLY_PRELUDE,
+    load_saved_models,
+    run_python,
+    train_run,
+    write_checked_exports,
+)
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from test_serving import FakeModelServer
 
@@ -80,27 +86,13 @@ def conditional_model(name: str, seed: int) -> VAE:
 def exported(tmp_path_factory):
     """{name: (model, folder)}: folder/encoder/1 and folder/decoder/1 (written and checked by
     `keras_vae.export.saved_model`, cap `MAX_SAMPLES`) and folder/tflite (`write_tflite`)."""
-    root = tmp_path_factory.mktemp("conditional")
-    out = {}
-    for seed, name in enumerate(MODELS):
-        model, folder = conditional_model(name, seed), root / name
-        saved_model.write_encoder(model, folder / "encoder" / "1")
-        saved_model.check_encoder(model, folder / "encoder" / "1")
-        saved_model.write_decoder(model, folder / "decoder" / "1", max_samples=MAX_SAMPLES)
-        saved_model.check_decoder(model, folder / "decoder" / "1", max_samples=MAX_SAMPLES)
-        litert.write_tflite(model, folder / "tflite", folder / "work")
-        out[name] = (model, folder)
-    return out
+    models = {name: conditional_model(name, seed) for seed, name in enumerate(MODELS)}
+    return write_checked_exports(models, tmp_path_factory.mktemp("conditional"), MAX_SAMPLES)
 
 
 @pytest.fixture(scope="module")
 def loaded(exported):
-    return {
-        name: {
-            part: tf.saved_model.load(str(folder / part / "1")) for part in ("encoder", "decoder")
-        }
-        for name, (_, folder) in exported.items()
-    }
+    return load_saved_models(exported)
 
 
 @pytest.fixture(scope="module")
@@ -364,16 +356,11 @@ def test_the_export_checks_refuse_a_decoder_that_swaps_labels(exported, tmp_path
 
 
 # Runs in a fresh interpreter that cannot import keras_vae: what TF Serving or any user gets.
-PURE_TF_SCRIPT = r"""
+PURE_TF_SCRIPT = (
+    TENSORFLOW_ONLY_PRELUDE
+    + r"""
 import json
-import sys
 
-class NoKerasVae:
-    def find_spec(self, name, path=None, target=None):
-        if name == "keras_vae" or name.startswith("keras_vae."):
-            raise ImportError("keras_vae must not be needed to load the export")
-
-sys.meta_path.insert(0, NoKerasVae())
 import numpy as np
 import tensorflow as tf
 
@@ -419,6 +406,7 @@ assert "keras_vae" not in sys.modules
 np.savez(results, **out)
 print("ok")
 """
+)
 
 
 @pytest.mark.slow

@@ -23,7 +23,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
-from helpers import run_python, train_run
+from helpers import (
+    TENSORFLOW_ONLY_PRELUDE,
+    load_saved_models,
+    run_python,
+    train_run,
+    write_checked_exports,
+)
 from scipy import stats
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from test_serving import FakeModelServer
@@ -78,27 +84,13 @@ def family_model(name: str, seed: int) -> VAE:
 def exported(tmp_path_factory):
     """{family: (model, folder)}: folder/encoder/1, folder/decoder/1 (each written and checked
     by `keras_vae.export.saved_model`) and folder/tflite (`write_tflite`, checked too)."""
-    root = tmp_path_factory.mktemp("families")
-    out = {}
-    for seed, name in enumerate(FAMILIES):
-        model, folder = family_model(name, seed), root / name
-        saved_model.write_encoder(model, folder / "encoder" / "1")
-        saved_model.check_encoder(model, folder / "encoder" / "1")
-        saved_model.write_decoder(model, folder / "decoder" / "1", max_samples=MAX_SAMPLES)
-        saved_model.check_decoder(model, folder / "decoder" / "1", max_samples=MAX_SAMPLES)
-        litert.write_tflite(model, folder / "tflite", folder / "work")
-        out[name] = (model, folder)
-    return out
+    models = {name: family_model(name, seed) for seed, name in enumerate(FAMILIES)}
+    return write_checked_exports(models, tmp_path_factory.mktemp("families"), MAX_SAMPLES)
 
 
 @pytest.fixture(scope="module")
 def loaded(exported):
-    return {
-        name: {
-            part: tf.saved_model.load(str(folder / part / "1")) for part in ("encoder", "decoder")
-        }
-        for name, (_, folder) in exported.items()
-    }
+    return load_saved_models(exported)
 
 
 @pytest.fixture(scope="module")
@@ -304,16 +296,11 @@ def test_decoder_sample_follows_the_mixture_weights(exported, loaded):
 
 
 # Runs in a fresh interpreter that cannot import keras_vae: what TF Serving or any user gets.
-PURE_TF_SCRIPT = r"""
+PURE_TF_SCRIPT = (
+    TENSORFLOW_ONLY_PRELUDE
+    + r"""
 import json
-import sys
 
-class NoKerasVae:
-    def find_spec(self, name, path=None, target=None):
-        if name == "keras_vae" or name.startswith("keras_vae."):
-            raise ImportError("keras_vae must not be needed to load the export")
-
-sys.meta_path.insert(0, NoKerasVae())
 import numpy as np
 import tensorflow as tf
 
@@ -350,6 +337,7 @@ assert "keras_vae" not in sys.modules
 np.savez(results, **out)
 print("ok")
 """
+)
 
 
 @pytest.mark.slow

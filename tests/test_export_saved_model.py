@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 from helpers import (
     LATENT_DIM,
+    TENSORFLOW_ONLY_PRELUDE,
     assert_export_parity,
     console_script,
     keras_reference,
@@ -190,15 +191,10 @@ def test_signatures_reject_bad_inputs_with_invalid_argument(loaded, kind, case):
 
 
 # Runs in a fresh interpreter that cannot import keras_vae: what TF Serving or any user gets.
-PURE_TF_SCRIPT = r"""
-import sys
+PURE_TF_SCRIPT = (
+    TENSORFLOW_ONLY_PRELUDE
+    + r"""
 
-class NoKerasVae:
-    def find_spec(self, name, path=None, target=None):
-        if name == "keras_vae" or name.startswith("keras_vae."):
-            raise ImportError("keras_vae must not be needed to load the export")
-
-sys.meta_path.insert(0, NoKerasVae())
 import numpy as np
 import tensorflow as tf
 
@@ -237,6 +233,7 @@ np.savez(
 )
 print("ok")
 """
+)
 
 
 @pytest.mark.slow
