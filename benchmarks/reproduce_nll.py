@@ -135,7 +135,8 @@ class Setting:
 
     @property
     def model(self) -> ModelConfig:
-        return dataclasses.replace(MODEL, **FAMILIES[self.family].parts)
+        # "auto": the estimator that applies to the part (the VAE keeps analytic_kl)
+        return dataclasses.replace(MODEL, estimator="auto", **FAMILIES[self.family].parts)
 
     @property
     def paper_nll(self) -> float | None:
@@ -356,7 +357,10 @@ def main(argv: list[str] | None = None) -> int:
             state.save(vae, progress)
         if args.final_evaluation and progress["points"]:
             per_example = progress["points"][-1]["nll_seconds"] / args.curve_examples
-            reserve = per_example * len(experiment.test_images) * len(settings) * 1.2
+            final_count = min(
+                final_examples or len(experiment.test_images), len(experiment.test_images)
+            )
+            reserve = per_example * final_count * len(settings) * 1.2
         if progress["epochs"] == 0:
             break  # not even one epoch fits in the budget
 
