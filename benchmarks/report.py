@@ -362,11 +362,19 @@ def nll(result: dict, title: str = "Test NLL vs Burda et al. (2015)") -> str:
         )
     )
     setup = result["setup"]
+    arguments = result.get("arguments", {})
+    final = arguments.get("final_examples", "None")
+    final_text = (
+        "NLL on all 10,000 test images"
+        if final in (None, "None")
+        else f"NLL on a fixed random subset of {int(final):,} test images (the same for every row)"
+    )
+    curve = int(arguments.get("curve_examples", 1000))
     out += [
         "",
         f"Same model and schedule as the paper ({setup['model']}; {setup['optimizer']}; "
-        f"{setup['schedule']}), cut short by the budget: NLL on all 10,000 test images. The "
-        "curve (test ELBO, and the NLL of the first 1,000 test images, against epochs) is "
+        f"{setup['schedule']}), cut short by the budget: {final_text}. The curve (test ELBO, "
+        f"and the NLL of {curve:,} fixed test images, against epochs) is "
         f"`{result.get('figure', 'reproduce_nll.png')}`.",
     ]
     return "\n".join(out)
