@@ -171,8 +171,9 @@ def _importance_weighted_graph(
         prior = model.prior_parameters(training=False)  # once, not per chunk
 
         def log_weights_fn(noise):
-            z, log_q = model.posterior_layer.sample(z_mean, z_stddev, noise, context)
-            return log_likelihood_fn(z) + model.prior_layer.log_prob(z, prior) - log_q
+            encoded = (z_mean, z_stddev, context)
+            terms = model.sampled_terms(x, encoded, noise, prior, labels=labels)
+            return terms.log_likelihood + terms.log_prior - terms.log_posterior
 
     return objectives.importance_weighted_terms(
         z_mean, z_stddev, log_likelihood_fn, num_samples, chunk_size, noise_fn, log_weights_fn

@@ -377,9 +377,8 @@ class VAE(keras.Model):
         labels = self.checked_labels(labels)
         z_mean, z_stddev, context = self.encode_all(x, training, labels)
         if noise is None:
-            batch = x.shape[0] if x.shape[0] is not None else tf.shape(x)[0]
             seed = stateless_seed(self.seed_generator)
-            noise = replica_normal(self.num_samples, batch, self.latent_dim, seed, layout)
+            noise = replica_normal(self.num_samples, _batch_size(x), self.latent_dim, seed, layout)
         else:
             noise = tf.transpose(tf.cast(noise, z_mean.dtype), [1, 0, 2])
 
@@ -390,12 +389,25 @@ class VAE(keras.Model):
             return objectives.gaussian_latent_terms(
                 z_mean, z_stddev, noise, log_likelihood, self.estimator
             )
-        z, log_q = self.posterior_layer.sample(z_mean, z_stddev, noise, context)
-        log_p = self.prior_layer.log_prob(z, self.prior_parameters(training))
-        entropy = None
+        encoded = (z_mean, z_stddev, context)
+        prior = self.prior_parameters(training)
+        terms = self.sampled_terms(x, encoded, noise, prior, training, labels)
         if self.estimator == "analytic_entropy":
-            entropy = self.posterior_layer.entropy(z_stddev)
-        return objectives.LatentTerms(log_likelihood(z), log_p, log_q, entropy=entropy)
+            terms = terms._replace(entropy=self.posterior_layer.entropy(z_stddev))
+        return terms
+
+    def sampled_terms(
+        self, x, encoded, noise, prior, training: bool = False, labels=None
+    ) -> objectives.LatentTerms:
+        """log p(x|z), log p(z) and log q(z|x) [L, batch] of the posterior part's draws for
+        `noise` [L, batch, latent_dim]: the one definition of an importance weight's parts
+        (training and `keras_vae.importance` both use it). `encoded` is `encode_all(x)`,
+        `prior` the `prior_parameters()`, each computed once by the caller."""
+        z_mean, z_stddev, context = encoded
+        z, log_q = self.posterior_layer.sample(z_mean, z_stddev, noise, context)
+        log_p = self.prior_layer.log_prob(z, prior)
+        log_px = self.log_likelihood_given_z(x, z, training=training, labels=labels)
+        return objectives.LatentTerms(log_px, log_p, log_q)
 
     def elbo_terms(
         self,
@@ -533,14 +545,9 @@ class VAE(keras.Model):
     def _train_on_batch(self, x, labels, noise) -> dict[str, tf.Tensor]:
         layout = batch_layout(x)  # outside XLA: it may all-gather the replicas' batch sizes
         compute = execution.per_replica_xla(self, self._gradients)
-        values, gradients = compute(x, self._step_labels(labels), noise, layout)
+        values, gradients = compute(x, self.checked_labels(labels), noise, layout)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         return self._update_metrics(values)
-
-    def _step_labels(self, labels):
-        """A training or test batch's labels: int32 for a conditional model (required),
-        dropped for an unconditional one (which ignores them)."""
-        return self.checked_labels(labels) if self.conditional else None
 
     def _gradients(self, x, labels, noise, layout: BatchLayout):
         """This replica's per-example objective values and the gradients of its loss share."""
@@ -574,7 +581,7 @@ class VAE(keras.Model):
         return reducible_logs({name: tracker.result() for name, tracker in self.trackers.items()})
 
     def _test_on_batch(self, x, labels, noise) -> dict[str, tf.Tensor]:
-        labels = self._step_labels(labels)
+        labels = self.checked_labels(labels)
         terms = self.latent_terms(x, noise, False, batch_layout(x), labels)
         return self._update_metrics(self.objective_values(terms))
 
@@ -583,7 +590,7 @@ class VAE(keras.Model):
         """Deterministic reconstruction: E[x|z] at z = the posterior mean (for an IAF, the
         flow of the Gaussian base's mean)."""
         x, labels, _ = _unpack_inputs(inputs)
-        labels = self._step_labels(labels)
+        labels = self.checked_labels(labels)
         return self.decode(self.central_z(x, labels, training), labels, training=training)
 
     def central_z(self, x, labels=None, training: bool = False) -> tf.Tensor:

@@ -262,13 +262,7 @@ def encoder_archive(model: keras.Model) -> keras.export.ExportArchive:
     def posterior_sample(x, noise):
         x = tf.ensure_shape(x, x_shape, name="check_x_shape")
         noise = tf.ensure_shape(noise, noise_shape, name="check_noise_shape")
-        same_batch = tf.debugging.assert_equal(
-            tf.shape(noise)[0],
-            tf.shape(x)[0],
-            message="posterior_sample takes one noise row per example: noise must have as many "
-            "rows as x (noise batch size, then x batch size)",
-            name="check_noise_batch",
-        )
+        same_batch = _check_noise_batch(x, noise)
         with tf.control_dependencies([same_batch]):
             x = tf.identity(x)
         return _posterior_sample(model, x, noise)
@@ -296,6 +290,17 @@ def encoder_archive(model: keras.Model) -> keras.export.ExportArchive:
     return archive
 
 
+def _check_noise_batch(x: tf.Tensor, noise: tf.Tensor) -> tf.Operation:
+    """The assertion that `posterior_sample` got one noise row per example of `x`."""
+    return tf.debugging.assert_equal(
+        tf.shape(noise)[0],
+        tf.shape(x)[0],
+        message="posterior_sample takes one noise row per example: noise must have as many "
+        "rows as x (noise batch size, then x batch size)",
+        name="check_noise_batch",
+    )
+
+
 def _add_conditional_encoder_endpoints(
     archive: keras.export.ExportArchive, model: keras.Model
 ) -> None:
@@ -317,13 +322,7 @@ def _add_conditional_encoder_endpoints(
     def posterior_sample(x, label, noise):
         x = tf.ensure_shape(x, x_shape, name="check_x_shape")
         noise = tf.ensure_shape(noise, noise_shape, name="check_noise_shape")
-        same_batch = tf.debugging.assert_equal(
-            tf.shape(noise)[0],
-            tf.shape(x)[0],
-            message="posterior_sample takes one noise row per example: noise must have as many "
-            "rows as x (noise batch size, then x batch size)",
-            name="check_noise_batch",
-        )
+        same_batch = _check_noise_batch(x, noise)
         label = checked_label(label, num_classes, tf.shape(x)[0], "x", (same_batch,))
         return _posterior_sample(model, x, noise, label)
 
