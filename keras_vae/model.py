@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vae import distributions, execution, importance, objectives
+from keras_vae import distributions, execution, importance, objectives, scores
 from keras_vae.compat import reducible_logs
 from keras_vae.config import ModelConfig
 from keras_vae.networks import build_decoder, build_encoder
@@ -687,6 +687,25 @@ class VAE(keras.Model):
         return importance.importance_weighted_terms(
             self, x, num_samples, chunk_size, seed, noise, jit_compile, labels
         )
+
+    def score(
+        self,
+        x,
+        num_samples: int = 100,
+        seed: int = 0,
+        labels=None,
+    ) -> scores.Scores:
+        """Per-example anomaly scores in nats: `elbo`, importance-weighted `log_likelihood`
+        (K = `num_samples`), `reconstruction` and `kl`, each [batch]; deterministic (the same
+        x, seed and K give the same numbers whatever else is in the batch):
+        `keras_vae.scores.score`.
+
+        Example:
+            >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
+            >>> vae.score(tf.fill((3, 4), 0.5), num_samples=10).elbo.shape
+            TensorShape([3])
+        """
+        return scores.score(self, x, num_samples, seed, labels)
 
     def default_chunk_size(self, batch_size: int) -> int:
         """Importance samples per chunk (`keras_vae.importance.default_chunk_size`)."""
