@@ -25,6 +25,8 @@ SUBCOMMANDS = {
     "evaluate": "evaluate",
     "sample": "sample",
     "reconstruct": "reconstruct",
+    "score": "score",
+    "calibrate": "calibrate",
 }
 EXIT_USAGE = 2
 

@@ -1,0 +1,84 @@
+"""`keras-vae calibrate RUN_DIR --false-positive-rate 0.01`: an anomaly threshold on held-out
+normal data -> RUN_DIR/calibration.json.
+
+$ keras-vae calibrate runs/mnist --false-positive-rate 0.01
+{"score": "log_likelihood", "anomaly_if": "below", "threshold": -131.2, ...}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from keras_vae.cli.arguments import add_dataset_arguments, add_run_dir_argument, add_seed_argument
+
+HELP = (
+    "Pick the anomaly threshold of a score that flags the given fraction of the run's held-out "
+    "normal data (its test split, or --dataset's) and record it, with the rate and the data, "
+    "in RUN_DIR/calibration.json; `keras-vae score` and `keras-vae export` then add "
+    "is_anomaly."
+)
+
+
+def _rate(text: str) -> float:
+    from keras_vae.calibration import check_false_positive_rate
+
+    try:
+        return check_false_positive_rate(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_dir_argument(parser)
+    parser.add_argument(
+        "--false-positive-rate",
+        type=_rate,
+        required=True,
+        metavar="RATE",
+        help="the fraction of normal data to flag, strictly between 0 and 1 (e.g. 0.01)",
+    )
+    parser.add_argument(
+        "--score",
+        choices=("elbo", "log_likelihood", "reconstruction", "kl"),
+        default="log_likelihood",
+        help="the score to threshold (default log_likelihood; kl flags high values, the "
+        "others low ones)",
+    )
+    add_dataset_arguments(parser, "calibrate on")
+    parser.add_argument(
+        "--importance-samples",
+        "-k",
+        type=int,
+        default=100,
+        metavar="K",
+        help="importance samples per example, 1 to 100,000 (default 100)",
+    )
+    add_seed_argument(parser, "the score noise")
+    parser.add_argument(
+        "--max-examples", type=int, default=None, metavar="N", help="use only the first N"
+    )
+    parser.add_argument("--verbose", type=int, choices=(0, 1), default=1)
+
+
+def _progress(done: int, total: int) -> None:
+    print(f"calibrate: {done}/{total} examples", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    from keras_vae.anomaly import calibrate_run  # imports TensorFlow: after parsing
+
+    record = calibrate_run(
+        args.run_dir,
+        args.false_positive_rate,
+        score=args.score,
+        dataset=args.dataset,
+        importance_samples=args.importance_samples,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        max_examples=args.max_examples,
+        progress=_progress if args.verbose else None,
+    )
+    print(json.dumps(record, indent=2))
+    return 0
