@@ -823,12 +823,12 @@ def test_readme_sample_example_is_deterministic_and_shaped(server):
     assert np.asarray(first["z"]).shape == (request["num_samples"], LATENT_DIM)
 
 
-def test_models_config_serves_both_models_from_the_export_layout():
+def test_models_config_serves_every_model_of_the_export_layout():
     config = text_format.Parse(
         (SERVING_DIR / "models.config").read_text(), model_server_config_pb2.ModelServerConfig()
     )
     models = {c.name: c for c in config.model_config_list.config}
-    assert sorted(models) == ["decoder", "encoder"]
+    assert sorted(models) == ["decoder", "encoder", "scorer"]
     for name, model in models.items():
         assert model.base_path == f"/models/{name}"  # the export folder mounted at /models
         assert model.model_platform == "tensorflow"
