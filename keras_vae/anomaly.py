@@ -275,6 +275,7 @@ def calibrate_run(
     calibration.check_calibration_writable(folder)
     run = rd.load_run(folder)
     images, labels, described = _held_out(run, dataset, data_dir, max_examples)
+    calibration.check_rate_flags_one(rate, len(images))  # before minutes of scoring
     scores = score_examples(
         run.model,
         images,

@@ -68,6 +68,23 @@ def check_score_name(name: Any) -> str:
     return name
 
 
+def check_rate_flags_one(false_positive_rate: float, examples: int) -> int:
+    """floor(rate * examples), the calibration examples a threshold flags, once it is >= 1.
+
+    Example:
+        >>> check_rate_flags_one(0.01, 1000)
+        10
+    """
+    flagged = math.floor(false_positive_rate * examples)
+    if flagged < 1:
+        raise CalibrationError(
+            f"A false positive rate of {false_positive_rate} flags fewer than one of the "
+            f"{examples} calibration examples; use a rate of at least {1 / max(examples, 1):.3g} "
+            "or more held-out data."
+        )
+    return flagged
+
+
 def pick_threshold(scores: np.ndarray, false_positive_rate: float, anomaly_if: str) -> float:
     """The threshold that flags floor(rate * n) of the n `scores` of normal data.
 
@@ -84,13 +101,7 @@ def pick_threshold(scores: np.ndarray, false_positive_rate: float, anomaly_if: s
             f"The calibration data gave {int(np.sum(~np.isfinite(values)))} non-finite scores "
             f"of {values.size}: a threshold needs finite scores of normal data; check the data."
         )
-    flagged = math.floor(false_positive_rate * values.size)
-    if flagged < 1:
-        raise CalibrationError(
-            f"A false positive rate of {false_positive_rate} flags fewer than one of the "
-            f"{values.size} calibration examples; use a rate of at least {1 / values.size:.3g} "
-            "or more held-out data."
-        )
+    flagged = check_rate_flags_one(false_positive_rate, values.size)
     ordered = np.sort(values) if anomaly_if == "below" else -np.sort(-values)
     return float(ordered[flagged])
 
