@@ -1,4 +1,5 @@
-"""A client for the encoder and decoder served by TF Serving from a `keras-vae export` folder.
+"""A client for the encoder, decoder and scorer served by TF Serving from a `keras-vae export`
+folder.
 
 REST (JSON, port 8501; Python's standard library only) or gRPC (port 8500, needs
 ``tensorflow-serving-api``, in the ``serving`` extra). Inputs are checked against the served
@@ -6,8 +7,10 @@ signatures (their shapes come from the constructor, from export.json or from the
 server's metadata API) before any prediction request is sent; every call of a public method
 has one deadline (``timeout`` seconds for everything it does: connecting, sending, waiting and
 receiving, metadata requests included); every response is checked (each output a finite
-float32 array of exactly the expected shape, ``z_stddev > 0``); and every failure raises
-`ServingError` saying which model, signature and address failed and why.
+float32 array of exactly the expected shape, ``z_stddev > 0``; the scorer's scores may be NaN or
+infinite, passed on as the server sent them); and every failure raises
+`ServingError` saying which model, signature and address failed and why (its ``code`` is the
+server's status, e.g. "NOT_FOUND", when the server answered with one).
 
 Example:
 
@@ -19,6 +22,17 @@ Example:
     >>> drawn = client.posterior_sample(x_test[:8], noise)          # doctest: +SKIP
     >>> drawn.z.shape, drawn.log_q.shape                           # doctest: +SKIP
     ((8, 20), (8,))
+
+Anomaly scores from the ``scorer`` model, batchable generation from the decoder's
+``generate`` signature (row i from seeds[i] alone), and what the server serves:
+
+    >>> scores = client.score(x_test[:8])                           # doctest: +SKIP
+    >>> scores.log_likelihood.shape, scores.is_anomaly              # doctest: +SKIP
+    ((8,), None)
+    >>> client.generate([1, 2, 3]).x_mean.shape                     # doctest: +SKIP
+    (3, 28, 28)
+    >>> client.metadata("decoder")["decoder"].versions              # doctest: +SKIP
+    (ModelVersion(version=1, state='AVAILABLE', error=None),)
 
 A conditional export (``keras-vae train --conditional``) takes one class label per row in
 every call, checked against export.json's ``num_classes`` K (`from_export`) before sending:
@@ -54,14 +68,17 @@ from keras_vae.signatures import (
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
     ENCODER,
     EXPORT_JSON,
+    GENERATE,
     INT64_MAX,
     INT64_MIN,
+    IS_ANOMALY,
     LABEL,
     MAX_SAMPLES_KEY,
     MAX_VERSION,
     NUM_CLASSES_KEY,
     POSTERIOR_SAMPLE,
     SAMPLE,
+    SCORER,
     SEEDS,
     SERVING_DEFAULT,
     check_max_samples,
@@ -90,11 +107,28 @@ _DTYPES = {
     "DT_INT32": "int32",
     "DT_INT64": "int64",
     "DT_STRING": "string",
+    "DT_BOOL": "bool",
 }
+# The scorer's float32 [batch] outputs, in this order (keras_vae.scores.SCORE_NAMES, which
+# imports TensorFlow: the client does not).
+SCORE_NAMES = ("elbo", "log_likelihood", "reconstruction", "kl")
+# What TF Serving's REST API answers with an error status, as gRPC status names.
+_HTTP_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED"}
+_AVAILABLE = "AVAILABLE"
 
 
 class ServingError(RuntimeError):
-    """A request to the model server failed; the message says which one, where and why."""
+    """A request to the model server failed; the message says which one, where and why.
+
+    ``code`` is the status the server answered with as a gRPC status name ("NOT_FOUND",
+    "INVALID_ARGUMENT", ...; the REST API's HTTP 404 and 400 map to those two, other HTTP
+    errors read "HTTP <status>"), or None when the failure is not a server's answer (a timeout,
+    no connection, a malformed response).
+    """
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code
 
 
 class Encoding(NamedTuple):
@@ -124,6 +158,44 @@ class Samples(_SampleArrays):
 
     def __repr__(self) -> str:
         return f"Samples(x_mean={self.x_mean!r}, z={self.z!r}, component={self.component!r})"
+
+
+class ScoreResult(NamedTuple):
+    """Per-example anomaly scores from the served scorer, in nats, each float32 [batch]:
+    ``elbo``, ``log_likelihood`` (importance-weighted, K samples fixed at export),
+    ``reconstruction`` (high = normal) and ``kl`` (high = unusual), as the server computed them
+    (NaN or -inf are passed on: a score the model could not make finite is no reason to lose
+    the others); ``is_anomaly``, bool [batch], when the served scorer is calibrated (the run's
+    threshold), else None."""
+
+    elbo: np.ndarray
+    log_likelihood: np.ndarray
+    reconstruction: np.ndarray
+    kl: np.ndarray
+    is_anomaly: np.ndarray | None
+
+
+class ModelVersion(NamedTuple):
+    """One version of a served model as TF Serving's model status API reports it: ``state``
+    is "AVAILABLE" (serving), "START", "LOADING", "UNLOADING", "END" or "UNKNOWN"; ``error``
+    the version's status ("CODE: message", e.g. why it failed to load), None when OK."""
+
+    version: int
+    state: str
+    error: str | None
+
+
+class ServedModel(NamedTuple):
+    """What the server serves under one model name: every version it knows (``versions``,
+    oldest first), the version calls go to (``version``: the client's `version`, else the
+    latest available; None when no version is available) and that version's ``signatures``
+    (``{signature name: {"inputs": {name: {"dtype", "shape"}}, "outputs": {...}}}``, -1 marks
+    any size; empty when no version is available)."""
+
+    name: str
+    version: int | None
+    versions: tuple[ModelVersion, ...]
+    signatures: dict[str, dict[str, Any]]
 
 
 class PosteriorSample(NamedTuple):
@@ -196,8 +268,9 @@ def _check_model_name(name: str, value: Any) -> str:
     return value
 
 
-def _check_batch(name: str, value: Any, item_shape: Sequence[int]) -> np.ndarray:
-    """`value` as float32 [batch, *item_shape], batch >= 1, finite; ValueError otherwise."""
+def _check_batch(name: str, value: Any, item_shape: Sequence[int], hint: str = "") -> np.ndarray:
+    """`value` as float32 [batch, *item_shape], batch >= 1, finite; ValueError otherwise (`hint`
+    ends the message about non-finite values)."""
     item_shape = tuple(int(d) for d in item_shape)
     expected = f"[batch, {', '.join(map(str, item_shape))}]"
     try:
@@ -219,10 +292,40 @@ def _check_batch(name: str, value: Any, item_shape: Sequence[int]) -> np.ndarray
         )
     if array.shape[0] == 0:
         raise ValueError(f"`{name}` is an empty batch; pass at least one example.")
-    array = array.astype(np.float32)
-    if not np.isfinite(array).all():
-        raise ValueError(f"`{name}` contains NaN or inf (after conversion to float32).")
+    with np.errstate(over="ignore"):
+        array = array.astype(np.float32)
+    finite = np.isfinite(array).reshape(len(array), -1).all(axis=1)
+    if not finite.all():
+        rows = np.flatnonzero(~finite)
+        shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+        raise ValueError(
+            f"`{name}` contains NaN or inf (after conversion to float32) in {len(rows)} of "
+            f"{len(array)} rows: [{shown}].{hint}"
+        )
     return array
+
+
+def _check_rows(name: str, rows: int, call: str, cap: int) -> None:
+    """ValueError when `rows` (of argument `name`) exceed the per-request cap `cap`."""
+    if rows > cap:
+        raise ValueError(
+            f"`{name}` has {rows} rows, more than max_samples_per_request={cap}, the most rows "
+            f"one `{call}` request may hold. Send at most {cap} per call, or, if the models "
+            "were exported with a higher cap (`keras-vae export --max-samples-per-request N`), "
+            "pass ServingClient(max_samples_per_request=N) (`from_export` reads it from "
+            "export.json). Nothing was sent."
+        )
+
+
+def _check_seeds(value: Any) -> np.ndarray:
+    """`value` as int64 seeds [rows], rows >= 1, each in [-2**63, 2**63 - 1]."""
+    seeds = _integers("seeds", value, INT64_MIN, INT64_MAX, "integers in [-2**63, 2**63 - 1]")
+    if seeds.ndim != 1 or len(seeds) == 0:
+        raise ValueError(
+            f"`seeds` has shape {tuple(seeds.shape)}; expected a non-empty sequence, one "
+            "seed per row. Nothing was sent."
+        )
+    return seeds
 
 
 def _integers(name: str, value: Any, low: int, high: int, what: str) -> np.ndarray:
@@ -283,8 +386,11 @@ def _check_labels(
 
 
 # ---------------------------------------------------------------------- response checks
-def _check_output(where: str, name: str, value: Any, shape: Sequence[int] | None) -> np.ndarray:
-    """Output `name` as a finite float32 array of exactly `shape` (any when None)."""
+def _check_output(
+    where: str, name: str, value: Any, shape: Sequence[int] | None, finite: bool = True
+) -> np.ndarray:
+    """Output `name` as a float32 array of exactly `shape` (any when None), finite unless
+    `finite` is False."""
     try:
         array = np.asarray(value)
     except (TypeError, ValueError, OverflowError, RecursionError) as error:
@@ -305,6 +411,8 @@ def _check_output(where: str, name: str, value: Any, shape: Sequence[int] | None
         )
     with np.errstate(over="ignore", invalid="ignore"):
         array = array.astype(np.float32)
+    if not finite:
+        return array
     if np.isnan(array).any():
         raise ServingError(f"{where}: output {name!r} contains NaN.")
     if np.isinf(array).any():
@@ -334,6 +442,23 @@ def _check_indices(where: str, name: str, value: Any, shape: Sequence[int]) -> n
             f"{array.min()}, largest {array.max()}); expected component indices."
         )
     return array.astype(np.int32)
+
+
+def _check_flags(where: str, name: str, value: Any, shape: Sequence[int]) -> np.ndarray:
+    """Output `name` as a bool array of exactly `shape`."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError, OverflowError, RecursionError) as error:
+        raise ServingError(
+            f"{where}: output {name!r} is not a rectangular array of booleans ({error})."
+        ) from None
+    if array.dtype != np.bool_:
+        raise ServingError(f"{where}: output {name!r} has dtype {array.dtype}; expected booleans.")
+    if tuple(array.shape) != tuple(shape):
+        raise ServingError(
+            f"{where}: output {name!r} has shape {tuple(array.shape)} but expected {tuple(shape)}."
+        )
+    return array
 
 
 def _kind_of(value: Any) -> str:
@@ -441,7 +566,7 @@ class _Stage:
 
 
 class ServingClient:
-    """Calls the ``encoder`` and ``decoder`` models of a TF Serving model server.
+    """Calls the ``encoder``, ``decoder`` and ``scorer`` models of a TF Serving model server.
 
     Args:
         host: the model server's host name or address. Default "localhost".
@@ -449,21 +574,23 @@ class ServingClient:
         rest_port: REST API port. Default 8501.
         grpc_port: gRPC port. Default 8500.
         timeout: seconds one call of `encode`, `posterior_sample`, `decode`, `sample`,
-            `predict` or `signature` may take in all: one deadline for everything it does
+            `generate`, `score`, `metadata`, `predict` or `signature` may take in all: one
+            deadline for everything it does
             (resolving the host, connecting, sending, waiting and receiving, and any metadata
             request it makes first), however slowly the server trickles its answer. gRPC gets
             the time left as the RPC deadline.
             Default 10.
         encoder: served name of the encoder. Default "encoder".
         decoder: served name of the decoder. Default "decoder".
+        scorer: served name of the scorer. Default "scorer".
         version: a model version (an integer in [1, 2**63 - 1]) to ask for; None (default)
             lets the server pick (latest).
         data_shape: one example's shape; None: read from the server's model metadata.
         latent_dim: size of z; None: read from the server's model metadata.
         rest_format: "columnar" (``{"inputs": ...}``, default) or "row" (``{"instances": ...}``)
             for encode and decode; `sample` is always columnar.
-        max_samples_per_request: the most rows one `sample` call may ask for; it must not be
-            above the cap the decoder was exported with (export.json's
+        max_samples_per_request: the most rows one `sample`, `generate` or `score` call may
+            hold; it must not be above the cap the models were exported with (export.json's
             ``max_samples_per_request``; `from_export` reads it). Default 10,000.
         num_classes: K of a conditional export (export.json's ``num_classes``; `from_export`
             reads it): every call then needs labels in [0, K), checked before sending. 0: the
@@ -493,6 +620,7 @@ class ServingClient:
         timeout: float = 10.0,
         encoder: str = ENCODER,
         decoder: str = DECODER,
+        scorer: str = SCORER,
         version: int | None = None,
         data_shape: Sequence[int] | None = None,
         latent_dim: int | None = None,
@@ -514,6 +642,7 @@ class ServingClient:
         self.timeout = float(timeout)
         self.encoder = _check_model_name("encoder", encoder)
         self.decoder = _check_model_name("decoder", decoder)
+        self.scorer = _check_model_name("scorer", scorer)
         self.version = None if version is None else _check_int("version", version, 1, MAX_VERSION)
         self.data_shape = None if data_shape is None else _check_data_shape(data_shape)
         self.latent_dim = None if latent_dim is None else _check_int("latent_dim", latent_dim, 1)
@@ -529,6 +658,7 @@ class ServingClient:
         self._served: dict[str, dict[str, Any]] = {}  # model -> its serving_default (metadata)
         self._channel = None
         self._stub = None
+        self._model_stub = None  # gRPC ModelService (model status)
 
     @classmethod
     def from_export(cls, export_dir: str | os.PathLike, host: str = "localhost", **kwargs):
@@ -705,12 +835,7 @@ class ServingClient:
                 f"e.g. sample(labels=[7, 7, 7], seeds=[1, 2, 3]); `{missing}` is missing. "
                 "Nothing was sent."
             )
-        seeds = _integers("seeds", seeds, INT64_MIN, INT64_MAX, "integers in [-2**63, 2**63 - 1]")
-        if seeds.ndim != 1 or len(seeds) == 0:
-            raise ValueError(
-                f"`seeds` has shape {tuple(seeds.shape)}; expected a non-empty sequence, one "
-                "seed per row. Nothing was sent."
-            )
+        seeds = _check_seeds(seeds)
         rows = len(seeds)
         if n is not None and _check_int("n", n, 1, INT32_MAX) != rows:
             raise ValueError(
@@ -745,6 +870,153 @@ class ServingClient:
             indices=(COMPONENT,),
         )
         return Samples(out["x_mean"], out["z"], out.get(COMPONENT))
+
+    def generate(self, seeds: Any, labels: Any = None) -> Samples:
+        """One prior sample per seed from the decoder's batchable ``generate`` signature: row i
+        is a pure function of seeds[i] (and labels[i]) alone, whatever else is in the request,
+        so TF Serving's batcher may merge requests.
+
+        Args:
+            seeds: integers in [-2**63, 2**63 - 1], one per row (int64 [rows]); at most
+                `max_samples_per_request` rows.
+            labels: a conditional export's class indices in [0, K), one per row (or one for
+                all rows); required for a conditional export, refused for an unconditional one.
+
+        Returns:
+            `Samples`: ``x_mean`` [rows, *data_shape], ``z`` [rows, latent_dim] and, for a
+            mixture or vamp prior, ``component`` int32 [rows] (else None). All arguments are
+            checked before anything is sent.
+        """
+        seeds = _check_seeds(seeds)
+        rows = len(seeds)
+        _check_rows("seeds", rows, GENERATE, self.max_samples_per_request)
+        label = self._label_input(labels, rows, "seeds")
+        deadline = self._deadline()
+        latent = self._latent_dim(deadline)
+        data_shape = self._decoded_shape(deadline)
+        out = self._predict(
+            self.decoder,
+            GENERATE,
+            {SEEDS: seeds, **label},
+            ("x_mean", "z"),
+            deadline,
+            expected_shapes={
+                "x_mean": (rows, *data_shape),
+                "z": (rows, latent),
+                COMPONENT: (rows,),
+            },
+            indices=(COMPONENT,),
+        )
+        return Samples(out["x_mean"], out["z"], out.get(COMPONENT))
+
+    def score(self, x: Any, labels: Any = None) -> ScoreResult:
+        """Per-example anomaly scores of `x` [batch, *data_shape] (with `labels`, one class
+        index per example, for a conditional export) from the scorer's ``serving_default``.
+
+        `x` must be finite (the served scorer refuses NaN and inf) and hold at most
+        `max_samples_per_request` rows; both are checked before anything is sent. A row's
+        scores depend on that row alone (the importance-sampling noise is fixed at export).
+
+        Returns:
+            `ScoreResult`: ``elbo``, ``log_likelihood``, ``reconstruction``, ``kl`` (float32
+            [batch], nats) and ``is_anomaly`` (bool [batch] from a calibrated scorer, else
+            None).
+        """
+        deadline = self._deadline()
+        x = _check_batch(
+            "x",
+            x,
+            self._data_shape(deadline, self.scorer),
+            " The served scorer scores finite inputs only (it refuses others with an "
+            "InvalidArgumentError): repair or drop those rows (and treat them as anomalous "
+            "yourself). Nothing was sent.",
+        )
+        _check_rows("x", len(x), "score", self.max_samples_per_request)
+        label = self._label_input(labels, len(x), "x")
+        rows = (len(x),)
+        try:
+            out = self._predict(
+                self.scorer,
+                SERVING_DEFAULT,
+                {"x": x, **label},
+                SCORE_NAMES,
+                deadline,
+                expected_shapes={name: rows for name in (*SCORE_NAMES, IS_ANOMALY)},
+                flags=(IS_ANOMALY,),
+                finite=False,
+            )
+        except ServingError as error:
+            if error.code != "NOT_FOUND":
+                raise
+            raise ServingError(
+                f"{error} Is the scorer exported (`keras-vae export` writes DIR/scorer/) and "
+                f"served under the name {self.scorer!r} (serving/models.config)?",
+                error.code,
+            ) from None
+        return ScoreResult(*(out[name] for name in SCORE_NAMES), out.get(IS_ANOMALY))
+
+    def metadata(self, model: str | None = None) -> dict[str, ServedModel]:
+        """What the server serves: for `model` (a served name), or for each of this client's
+        encoder, decoder and scorer the server serves (None, the default), its versions and
+        their states (TF Serving's model status API: REST ``GET /v1/models/NAME``, gRPC
+        ``ModelService.GetModelStatus``) and the signatures of the version calls go to (the
+        model metadata API), all within one `timeout`.
+
+        Returns:
+            ``{name: ServedModel}``; with `model` None, the client's models the server does not
+            serve are left out.
+
+        Raises:
+            ServingError: the server does not serve `model` (or, with `model` None, serves
+                none of the client's models), or a request failed.
+        """
+        deadline = self._deadline()
+        if model is None:
+            names = list(dict.fromkeys((self.encoder, self.decoder, self.scorer)))
+        else:
+            names = [_check_model_name("model", model)]
+        served, missing = {}, []
+        for name in names:
+            try:
+                served[name] = self._served_model(name, deadline)
+            except ServingError as error:
+                if model is not None or error.code != "NOT_FOUND":
+                    raise
+                missing.append(str(error))
+        if not served:
+            raise ServingError(
+                f"The server serves none of this client's models {names}: " + " ".join(missing),
+                "NOT_FOUND",
+            )
+        return served
+
+    def _served_model(self, model: str, deadline: float) -> ServedModel:
+        where = self._where(model, status=True)
+        try:
+            if self.protocol == "rest":
+                versions = self._rest_status(where, model, deadline)
+            else:
+                versions = self._grpc_status(where, model, deadline)
+        except ServingError as error:
+            if error.code != "NOT_FOUND":
+                raise
+            which = (
+                f"model {model!r}"
+                if self.version is None
+                else (f"version {self.version} of model {model!r}")
+            )
+            raise ServingError(
+                f"{error} The server does not serve {which}; check the name (the client's "
+                "`encoder`, `decoder` and `scorer` arguments) and the server's model config "
+                "(serving/models.config).",
+                error.code,
+            ) from None
+        if not any(v.state == _AVAILABLE for v in versions):
+            return ServedModel(model, None, versions, {})
+        version, signatures = self._metadata(model, deadline)
+        if SERVING_DEFAULT in signatures:
+            self._served.setdefault(model, signatures[SERVING_DEFAULT])
+        return ServedModel(model, version, versions, signatures)
 
     def _label_input(self, labels: Any, rows: int, rows_of: str) -> dict[str, np.ndarray]:
         """The ``label`` input of a call on `rows` rows of `rows_of` ({} without labels), or
@@ -803,7 +1075,7 @@ class ServingClient:
             connection.close()
         if self._channel is not None:
             self._channel.close()
-            self._channel = self._stub = None
+            self._channel = self._stub = self._model_stub = None
 
     def __enter__(self) -> ServingClient:
         return self
@@ -815,15 +1087,21 @@ class ServingClient:
     def _deadline(self) -> float:
         return time.monotonic() + self.timeout
 
-    def _where(self, model: str, signature: str | None = None, metadata: bool = False) -> str:
+    def _where(
+        self,
+        model: str,
+        signature: str | None = None,
+        metadata: bool = False,
+        status: bool = False,
+    ) -> str:
         """'REST predict on model 'decoder', signature 'sample' at http://...' and the like."""
-        verb = "/metadata" if metadata else ":predict"
+        verb = "" if status else "/metadata" if metadata else ":predict"
         if self.protocol == "rest":
             label, address = "REST", self._rest_url(model, verb)
         else:
             label, address = "gRPC", self._grpc_target()
         named = f"model {model!r}" + (f", signature {signature!r}" if signature else "")
-        return f"{label} {verb.strip(':/')} on {named} at {address}"
+        return f"{label} {verb.strip(':/') or 'status'} on {named} at {address}"
 
     def _predict(
         self,
@@ -835,9 +1113,12 @@ class ServingClient:
         columnar: bool = False,
         expected_shapes: Mapping[str, Sequence[int]] | None = None,
         indices: Sequence[str] = (),
+        flags: Sequence[str] = (),
+        finite: bool = True,
     ) -> dict[str, np.ndarray]:
-        """The outputs `output_names` (all required) as checked float32 arrays, and those of
-        `indices` the response holds (optional; of exactly their expected shapes) as int32."""
+        """The outputs `output_names` (all required) as checked float32 arrays (finite unless
+        `finite` is False), and those of `indices` (int32) and `flags` (bool) the response
+        holds (optional; of exactly their expected shapes)."""
         where = self._where(model, signature)
         if self.protocol == "rest":
             row = self.rest_format == "row" and not columnar
@@ -847,7 +1128,15 @@ class ServingClient:
                 values = sum(math.prod(shape) for shape in expected_shapes.values())
                 limit = REST_MIN_RESPONSE_BYTES + REST_BYTES_PER_VALUE * values
             outputs = self._rest_predict(
-                where, model, signature, inputs, output_names, row, limit, deadline
+                where,
+                model,
+                signature,
+                inputs,
+                output_names,
+                row,
+                limit,
+                deadline,
+                optional=(*indices, *flags),
             )
         else:
             outputs = self._grpc_predict(where, model, signature, inputs, deadline)
@@ -859,19 +1148,25 @@ class ServingClient:
             )
         shapes = expected_shapes or {}
         checked = {
-            name: _check_output(where, name, outputs[name], shapes.get(name))
+            name: _check_output(where, name, outputs[name], shapes.get(name), finite)
             for name in output_names
         }
         for name in indices:
             if name in outputs:
                 checked[name] = _check_indices(where, name, outputs[name], shapes[name])
+        for name in flags:
+            if name in outputs:
+                checked[name] = _check_flags(where, name, outputs[name], shapes[name])
         return checked
 
-    def _signature(self, model: str, signature: str, deadline: float) -> dict[str, Any]:
+    def _metadata(self, model: str, deadline: float) -> tuple[int | None, dict[str, Any]]:
+        """(the version described, {signature name: its inputs and outputs}) of `model`."""
         if self.protocol == "rest":
-            signatures = self._rest_metadata(model, deadline)
-        else:
-            signatures = self._grpc_metadata(model, deadline)
+            return self._rest_metadata(model, deadline)
+        return self._grpc_metadata(model, deadline)
+
+    def _signature(self, model: str, signature: str, deadline: float) -> dict[str, Any]:
+        _, signatures = self._metadata(model, deadline)
         if signature not in signatures:
             raise ServingError(
                 f"{self._where(model, metadata=True)}: the model has no signature "
@@ -905,9 +1200,10 @@ class ServingClient:
             )
         return dims
 
-    def _data_shape(self, deadline: float) -> tuple[int, ...]:
+    def _data_shape(self, deadline: float, model: str | None = None) -> tuple[int, ...]:
+        """data_shape, else input ``x`` of `model`'s (the encoder's) metadata, kept."""
         if self.data_shape is None:
-            self.data_shape = self._served_dims(self.encoder, "inputs", "x", deadline)
+            self.data_shape = self._served_dims(model or self.encoder, "inputs", "x", deadline)
         return self.data_shape
 
     def _latent_dim(self, deadline: float) -> int:
@@ -998,7 +1294,8 @@ class ServingClient:
             detail = payload.get("error") if isinstance(payload, dict) else None
             text = content[:500].decode("utf-8", "replace")
             detail = detail or text or response.reason
-            raise ServingError(f"{where} failed: HTTP {response.status}: {detail}")
+            code = _HTTP_CODES.get(response.status, f"HTTP {response.status}")
+            raise ServingError(f"{where} failed: HTTP {response.status}: {detail}", code)
         if not isinstance(payload, dict):
             raise ServingError(f"{where}: the response is not a JSON object.")
         return payload
@@ -1030,6 +1327,7 @@ class ServingClient:
         row: bool,
         limit: int,
         deadline: float,
+        optional: Sequence[str] = (),
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"signature_name": signature}
         if row:
@@ -1049,7 +1347,7 @@ class ServingClient:
         if row:
             if "predictions" not in payload:
                 raise ServingError(f"{where}: the response has no 'predictions'.")
-            return _rows_to_outputs(where, payload["predictions"], output_names)
+            return _rows_to_outputs(where, payload["predictions"], output_names, optional)
         if "outputs" not in payload:
             raise ServingError(f"{where}: the response has no 'outputs'.")
         outputs = payload["outputs"]
@@ -1062,13 +1360,16 @@ class ServingClient:
             f"{list(output_names)}."
         )
 
-    def _rest_metadata(self, model: str, deadline: float) -> dict[str, Any]:
+    def _rest_metadata(self, model: str, deadline: float) -> tuple[int | None, dict[str, Any]]:
         where = self._where(model, metadata=True)
         path = self._rest_path(model, "/metadata")
         payload = self._rest_call(where, "GET", path, None, REST_MIN_RESPONSE_BYTES, deadline)
         try:
             signatures = payload["metadata"]["signature_def"]["signature_def"]
-            return {key: _signature_from_json(sig) for key, sig in signatures.items()}
+            spec = payload.get("model_spec") or {}
+            version = spec.get("version")
+            version = None if version is None else _check_int("version", int(version), 1)
+            return version, {key: _signature_from_json(sig) for key, sig in signatures.items()}
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ServingError(
                 f"{where}: unexpected response layout ({type(error).__name__}: {error})."
@@ -1124,7 +1425,9 @@ class ServingClient:
                     f"its gRPC API on port {self.grpc_port}?"
                 ) from None
             name = code.name if code is not None else "error"
-            raise ServingError(f"{where} failed: gRPC {name}: {details}") from None
+            raise ServingError(
+                f"{where} failed: gRPC {name}: {details}", code.name if code else None
+            ) from None
 
     def _grpc_predict(
         self,
@@ -1154,7 +1457,25 @@ class ServingClient:
                 ) from None
         return outputs
 
-    def _grpc_metadata(self, model: str, deadline: float) -> dict[str, Any]:
+    def _rest_status(self, where: str, model: str, deadline: float) -> tuple[ModelVersion, ...]:
+        path = self._rest_path(model, "")
+        payload = self._rest_call(where, "GET", path, None, REST_MIN_RESPONSE_BYTES, deadline)
+        return _versions_from_json(where, payload)
+
+    def _grpc_status(self, where: str, model: str, deadline: float) -> tuple[ModelVersion, ...]:
+        self._grpc()
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+        if self._model_stub is None:
+            self._model_stub = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        request = get_model_status_pb2.GetModelStatusRequest()
+        self._model_spec(request.model_spec, model)
+        response = self._grpc_call(where, self._model_stub.GetModelStatus, request, deadline)
+        payload = json_format.MessageToDict(response, preserving_proto_field_name=True)
+        return _versions_from_json(where, payload)
+
+    def _grpc_metadata(self, model: str, deadline: float) -> tuple[int | None, dict[str, Any]]:
         stub = self._grpc()
         from google.protobuf import json_format
         from google.protobuf.message import DecodeError
@@ -1174,8 +1495,10 @@ class ServingClient:
             unpacked = False
         if not unpacked:
             raise ServingError(f"{where}: the response holds no SignatureDefMap.")
+        spec = response.model_spec
+        version = spec.version.value if spec.HasField("version") else None
         try:
-            return {
+            return version, {
                 key: _signature_from_json(json_format.MessageToDict(sig))
                 for key, sig in signature_map.signature_def.items()
             }
@@ -1185,12 +1508,17 @@ class ServingClient:
             ) from None
 
 
-def _rows_to_outputs(where: str, rows: Any, output_names: Sequence[str]) -> dict[str, Any]:
-    """Row-format ``predictions`` -> {output name: column}."""
+def _rows_to_outputs(
+    where: str, rows: Any, output_names: Sequence[str], optional: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Row-format ``predictions`` -> {output name: column}; the `optional` outputs are
+    columns too when the first row holds them (then every row must)."""
     if not isinstance(rows, list):
         raise ServingError(f"{where}: 'predictions' is a {_kind_of(rows)}, expected a list.")
     if len(output_names) == 1 and not any(isinstance(row, dict) for row in rows):
         return {output_names[0]: rows}  # one output: each row is its value
+    first = rows[0] if rows and isinstance(rows[0], dict) else {}
+    output_names = [*output_names, *(name for name in optional if name in first)]
     columns: dict[str, list] = {name: [] for name in output_names}
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
@@ -1206,6 +1534,31 @@ def _rows_to_outputs(where: str, rows: Any, output_names: Sequence[str]) -> dict
         for name in output_names:
             columns[name].append(row[name])
     return columns
+
+
+def _versions_from_json(where: str, payload: Mapping[str, Any]) -> tuple[ModelVersion, ...]:
+    """TF Serving's GetModelStatusResponse (REST JSON, or gRPC's in protobuf's JSON mapping,
+    which leaves out default values) -> its versions, oldest first."""
+    try:
+        statuses = payload.get("model_version_status", [])
+        if not isinstance(statuses, list):
+            raise TypeError(f"model_version_status is a {_kind_of(statuses)}, not a list")
+        versions = []
+        for entry in statuses:
+            if not isinstance(entry, Mapping):
+                raise TypeError(f"a version status is a {_kind_of(entry)}, not an object")
+            status = entry.get("status") or {}
+            if not isinstance(status, Mapping):
+                raise TypeError(f"a status is a {_kind_of(status)}, not an object")
+            code = str(status.get("error_code", "OK"))
+            error = None if code in ("OK", "0") else f"{code}: {status.get('error_message', '')}"
+            version = int(str(entry.get("version", "0")))
+            versions.append(ModelVersion(version, str(entry.get("state", "UNKNOWN")), error))
+    except (TypeError, ValueError, AttributeError) as error:
+        raise ServingError(
+            f"{where}: unexpected response layout ({type(error).__name__}: {error})."
+        ) from None
+    return tuple(sorted(versions))
 
 
 def _signature_from_json(signature: Mapping[str, Any]) -> dict[str, Any]:
