@@ -54,7 +54,15 @@ RECONSTRUCT = {"--num-examples": INTEGER_BAD + ["0"]}
 EXPORT = {
     "--version": INTEGER_BAD + ["0", str(2**63)],
     "--max-samples-per-request": INTEGER_BAD + ["0", str(2**31)],
+    "--score-samples": INTEGER_BAD + ["0", "100001"],
 }
+SCORE = {
+    "--importance-samples": INTEGER_BAD + ["0", "100001"],
+    "--seed": INTEGER_BAD + [str(2**32)],
+    "--max-examples": [v for v in INTEGER_BAD if v != HUGE] + ["0"],  # huge = the whole split
+    "--verbose": INTEGER_BAD + ["2"],
+}
+CALIBRATE = {**SCORE, "--false-positive-rate": FLOAT_BAD + ["0", "1", "1.0", "2"]}
 
 
 def grid(flags: dict[str, list[str]]) -> list[tuple[str, str]]:
@@ -117,6 +125,21 @@ def test_export(flag, value, workspace, capsys):
     assert not (root / "export").exists()
 
 
+@pytest.mark.parametrize(("flag", "value"), grid(SCORE))
+def test_score(flag, value, workspace, capsys):
+    root, run = workspace
+    out = root / "scores.csv"
+    assert_refused(["score", str(run), "--out", str(out), f"{flag}={value}"], workspace, capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("flag", "value"), grid(CALIBRATE))
+def test_calibrate(flag, value, workspace, capsys):
+    _, run = workspace
+    rate = [] if flag == "--false-positive-rate" else ["--false-positive-rate=0.1"]
+    assert_refused(["calibrate", str(run), *rate, f"{flag}={value}"], workspace, capsys)
+
+
 def test_the_grid_covers_every_numeric_flag():
     """A new numeric flag must join the grid: compare with the parsers' own arguments."""
     from keras_vae.cli import build_parser
@@ -127,6 +150,8 @@ def test_the_grid_covers_every_numeric_flag():
         "sample": set(SAMPLE),
         "reconstruct": set(RECONSTRUCT),
         "export": set(EXPORT),
+        "score": set(SCORE),
+        "calibrate": set(CALIBRATE),
     }
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "command").choices
@@ -151,5 +176,6 @@ NUMERIC_TYPES = {
     "steps_per_execution",
     "image_count",
     "class_label",
+    "_rate",
 }
 STRING_PARSED_NUMBERS = {"--likelihood-scale"}
