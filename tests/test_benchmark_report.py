@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,3 +105,118 @@ def test_budget_line_sums_training_and_final_evaluation_over_settings():
     assert "--budget-minutes 25`" in line
     del result["settings"]["a"]["final"]
     assert "evaluation" not in report.budget_line(result)
+
+
+def load_anomaly_benchmark():
+    """benchmarks/anomaly.py as a module (its metrics need only NumPy; `common` from beside it)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        path = ROOT / "benchmarks" / "anomaly.py"
+        spec = importlib.util.spec_from_file_location("anomaly_benchmark", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return module
+
+
+def _detection_row(auroc):
+    return {
+        "auroc": auroc,
+        "auroc_stderr": 0.004,
+        "auprc": 0.61,
+        "median_positive": -181.25,
+        "median_negative": -120.5,
+    }
+
+
+def _anomaly_result():
+    names = ("elbo", "log_likelihood", "reconstruction", "kl")
+    digits = {
+        str(d): {"scores": {name: _detection_row(0.9 - d / 100) for name in names}} for d in (0, 1)
+    }
+    summary = {name: {"mean_auroc": 0.895, "mean_auprc": 0.61} for name in names}
+    reference = {
+        "source": "a thesis",
+        "setup": "its setup",
+        "not_verified": "An & Cho's table could not be read",
+        "auroc": {"latent 2": [0.96, 0.70] + [0.5] * 8, "latent 32": [0.81, 0.09] + [0.5] * 8},
+    }
+    ood = {
+        "normal": "MNIST test images (10,000)",
+        "sets": {
+            "fashion_mnist": {
+                "available": False,
+                "why": "not available on this machine: TFDS cannot load 'fashion_mnist' (no net)",
+            },
+            "blank": {
+                "available": True,
+                "what": "all-zero images",
+                "examples": 2000,
+                "scores": {name: _detection_row(0.0) for name in names},
+            },
+        },
+    }
+    return {
+        "machine": {"cpu": "cpu", "cores": 2, "tensorflow": "2", "keras": "3"},
+        "load_average_before": [1.0],
+        "load_average_after": [1.5],
+        "started": "now",
+        "command": "python benchmarks/anomaly.py --epochs 4",
+        "training": "train_and_evaluate, 4 epochs",
+        "scoring": "K = 100",
+        "held_out_digits": digits,
+        "summary": summary,
+        "ood": ood,
+        "reference": reference,
+    }
+
+
+def test_anomaly_section_puts_each_digit_beside_the_published_auroc():
+    lines = report.anomaly(_anomaly_result()).splitlines()
+    digit_one = next(line for line in lines if line.startswith("| 1 |"))
+    assert digit_one.count("0.890 ± 0.004") == 4  # the four scores
+    assert "| 0.610 | -181.2 / -120.5 | 0.70 / 0.09 |" in digit_one
+    mean = next(line for line in lines if line.startswith("| **mean** |"))
+    assert "**0.895**" in mean and mean.endswith("| 0.83 / 0.45 |")  # over digits 0 and 1
+    text = "\n".join(lines)
+    assert "above the latent 2 model's on 1 of 2 and the latent 32 model's on 2 of 2" in text
+    assert "An & Cho's table could not be read" in text
+
+
+def test_anomaly_section_says_what_was_not_available_and_where_scores_fail():
+    section = report.anomaly(_anomaly_result())
+    fashion = next(line for line in section.splitlines() if line.startswith("| fashion_mnist"))
+    assert "not available on this machine: TFDS cannot load 'fashion_mnist' |" in fashion
+    blank = next(line for line in section.splitlines() if line.startswith("| blank"))
+    assert blank.count("0.000 ± 0.004") == 4
+    assert "AUROC < 0.5 means the model rates that data" in section
+
+
+def test_anomaly_metrics_equal_scikit_learn_with_ties():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    bench = load_anomaly_benchmark()
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(5, 80))
+        scores = rng.integers(0, 6, n).astype(float)  # many ties
+        positive = rng.random(n) < 0.3
+        positive[:2] = [True, False]
+        assert bench.auroc(scores, positive) == pytest.approx(roc_auc_score(positive, scores))
+        assert bench.average_precision(scores, positive) == pytest.approx(
+            average_precision_score(positive, scores)
+        )
+    oriented = bench.anomaly_oriented("log_likelihood", np.array([-1.0, np.nan, -3.0]))
+    assert oriented.tolist() == [1.0, np.inf, 3.0]  # low log p(x) and NaN: anomalous
+    assert bench.anomaly_oriented("kl", np.array([2.0])).tolist() == [2.0]
+
+
+def test_anomaly_results_were_checked_against_scikit_learn():
+    import json
+
+    results = json.loads((ROOT / "benchmarks" / "results" / "anomaly.json").read_text())
+    assert max(results["sklearn_max_abs_difference"].values()) <= 1e-9
+    assert sorted(results["held_out_digits"], key=int) == [str(d) for d in range(10)]
