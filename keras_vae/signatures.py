@@ -20,7 +20,18 @@ SAMPLE = "sample"
 POSTERIOR_SAMPLE = "posterior_sample"
 # The decoder `sample` output of a mixture or vamp prior: each draw's mixture component.
 COMPONENT = "component"
+# The decoder's batchable generation signature: ``seed`` int64 [batch] (and a conditional
+# model's ``label``) -> ``x_mean``, ``z`` (and ``component``), row i from seed i alone.
+GENERATE = "generate"
 ENCODER, DECODER = "encoder", "decoder"
+# The anomaly scorer SavedModel (``DIR/scorer/<version>``): x -> per-example scores.
+SCORER = "scorer"
+# The scorer's bool [batch] output once the run is calibrated (RUN_DIR/calibration.json).
+IS_ANOMALY = "is_anomaly"
+# export.json keys of the scorer record: importance samples K, the noise seed, calibration.
+SCORE_SAMPLES_KEY, SCORE_SEED_KEY, CALIBRATION_KEY = "score_samples", "score_seed", "calibration"
+# export.json key, per model, of the number of TF Serving warm-up records it carries.
+WARMUP_RECORDS_KEY = "warmup_records"
 EXPORT_JSON = "export.json"
 # export.json key of the per-request cap on generated rows (the decoder's `sample` signature).
 MAX_SAMPLES_KEY = "max_samples_per_request"
