@@ -86,7 +86,7 @@ def test_signatures_are_exactly_the_documented_ones(mnist_export, mnist_model):
         "x_mean": {"dtype": f32, "shape": shape},
         "z": {"dtype": f32, "shape": [-1, LATENT_DIM]},
     }
-    assert sorted(decoder) == ["sample", "serving_default"]
+    assert sorted(decoder) == ["generate", "sample", "serving_default"]
 
 
 def test_export_json_records_run_signatures_and_checks(mnist_export, mnist_run):
@@ -202,7 +202,9 @@ out, inputs, results = sys.argv[1:4]
 data = np.load(inputs)
 encoder = tf.saved_model.load(out + "/encoder/1")
 decoder = tf.saved_model.load(out + "/decoder/1")
-assert sorted(decoder.signatures) == ["sample", "serving_default"], list(decoder.signatures)
+assert sorted(decoder.signatures) == ["generate", "sample", "serving_default"], list(
+    decoder.signatures
+)
 enc = encoder.signatures["serving_default"](x=tf.constant(data["x"]))
 dec = decoder.signatures["serving_default"](z=tf.constant(data["z"]))
 smp = decoder.signatures["sample"](num_samples=tf.constant(5), seed=tf.constant(11))

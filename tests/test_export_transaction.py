@@ -36,7 +36,7 @@ def export_json(out: Path) -> dict:
 
 
 def assert_complete(out: Path, version: int, tflite: bool = False) -> None:
-    for model in ("encoder", "decoder"):
+    for model in ("encoder", "decoder", "scorer"):
         assert (out / model / str(version) / "saved_model.pb").is_file(), model
     record = export_json(out)
     assert record["version"] == version
@@ -108,7 +108,8 @@ def test_a_kill_after_the_last_rename_keeps_the_complete_new_version(
     tiny_run_dir, exported_once, tmp_path
 ):
     out = copy_of(exported_once, tmp_path)
-    killed_export(tiny_run_dir, out, "published-3", "--tflite")  # export.json was the last
+    # encoder, decoder, scorer, tflite, then export.json: the last rename
+    killed_export(tiny_run_dir, out, "published-4", "--tflite")
     assert set(transaction.recover(out).values()) == {"completed"}
     assert_complete(out, 2, tflite=True)
     assert list_versions(out / "encoder") == [1, 2]
@@ -120,7 +121,7 @@ def test_a_tflite_export_killed_before_export_json_restores_the_old_files(
 ):
     out = copy_of(exported_once, tmp_path)
     before = tree(out)
-    killed_export(tiny_run_dir, out, "published-2", "--tflite")  # tflite/ swapped in
+    killed_export(tiny_run_dir, out, "published-3", "--tflite")  # tflite/ swapped in
     assert export_json(out)["tflite"]["version"] == 1  # export.json still the old one
     transaction.recover(out)
     assert tree(out) == before  # tflite/ of version 1 back, matching export.json

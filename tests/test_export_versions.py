@@ -159,6 +159,6 @@ def test_cli_through_the_console_script(mnist_run, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     printed = json.loads(done.stdout)
     assert printed["version"] == 1
-    assert printed["models"]["decoder"]["signatures"] == ["sample", "serving_default"]
+    assert printed["models"]["decoder"]["signatures"] == ["generate", "sample", "serving_default"]
     assert printed["models"]["encoder"]["max_abs_error"] <= 1e-5
     assert list_versions(out / "decoder") == [1]

@@ -1,5 +1,5 @@
 """`keras-vae export RUN_DIR --out DIR [--version N] [--overwrite] [--tflite]
-[--max-samples-per-request N]`.
+[--max-samples-per-request N] [--score-samples K]`.
 
 Flags -> `keras_vae.export.export_run`; prints what was written as JSON.
 
@@ -12,11 +12,21 @@ import argparse
 import json
 
 from keras_vae.cli.arguments import add_run_dir_argument
-from keras_vae.signatures import DEFAULT_MAX_SAMPLES_PER_REQUEST, MAX_SAMPLES_KEY
+from keras_vae.signatures import (
+    CALIBRATION_KEY,
+    DEFAULT_MAX_SAMPLES_PER_REQUEST,
+    MAX_SAMPLES_KEY,
+    SCORE_SAMPLES_KEY,
+    SCORER,
+)
+
+# keras_vae.scores' limits, here without importing TensorFlow (tests/test_export_scorer.py
+# checks they agree).
+DEFAULT_SCORE_SAMPLES, MAX_SCORE_SAMPLES = 100, 100_000
 
 HELP = (
-    "Export a trained run for TF Serving (DIR/encoder/<version>, DIR/decoder/<version> "
-    "SavedModels) and, with --tflite, LiteRT (DIR/tflite/*.tflite)."
+    "Export a trained run for TF Serving (DIR/encoder/<version>, DIR/decoder/<version>, "
+    "DIR/scorer/<version> SavedModels) and, with --tflite, LiteRT (DIR/tflite/*.tflite)."
 )
 
 
@@ -26,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         metavar="DIR",
-        help="export folder; DIR/encoder and DIR/decoder are TF Serving model base paths. "
+        help="export folder; DIR/encoder, DIR/decoder and DIR/scorer are TF Serving model "
+        "base paths. "
         "It must be missing, empty, or a folder keras-vae exported into before: files "
         "keras-vae did not write are never replaced or deleted",
     )
@@ -46,14 +57,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_MAX_SAMPLES_PER_REQUEST,
         metavar="N",
-        help="the most rows one request to the decoder's `sample` signature may generate "
+        help="the most rows one request to the decoder's `sample` or `generate` signature "
+        "may generate, or the scorer may score "
         f"(default {DEFAULT_MAX_SAMPLES_PER_REQUEST:,}; larger requests fail with "
         "InvalidArgumentError); recorded in export.json",
     )
     parser.add_argument(
+        "--score-samples",
+        type=int,
+        default=None,
+        metavar="K",
+        help=f"importance samples per example in the scorer, 1 to {MAX_SCORE_SAMPLES:,} "
+        "(fixed at export; default: the K of the run's calibration.json, else "
+        f"{DEFAULT_SCORE_SAMPLES}); recorded in export.json",
+    )
+    parser.add_argument(
         "--tflite",
         action="store_true",
-        help="also write DIR/tflite/decoder.tflite and its float16 and dynamic-int8 variants",
+        help="also write DIR/tflite/decoder.tflite and its float16 and dynamic-int8 "
+        "variants, encoder.tflite and scorer.tflite",
     )
 
 
@@ -63,6 +85,8 @@ def summary(record: dict) -> dict:
         "version": record["version"],
         "run_dir": record["run_dir"],
         MAX_SAMPLES_KEY: record[MAX_SAMPLES_KEY],
+        SCORE_SAMPLES_KEY: record["models"][SCORER][SCORE_SAMPLES_KEY],
+        "calibrated": record["models"][SCORER][CALIBRATION_KEY] is not None,
         "models": {
             name: {
                 "base_path": info["base_path"],
@@ -91,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         tflite=args.tflite,
         max_samples_per_request=args.max_samples_per_request,
+        score_samples=args.score_samples,
     )
     print(json.dumps(summary(record), indent=2))
     return 0

@@ -1,8 +1,10 @@
 """Export a trained VAE for TF Serving (SavedModel) and for devices (LiteRT / TFLite).
 
 One module per format, as in `keras.src.export`: `saved_model` (encoder and decoder with their
-serving signatures), `tflite` (the decoder for on-device sampling), `layout` (numbered version
-folders written atomically) and `exporter` (`export_run`, which ties them together).
+serving signatures), `scorer` (the anomaly scorer SavedModel), `tflite` (the decoder for
+on-device sampling), `tflite_models` (the encoder and the scorer for devices), `warmup` (TF
+Serving warm-up requests), `layout` (numbered version folders written atomically) and
+`exporter` (`export_run`, which ties them together).
 
     >>> from keras_vae.export import export_run
     >>> export_run("runs/mnist", "export", tflite=True)["version"]   # doctest: +SKIP

@@ -2,7 +2,7 @@
 
     >>> record = export_run("runs/mnist", "export", tflite=True)   # doctest: +SKIP
     >>> record["version"], sorted(record["models"])                # doctest: +SKIP
-    (1, ['decoder', 'encoder'])
+    (1, ['decoder', 'encoder', 'scorer'])
 
 See `keras_vae.export.layout` for the folder layout and how versions appear atomically.
 """
@@ -18,16 +18,19 @@ from typing import Any
 
 from keras_vae.atomic import write_json_atomically
 from keras_vae.export import layout, transaction
-from keras_vae.export.export_utils import saved_model_signatures
+from keras_vae.export.export_utils import ExportError, saved_model_signatures
 from keras_vae.signatures import (
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
+    GENERATE,
     LABEL,
     LABEL_INPUT_KEY,
     MAX_SAMPLES_KEY,
     NUM_CLASSES_KEY,
     POSTERIOR_SAMPLE,
     SAMPLE,
+    SCORER,
     SERVING_DEFAULT,
+    WARMUP_RECORDS_KEY,
     check_max_samples,
 )
 
@@ -92,8 +95,16 @@ def model_condition(model) -> dict[str, Any]:
             "description": f"class index y in [0, {num_classes}), one per row; others fail",
             "signatures": {
                 "encoder": [SERVING_DEFAULT, POSTERIOR_SAMPLE],
-                "decoder": [SERVING_DEFAULT, SAMPLE],
-                "tflite": ["decode", "sample"],
+                "decoder": [SERVING_DEFAULT, SAMPLE, GENERATE],
+                SCORER: [SERVING_DEFAULT],
+                "tflite": [
+                    "decode",
+                    "sample",
+                    "encode",
+                    POSTERIOR_SAMPLE,
+                    "score",
+                    "score_with_noise",
+                ],
             },
         },
     }
@@ -106,14 +117,18 @@ def export_run(
     overwrite: bool = False,
     tflite: bool = False,
     max_samples_per_request: int = DEFAULT_MAX_SAMPLES_PER_REQUEST,
+    score_samples: int | None = None,
 ) -> dict[str, Any]:
     """Export a trained run as TF Serving SavedModels (and LiteRT files) into `out_dir`.
 
-    Writes ``out_dir/encoder/<version>/``, ``out_dir/decoder/<version>/`` and, with `tflite`,
-    ``out_dir/tflite/decoder{,_float16,_dynamic_int8}.tflite``, then ``out_dir/export.json``,
-    as one transaction (`keras_vae.export.transaction`): all of them appear, or none does.
-    Every artifact is reloaded and compared with the Keras model before anything is moved into
-    place; bad input is refused before anything is written.
+    Writes ``out_dir/encoder/<version>/``, ``out_dir/decoder/<version>/``,
+    ``out_dir/scorer/<version>/`` (`keras_vae.export.scorer`) and, with `tflite`,
+    ``out_dir/tflite/decoder{,_float16,_dynamic_int8}.tflite``, ``encoder.tflite`` and
+    ``scorer.tflite`` (`keras_vae.export.tflite_models`), then ``out_dir/export.json``, as one
+    transaction (`keras_vae.export.transaction`): all of them appear, or none does. Every
+    SavedModel carries TF Serving warm-up requests (`keras_vae.export.warmup`), each replayed
+    against it; every artifact is reloaded and compared with the Keras model before anything
+    is moved into place; bad input is refused before anything is written.
 
     Args:
         run_dir: a folder written by `keras_vae.train.train_and_evaluate` (`keras-vae train`).
@@ -123,16 +138,22 @@ def export_run(
             existing one.
         overwrite: replace an existing `version` (one keras-vae wrote). Default False: refuse.
         tflite: also write the LiteRT decoder files. Default False.
-        max_samples_per_request: the most rows one request to the decoder's ``sample``
-            signature may ask for (larger ones fail with InvalidArgumentError). Default 10,000.
+        max_samples_per_request: the most rows one request to the decoder's ``sample`` or
+            ``generate`` signature may ask for, or the scorer may score (larger ones fail
+            with InvalidArgumentError). Default 10,000.
+        score_samples: K importance samples the scorer uses per example, in [1, 100000].
+            Default None: the K the run was calibrated with (``RUN_DIR/calibration.json``),
+            else 100. A calibrated run refuses another K (its threshold holds for its K).
 
     Returns:
         The record written to ``out_dir/export.json`` (without its history).
 
     Raises:
-        ValueError: the run directory is unusable (`keras_vae.run_dir.RunDirError`), the
-            version is invalid or exists (`layout.VersionExistsError`), or `out_dir` is not
-            ours to write (`keras_vae.ownership.FolderNotOursError`); nothing written then.
+        ValueError: the run directory is unusable (`keras_vae.run_dir.RunDirError`) or its
+            calibration.json is (`keras_vae.calibration.CalibrationError`), the version or
+            `score_samples` is invalid, the version exists (`layout.VersionExistsError`), or
+            `out_dir` is not ours to write (`keras_vae.ownership.FolderNotOursError`);
+            nothing written then.
         ExportError: an exported artifact disagrees with the Keras model; nothing committed.
 
     Example:
@@ -142,6 +163,10 @@ def export_run(
     from keras_vae.run_dir import load_run
 
     max_samples = check_max_samples(max_samples_per_request)
+    if score_samples is not None:
+        from keras_vae.scores import check_score_samples
+
+        score_samples = check_score_samples(score_samples)
     if version is not None:
         layout.check_version(version)
     out_path = Path(os.path.expanduser(str(out_dir)))
@@ -152,6 +177,7 @@ def export_run(
         check_litert_available()
     run = load_run(run_dir)  # RunDirError (a ValueError) for a missing or corrupt run
     model = run.model
+    score_samples, score_seed, calibration = _scoring(run.path, score_samples)
     manifest = layout.take_out_dir(out_path)
     out_dir = manifest.folder
     transaction.recover(out_dir)  # a killed export's leftovers, before counting versions
@@ -159,7 +185,7 @@ def export_run(
 
     import tensorflow as tf
 
-    from keras_vae.export import saved_model
+    from keras_vae.export import saved_model, scorer
 
     record: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -189,6 +215,16 @@ def export_run(
             functools.partial(saved_model.write_decoder, max_samples=max_samples),
             functools.partial(saved_model.check_decoder, max_samples=max_samples),
         ),
+        SCORER: tuple(
+            functools.partial(
+                function,
+                score_samples=score_samples,
+                max_samples=max_samples,
+                calibration=calibration,
+                seed=score_seed,
+            )
+            for function in (scorer.write_scorer, scorer.check_scorer)
+        ),
     }
     with transaction.ExportTransaction(out_dir) as export:
         staging = export.staging
@@ -201,16 +237,27 @@ def export_run(
                 "base_path": str((out_dir / name).resolve()),
                 "signatures": saved_model_signatures(path),
                 "max_abs_error": errors,
+                WARMUP_RECORDS_KEY: _warm_up(path, name, max_samples),
             }
             export.add(name, f"{name}/{version}")
+        record["models"][SCORER].update(
+            scorer.scorer_record(score_samples, score_seed, calibration)
+        )
         if tflite:
             from keras_vae.export.tflite import write_tflite
+            from keras_vae.export.tflite_models import write_litert_models
 
+            tflite_dir, work_dir = staging / layout.TFLITE_DIR, staging / "work"
             record["tflite"] = {
                 "path": layout.TFLITE_DIR,
                 "version": version,
-                **write_tflite(model, staging / layout.TFLITE_DIR, staging / "work"),
+                **write_tflite(model, tflite_dir, work_dir),
             }
+            record["tflite"]["files"].update(
+                write_litert_models(
+                    model, tflite_dir, work_dir, score_samples, calibration, score_seed
+                )
+            )
             export.add(layout.TFLITE_DIR, layout.TFLITE_DIR)
         write_json_atomically(staging / layout.EXPORT_JSON, _with_history(out_dir, record))
         export.add(layout.EXPORT_JSON, layout.EXPORT_JSON)
@@ -222,6 +269,42 @@ def export_run(
         )
         export.commit(overwrite=overwrite, replaceable=(layout.TFLITE_DIR, layout.EXPORT_JSON))
     return record
+
+
+def _scoring(run_path: Path, score_samples: int | None) -> tuple[int, int, dict | None]:
+    """(K, seed, calibration record or None) of the run's scorer: a calibrated run scores with
+    the K and seed its threshold was picked with (another `score_samples` is refused), an
+    uncalibrated one with `score_samples` (default 100) and seed 0."""
+    from keras_vae.calibration import CALIBRATION_FILE, read_calibration
+    from keras_vae.scores import DEFAULT_SCORE_SAMPLES, DEFAULT_SCORE_SEED
+
+    calibration = read_calibration(run_path)  # CalibrationError (a ValueError) if corrupt
+    if calibration is None:
+        return score_samples or DEFAULT_SCORE_SAMPLES, DEFAULT_SCORE_SEED, None
+    calibrated = int(calibration["importance_samples"])
+    if score_samples is not None and score_samples != calibrated:
+        raise ValueError(
+            f"{run_path / CALIBRATION_FILE} holds a threshold for scores with {calibrated} "
+            f"importance samples; the scorer's is_anomaly needs the same K. Export with "
+            f"--score-samples {calibrated} (or omit it), or calibrate again with "
+            f"--importance-samples {score_samples}. Received: score_samples={score_samples}"
+        )
+    return calibrated, int(calibration["seed"]), calibration
+
+
+def _warm_up(saved_model_dir: Path, name: str, max_rows: int) -> int:
+    """Write the SavedModel's TF Serving warm-up requests and replay every one against it
+    (`keras_vae.export.warmup`; `ExportError` naming a failing record); their number."""
+    from keras_vae.export.warmup import replay_warmup_requests, write_warmup_requests
+
+    written = write_warmup_requests(saved_model_dir, name, max_rows)
+    replayed = replay_warmup_requests(saved_model_dir)
+    if replayed != written:
+        raise ExportError(
+            f"{written} warm-up records were written into {saved_model_dir} but {replayed} "
+            "read back; nothing was written."
+        )
+    return written
 
 
 def _with_history(out_dir: Path, record: dict[str, Any]) -> dict[str, Any]:

@@ -4,11 +4,13 @@ Layout of an export folder ``DIR`` (each ``DIR/<model>`` is a TF Serving model b
 
     DIR/encoder/<version>/   SavedModel
     DIR/decoder/<version>/   SavedModel
-    DIR/tflite/              decoder.tflite, decoder_float16.tflite, decoder_dynamic_int8.tflite
+    DIR/scorer/<version>/    SavedModel (anomaly scores, `keras_vae.export.scorer`)
+    DIR/tflite/              decoder.tflite, decoder_float16.tflite, decoder_dynamic_int8.tflite,
+                             encoder.tflite, scorer.tflite
     DIR/export.json          what was exported, from which run, with which signatures
     DIR/.keras-vae-manifest.json   what keras-vae wrote here (`keras_vae.ownership`)
 
-Versions are positive int64 numbers (TF Serving's), shared by encoder and decoder; how a new
+Versions are positive int64 numbers (TF Serving's), shared by all models; how a new
 one appears (all models at once, or none) is `keras_vae.export.transaction`. An export goes
 only into an empty folder, a folder it exported into before, or one marked for exports.
 
@@ -29,11 +31,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from keras_vae import ownership
-from keras_vae.signatures import DECODER, ENCODER, EXPORT_JSON, MAX_VERSION
+from keras_vae.signatures import DECODER, ENCODER, EXPORT_JSON, MAX_VERSION, SCORER
 
-MODEL_NAMES = (ENCODER, DECODER)
+MODEL_NAMES = (ENCODER, DECODER, SCORER)
 TFLITE_DIR = "tflite"
-TFLITE_FILES = ("decoder.tflite", "decoder_float16.tflite", "decoder_dynamic_int8.tflite")
+TFLITE_FILES = (
+    "decoder.tflite",
+    "decoder_float16.tflite",
+    "decoder_dynamic_int8.tflite",
+    "encoder.tflite",
+    "scorer.tflite",
+)
 
 
 class VersionExistsError(ValueError):
@@ -85,7 +93,7 @@ def take_out_dir(out_dir: str | os.PathLike) -> ownership.Manifest:
     adopt, trees = older_export(path)
     manifest = ownership.Manifest.take(path, "export", adopt=adopt)
     if trees:
-        manifest.claim(trees=trees, folders=[*MODEL_NAMES, TFLITE_DIR])
+        manifest.claim(trees=trees, folders=[ENCODER, DECODER, TFLITE_DIR])
     return manifest
 
 
@@ -107,8 +115,9 @@ def older_export(path: Path) -> tuple[list[str], list[str]]:
         ours = False
     if not ours:
         return [], []  # not an export.json of ours: the folder stays foreign
-    files = [EXPORT_JSON, *(f"{TFLITE_DIR}/{name}" for name in TFLITE_FILES)]
-    trees = [f"{model}/{v}" for model in MODEL_NAMES for v in versions]
+    # Those keras-vae versions wrote no scorer: a scorer/ there is not theirs.
+    files = [EXPORT_JSON, *(f"{TFLITE_DIR}/{name}" for name in TFLITE_FILES[:3])]
+    trees = [f"{model}/{v}" for model in (ENCODER, DECODER) for v in versions]
     return files, trees
 
 
@@ -121,8 +130,8 @@ def resolve_version(
 ) -> int:
     """The version to write: `version`, or one above the highest existing one (1 if none).
 
-    Encoder and decoder share version numbers, so ``encoder/3`` and ``decoder/3`` always come
-    from the same export.
+    All models share version numbers, so ``encoder/3``, ``decoder/3`` and ``scorer/3`` always
+    come from the same export.
 
     Raises:
         ValueError: `version` is not in [1, 2**63 - 1], or the next one would not be.

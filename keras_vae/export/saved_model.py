@@ -23,6 +23,12 @@
   InvalidArgumentError naming the cap before anything is allocated, so no request can make
   the server allocate more than that many rows.
 
+* decoder, ``generate``: ``seed`` int64 [batch] -> ``x_mean``, ``z`` (and ``component``),
+  batched on axis 0 so TF Serving's batcher can merge requests: row i from seed i alone
+  (`row_prior_noise` and `row_prior_uniform`, as the conditional ``sample`` below), so the
+  same seed gives the same row whatever else is in the batch. At most
+  max_samples_per_request rows. (``sample`` stays as it was, for older clients.)
+
 A conditional model (``model.conditional``, K = ``model.num_classes``) has the same two models
 with a class label in every signature, ``label`` int32 [batch] with values in [0, K):
 
@@ -37,6 +43,8 @@ with a class label in every signature, ``label`` int32 [batch] with values in [0
   label i. So the same (label, seed) gives the same image whatever else is in the batch,
   and both inputs are batched on axis 0 (TF Serving's batcher may merge requests). At most
   max_samples_per_request rows; label and seed of different lengths fail.
+* decoder, ``generate``: ``seed`` int64 [batch] and ``label`` int32 [batch] -> the same
+  rows as ``sample`` (`generated_rows`).
 
 Every label is checked before the one-hot (`checked_label`): a value outside [0, K), or a
 label batch of another size than the other inputs', fails with InvalidArgumentError (``labels
@@ -74,6 +82,7 @@ from keras_vae.parts.priors import MixtureParams, sample_from_noise
 from keras_vae.signatures import (
     COMPONENT,
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
+    GENERATE,
     INT64_MAX,
     INT64_MIN,
     LABEL,
@@ -336,6 +345,43 @@ def _add_conditional_encoder_endpoints(
     )
 
 
+def generated_rows(
+    model: keras.Model,
+    params: MixtureParams | None,
+    max_samples: int,
+    seed: tf.Tensor,
+    label: tf.Tensor | None = None,
+) -> dict[str, tf.Tensor]:
+    """The decoder's ``generate`` (the rows of a conditional decoder's ``sample``): one row per
+    int64 seed, eps `row_prior_noise` and u `row_prior_uniform` of seed i alone, z (and component)
+    from the prior (`baked_prior` `params`), x_mean decoded (with label i). At most
+    `max_samples` rows, and for a conditional model one label per seed, each checked
+    (`checked_label`); InvalidArgumentError otherwise."""
+    seed = tf.ensure_shape(seed, [None], name="check_seed_shape")
+    inputs = "seed" if label is None else "label and seed"
+    cap = tf.debugging.assert_less_equal(
+        tf.shape(seed)[0],
+        tf.constant(max_samples, tf.int32),
+        message=f"{inputs} must have <= {max_samples} rows, this model's "
+        "max_samples_per_request (set by keras-vae export --max-samples-per-request); "
+        "send several requests",
+        name="check_max_samples_per_request",
+    )
+    if label is None:
+        with tf.control_dependencies([cap]):
+            seed = tf.identity(seed)
+    else:
+        num_classes = int(model.num_classes)
+        label = checked_label(label, num_classes, tf.shape(seed)[0], "seed", (cap,))
+        with tf.control_dependencies([label]):
+            seed = tf.identity(seed)
+    extra = {}
+    z = row_prior_noise(seed, int(model.latent_dim))
+    if params is not None:
+        z, extra[COMPONENT] = sample_baked(params, z, row_prior_uniform(seed))
+    return {"x_mean": _decode(model, z, label), "z": z, **extra}
+
+
 def _add_conditional_decoder_endpoints(
     archive: keras.export.ExportArchive, model: keras.Model, max_samples: int
 ) -> None:
@@ -370,17 +416,18 @@ def _add_conditional_decoder_endpoints(
                 z, extra[COMPONENT] = sample_baked(params, z, row_prior_uniform(seed))
         return {"x_mean": _decode(model, z, label), "z": z, **extra}
 
+    def generate(seed, label):
+        return generated_rows(model, params, max_samples, seed, label)
+
     label_spec = tf.TensorSpec([None], tf.int32, name=LABEL)
     archive.add_endpoint(
         SERVING_DEFAULT,
         serving_default,
         input_signature=[tf.TensorSpec(z_shape, tf.float32, name="z"), label_spec],
     )
-    archive.add_endpoint(
-        SAMPLE,
-        sample,
-        input_signature=[label_spec, tf.TensorSpec([None], tf.int64, name=SEEDS)],
-    )
+    seed_spec = tf.TensorSpec([None], tf.int64, name=SEEDS)
+    archive.add_endpoint(SAMPLE, sample, input_signature=[label_spec, seed_spec])
+    archive.add_endpoint(GENERATE, generate, input_signature=[seed_spec, label_spec])
 
 
 def decoder_archive(
@@ -437,6 +484,11 @@ def decoder_archive(
             tf.TensorSpec([], tf.int32, name="num_samples"),
             tf.TensorSpec([], tf.int32, name="seed"),
         ],
+    )
+    archive.add_endpoint(
+        GENERATE,
+        lambda seed: generated_rows(model, params, max_samples, seed),
+        input_signature=[tf.TensorSpec([None], tf.int64, name=SEEDS)],
     )
     return archive
 
@@ -528,7 +580,8 @@ def check_decoder(
     `max_samples`) twice with one seed (identical outputs required), its ``z`` (and
     ``component``) against the Keras prior's draws from the same eps and u
     (`expected_sample`) and its ``x_mean`` against the Keras decoder at the returned ``z``;
-    ``sample`` of `max_samples` + 1 rows must be refused.
+    ``generate`` on `check_seeds` likewise, one row per seed (`check_row_seeded`); both
+    signatures must refuse `max_samples` + 1 rows.
     """
     if model.conditional:
         return check_conditional_decoder(model, path, max_samples)
@@ -570,6 +623,8 @@ def check_decoder(
                 f"The exported decoder's sample signature accepted {max_samples + 1} rows, "
                 f"above its cap of {max_samples}; nothing was written."
             )
+    errors.update(check_row_seeded(model, signatures[GENERATE], GENERATE, check_seeds(rows)))
+    check_refuses_above_cap(signatures[GENERATE], GENERATE, max_samples)
     return errors
 
 
@@ -706,9 +761,9 @@ def check_conditional_decoder(
     `model.decode(z, labels)`; ``sample`` on `CHECK_SAMPLE_ROWS` rows (at most
     `max_samples`) of labels spread over [0, K) and `check_seeds` twice (identical outputs),
     against `expected_conditional_sample`, and its first row alone and its rows reversed
-    against the same rows of the batch (a row depends on its own label and seed only);
-    `bad_labels`, label and seed batches of different sizes and `max_samples` + 1 rows must
-    be refused."""
+    against the same rows of the batch (a row depends on its own label and seed only), and
+    ``generate`` likewise (`check_row_seeded`); in both, `bad_labels`, label and seed
+    batches of different sizes and `max_samples` + 1 rows must be refused."""
     num_classes = int(model.num_classes)
     rng = np.random.default_rng(CHECK_SEED)
     z = rng.standard_normal((CHECK_BATCH, model.latent_dim)).astype(np.float32)
@@ -719,55 +774,87 @@ def check_conditional_decoder(
     errors = {"x_mean": check_close("decoder x_mean", x_mean, got["x_mean"], FLOAT32_TOLERANCE)}
     rows = min(CHECK_SAMPLE_ROWS, max_samples)
     row_labels, seeds = check_labels(num_classes, rows), check_seeds(rows)
-    sample = signatures[SAMPLE]
-
-    def run(label: np.ndarray, seed: np.ndarray) -> dict[str, np.ndarray]:
-        out = sample(label=tf.constant(label, tf.int32), seed=tf.constant(seed, tf.int64))
-        return {name: value.numpy() for name, value in out.items()}
-
-    first, again = run(row_labels, seeds), run(row_labels, seeds)
-    for name in first:
-        check_close(
-            f"decoder sample {name} (same labels and seeds twice)", first[name], again[name], 0.0
-        )
-    expected = expected_conditional_sample(model, row_labels, seeds)
-    if sorted(first) != sorted(expected):
-        raise ExportError(
-            f"The exported decoder's sample signature outputs {sorted(first)}, but a "
-            f"{model.prior_name} prior's must be {sorted(expected)}; nothing was written."
-        )
-    errors["sample_z"] = check_close(
-        "decoder sample z", expected["z"], first["z"], FLOAT32_TOLERANCE
-    )
-    errors["sample_x_mean"] = check_close(
-        "decoder sample x_mean", expected["x_mean"], first["x_mean"], FLOAT32_TOLERANCE
-    )
-    if COMPONENT in expected:
-        check_close("decoder sample component", expected[COMPONENT], first[COMPONENT], 0.0)
-    alone, reverse = run(row_labels[:1], seeds[:1]), run(row_labels[::-1], seeds[::-1])
-    for name, value in first.items():
-        check_close(
-            f"decoder sample {name} (row 0 alone)", value[:1], alone[name], FLOAT32_TOLERANCE
-        )
-        check_close(
-            f"decoder sample {name} (rows reversed)", value[::-1], reverse[name], FLOAT32_TOLERANCE
-        )
+    for key in (SAMPLE, GENERATE):
+        errors.update(check_row_seeded(model, signatures[key], key, seeds, row_labels))
     _check_refuses_bad_labels(
         model,
         "decoder",
         signatures,
-        {SERVING_DEFAULT: {"z": z, LABEL: labels}, SAMPLE: {LABEL: row_labels, SEEDS: seeds}},
+        {
+            SERVING_DEFAULT: {"z": z, LABEL: labels},
+            SAMPLE: {LABEL: row_labels, SEEDS: seeds},
+            GENERATE: {LABEL: row_labels, SEEDS: seeds},
+        },
     )
-    if rows > 1 and not _refuses(sample, label=row_labels[:1], seed=seeds):
-        raise ExportError(
-            f"The exported decoder's sample signature ran on 1 label and {rows} seeds instead "
-            "of refusing them (one seed per label); nothing was written."
-        )
-    if max_samples < 2**31 - 1:
-        too_many = np.zeros(max_samples + 1, np.int32)
-        if not _refuses(sample, label=too_many, seed=too_many.astype(np.int64)):
+    for key in (SAMPLE, GENERATE):
+        if rows > 1 and not _refuses(signatures[key], label=row_labels[:1], seed=seeds):
             raise ExportError(
-                f"The exported decoder's sample signature accepted {max_samples + 1} rows, "
-                f"above its cap of {max_samples}; nothing was written."
+                f"The exported decoder's {key} signature ran on 1 label and {rows} seeds "
+                "instead of refusing them (one seed per label); nothing was written."
             )
+        check_refuses_above_cap(signatures[key], key, max_samples, conditional=True)
+    return errors
+
+
+def check_refuses_above_cap(
+    signature, key: str, max_samples: int, conditional: bool = False
+) -> None:
+    """`ExportError` unless a per-row (seed, and label) signature refuses `max_samples` + 1
+    rows (nothing to check when the cap is int32's largest)."""
+    if max_samples >= 2**31 - 1:
+        return
+    seeds = np.zeros(max_samples + 1, np.int64)
+    feed = {SEEDS: seeds, **({LABEL: seeds.astype(np.int32)} if conditional else {})}
+    if not _refuses(signature, **feed):
+        raise ExportError(
+            f"The exported decoder's {key} signature accepted {max_samples + 1} rows, "
+            f"above its cap of {max_samples}; nothing was written."
+        )
+
+
+def check_row_seeded(
+    model: keras.Model,
+    signature,
+    key: str,
+    seeds: np.ndarray,
+    labels: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Check a per-row signature (``generate``, a conditional ``sample``) on `seeds` (and
+    `labels`): twice the same outputs, against `expected_conditional_sample` (z to
+    `FLOAT32_TOLERANCE`, component exactly, x_mean likewise), and its first row alone and
+    its rows reversed against the same rows of the batch (a row depends on its own seed and
+    label only). Returns ``{key_z, key_x_mean}`` errors; `ExportError` on any difference."""
+    feed_labels = {} if labels is None else {LABEL: labels}
+
+    def run(order: slice) -> dict[str, np.ndarray]:
+        feed = {SEEDS: tf.constant(seeds[order], tf.int64)}
+        feed.update({name: tf.constant(v[order], tf.int32) for name, v in feed_labels.items()})
+        return {name: value.numpy() for name, value in signature(**feed).items()}
+
+    first, again = run(slice(None)), run(slice(None))
+    what = "seeds" if labels is None else "labels and seeds"
+    for name in first:
+        check_close(f"decoder {key} {name} (same {what} twice)", first[name], again[name], 0.0)
+    expected = expected_conditional_sample(model, labels, seeds)
+    if sorted(first) != sorted(expected):
+        raise ExportError(
+            f"The exported decoder's {key} signature outputs {sorted(first)}, but a "
+            f"{model.prior_name} prior's must be {sorted(expected)}; nothing was written."
+        )
+    errors = {
+        f"{key}_z": check_close(f"decoder {key} z", expected["z"], first["z"], FLOAT32_TOLERANCE),
+        f"{key}_x_mean": check_close(
+            f"decoder {key} x_mean", expected["x_mean"], first["x_mean"], FLOAT32_TOLERANCE
+        ),
+    }
+    if COMPONENT in expected:
+        check_close(f"decoder {key} component", expected[COMPONENT], first[COMPONENT], 0.0)
+    alone, reverse = run(slice(0, 1)), run(slice(None, None, -1))
+    for name, value in first.items():
+        check_close(
+            f"decoder {key} {name} (row 0 alone)", value[:1], alone[name], FLOAT32_TOLERANCE
+        )
+        check_close(
+            f"decoder {key} {name} (rows reversed)", value[::-1], reverse[name], FLOAT32_TOLERANCE
+        )
     return errors

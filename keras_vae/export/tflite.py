@@ -1,4 +1,5 @@
-"""The decoder for on-device sampling as LiteRT (TFLite) flatbuffers, builtin ops only.
+"""The decoder for on-device sampling as LiteRT (TFLite) flatbuffers, builtin ops only (the
+encoder and the anomaly scorer: `keras_vae.export.tflite_models`).
 
 Three files, each with two signatures:
 
