@@ -27,6 +27,7 @@ from keras_vae import calibration
 from keras_vae import run_dir as rd
 from keras_vae.atomic import finite_or_null, write_atomically
 from keras_vae.config import MAX_SEED, check_at_least
+from keras_vae.signatures import DEFAULT_SCORE_SAMPLES, MAX_SCORE_SAMPLES, SCORE_NAMES
 
 DEFAULT_BATCH_SIZE = 1000
 ProgressFn = Callable[[int, int], None]
@@ -36,7 +37,7 @@ def score_examples(
     model,
     images: np.ndarray,
     labels: np.ndarray | None = None,
-    importance_samples: int = 100,
+    importance_samples: int = DEFAULT_SCORE_SAMPLES,
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressFn | None = None,
@@ -51,7 +52,7 @@ def score_examples(
         >>> sorted(scores), scores["kl"].shape
         (['elbo', 'kl', 'log_likelihood', 'reconstruction'], (3,))
     """
-    from keras_vae.scores import SCORE_NAMES, score
+    from keras_vae.scores import score  # imports TensorFlow
 
     parts: dict[str, list[np.ndarray]] = {name: [] for name in SCORE_NAMES}
     total = len(images)
@@ -98,8 +99,6 @@ create it first or write elsewhere.
 
 
 def _check_common(importance_samples: int | None, seed: int, max_examples: int | None) -> None:
-    from keras_vae.scores import MAX_SCORE_SAMPLES
-
     if importance_samples is not None:
         check_at_least("importance_samples", importance_samples, 1, maximum=MAX_SCORE_SAMPLES)
     check_at_least("seed", seed, 0, maximum=MAX_SEED)
@@ -193,7 +192,7 @@ def score_run(
     if record is not None:
         importance_samples = importance_samples or record["importance_samples"]
         seed = record["seed"] if seed is None else seed
-    importance_samples = importance_samples or 100
+    importance_samples = importance_samples or DEFAULT_SCORE_SAMPLES
     seed = 0 if seed is None else seed
     calibrated = record is not None and (
         record["importance_samples"] == importance_samples and record["seed"] == seed
@@ -250,7 +249,7 @@ def calibrate_run(
     false_positive_rate: float,
     score: str = "log_likelihood",
     dataset: str | None = None,
-    importance_samples: int = 100,
+    importance_samples: int = DEFAULT_SCORE_SAMPLES,
     *,
     data_dir: str | None = None,
     seed: int = 0,

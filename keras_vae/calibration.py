@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from keras_vae.atomic import write_json_atomically
-from keras_vae.scores import ANOMALY_IF, SCORE_NAMES
+from keras_vae.signatures import ANOMALY_IF, SCORE_NAMES
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT_VERSION = 1

@@ -35,13 +35,21 @@ import tensorflow as tf
 
 from keras_vae import distributions, objectives
 from keras_vae.parts.priors import MixtureParams
+from keras_vae.signatures import ANOMALY_IF, DEFAULT_SCORE_SAMPLES, MAX_SCORE_SAMPLES, SCORE_NAMES
 
-SCORE_NAMES = ("elbo", "log_likelihood", "reconstruction", "kl")
-# For each score, the side of a threshold where anomalies lie.
-ANOMALY_IF = {"elbo": "below", "log_likelihood": "below", "reconstruction": "below", "kl": "above"}
-DEFAULT_SCORE_SAMPLES = 100
+__all__ = [
+    "ANOMALY_IF",
+    "DEFAULT_SCORE_SAMPLES",
+    "MAX_SCORE_SAMPLES",
+    "SCORE_NAMES",
+    "Scores",
+    "bounded_score_graph",
+    "score",
+    "score_graph",
+    "score_noise",
+]
+
 DEFAULT_SCORE_SEED = 0
-MAX_SCORE_SAMPLES = 100_000
 # Second word of the Philox key [seed, 2] of the score noise (the exported decoder's sample
 # noise uses 0 and its component uniforms 1).
 SCORE_SEED_STREAM = 2

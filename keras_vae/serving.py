@@ -78,6 +78,7 @@ from keras_vae.signatures import (
     NUM_CLASSES_KEY,
     POSTERIOR_SAMPLE,
     SAMPLE,
+    SCORE_NAMES,
     SCORER,
     SEEDS,
     SERVING_DEFAULT,
@@ -109,9 +110,6 @@ _DTYPES = {
     "DT_STRING": "string",
     "DT_BOOL": "bool",
 }
-# The scorer's float32 [batch] outputs, in this order (keras_vae.scores.SCORE_NAMES, which
-# imports TensorFlow: the client does not).
-SCORE_NAMES = ("elbo", "log_likelihood", "reconstruction", "kl")
 # What TF Serving's REST API answers with an error status, as gRPC status names.
 _HTTP_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED"}
 _AVAILABLE = "AVAILABLE"

@@ -30,6 +30,14 @@ SCORER = "scorer"
 IS_ANOMALY = "is_anomaly"
 # export.json keys of the scorer record: importance samples K, the noise seed, calibration.
 SCORE_SAMPLES_KEY, SCORE_SEED_KEY, CALIBRATION_KEY = "score_samples", "score_seed", "calibration"
+# The scorer's float32 [batch] outputs, in this order (`keras_vae.scores.Scores`'s fields), and
+# its importance samples K: the default and the most `keras-vae score`, `calibrate` and
+# `export --score-samples` accept.
+SCORE_NAMES = ("elbo", "log_likelihood", "reconstruction", "kl")
+# For each score, the side of a threshold where anomalies lie (low likelihoods, a high KL).
+ANOMALY_IF = {"elbo": "below", "log_likelihood": "below", "reconstruction": "below", "kl": "above"}
+DEFAULT_SCORE_SAMPLES = 100
+MAX_SCORE_SAMPLES = 100_000
 # export.json key, per model, of the number of TF Serving warm-up records it carries.
 WARMUP_RECORDS_KEY = "warmup_records"
 EXPORT_JSON = "export.json"

@@ -27,7 +27,6 @@ from helpers import (
 
 from keras_vae import scores
 from keras_vae.calibration import calibration_record, is_anomaly, write_calibration
-from keras_vae.cli import export as export_cli
 from keras_vae.export import ExportError, export_run, list_versions, scorer, tflite_models
 from keras_vae.export import tflite as litert
 from keras_vae.model import VAE
@@ -312,11 +311,6 @@ def test_a_calibrated_run_refuses_another_k(calibrated, tmp_path, capsys):
     run, _, _ = calibrated
     argv = ["export", run, "--out", tmp_path / "export", "--score-samples", str(K + 1)]
     assert_exit_2_and_unchanged(argv, [run, tmp_path], capsys, f"{K} importance samples")
-
-
-def test_the_cli_limits_are_the_scores_modules():
-    assert export_cli.MAX_SCORE_SAMPLES == scores.MAX_SCORE_SAMPLES
-    assert export_cli.DEFAULT_SCORE_SAMPLES == scores.DEFAULT_SCORE_SAMPLES
 
 
 @pytest.mark.parametrize("anomaly_if", ["below", "above"])

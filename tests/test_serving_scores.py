@@ -355,12 +355,6 @@ def test_an_uncalibrated_conditional_scorer(server, protocol):
     assert [kind for _, kind, model in server.requests] == ["metadata", "predict", "predict"]
 
 
-def test_score_names_are_the_packages():
-    from keras_vae.scores import SCORE_NAMES as PACKAGE_SCORE_NAMES
-
-    assert SCORE_NAMES == PACKAGE_SCORE_NAMES
-
-
 # ---------------------------------------------------------------------------- generate
 @pytest.mark.parametrize("kind", sorted(CLIENTS))
 def test_generate_returns_the_served_rows(server, kind):

@@ -12,6 +12,7 @@ import json
 import sys
 
 from keras_vae.cli.arguments import add_dataset_arguments, add_run_dir_argument, add_seed_argument
+from keras_vae.signatures import DEFAULT_SCORE_SAMPLES, MAX_SCORE_SAMPLES, SCORE_NAMES
 
 HELP = (
     "Pick the anomaly threshold of a score that flags the given fraction of the run's held-out "
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--score",
-        choices=("elbo", "log_likelihood", "reconstruction", "kl"),
+        choices=SCORE_NAMES,
         default="log_likelihood",
         help="the score to threshold (default log_likelihood; kl flags high values, the "
         "others low ones)",
@@ -51,9 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--importance-samples",
         "-k",
         type=int,
-        default=100,
+        default=DEFAULT_SCORE_SAMPLES,
         metavar="K",
-        help="importance samples per example, 1 to 100,000 (default 100)",
+        help=f"importance samples per example, 1 to {MAX_SCORE_SAMPLES:,} (default "
+        f"{DEFAULT_SCORE_SAMPLES})",
     )
     add_seed_argument(parser, "the score noise")
     parser.add_argument(

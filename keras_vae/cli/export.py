@@ -15,14 +15,12 @@ from keras_vae.cli.arguments import add_run_dir_argument
 from keras_vae.signatures import (
     CALIBRATION_KEY,
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
+    DEFAULT_SCORE_SAMPLES,
     MAX_SAMPLES_KEY,
+    MAX_SCORE_SAMPLES,
     SCORE_SAMPLES_KEY,
     SCORER,
 )
-
-# keras_vae.scores' limits, here without importing TensorFlow (tests/test_export_scorer.py
-# checks they agree).
-DEFAULT_SCORE_SAMPLES, MAX_SCORE_SAMPLES = 100, 100_000
 
 HELP = (
     "Export a trained run for TF Serving (DIR/encoder/<version>, DIR/decoder/<version>, "

@@ -11,6 +11,8 @@ import json
 import sys
 
 from keras_vae.cli.arguments import add_dataset_arguments, add_run_dir_argument
+from keras_vae.config import MAX_SEED
+from keras_vae.signatures import DEFAULT_SCORE_SAMPLES, MAX_SCORE_SAMPLES
 
 HELP = (
     "Score every held-out example of a dataset with a trained run: one CSV row per example "
@@ -30,14 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="K",
-        help="importance samples per example, 1 to 100,000 (default: the calibration's K, "
-        "else 100)",
+        help=f"importance samples per example, 1 to {MAX_SCORE_SAMPLES:,} (default: the "
+        f"calibration's K, else {DEFAULT_SCORE_SAMPLES})",
     )
     parser.add_argument(
         "--seed",
         type=int,
         default=None,
-        help="seeds the score noise, 0 to 4294967295 (default: the calibration's, else 0)",
+        help=f"seeds the score noise, 0 to {MAX_SEED} (default: the calibration's, else 0)",
     )
     parser.add_argument(
         "--max-examples", type=int, default=None, metavar="N", help="score only the first N"
