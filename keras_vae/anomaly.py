@@ -126,6 +126,12 @@ def _held_out(run, dataset, data_dir, max_examples):
     return images, labels, described
 
 
+def _score_run_data(run, images, labels, importance_samples, seed, progress):
+    """`score_examples` of a run's model (the labels are its input only if it is conditional)."""
+    given = labels if run.model.conditional else None
+    return score_examples(run.model, images, given, importance_samples, seed, progress=progress)
+
+
 def csv_text(scores: dict[str, np.ndarray], labels: np.ndarray | None, flags=None) -> str:
     """The CSV of `score_run`: index, label (when known), the four scores, is_anomaly.
 
@@ -211,14 +217,7 @@ def score_run(
     run = rd.load_run(run_dir)
     images, labels, described = _held_out(run, dataset, data_dir, max_examples)
     start = time.perf_counter()
-    scores = score_examples(
-        run.model,
-        images,
-        labels if run.model.conditional else None,
-        importance_samples,
-        seed,
-        progress=progress,
-    )
+    scores = _score_run_data(run, images, labels, importance_samples, seed, progress)
     flags = None
     summary: dict[str, Any] = {}
     if calibrated:
@@ -275,14 +274,7 @@ def calibrate_run(
     run = rd.load_run(folder)
     images, labels, described = _held_out(run, dataset, data_dir, max_examples)
     calibration.check_rate_flags_one(rate, len(images))  # before minutes of scoring
-    scores = score_examples(
-        run.model,
-        images,
-        labels if run.model.conditional else None,
-        importance_samples,
-        seed,
-        progress=progress,
-    )
+    scores = _score_run_data(run, images, labels, importance_samples, seed, progress)
     record = calibration.calibration_record(
         scores[score], score, rate, importance_samples, seed, described
     )

@@ -850,16 +850,23 @@ class ServingClient:
                 "(`from_export` reads it from export.json). Nothing was sent."
             )
         label = _check_labels(labels, rows, "seeds", self.num_classes)
+        return self._seeded_rows(SAMPLE, {LABEL: label, SEEDS: seeds}, rows, columnar=True)
+
+    def _seeded_rows(
+        self, signature: str, inputs: dict[str, np.ndarray], rows: int, columnar: bool = False
+    ) -> Samples:
+        """The decoder's per-row seeded `signature` (conditional ``sample``, ``generate``) on
+        checked `inputs`: `rows` rows of x_mean, z and (mixture priors) component."""
         deadline = self._deadline()
         latent = self._latent_dim(deadline)
         data_shape = self._decoded_shape(deadline)
         out = self._predict(
             self.decoder,
-            SAMPLE,
-            {LABEL: label, SEEDS: seeds},
+            signature,
+            inputs,
             ("x_mean", "z"),
             deadline,
-            columnar=True,
+            columnar=columnar,
             expected_shapes={
                 "x_mean": (rows, *data_shape),
                 "z": (rows, latent),
@@ -889,23 +896,7 @@ class ServingClient:
         rows = len(seeds)
         _check_rows("seeds", rows, GENERATE, self.max_samples_per_request)
         label = self._label_input(labels, rows, "seeds")
-        deadline = self._deadline()
-        latent = self._latent_dim(deadline)
-        data_shape = self._decoded_shape(deadline)
-        out = self._predict(
-            self.decoder,
-            GENERATE,
-            {SEEDS: seeds, **label},
-            ("x_mean", "z"),
-            deadline,
-            expected_shapes={
-                "x_mean": (rows, *data_shape),
-                "z": (rows, latent),
-                COMPONENT: (rows,),
-            },
-            indices=(COMPONENT,),
-        )
-        return Samples(out["x_mean"], out["z"], out.get(COMPONENT))
+        return self._seeded_rows(GENERATE, {SEEDS: seeds, **label}, rows)
 
     def score(self, x: Any, labels: Any = None) -> ScoreResult:
         """Per-example anomaly scores of `x` [batch, *data_shape] (with `labels`, one class
