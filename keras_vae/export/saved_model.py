@@ -398,23 +398,7 @@ def _add_conditional_decoder_endpoints(
         return {"x_mean": _decode(model, z, label)}
 
     def sample(label, seed):
-        label = tf.ensure_shape(label, [None], name="check_label_shape")
-        seed = tf.ensure_shape(seed, [None], name="check_seed_shape")
-        cap = tf.debugging.assert_less_equal(
-            tf.shape(label)[0],
-            tf.constant(max_samples, tf.int32),
-            message=f"label and seed must have <= {max_samples} rows, this model's "
-            "max_samples_per_request (set by keras-vae export --max-samples-per-request); "
-            "send several requests",
-            name="check_max_samples_per_request",
-        )
-        label = checked_label(label, num_classes, tf.shape(seed)[0], "seed", (cap,))
-        extra = {}
-        with tf.control_dependencies([label]):
-            z = row_prior_noise(seed, latent_dim)
-            if params is not None:
-                z, extra[COMPONENT] = sample_baked(params, z, row_prior_uniform(seed))
-        return {"x_mean": _decode(model, z, label), "z": z, **extra}
+        return generated_rows(model, params, max_samples, seed, label)
 
     def generate(seed, label):
         return generated_rows(model, params, max_samples, seed, label)
