@@ -18,14 +18,13 @@ import io
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from keras_vae import calibration
 from keras_vae import run_dir as rd
-from keras_vae.atomic import finite_or_null, write_atomically
+from keras_vae.atomic import check_output_file, finite_or_null, write_atomically
 from keras_vae.config import MAX_SEED, check_at_least
 from keras_vae.signatures import DEFAULT_SCORE_SAMPLES, MAX_SCORE_SAMPLES, SCORE_NAMES
 
@@ -73,29 +72,6 @@ def score_examples(
         name: np.concatenate(chunks) if chunks else np.zeros([0], np.float32)
         for name, chunks in parts.items()
     }
-
-
-def check_csv_path(path: str | os.PathLike) -> Path:
-    """The output path as a `Path`, after checking it names a file in a writable folder.
-
-    Example:
-        >>> check_csv_path("/nonexistent-folder/scores.csv")
-        Traceback (most recent call last):
-        ...
-        ValueError: The folder of the output path does not exist: /nonexistent-folder; \
-create it first or write elsewhere.
-    """
-    path = Path(os.path.expanduser(str(path)))
-    if path.is_dir():
-        raise ValueError(f"Output path {path} is a folder; pass a file name such as scores.csv.")
-    if not path.parent.is_dir():
-        raise ValueError(
-            f"The folder of the output path does not exist: {path.parent}; create it first "
-            "or write elsewhere."
-        )
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ValueError(f"Cannot write {path} (permission denied); write elsewhere.")
-    return path
 
 
 def _check_common(importance_samples: int | None, seed: int, max_examples: int | None) -> None:
@@ -192,7 +168,7 @@ def score_run(
             is written then.
     """
     _check_common(importance_samples, 0 if seed is None else seed, max_examples)
-    out = check_csv_path(out)
+    out = check_output_file(out, "such as scores.csv")
     rd.check_run_dir(run_dir)
     record = calibration.read_calibration(run_dir)
     if record is not None:

@@ -129,3 +129,31 @@ def save_model_atomically(model: keras.Model, path: str | Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_output_file(path: str | os.PathLike, example: str) -> Path:
+    """The output path a command was given, as a `Path`, after checking it names a file in an
+    existing, writable folder; `example` says what to pass instead of a folder (e.g. "such as
+    scores.csv").
+
+    Raises:
+        ValueError: the path is a folder, or its folder is missing or not writable.
+
+    Example:
+        >>> check_output_file("/nonexistent-folder/scores.csv", "such as scores.csv")
+        Traceback (most recent call last):
+        ...
+        ValueError: The folder of the output path does not exist: /nonexistent-folder; \
+create it first or write elsewhere.
+    """
+    path = Path(os.path.expanduser(str(path)))
+    if path.is_dir():
+        raise ValueError(f"Output path {path} is a folder; pass a file name {example}.")
+    if not path.parent.is_dir():
+        raise ValueError(
+            f"The folder of the output path does not exist: {path.parent}; create it first "
+            "or write elsewhere."
+        )
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"Cannot write {path} (permission denied); write elsewhere.")
+    return path

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vae import figures
-from keras_vae.atomic import write_atomically
+from keras_vae.atomic import check_output_file, write_atomically
 
 NUM_RECONSTRUCTIONS = 10
 NUM_SAMPLES = 64
@@ -215,20 +215,11 @@ def check_png_path(path: str | os.PathLike) -> Path:
             not writable.
     """
     path = Path(os.path.expanduser(str(path)))
-    if path.is_dir():
-        raise ValueError(f"Output path {path} is a folder; pass a file name ending in .png.")
-    if path.suffix.lower() != ".png":
+    if not path.is_dir() and path.suffix.lower() != ".png":
         raise ValueError(
             f"Output path {path} does not end in .png; figures are written as PNG files."
         )
-    if not path.parent.is_dir():
-        raise ValueError(
-            f"The folder of the output path does not exist: {path.parent}; create it first "
-            "or write elsewhere."
-        )
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ValueError(f"Cannot write {path} (permission denied); write elsewhere.")
-    return path
+    return check_output_file(path, "ending in .png")
 
 
 def _write_png(pixels: np.ndarray, out: Path, **summary) -> dict:
