@@ -19,6 +19,7 @@ import math
 import os
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -308,3 +309,36 @@ def load_saved_models(exported: Mapping[str, Any]) -> dict:
         }
         for name, (_, folder) in exported.items()
     }
+
+
+# ---------------------------------------------------------------------------- README requests
+def readme_curl_lines(text: str, fence: str = "bash") -> list[str]:
+    """The curl lines to localhost:8501 of the ```fence blocks of a README `text`."""
+    blocks = re.findall(rf"```{fence}\n(.*?)```", text, flags=re.S)
+    lines = [line.strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if "curl" in line and "localhost:8501" in line]
+
+
+def send_readme_curl(command: str, rest_port: int) -> tuple[str, str | None, Any]:
+    """Send one README curl line as curl would, to 127.0.0.1:`rest_port` instead of
+    localhost:8501: a POST of its ``-d`` body (``-d @-`` reads the stdout of the
+    ``python3 -c ... |`` before it), else a GET. Returns (url, body, the response)."""
+    import requests
+
+    body = None
+    if " | curl " in command:
+        producer, command = command.split(" | ", 1)
+        argv = shlex.split(producer)
+        assert argv[:2] == ["python3", "-c"], producer
+        made = subprocess.run(
+            [sys.executable, "-c", argv[2]], capture_output=True, text=True, timeout=60
+        )
+        body = made.stdout
+    argv = shlex.split(command)
+    url = next(a for a in argv if a.startswith("http://localhost:8501"))
+    url = url.replace("localhost:8501", f"127.0.0.1:{rest_port}")
+    if "-d" not in argv:
+        return url, None, requests.get(url, timeout=30)
+    data = argv[argv.index("-d") + 1]
+    body = body if data == "@-" else data
+    return url, body, requests.post(url, data=body, timeout=30)

@@ -19,8 +19,6 @@ import json
 import re
 import shlex
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +31,14 @@ import pytest
 import requests
 import tensorflow as tf
 from google.protobuf import json_format, text_format
-from helpers import LATENT_DIM, assert_export_parity, keras_reference, rng_inputs
+from helpers import (
+    LATENT_DIM,
+    assert_export_parity,
+    keras_reference,
+    readme_curl_lines,
+    rng_inputs,
+    send_readme_curl,
+)
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -768,10 +773,7 @@ def test_malformed_metadata_raises_serving_error(server, case):
 
 # ---------------------------------------------------------------------------- the serving/ kit
 def readme_commands() -> list[str]:
-    text = (SERVING_DIR / "README.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
-    lines = [line.strip() for block in blocks for line in block.splitlines()]
-    return [line for line in lines if "curl" in line and "localhost:8501" in line]
+    return readme_curl_lines((SERVING_DIR / "README.md").read_text())
 
 
 def test_readme_curl_examples_run_against_the_wire_format(server):
@@ -779,24 +781,7 @@ def test_readme_curl_examples_run_against_the_wire_format(server):
     assert len(commands) >= 7
     checked = 0
     for command in commands:
-        body = None
-        if " | curl " in command:
-            producer, command = command.split(" | ", 1)
-            argv = shlex.split(producer)
-            assert argv[:2] == ["python3", "-c"], producer
-            made = subprocess.run(
-                [sys.executable, "-c", argv[2]], capture_output=True, text=True, timeout=60
-            )
-            body = made.stdout
-        argv = shlex.split(command)
-        url = next(a for a in argv if a.startswith("http://localhost:8501"))
-        url = url.replace("localhost:8501", f"127.0.0.1:{server.rest_port}")
-        if "-d" in argv:
-            data = argv[argv.index("-d") + 1]
-            body = body if data == "@-" else data
-            response = requests.post(url, data=body, timeout=30)
-        else:
-            response = requests.get(url, timeout=30)
+        url, body, response = send_readme_curl(command, server.rest_port)
         assert response.status_code == 200, (command, response.text[:300])
         payload = response.json()
         if url.endswith(":predict"):

@@ -17,10 +17,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import re
-import shlex
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from concurrent import futures
@@ -28,8 +25,8 @@ from concurrent import futures
 import grpc
 import numpy as np
 import pytest
-import requests
 import tensorflow as tf
+from helpers import readme_curl_lines, send_readme_curl
 from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_service_pb2_grpc,
@@ -656,33 +653,18 @@ def readme_section_commands() -> list[str]:
     blocks; the ```bash blocks run in tests/test_serving.py against an unconditional export)."""
     text = (SERVING_DIR / "README.md").read_text()
     section = text.split("## Scoring and generating with the client", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
-    lines = [line.strip() for block in blocks for line in block.splitlines()]
-    return [line for line in lines if "curl" in line and "localhost:8501" in line]
+    return readme_curl_lines(section, "sh")
 
 
 def test_the_readme_scoring_and_generate_requests_run(server):
     commands = readme_section_commands()
     kinds = {"score": 0, "generate": 0, "status": 0}
     for command in commands:
-        body = None
-        if " | curl " in command:
-            producer, command = command.split(" | ", 1)
-            argv = shlex.split(producer)
-            assert argv[:2] == ["python3", "-c"], producer
-            made = subprocess.run([sys.executable, "-c", argv[2]], capture_output=True, text=True)
-            body = made.stdout
-        argv = shlex.split(command)
-        url = next(a for a in argv if a.startswith("http://localhost:8501"))
-        url = url.replace("localhost:8501", f"127.0.0.1:{server.rest_port}")
-        if "-d" not in argv:
-            response = requests.get(url, timeout=30)
+        url, body, response = send_readme_curl(command, server.rest_port)
+        if body is None:
             assert response.status_code == 200, (command, response.text[:300])
             kinds["status"] += 1
             continue
-        data = argv[argv.index("-d") + 1]
-        body = body if data == "@-" else data
-        response = requests.post(url, data=body, timeout=30)
         assert response.status_code == 200, (command, response.text[:300])
         payload = response.json()
         result = payload.get("outputs", payload.get("predictions"))
