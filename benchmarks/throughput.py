@@ -52,7 +52,8 @@ from keras_vae.config import Config, DataConfig, ModelConfig, RuntimeConfig, Tra
 from keras_vae.data import load_splits, make_datasets
 from keras_vae.model import VAE
 from keras_vae.precision import dtype_policy
-from keras_vae.train import build_model, make_optimizer
+from keras_vae.schedules import make_optimizer
+from keras_vae.train import build_model
 
 MODELS = {
     "classic": (ModelConfig(latent_dim=20, hidden_units=(400,), activation="relu"), "adam", 1e-3),
@@ -349,7 +350,7 @@ def build(config: Config, info, case: Case) -> VAE:
         return build_model(config, info)
     vae = TFPLikelihoodVAE.from_model_config(info.data_shape, config.model, seed=0)
     vae.compile(
-        optimizer=make_optimizer(config.training.optimizer, config.training.learning_rate),
+        optimizer=make_optimizer(config.training, info.num_train // config.training.batch_size),
         jit_compile=case.jit_compile,
         steps_per_execution=case.steps_per_execution,
     )

@@ -26,12 +26,13 @@ import tensorflow as tf
 
 from keras_vae import visualize
 from keras_vae.run_folder import LOGS_DIR
+from keras_vae.schedules import current_learning_rate
 
 IMAGES_DIR = "images"  # under RUN_DIR/logs
 
 
 class LearningRateLogger(keras.callbacks.Callback):
-    """Add the optimizer's current learning rate to the epoch logs as ``learning_rate``.
+    """Add the learning rate of the epoch's last step to the epoch logs as ``learning_rate``.
 
     It then appears in `History` (and `metrics.json`'s history), and in TensorBoard as
     ``epoch_learning_rate``; place it before callbacks that read the logs.
@@ -49,8 +50,7 @@ class LearningRateLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self.model.optimizer is not None:
-            rate = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
-            logs["learning_rate"] = float(rate)
+            logs["learning_rate"] = current_learning_rate(self.model.optimizer)
 
 
 def _summary_image(pixels: np.ndarray) -> np.ndarray:

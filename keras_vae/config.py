@@ -20,6 +20,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
+RECIPE_NAMES = ("burda2015", "vampprior2018")  # keras_vae.recipes.RECIPES holds their values
 LIKELIHOODS = ("bernoulli", "gaussian")
 ESTIMATORS = ("auto", "analytic_kl", "monte_carlo", "analytic_entropy")
 POSTERIORS = ("gaussian", "iaf")
@@ -37,6 +38,13 @@ BINARIZATIONS = ("none", "static", "dynamic")
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 MIXED_PRECISION = ("none", "float16", "bfloat16")
 OPTIMIZERS = ("adam", "adagrad", "sgd", "rmsprop")
+SCHEDULES = ("constant", "burda", "exponential", "cosine")
+OUTPUT_BIAS_INITS = ("zeros", "data-mean")
+# Keras' Adam defaults: the recipes change them, other optimizers must leave them.
+ADAM_DEFAULTS = {"adam_beta_1": 0.9, "adam_beta_2": 0.999, "adam_epsilon": 1e-7}
+DEFAULT_LEARNING_RATE_DECAY = 0.95  # exponential: the factor per epoch
+DEFAULT_LEARNING_RATE_ALPHA = 0.0  # cosine: the last rate as a fraction of the first
+SOURCE_VALIDATION = "source"  # validation_examples: the source's own validation split
 DEFAULT_HIDDEN_UNITS = {"mlp": (400,), "conv": (32, 64)}
 # Seeds are 0..2**32 - 1, the range of numpy's and `keras.utils.set_random_seed`'s seeds; the
 # importance-sampling seed pairs are int32, and these 2**32 seeds are exactly their bit patterns.
@@ -234,7 +242,9 @@ class ModelConfig:
     )
     activation: str = config_field(
         "relu",
-        "hidden activation, a Keras activation name ('tanh' in the paper)",
+        "hidden activation, a Keras activation name ('tanh' in the paper), or 'gated' (mlp "
+        "only): each hidden layer is (x W + b) * sigmoid(x V + c), as the VampPrior's "
+        "GatedDense",
         flag="--activation",
     )
     likelihood: str = config_field(
@@ -331,6 +341,12 @@ class ModelConfig:
         for units in self.hidden_units:
             check_at_least("hidden_units", units, 1, maximum=MAX_LAYER_WIDTH)
         check_choice("likelihood", self.likelihood, LIKELIHOODS)
+        if self.activation == "gated" and self.architecture != "mlp":
+            raise ValueError(
+                "The 'gated' activation makes gated dense layers, which only the mlp "
+                "architecture has; use --architecture mlp or another activation. Received: "
+                f"activation='gated', architecture={self.architecture!r}"
+            )
         check_at_least("num_samples", self.num_samples, 1, maximum=MAX_NUM_SAMPLES)
         check_at_least("beta", self.beta, 0, integer=False)
         check_at_least("kl_warmup_steps", self.kl_warmup_steps, 0, maximum=MAX_STEPS)
@@ -453,6 +469,15 @@ class DataConfig:
         flag="--binarization",
         choices=BINARIZATIONS,
     )
+    validation_examples: int | str = config_field(
+        0,
+        "examples held out of the training set to validate on (the last N of the training "
+        "split; early stopping reads them), or 'source' for the source's own validation split "
+        "(binarized MNIST's 10,000 'valid' images, a TFDS 'validation' split); 0: none, the "
+        "test split is shown as val_* during training as before. The test split is never used "
+        "to choose anything",
+        flag="--validation-examples",
+    )
     test_fraction: float = config_field(
         0.2,
         "held-out fraction, in (0, 1), of sources without a test split (digits, an .npz with "
@@ -480,6 +505,20 @@ class DataConfig:
             )
         if self.shuffle_buffer is not None:
             check_at_least("shuffle_buffer", self.shuffle_buffer, 1)
+        if self.validation_examples != SOURCE_VALIDATION:
+            try:
+                check_at_least("validation_examples", self.validation_examples, 0)
+            except ValueError:
+                raise ValueError(
+                    "Received an invalid value for `validation_examples`, expected an integer "
+                    f">= 0 or {SOURCE_VALIDATION!r}. Received: validation_examples="
+                    f"{self.validation_examples!r}"
+                ) from None
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether a validation split is held out of the training data."""
+        return self.validation_examples != 0
 
 
 @_document_fields
@@ -499,6 +538,70 @@ class TrainingConfig:
         "'adam', 'adagrad' (the paper's), 'sgd' or 'rmsprop'",
         flag="--optimizer",
         choices=OPTIMIZERS,
+    )
+    recipe: str = config_field(
+        "none",
+        "a paper's settings at once: 'burda2015' (Burda et al.'s 784-200-200-50 tanh VAE on "
+        "dynamically binarized MNIST, as yburda/iwae trains it) or 'vampprior2018' (Tomczak & "
+        "Welling's VampPrior on static MNIST, as jmtomczak/vae_vampprior trains it); every "
+        "other flag given overrides the recipe, and config.json records the resolved values "
+        "(see keras_vae.recipes)",
+        flag="--recipe",
+        choices=("none", *RECIPE_NAMES),
+    )
+    learning_rate_schedule: str = config_field(
+        "constant",
+        "'constant', 'burda' (stage i = 0..7 runs 3**i epochs at learning_rate * 10**(-i/7): "
+        "3,280 epochs, then the last stage's rate), 'exponential' (times learning_rate_decay "
+        "every epoch) or 'cosine' (to learning_rate_alpha * learning_rate over all the epochs)",
+        flag="--learning-rate-schedule",
+        choices=SCHEDULES,
+    )
+    learning_rate_decay: float | None = config_field(
+        None,
+        "the exponential schedule's factor per epoch, in (0, 1]",
+        flag="--learning-rate-decay",
+        default_text=f"{DEFAULT_LEARNING_RATE_DECAY} with exponential, else none",
+    )
+    learning_rate_alpha: float | None = config_field(
+        None,
+        "the cosine schedule's last rate as a fraction of learning_rate, in [0, 1]",
+        flag="--learning-rate-alpha",
+        default_text=f"{DEFAULT_LEARNING_RATE_ALPHA} with cosine, else none",
+    )
+    adam_beta_1: float = config_field(
+        ADAM_DEFAULTS["adam_beta_1"],
+        "Adam's decay of the first moment, in [0, 1) (adam only)",
+        flag="--adam-beta-1",
+    )
+    adam_beta_2: float = config_field(
+        ADAM_DEFAULTS["adam_beta_2"],
+        "Adam's decay of the second moment, in [0, 1) (adam only)",
+        flag="--adam-beta-2",
+    )
+    adam_epsilon: float = config_field(
+        ADAM_DEFAULTS["adam_epsilon"],
+        "Adam's epsilon, > 0 (adam only; Burda et al. use 1e-4)",
+        flag="--adam-epsilon",
+    )
+    kl_warmup_epochs: int = config_field(
+        0,
+        "epochs over which the KL weight rises linearly from 0 to beta (0: none; counted in "
+        "optimizer steps, epochs x steps per epoch; not with --kl-warmup-steps)",
+        flag="--kl-warmup-epochs",
+    )
+    early_stopping_patience: int = config_field(
+        0,
+        "stop after this many epochs without a better validation ELBO and keep the best "
+        "epoch's weights (0: never; needs --validation-examples)",
+        flag="--early-stopping-patience",
+    )
+    init_output_bias: str = config_field(
+        "zeros",
+        "the decoder's output bias at the start: 'zeros', or 'data-mean': the logit of each "
+        "pixel's mean over the training split (as yburda/iwae; mlp only)",
+        flag="--init-output-bias",
+        choices=OUTPUT_BIAS_INITS,
     )
     jit_compile: bool | str = config_field(
         "auto",
@@ -527,6 +630,55 @@ class TrainingConfig:
             )
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_at_least("learning_rate", self.learning_rate, 0, integer=False, exclusive=True)
+        check_choice("recipe", self.recipe, ("none", *RECIPE_NAMES))
+        self._resolve_schedule()
+        check_at_least("adam_beta_1", self.adam_beta_1, 0, integer=False)
+        check_at_least("adam_beta_2", self.adam_beta_2, 0, integer=False)
+        for name in ("adam_beta_1", "adam_beta_2"):
+            if getattr(self, name) >= 1:
+                raise ValueError(
+                    f"Received an invalid value for `{name}`, expected a finite number in "
+                    f"[0, 1). Received: {name}={getattr(self, name)!r}"
+                )
+        check_at_least("adam_epsilon", self.adam_epsilon, 0, integer=False, exclusive=True)
+        changed = [k for k, v in ADAM_DEFAULTS.items() if getattr(self, k) != v]
+        if self.optimizer != "adam" and changed:
+            raise ValueError(
+                f"--{changed[0].replace('_', '-')} sets Adam's parameters; use --optimizer adam "
+                f"or drop it. Received: optimizer={self.optimizer!r}, "
+                f"{changed[0]}={getattr(self, changed[0])!r}"
+            )
+        check_at_least("kl_warmup_epochs", self.kl_warmup_epochs, 0, maximum=MAX_COUNT)
+        check_at_least(
+            "early_stopping_patience", self.early_stopping_patience, 0, maximum=MAX_COUNT
+        )
+        check_choice("init_output_bias", self.init_output_bias, OUTPUT_BIAS_INITS)
+
+    def _resolve_schedule(self) -> None:
+        """Check the schedule; give its own parameter its default, refuse another's."""
+        check_choice("learning_rate_schedule", self.learning_rate_schedule, SCHEDULES)
+        owners = {"learning_rate_decay": "exponential", "learning_rate_alpha": "cosine"}
+        defaults = {
+            "learning_rate_decay": DEFAULT_LEARNING_RATE_DECAY,
+            "learning_rate_alpha": DEFAULT_LEARNING_RATE_ALPHA,
+        }
+        for name, schedule in owners.items():
+            value = getattr(self, name)
+            if self.learning_rate_schedule != schedule:
+                if value is not None:
+                    raise ValueError(
+                        f"--{name.replace('_', '-')} belongs to the {schedule} schedule; add "
+                        f"--learning-rate-schedule {schedule} or drop it. Received: "
+                        f"learning_rate_schedule={self.learning_rate_schedule!r}, "
+                        f"{name}={value!r}"
+                    )
+                continue
+            value = defaults[name] if value is None else value
+            if name == "learning_rate_decay":
+                check_at_least(name, value, 0, integer=False, maximum=1, exclusive=True)
+            else:
+                check_at_least(name, value, 0, integer=False, maximum=1)
+            object.__setattr__(self, name, float(value))
         if self.jit_compile not in (True, False, "auto"):
             raise ValueError(
                 "Received an invalid value for `jit_compile`, expected True, False or 'auto'. "
@@ -602,6 +754,27 @@ class Config:
             raise ValueError(
                 "Binarization only makes sense with the Bernoulli likelihood. Received: "
                 f"binarization={self.data.binarization!r}, likelihood={self.model.likelihood!r}"
+            )
+
+        training = self.training
+        if training.kl_warmup_epochs and self.model.kl_warmup_steps:
+            raise ValueError(
+                "Give the KL warm-up in steps or in epochs, not both. Received: "
+                f"kl_warmup_steps={self.model.kl_warmup_steps!r}, "
+                f"kl_warmup_epochs={training.kl_warmup_epochs!r}"
+            )
+        if training.early_stopping_patience and not self.data.has_validation:
+            raise ValueError(
+                "Early stopping watches a validation split, never the test split; add "
+                "--validation-examples N (or 'source'). Received: early_stopping_patience="
+                f"{training.early_stopping_patience!r}, validation_examples=0"
+            )
+        if training.init_output_bias != "zeros" and self.model.architecture != "mlp":
+            raise ValueError(
+                "--init-output-bias data-mean sets the mlp decoder's per-pixel output bias; "
+                "the conv decoder has one bias per channel. Received: "
+                f"init_output_bias={training.init_output_bias!r}, "
+                f"architecture={self.model.architecture!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:

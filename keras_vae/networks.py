@@ -16,9 +16,14 @@ import math
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 
 MIN_POSTERIOR_STDDEV = 1e-4
 MIN_LIKELIHOOD_STDDEV = 1e-3
+# The mlp decoder's output layer (Bernoulli logits, or the Gaussian mean before its sigmoid).
+OUTPUT_BIAS_LAYER = "location_flat"
+# yburda/iwae datasets.py: the data mean is clipped to [0.001, 0.999] before its logit.
+OUTPUT_BIAS_CLIP = 1e-3
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -94,6 +99,53 @@ class LabelPlanes(keras.layers.Layer):
         return {**super().get_config(), "height": self.height, "width": self.width}
 
 
+@keras.saving.register_keras_serializable(package="keras_vae")
+class GatedDense(keras.layers.Layer):
+    """A gated dense layer (Dauphin et al. 2017; the VampPrior code's GatedDense):
+    (x W + b) * sigmoid(x V + c), `units` wide: `activation="gated"` of the mlp networks.
+
+    Args:
+        units: the output width.
+
+    Example:
+        >>> layer = GatedDense(3)
+        >>> tuple(layer(keras.ops.ones((2, 4))).shape), len(layer.weights)
+        ((2, 3), 4)
+    """
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.linear = keras.layers.Dense(self.units, dtype=self.dtype_policy, name="linear")
+        self.gate = keras.layers.Dense(
+            self.units, activation="sigmoid", dtype=self.dtype_policy, name="gate"
+        )
+
+    def build(self, input_shape):
+        self.linear.build(input_shape)
+        self.gate.build(input_shape)
+
+    def call(self, inputs):
+        return self.linear(inputs) * self.gate(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "units": self.units}
+
+
+GATED = "gated"  # the `activation` that makes every mlp hidden layer a `GatedDense`
+
+
+def hidden_dense(units: int, activation: str, name: str, **kwargs) -> keras.layers.Layer:
+    """An mlp hidden layer: `Dense(units, activation)`, or `GatedDense` for "gated"
+    (`kwargs`, e.g. dtype, go to the layer)."""
+    if activation == GATED:
+        return GatedDense(units, name=name, **kwargs)
+    return keras.layers.Dense(units, activation=activation, name=name, **kwargs)
+
+
 def label_input(num_classes: int):
     """The label input (int32 [batch]) and its one-hot rows, for a conditional network."""
     labels = keras.Input(shape=(), dtype="int32", name="label")
@@ -137,7 +189,7 @@ def build_encoder(
         if one_hot is not None:
             h = keras.layers.Concatenate(name="with_label")([h, one_hot])
         for i, units in enumerate(hidden_units):
-            h = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(h)
+            h = hidden_dense(units, activation, f"hidden_{i}")(h)
     elif architecture == "conv":
         image_shape = _conv_shape(data_shape)
         h = keras.layers.Reshape(image_shape, name="to_image")(inputs)
@@ -159,11 +211,7 @@ def build_encoder(
     z_stddev = PositiveScale(MIN_POSTERIOR_STDDEV, dtype="float32", name="z_stddev")(raw_scale)
     outputs = [z_mean, z_stddev]
     if context_units:
-        outputs.append(
-            keras.layers.Dense(
-                context_units, activation=activation, dtype="float32", name="context"
-            )(h)
-        )
+        outputs.append(hidden_dense(context_units, activation, "context", dtype="float32")(h))
     return keras.Model(model_inputs if num_classes else inputs, outputs, name="encoder")
 
 
@@ -193,7 +241,7 @@ def build_decoder(
     if architecture == "mlp":
         h = code
         for i, units in enumerate(reversed(tuple(hidden_units))):
-            h = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(h)
+            h = hidden_dense(units, activation, f"hidden_{i}")(h)
         raw = [
             keras.layers.Dense(math.prod(data_shape), dtype="float32", name=f"{head}_flat")(h)
             for head in heads
@@ -242,3 +290,21 @@ def build_decoder(
         outputs if learned_scale else location,
         name="decoder",
     )
+
+
+def initial_output_bias(images: np.ndarray) -> np.ndarray:
+    """logit(clip(mean pixel, 0.001, 0.999)) over `images` (uint8 0..255 or floats in [0, 1]),
+    one value per data dimension: the decoder's output bias yburda/iwae starts from.
+
+    Example:
+
+    >>> bias = initial_output_bias(np.array([[0, 255], [0, 255], [255, 255]], np.uint8))
+    >>> np.round(bias.astype(float), 3).tolist()  # means 1/3 (logit -0.693) and 1 (clipped)
+    [-0.693, 6.907]
+    """
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    total = np.zeros(images.shape[1:], np.float64)
+    for start in range(0, len(images), 8192):  # bounded float temporaries
+        total += images[start : start + 8192].sum(axis=0, dtype=np.float64)
+    mean = np.clip(total / (scale * len(images)), OUTPUT_BIAS_CLIP, 1 - OUTPUT_BIAS_CLIP)
+    return np.log(mean / (1 - mean)).astype(np.float32)

@@ -36,6 +36,7 @@ import keras
 import numpy as np
 
 from keras_vae.atomic import remove_temporaries, write_atomically
+from keras_vae.early_stopping import BestEpoch
 from keras_vae.run_folder import FIGURES_DIR, STATE_FILE, RunDirError
 
 
@@ -47,9 +48,15 @@ def training_variables(model: keras.Model) -> list[keras.Variable]:
     return variables
 
 
-def save_state(path: str | Path, model: keras.Model, progress: dict[str, Any]) -> None:
-    """Every training variable of `model` (`training_variables`) and a JSON-able `progress`
-    dict as ONE ``.npz`` file, replaced atomically: a kill leaves the old state or the new.
+def save_state(
+    path: str | Path,
+    model: keras.Model,
+    progress: dict[str, Any],
+    extra_arrays: list[np.ndarray] = (),
+) -> None:
+    """Every training variable of `model` (`training_variables`), a JSON-able `progress`
+    dict and any `extra_arrays` (e.g. early stopping's best weights; `read_extra_arrays`) as
+    ONE ``.npz`` file, replaced atomically: a kill leaves the old state or the new.
 
     Example:
         >>> import tempfile
@@ -64,25 +71,39 @@ def save_state(path: str | Path, model: keras.Model, progress: dict[str, Any]) -
     variables = training_variables(model)
     metadata = {**progress, "variables": [[v.path, list(v.shape)] for v in variables]}
     arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
+    if len(extra_arrays):
+        metadata["extra_arrays"] = len(extra_arrays)
+        arrays.update({f"e{i}": np.asarray(a) for i, a in enumerate(extra_arrays)})
     buffer = io.BytesIO()
     np.savez(buffer, metadata=np.array(json.dumps(metadata)), **arrays)
     write_atomically(path, buffer.getvalue())
 
 
-def _read(path: Path, fix: str, what: str) -> tuple[dict[str, Any], list[np.ndarray] | None]:
+def _read(
+    path: Path, fix: str, what: str, prefix: str = "v"
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """The metadata and the arrays `prefix`0, 1, ... ("v": variables, "e": extra arrays)."""
     try:
         with np.load(path, allow_pickle=False) as state:
             metadata = json.loads(str(state["metadata"]))
-            arrays = [state[f"v{i}"] for i in range(len(metadata["variables"]))]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            count = {"v": len(metadata["variables"]), "e": metadata.get("extra_arrays", 0)}
+            arrays = [state[f"{prefix}{i}"] for i in range(int(count[prefix]))]
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         raise RunDirError(f"Cannot read {what} {path} ({error}); {fix}.") from None
     return metadata, arrays
+
+
+def read_extra_arrays(
+    path: str | Path, fix: str = "delete it", what: str = "the state"
+) -> list[np.ndarray]:
+    """The `extra_arrays` `save_state` stored in `path` ([] when none)."""
+    return _read(Path(path), fix, what, prefix="e")[1]
 
 
 def read_progress(path: str | Path, fix: str = "delete it", what: str = "the state") -> dict:
     """The `progress` dict `save_state` stored in `path`, without loading any model."""
     metadata, _ = _read(Path(path), fix, what)
-    return {k: v for k, v in metadata.items() if k != "variables"}
+    return {k: v for k, v in metadata.items() if k not in ("variables", "extra_arrays")}
 
 
 def restore_state(
@@ -108,7 +129,7 @@ def restore_state(
         )
     for variable, value in zip(variables, arrays):
         variable.assign(value)
-    return {k: v for k, v in metadata.items() if k != "variables"}
+    return {k: v for k, v in metadata.items() if k not in ("variables", "extra_arrays")}
 
 
 class RunBackup(keras.callbacks.Callback):
@@ -116,6 +137,9 @@ class RunBackup(keras.callbacks.Callback):
 
     Args:
         backup_dir: the folder holding the state (``RUN_DIR/backup``); created when needed.
+        early_stopping: a `keras_vae.early_stopping.BestEpoch` whose state (best weights
+            included) is saved and restored with the rest; place it before this callback.
+            Default None.
 
     Attributes:
         epochs_done: epochs completed so far, over all launches of the run.
@@ -135,9 +159,10 @@ class RunBackup(keras.callbacks.Callback):
         (2, True)
     """
 
-    def __init__(self, backup_dir: str | Path):
+    def __init__(self, backup_dir: str | Path, early_stopping: BestEpoch | None = None):
         super().__init__()
         self.backup_dir = Path(backup_dir)
+        self.early_stopping = early_stopping
         self.epochs_done = 0
         self.history: dict[str, list[float]] = {}
         self.epoch_seconds: list[float] = []
@@ -168,8 +193,11 @@ class RunBackup(keras.callbacks.Callback):
             "history": self.history,
             "epoch_seconds": self.epoch_seconds,
         }
+        extra: list[np.ndarray] = []
+        if self.early_stopping is not None:
+            progress["early_stopping"], extra = self.early_stopping.state()
         self.backup_dir.mkdir(parents=True, exist_ok=True)
-        save_state(self.state_path, model, progress)
+        save_state(self.state_path, model, progress, extra)
 
     # ----------------------------------------------------------------- restoring
     def restore(self, model: keras.Model) -> int:
@@ -188,6 +216,14 @@ class RunBackup(keras.callbacks.Callback):
         self.epochs_done = int(progress["epoch"])
         self.history = {k: list(v) for k, v in progress["history"].items()}
         self.epoch_seconds = list(progress["epoch_seconds"])
+        if self.early_stopping is not None:
+            if "early_stopping" not in progress:
+                raise RunDirError(
+                    f"The backup {self.state_path} holds no early-stopping state, which this "
+                    f"run's config asks for; {fix}."
+                )
+            arrays = read_extra_arrays(self.state_path, fix, what="the backup")
+            self.early_stopping.load_state(progress["early_stopping"], arrays)
         return self.epochs_done
 
     def delete(self) -> None:

@@ -29,7 +29,12 @@ from keras_vae.atomic import (
 )
 from keras_vae.callbacks import training_callbacks
 from keras_vae.config import Config
-from keras_vae.data import DatasetInfo, Pipelines, check_class_labels, make_pipelines
+from keras_vae.data import (
+    DatasetInfo,
+    Pipelines,
+    check_class_labels,
+    make_pipelines,
+)
 from keras_vae.distribute import (
     check_same_on_all_workers,
     get_strategy,
@@ -37,6 +42,7 @@ from keras_vae.distribute import (
     shard_by_data,
     worker_output_dir,
 )
+from keras_vae.early_stopping import BestEpoch
 from keras_vae.execution import (
     block_steps,
     largest_divisor_at_most,
@@ -44,37 +50,42 @@ from keras_vae.execution import (
     stack_steps,
 )
 from keras_vae.model import VAE
+from keras_vae.networks import OUTPUT_BIAS_LAYER, initial_output_bias
 from keras_vae.precision import dtype_policy
 from keras_vae.progress import TrainingProgress
 from keras_vae.replicas import check_global_batch
 from keras_vae.run_dir import load_metrics
+from keras_vae.schedules import make_optimizer
 from keras_vae.validation import BlockValidation
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """An optimizer by name: "adam", "adagrad" (the paper's), "sgd" or "rmsprop"."""
-    optimizers = {
-        "adam": keras.optimizers.Adam,
-        "adagrad": keras.optimizers.Adagrad,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }
-    return optimizers[name](learning_rate=learning_rate)
-
-
-def build_model(config: Config, info: DatasetInfo) -> VAE:
+def build_model(config: Config, info: DatasetInfo, pipelines: Pipelines | None = None) -> VAE:
     """The compiled VAE for `config`; call inside the strategy's scope and dtype policy (a
-    conditional model takes K from `config.model.num_classes`, else from the data)."""
+    conditional model takes K from `config.model.num_classes`, else from the data).
+
+    The KL warm-up in epochs becomes steps here (epochs x steps per epoch); with
+    ``init_output_bias="data-mean"`` the decoder's output bias starts at the logit of the mean
+    of `pipelines`' training split (`keras_vae.networks.initial_output_bias`)."""
+    training = config.training
+    steps_per_epoch = info.num_train // training.batch_size
+    model_config = config.model
+    if training.kl_warmup_epochs:
+        warmup_steps = training.kl_warmup_epochs * steps_per_epoch
+        model_config = dataclasses.replace(model_config, kl_warmup_steps=warmup_steps)
     model = VAE.from_model_config(
-        info.data_shape, config.model, seed=config.runtime.seed, num_classes=info.num_classes
+        info.data_shape, model_config, seed=config.runtime.seed, num_classes=info.num_classes
     )
-    steps_per_execution = config.training.steps_per_execution
+    if training.init_output_bias == "data-mean":
+        if pipelines is None:
+            raise ValueError("init_output_bias='data-mean' needs the pipelines' training split.")
+        bias = initial_output_bias(pipelines.splits["train"].images)
+        model.decoder.get_layer(OUTPUT_BIAS_LAYER).bias.assign(bias.reshape(-1))
+    steps_per_execution = training.steps_per_execution
     if steps_per_execution != "auto":  # at most N: executions never straddle two epochs
-        steps_per_epoch = info.num_train // config.training.batch_size
         steps_per_execution = largest_divisor_at_most(steps_per_epoch, steps_per_execution)
     model.compile(
-        optimizer=make_optimizer(config.training.optimizer, config.training.learning_rate),
-        jit_compile=config.training.jit_compile,  # "auto" values resolved by VAE.compile
+        optimizer=make_optimizer(training, steps_per_epoch),
+        jit_compile=training.jit_compile,  # "auto" values resolved by VAE.compile
         steps_per_execution=steps_per_execution,
     )
     return model
@@ -95,11 +106,14 @@ class Feed:
         steps: `fit`'s steps_per_epoch (calls, blocks when `block` > 1).
         optimizer_steps: optimizer steps per epoch.
         block: training steps per `{"x_steps": xs}` block, 1 when not blocked.
-        validation: the held-out data for `fit` and the final `evaluate`.
+        validation: what `fit` validates on: the validation split, else the test split.
         pipelines: the data pipelines fed.
         labels: whether the inputs carry labels (a conditional model).
         validator: with blocks, the `BlockValidation` callback that validates instead of
             `fit(validation_data=...)`; else None.
+        test: the test split for the final `evaluate` (`validation` when there is no
+            validation split).
+        tester: with blocks, the `BlockValidation` of `test`; else None.
     """
 
     train: tf.data.Dataset
@@ -110,6 +124,8 @@ class Feed:
     pipelines: Pipelines
     labels: bool = False
     validator: BlockValidation | None = None
+    test: tf.data.Dataset | None = None
+    tester: BlockValidation | None = None
 
     def fit_validation(self) -> dict[str, Any]:
         """`fit`'s validation arguments: validation_data, or the validator callback."""
@@ -117,12 +133,16 @@ class Feed:
             return {"validation_data": self.validation, "callbacks": []}
         return {"validation_data": None, "callbacks": [self.validator]}
 
-    def evaluate_held_out(self, model: VAE) -> dict[str, float]:
-        """The held-out metrics, as `model.evaluate(return_dict=True)`."""
-        if self.validator is None:
-            return model.evaluate(self.validation, return_dict=True, verbose=0)
-        self.validator.set_model(model)  # also when no `fit` ran (a run killed after training)
-        return self.validator.evaluate()
+    def evaluate_held_out(self, model: VAE, split: str = "test") -> dict[str, float]:
+        """The metrics of the "test" or "validation" split, as
+        `model.evaluate(return_dict=True)`."""
+        data, blocks = (
+            (self.test, self.tester) if split == "test" else (self.validation, self.validator)
+        )
+        if blocks is None:
+            return model.evaluate(data, return_dict=True, verbose=0)
+        blocks.set_model(model)  # also when no `fit` ran (a run killed after training)
+        return blocks.evaluate()
 
     def training_set(self) -> tf.data.Dataset:
         """Epoch 0's training batches for the final `evaluate`, blocked like `train`."""
@@ -149,7 +169,9 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
     batch_size, info = config.training.batch_size, pipelines.info
     steps_per_epoch = info.num_train // batch_size
     labels = model.conditional
+    held_out = model_inputs(pipelines.held_out, labels)
     test_inputs = model_inputs(pipelines.test, labels)
+    separate_test = pipelines.validation is not None
     block = block_steps(
         model.compiled_steps_per_execution,
         steps_per_epoch,
@@ -161,15 +183,29 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
     if block == 1:
         train = shard_by_data(model_inputs(pipelines.epochs(epochs, initial_epoch), labels))
         train = with_length(train, steps_per_epoch * remaining)
-        return Feed(train, steps_per_epoch, steps_per_epoch, 1, test_inputs, pipelines, labels)
+        return Feed(
+            train,
+            steps_per_epoch,
+            steps_per_epoch,
+            1,
+            held_out,
+            pipelines,
+            labels,
+            test=test_inputs,
+        )
 
     steps = steps_per_epoch // block  # block divides it
     epoch_inputs = model_inputs(pipelines.epochs(epochs, initial_epoch), labels)
     train = shard_by_data(stack_steps(epoch_inputs, block))
     train = with_length(train, steps * remaining)
-    validation = stack_evaluation_steps(
-        test_inputs, info.num_test, batch_size, math.prod(info.data_shape)
-    )
+    example_size = math.prod(info.data_shape)
+    num_held_out = info.num_validation if separate_test else info.num_test
+    validation = stack_evaluation_steps(held_out, num_held_out, batch_size, example_size)
+    validator = BlockValidation(validation)
+    test, tester = validation, validator
+    if separate_test:
+        test = stack_evaluation_steps(test_inputs, info.num_test, batch_size, example_size)
+        tester = BlockValidation(test)
     return Feed(
         train,
         steps,
@@ -178,7 +214,9 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
         validation,
         pipelines,
         labels,
-        BlockValidation(validation),
+        validator,
+        test,
+        tester,
     )
 
 
@@ -186,6 +224,17 @@ def with_length(dataset: tf.data.Dataset, length: int) -> tf.data.Dataset:
     """`dataset` with its known number of elements declared (a joined `flat_map` of epochs has
     none), so Keras expects its end instead of warning that the data "ran out"."""
     return dataset.apply(tf.data.experimental.assert_cardinality(length))
+
+
+def early_stopping(config: Config) -> BestEpoch | None:
+    """The `BestEpoch` callback `config` asks for (None without early stopping): it watches
+    the validation ELBO (the IWAE bound for an iwae model) and counts no epoch of the KL
+    warm-up."""
+    training = config.training
+    if not training.early_stopping_patience:
+        return None
+    monitor = "val_iwae" if config.model.objective == "iwae" else "val_elbo"
+    return BestEpoch(training.early_stopping_patience, monitor, training.kl_warmup_epochs)
 
 
 def _verbosity(verbose: int | str) -> int:
@@ -246,9 +295,10 @@ def train_and_evaluate(
     test_data, info = pipelines.test, pipelines.info
     if config.model.conditional:  # before anything is written
         check_class_labels(pipelines.splits, config.model.num_classes, config.data.dataset)
-    backup = resume.RunBackup(plan.folder.backup)
+    stopper = early_stopping(config)
+    backup = resume.RunBackup(plan.folder.backup, stopper)
     with dtype_policy(config.runtime.mixed_precision), strategy.scope():
-        model = build_model(config, info)
+        model = build_model(config, info, pipelines)
         initial_epoch = backup.restore(model) if plan.status == run_folder.RESUME else 0
     check_same_on_all_workers(strategy, initial_epoch, "the epoch to resume from")
     # Every worker runs all that follows; only the chief's files land in run_dir. All
@@ -262,7 +312,8 @@ def train_and_evaluate(
     resume.remove_stale_temporaries(out.root)
     write_atomically(out.config, config.to_json() + "\n")
     feed = make_feed(model, pipelines, initial_epoch, config)
-    if initial_epoch < config.training.epochs:  # else killed after the last backup
+    stopped = stopper is not None and stopper.stopped
+    if initial_epoch < config.training.epochs and not stopped:  # else killed after the backup
         validation = feed.fit_validation()
         model.fit(
             feed.train,
@@ -278,12 +329,18 @@ def train_and_evaluate(
                 TrainingProgress(
                     feed.optimizer_steps, batch_size, config.training.epochs, _verbosity(verbose)
                 ),
+                *([stopper] if stopper is not None else []),  # before the backup, which saves it
                 backup,  # the backup last: it commits the epoch
             ],
             verbose=0,  # TrainingProgress prints
         )
+    if stopper is not None:
+        stopper.restore_best(model)
     test = feed.evaluate_held_out(model)
     train = model.evaluate(feed.training_set(), return_dict=True, verbose=0)
+    splits = [("train", train), ("test", test)]
+    if info.num_validation:
+        splits.append(("validation", feed.evaluate_held_out(model, "validation")))
     examples_per_epoch = (info.num_train // batch_size) * batch_size
     metrics = {
         "dataset": config.data.dataset,
@@ -291,11 +348,17 @@ def train_and_evaluate(
         "num_train": info.num_train,
         "num_test": info.num_test,
         **({"num_classes": model.num_classes} if model.conditional else {}),
+        **({"num_validation": info.num_validation} if info.num_validation else {}),
         "epochs": backup.epochs_done,
         "resumed_from_epoch": initial_epoch,
+        **(
+            {"best_epoch": stopper.best_epoch, "stopped_early": stopper.stopped}
+            if stopper is not None
+            else {}
+        ),
         **{
             f"{split}_{name}": float(values[name])
-            for split, values in (("train", train), ("test", test))
+            for split, values in splits
             for name in model.metric_names_reported
         },
         "examples_per_second": examples_per_second(backup.epoch_seconds, examples_per_epoch),

@@ -127,5 +127,6 @@ def test_learning_rate_logger_follows_a_schedule():
         verbose=0,
         callbacks=[LearningRateLogger()],
     )
-    # 2 steps per epoch: after epoch 1 the rate is 0.1 * 0.5**2, after epoch 2 0.1 * 0.5**4
-    np.testing.assert_allclose(history.history["learning_rate"], [0.025, 0.00625], rtol=1e-6)
+    # 2 steps per epoch: the rate of each epoch's last step, 0.1 * 0.5**1 (step 1) and
+    # 0.1 * 0.5**3 (step 3), not the next step's
+    np.testing.assert_allclose(history.history["learning_rate"], [0.05, 0.0125], rtol=1e-6)

@@ -13,6 +13,7 @@ import json
 import sys
 
 from keras_vae import config as cfg
+from keras_vae import recipes
 from keras_vae.cli.arguments import integer_argument
 
 HELP = (
@@ -54,6 +55,18 @@ def steps_per_execution(text: str) -> int | str:
         ) from None
 
 
+def validation_examples(text: str) -> int | str:
+    """'source' or an integer >= 0 (the config checks it)."""
+    if text == cfg.SOURCE_VALIDATION:
+        return text
+    try:
+        return integer_argument(text, "validation_examples", minimum=0)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 0 or {cfg.SOURCE_VALIDATION!r}; received {text!r}"
+        ) from None
+
+
 # How a config field's flag reads its text: by the field's annotation, or, for a field of any
 # other type, by its name (a new such field makes `add_arguments` fail until it is listed).
 _PARSING_BY_TYPE = {"int": {"type": int}, "float": {"type": float}, "str": {}}
@@ -69,6 +82,9 @@ _PARSING_BY_FIELD = {
     "jit_compile": {"action": argparse.BooleanOptionalAction},  # absent: "auto"
     "steps_per_execution": {"type": steps_per_execution},
     "tensorboard": {"action": "store_true"},
+    "validation_examples": {"type": validation_examples},
+    "learning_rate_decay": {"type": float},  # None by default: resolved by the schedule
+    "learning_rate_alpha": {"type": float},  # None by default: resolved by the schedule
 }
 
 
@@ -98,7 +114,8 @@ def flag_arguments(field: dataclasses.Field) -> dict:
             "keras_vae.cli.train._PARSING_BY_FIELD."
         )
     meaning = f"{field.metadata['help']} (default: {shown_default(field.default, field)})"
-    kwargs = {"dest": field.name, "default": field.default, **parsing}
+    # Only the flags given reach the namespace: they override a --recipe's values.
+    kwargs = {"dest": field.name, "default": argparse.SUPPRESS, **parsing}
     kwargs["help"] = meaning.replace("%", "%%")  # argparse %-formats help
     if field.metadata["choices"] is not None:
         kwargs["choices"] = field.metadata["choices"]
@@ -137,12 +154,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> cfg.Config:
-    """The validated `Config` the flags describe (raises ValueError naming a bad field)."""
-    sections = {
-        name: section(**{f.name: getattr(args, f.name) for f in flag_fields(section)})
+    """The validated `Config` the flags describe: the flags given, laid over the --recipe's
+    values, laid over the defaults (raises ValueError naming a bad field)."""
+    given = {
+        name: {f.name: getattr(args, f.name) for f in flag_fields(section) if f.name in args}
         for name, section in cfg.SECTIONS.items()
     }
-    return cfg.Config(**sections)
+    return recipes.resolve(given)
 
 
 def flag_table() -> str:

@@ -20,12 +20,13 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_vae.config import DataConfig
+from keras_vae.config import SOURCE_VALIDATION, DataConfig
 from keras_vae.data.checks import DataError
 from keras_vae.data.sources import Split, load_splits, to_unit_interval
 
 # Second word of the stateless seed of dynamic binarization; the first is drawn per batch.
 _DYNAMIC_BINARIZATION_STREAM = 0x5EED
+SPLITS = ("train", "test", "validation")  # index = the stream of a split's binarization draw
 _BINARIZE_CHUNK = 8192  # rows per NumPy step of `binarize` (bounds its float32 temporaries)
 
 
@@ -40,6 +41,7 @@ class DatasetInfo:
         num_test: test examples (the test pipeline yields each exactly once).
         has_labels: whether pipeline elements are ``(x, y)`` rather than ``x``.
         num_classes: 1 + the largest label, or None without labels.
+        num_validation: examples of the validation split (0: none).
 
     Example:
 
@@ -53,6 +55,7 @@ class DatasetInfo:
     num_test: int
     has_labels: bool
     num_classes: int | None
+    num_validation: int = 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -86,32 +89,64 @@ def prepared_splits(
 ) -> dict[str, Split]:
     """The splits exactly as `make_datasets` feeds them, before scaling to [0, 1].
 
-    "static" binarization is drawn here for both splits, "dynamic" only for the test split (the
-    training images stay grey: they are drawn anew for every batch). The one place these rules
-    live, so the train job and `keras-vae evaluate` see the same held-out examples.
+    "static" binarization is drawn here for every split, "dynamic" only for the held-out ones
+    (the training images stay grey: they are drawn anew for every batch). The one place these
+    rules live, so the train job and `keras-vae evaluate` see the same held-out examples.
+
+    A "validation" split (`DataConfig.validation_examples`) is the last N examples of the
+    source's training split, which then keeps the rest, or the source's own validation split.
 
     Args:
         config: the data section of a run config.
         seed: the run's seed (the binarization draws).
-        splits: which of "train" and "test" to return.
+        splits: which of "train", "test" and (with a validation split) "validation" to return.
+
+    Raises:
+        DataError: the source cannot be loaded, or the validation split would leave no
+            training example.
 
     Example:
 
     >>> prepared_splits(DataConfig("digits"), splits=["test"])["test"].images.shape
     (360, 8, 8)
+    >>> held_out = DataConfig("digits", validation_examples=100)
+    >>> [len(s.images) for s in prepared_splits(held_out, splits=SPLITS).values()]
+    [1337, 360, 100]
     """
-    unknown = sorted(set(splits) - {"train", "test"})
+    allowed = SPLITS if config.has_validation else SPLITS[:2]
+    unknown = sorted(set(splits) - set(allowed))
     if unknown:
-        raise ValueError(f"Unknown splits {unknown}; expected 'train' and/or 'test'.")
-    loaded = load_splits(config.dataset, config.data_dir, config.test_fraction, seed=0)
+        raise ValueError(f"Unknown splits {unknown}; expected some of {list(allowed)}.")
+    from_source = config.validation_examples == SOURCE_VALIDATION
+    loaded = load_splits(
+        config.dataset, config.data_dir, config.test_fraction, seed=0, validation=from_source
+    )
+    if config.has_validation and not from_source:
+        loaded = _hold_out(loaded, config.validation_examples, config.dataset)
     prepared = {}
     for name in splits:
         images = loaded[name].images
-        draw = {"train": config.binarization == "static", "test": config.binarization != "none"}
-        if draw[name]:
-            images = binarize(images, (seed, 0 if name == "train" else 1))
+        drawn = ("static",) if name == "train" else ("static", "dynamic")
+        if config.binarization in drawn:
+            images = binarize(images, (seed, SPLITS.index(name)))
         prepared[name] = Split(images, loaded[name].labels)
     return prepared
+
+
+def _hold_out(splits: dict[str, Split], count: int, dataset: str) -> dict[str, Split]:
+    """`splits` with the last `count` training examples moved to a "validation" split."""
+    train = splits["train"]
+    if count >= len(train.images):
+        raise DataError(
+            f"--validation-examples {count} would leave no training example: {dataset} has "
+            f"{len(train.images)}; hold out fewer than {len(train.images)}."
+        )
+    cut = len(train.images) - count
+
+    def part(rows: slice) -> Split:
+        return Split(train.images[rows], None if train.labels is None else train.labels[rows])
+
+    return {**splits, "train": part(slice(None, cut)), "validation": part(slice(cut, None))}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,6 +205,7 @@ class Pipelines:
         config: the data config.
         batch_size: the batch size of both pipelines.
         seed: the seed of shuffling and binarization.
+        validation: the validation split's batches, in order like `test`; None without one.
     """
 
     train: tf.data.Dataset
@@ -179,6 +215,12 @@ class Pipelines:
     config: DataConfig
     batch_size: int
     seed: int
+    validation: tf.data.Dataset | None = None
+
+    @property
+    def held_out(self) -> tf.data.Dataset:
+        """What training validates on: the validation split, else (as before) the test split."""
+        return self.test if self.validation is None else self.validation
 
     def epochs(self, epochs: int, first_epoch: int = 0) -> tf.data.Dataset:
         """`training_epochs` over the training split: epochs `first_epoch`..`epochs - 1`."""
@@ -200,7 +242,7 @@ def make_pipelines(config: DataConfig, batch_size: int, seed: int = 0) -> Pipeli
             "Received an invalid value for `batch_size`, expected a positive integer. "
             f"Received: batch_size={batch_size!r}"
         )
-    splits = prepared_splits(config, seed)
+    splits = prepared_splits(config, seed, SPLITS if config.has_validation else SPLITS[:2])
     train, test = splits["train"], splits["test"]
     if batch_size > len(train.images):
         raise DataError(
@@ -210,7 +252,9 @@ def make_pipelines(config: DataConfig, batch_size: int, seed: int = 0) -> Pipeli
     train_ds = training_pipeline(train, config, batch_size, seed)
     test_ds = held_out_pipeline(test, batch_size)
 
-    labels = [split.labels for split in (train, test) if split.labels is not None]
+    validation = splits.get("validation")
+    validation_ds = None if validation is None else held_out_pipeline(validation, batch_size)
+    labels = [split.labels for split in splits.values() if split.labels is not None]
     info = DatasetInfo(
         name=config.dataset,
         data_shape=tuple(int(d) for d in train.images.shape[1:]),
@@ -218,8 +262,9 @@ def make_pipelines(config: DataConfig, batch_size: int, seed: int = 0) -> Pipeli
         num_test=len(test.images),
         has_labels=bool(labels),
         num_classes=1 + max(int(y.max()) for y in labels) if labels else None,
+        num_validation=0 if validation is None else len(validation.images),
     )
-    return Pipelines(train_ds, test_ds, info, splits, config, batch_size, seed)
+    return Pipelines(train_ds, test_ds, info, splits, config, batch_size, seed, validation_ds)
 
 
 def training_pipeline(

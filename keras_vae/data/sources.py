@@ -64,7 +64,11 @@ class Split:
 
 
 def load_splits(
-    dataset: str, data_dir: str | None = None, test_fraction: float = 0.2, seed: int = 0
+    dataset: str,
+    data_dir: str | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    validation: bool = False,
 ) -> dict[str, Split]:
     """Load a source into memory as ``{"train": Split, "test": Split}``.
 
@@ -74,9 +78,12 @@ def load_splits(
         test_fraction: fraction held out as "test" by sources without a test split (digits,
             an ``images``-only npz). Defaults to 0.2.
         seed: seeds that hold-out split. Defaults to 0.
+        validation: also return the source's own validation split as "validation" (binarized
+            MNIST's ``valid`` array; TFDS's "validation" split beside a "test" split); a
+            `DataError` for a source without one. Defaults to False.
 
     Returns:
-        The two splits, with the same example shape and, if any, labels in both.
+        The splits, with the same example shape and, if any, labels in all.
 
     Raises:
         DataError: the source is missing, corrupt or in an unsupported layout, or its values
@@ -90,20 +97,27 @@ def load_splits(
     """
     path = os.path.expanduser(dataset)
     if dataset == "digits":
-        train, test = _load_digits(test_fraction, seed)
+        splits = _load_digits(test_fraction, seed)
     elif os.path.isdir(path):
-        train, test = _load_idx_folder(path)
+        splits = _load_idx_folder(path)
     elif path.endswith(".npz"):
         if not os.path.isfile(path):
             raise DataError(f"Dataset file not found: {path}. {SOURCES_HINT}")
-        train, test = _load_npz(path, test_fraction, seed)
+        splits = _load_npz(path, test_fraction, seed, validation)
     elif os.path.exists(path):
         raise DataError(f"Dataset file {path} is not a folder or an .npz file. {SOURCES_HINT}")
     elif _looks_like_path(dataset):
         raise DataError(f"Dataset path not found: {path}. {SOURCES_HINT}")
     else:
-        train, test = _load_tfds(dataset, data_dir)
-    return _finish(train, test, dataset)
+        splits = _load_tfds(dataset, data_dir, validation)
+    named = dict(zip(("train", "test", "validation"), splits))
+    if validation and "validation" not in named:
+        raise DataError(
+            f"{dataset} has no validation split of its own (binarized MNIST's .npz and TFDS "
+            "datasets with 'validation' and 'test' splits have); hold out part of the training "
+            "split with --validation-examples N instead."
+        )
+    return _finish(named, dataset)
 
 
 def to_unit_interval(images: np.ndarray) -> np.ndarray:
@@ -199,8 +213,11 @@ def _load_idx_folder(folder: str) -> tuple[Split, Split]:
     return splits[0], splits[1]
 
 
-def _load_npz(path: str, test_fraction: float, seed: int) -> tuple[Split, Split]:
-    """keras.datasets layout, binarized MNIST (Larochelle) or one ``images`` array (Frey faces)."""
+def _load_npz(
+    path: str, test_fraction: float, seed: int, validation: bool = False
+) -> tuple[Split, ...]:
+    """keras.datasets layout, binarized MNIST (Larochelle) or one ``images`` array (Frey faces):
+    (train, test), and binarized MNIST's ``valid`` third when `validation`."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
@@ -221,8 +238,11 @@ def _load_npz(path: str, test_fraction: float, seed: int) -> tuple[Split, Split]
             Split(arrays["x_train"], _labels(arrays.get("y_train"), path, "y_train")),
             Split(arrays["x_test"], _labels(arrays.get("y_test"), path, "y_test")),
         )
-    if {"train", "test"} <= keys:  # binarized MNIST (Larochelle); "valid" is not used
-        return Split(arrays["train"], None), Split(arrays["test"], None)
+    if {"train", "test"} <= keys:  # binarized MNIST (Larochelle); "valid" only if asked for
+        splits = Split(arrays["train"], None), Split(arrays["test"], None)
+        if validation and "valid" in keys:
+            splits += (Split(arrays["valid"], None),)
+        return splits
     if keys == {"images"}:
         images = arrays["images"]
         if images.ndim < 2 or len(images) < 2:
@@ -254,7 +274,7 @@ def _labels(labels: np.ndarray | None, source: str, what: str) -> np.ndarray | N
     return labels.astype(np.int64)
 
 
-def _load_tfds(name: str, data_dir: str | None) -> tuple[Split, Split]:
+def _load_tfds(name: str, data_dir: str | None, validation: bool = False) -> tuple[Split, ...]:
     import tensorflow_datasets as tfds
 
     DatasetNotFoundError = tfds.core.DatasetNotFoundError  # its public name
@@ -283,9 +303,13 @@ def _load_tfds(name: str, data_dir: str | None) -> tuple[Split, Split]:
     )
     try:
         builder.download_and_prepare()
-        test_split = pick_test_split(list(builder.info.splits.keys()), name)
+        available = list(builder.info.splits.keys())
+        test_split = pick_test_split(available, name)
+        wanted = ["train", test_split]
+        if validation and test_split == "test" and "validation" in available:
+            wanted.append("validation")
         splits = []
-        for split in ("train", test_split):
+        for split in wanted:
             dataset = builder.as_dataset(split=split, shuffle_files=False)
             if has_labels:
                 dataset = dataset.map(lambda example: (example["image"], example["label"]))
@@ -306,7 +330,7 @@ def _load_tfds(name: str, data_dir: str | None) -> tuple[Split, Split]:
         ) from None
     except Exception as error:
         raise DataError(f"TFDS cannot load {name!r} ({one_line(error)}). {fix}") from None
-    return splits[0], splits[1]
+    return tuple(splits)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -314,10 +338,10 @@ def _load_tfds(name: str, data_dir: str | None) -> tuple[Split, Split]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _finish(train: Split, test: Split, source: str) -> dict[str, Split]:
+def _finish(splits: dict[str, Split], source: str) -> dict[str, Split]:
     """Drop grey channel axes, check values and shapes, store binary data as uint8 {0, 255}."""
     checked = {}
-    for key, split in (("train", train), ("test", test)):
+    for key, split in splits.items():
         images = np.asarray(split.images)
         what = f"{source}: {key} images"
         if images.ndim < 2:
@@ -331,13 +355,15 @@ def _finish(train: Split, test: Split, source: str) -> dict[str, Split]:
                 "must match images one to one."
             )
         checked[key] = Split(images, split.labels)
-    if checked["train"].images.shape[1:] != checked["test"].images.shape[1:]:
-        raise DataError(
-            f"{source}: train examples have shape {checked['train'].images.shape[1:]} but test "
-            f"examples {checked['test'].images.shape[1:]}; both splits need the same shape."
-        )
-    if (checked["train"].labels is None) != (checked["test"].labels is None):
-        raise DataError(f"{source}: only one split has labels; give both or neither.")
+    for key in set(checked) - {"train"}:
+        if checked["train"].images.shape[1:] != checked[key].images.shape[1:]:
+            raise DataError(
+                f"{source}: train examples have shape {checked['train'].images.shape[1:]} but "
+                f"{key} examples {checked[key].images.shape[1:]}; all splits need the same "
+                "shape."
+            )
+        if (checked["train"].labels is None) != (checked[key].labels is None):
+            raise DataError(f"{source}: only one split has labels; give both or neither.")
     images = [split.images for split in checked.values()]
     if all(x.dtype == np.uint8 for x in images) and max(int(x.max()) for x in images) <= 1:
         checked = {

@@ -1,0 +1,102 @@
+"""Early stopping on the validation bound that survives a killed and resumed run.
+
+`BestEpoch` is Keras' `EarlyStopping(restore_best_weights=True)` for a run that may be
+killed at any epoch and resumed: its whole state (the best value, its epoch, the epochs
+waited, whether it stopped, the best weights) is saved with the run's backup
+(`keras_vae.resume.RunBackup(early_stopping=...)`) and restored from it, so a resumed run
+stops at the same epoch and keeps the same weights as an uninterrupted one.
+
+It watches ``val_elbo`` (``val_iwae`` for an iwae model), which `fit` computes on the
+validation split (`DataConfig.validation_examples`), never on the test split. As in
+jmtomczak/vae_vampprior, epochs without improvement are not counted during the KL warm-up
+(the bound still rises there because the KL weight does); unlike it, training stops once
+`patience` such epochs have passed (Keras' convention; theirs waits one more).
+
+Example:
+
+>>> stopper = BestEpoch(patience=2)                                     # doctest: +SKIP
+>>> model.fit(..., callbacks=[stopper, backup])                         # doctest: +SKIP
+>>> stopper.restore_best(model)                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import numpy as np
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Stop after `patience` epochs without a higher `monitor`; keep the best epoch's weights.
+
+    Args:
+        patience: epochs without improvement after which training stops (>= 1).
+        monitor: the epoch log to maximise. Default "val_elbo".
+        warmup_epochs: epochs during which no epoch counts against `patience`. Default 0.
+
+    Attributes:
+        best: the highest `monitor` so far (None before the first epoch).
+        best_epoch: the number of epochs done when it was reached (1-based; 0 before).
+        wait: epochs since then that count against `patience`.
+        stopped: whether training was stopped.
+        best_weights: the model's weights at `best_epoch` (None before the first epoch).
+    """
+
+    def __init__(self, patience: int, monitor: str = "val_elbo", warmup_epochs: int = 0):
+        super().__init__()
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(
+                "Received an invalid value for `patience`, expected a positive integer. "
+                f"Received: patience={patience!r}"
+            )
+        self.patience = patience
+        self.monitor = monitor
+        self.warmup_epochs = warmup_epochs
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.wait = 0
+        self.stopped = False
+        self.best_weights: list[np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or self.monitor not in logs:
+            raise KeyError(
+                f"Early stopping watches {self.monitor!r}, which the epoch logs lack (they have "
+                f"{sorted(logs or {})}); validate with validation data."
+            )
+        value = float(logs[self.monitor])
+        if math.isfinite(value) and (self.best is None or value > self.best):
+            self.best, self.best_epoch, self.wait = value, epoch + 1, 0
+            self.best_weights = [np.array(w) for w in self.model.get_weights()]
+            return
+        if epoch + 1 > self.warmup_epochs:
+            self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped = True
+            self.model.stop_training = True
+
+    def restore_best(self, model: keras.Model) -> None:
+        """Give `model` the best epoch's weights (nothing to do before any epoch)."""
+        if self.best_weights is not None:
+            model.set_weights(self.best_weights)
+
+    # The state saved with the run's backup (`keras_vae.resume.RunBackup`).
+    def state(self) -> tuple[dict[str, Any], list[np.ndarray]]:
+        """The JSON-able progress and the arrays (the best weights) to save."""
+        progress = {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "stopped": self.stopped,
+        }
+        return progress, list(self.best_weights or [])
+
+    def load_state(self, progress: dict[str, Any], arrays: list[np.ndarray]) -> None:
+        """Continue from what `state` returned."""
+        self.best = progress["best"]
+        self.best_epoch = int(progress["best_epoch"])
+        self.wait = int(progress["wait"])
+        self.stopped = bool(progress["stopped"])
+        self.best_weights = [np.array(a) for a in arrays] or None
