@@ -59,8 +59,10 @@ class BestEpoch(keras.callbacks.Callback):
         self.wait = 0
         self.stopped = False
         self.best_weights: list[np.ndarray] | None = None
+        self.epochs_seen = 0
 
     def on_epoch_end(self, epoch, logs=None):
+        self.epochs_seen = epoch + 1
         if logs is None or self.monitor not in logs:
             raise KeyError(
                 f"Early stopping watches {self.monitor!r}, which the epoch logs lack (they have "
@@ -84,19 +86,32 @@ class BestEpoch(keras.callbacks.Callback):
 
     # The state saved with the run's backup (`keras_vae.resume.RunBackup`).
     def state(self) -> tuple[dict[str, Any], list[np.ndarray]]:
-        """The JSON-able progress and the arrays (the best weights) to save."""
+        """The JSON-able progress and the arrays to save: the best weights, or none when the
+        last epoch was the best (they are then the model's own, saved anyway: a backup
+        committed to a repository stays a third smaller while the bound improves)."""
+        current = self.best_epoch == self.epochs_seen
         progress = {
             "best": self.best,
             "best_epoch": self.best_epoch,
             "wait": self.wait,
             "stopped": self.stopped,
+            "best_weights_are_current": current,
         }
-        return progress, list(self.best_weights or [])
+        return progress, [] if current else list(self.best_weights or [])
 
-    def load_state(self, progress: dict[str, Any], arrays: list[np.ndarray]) -> None:
-        """Continue from what `state` returned."""
+    def load_state(
+        self,
+        progress: dict[str, Any],
+        arrays: list[np.ndarray],
+        model: keras.Model,
+        epochs_done: int,
+    ) -> None:
+        """Continue from what `state` returned, for `model` restored to `epochs_done`."""
+        self.epochs_seen = epochs_done
         self.best = progress["best"]
         self.best_epoch = int(progress["best_epoch"])
         self.wait = int(progress["wait"])
         self.stopped = bool(progress["stopped"])
+        if progress.get("best_weights_are_current"):
+            arrays = model.get_weights()
         self.best_weights = [np.array(a) for a in arrays] or None

@@ -223,7 +223,8 @@ class RunBackup(keras.callbacks.Callback):
                     f"run's config asks for; {fix}."
                 )
             arrays = read_extra_arrays(self.state_path, fix, what="the backup")
-            self.early_stopping.load_state(progress["early_stopping"], arrays)
+            early = progress["early_stopping"]
+            self.early_stopping.load_state(early, arrays, model, self.epochs_done)
         return self.epochs_done
 
     def delete(self) -> None:

@@ -125,15 +125,21 @@ def test_the_job_stops_early_and_keeps_the_best_validation_weights(stopped_run):
     assert metrics["num_validation"] == 300 and metrics["num_train"] == 1437 - 300
 
 
-def test_a_killed_run_resumes_to_the_same_stop(stopped_run, tmp_path):
+@pytest.mark.parametrize("after_best", [0, 1])
+def test_a_killed_run_resumes_to_the_same_stop(stopped_run, tmp_path, after_best):
+    """Killed with the best epoch the last one backed up (its weights are the model's: the
+    backup holds no copy), or one epoch later (the backup holds the best weights too)."""
     dataset, uninterrupted = stopped_run
     config = stopping_config(dataset)
-    kill_after = uninterrupted["best_epoch"]  # between the best epoch and the stop
+    kill_at = uninterrupted["best_epoch"] + after_best  # epoch index: before its backup
     run_dir = tmp_path / "run"
     with pytest.raises(RuntimeError, match="interrupted"):
-        train_and_evaluate(config, run_dir, verbose=0, callbacks=[FailAt(epoch=kill_after)])
-    state = resume.read_progress(run_dir / "backup" / "state.npz")
-    assert state["early_stopping"]["best_epoch"] == uninterrupted["best_epoch"]
+        train_and_evaluate(config, run_dir, verbose=0, callbacks=[FailAt(epoch=kill_at)])
+    state_path = run_dir / "backup" / "state.npz"
+    state = resume.read_progress(state_path)["early_stopping"]
+    assert state["best_epoch"] == uninterrupted["best_epoch"]
+    assert state["best_weights_are_current"] == (after_best == 0)
+    assert bool(resume.read_extra_arrays(state_path)) == (after_best == 1)
     assert_same_results(train_and_evaluate(config, run_dir, verbose=0), uninterrupted)
 
 
