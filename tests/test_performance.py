@@ -244,10 +244,11 @@ def test_train_config_accepts_auto_and_integers_only():
 
 def test_cli_steps_per_execution_flag_takes_auto_or_a_positive_integer(capsys):
     from keras_vae.cli import build_parser, main
+    from keras_vae.cli.train import config_from_args
 
     parser = build_parser()
     base = ["train", "--output", "unused"]
-    assert parser.parse_args(base).steps_per_execution == "auto"
+    assert config_from_args(parser.parse_args(base)).training.steps_per_execution == "auto"
     assert parser.parse_args([*base, "--steps-per-execution", "7"]).steps_per_execution == 7
     for bad in ("0", "fast"):
         assert main([*base, "--steps-per-execution", bad]) == 2
