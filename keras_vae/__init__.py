@@ -3,6 +3,8 @@
     >>> import keras_vae
     >>> vae = keras_vae.VAE(data_shape=(28, 28), latent_dim=2)   # doctest: +SKIP
     >>> vae.compile(optimizer="adam"); vae.fit(x_train, epochs=10)  # doctest: +SKIP
+    >>> keras_vae.VAE.from_preset("mnist_vae_quick").latent_dim      # shipped, offline
+    20
 
 Importing the package registers its Keras classes, so `keras.saving.load_model` reads
 `.keras` files written by `VAE.save` without `custom_objects`.
@@ -48,6 +50,7 @@ from keras_vae.config import (  # noqa: E402
 )
 from keras_vae.data import DataError, load_splits, make_datasets  # noqa: E402
 from keras_vae.model import VAE  # noqa: E402
+from keras_vae.presets import list_presets  # noqa: E402
 from keras_vae.train import train_and_evaluate  # noqa: E402
 
 __all__ = [
@@ -59,6 +62,7 @@ __all__ = [
     "RuntimeConfig",
     "TrainingConfig",
     "__version__",
+    "list_presets",
     "load_splits",
     "make_datasets",
     "train_and_evaluate",

@@ -135,7 +135,7 @@ def csv_text(scores: dict[str, np.ndarray], labels: np.ndarray | None, flags=Non
 
 
 def score_run(
-    run_dir: str | os.PathLike,
+    run_dir: str | os.PathLike | rd.Run,
     out: str | os.PathLike,
     dataset: str | None = None,
     importance_samples: int | None = None,
@@ -149,7 +149,8 @@ def score_run(
     """Score a dataset's held-out split with a trained run and write one CSV row per example.
 
     Args:
-        run_dir: a folder written by `keras-vae train`.
+        run_dir: a folder written by `keras-vae train`, or a preset's `Run`
+            (`keras_vae.presets.preset_run`; uncalibrated).
         out: the CSV to write (its folder must exist).
         dataset: score this dataset (any form `train --dataset` takes); None: the run's own.
         importance_samples: K; None: the calibration's K, or 100 for an uncalibrated run.
@@ -169,8 +170,9 @@ def score_run(
     """
     _check_common(importance_samples, 0 if seed is None else seed, max_examples)
     out = check_output_file(out, "such as scores.csv")
-    rd.check_run_dir(run_dir)
-    record = calibration.read_calibration(run_dir)
+    record = None  # a preset has no calibration, hence no is_anomaly column
+    if not rd.is_preset(run_dir):
+        record = calibration.read_calibration(rd.check_run_dir(run_dir))
     if record is not None:
         importance_samples = importance_samples or record["importance_samples"]
         seed = record["seed"] if seed is None else seed
@@ -181,9 +183,12 @@ def score_run(
     )
     if require_calibration and not calibrated:
         if record is None:
+            fix = "calibrate RUN_DIR --false-positive-rate 0.01` first"
+            if rd.is_preset(run_dir):  # calibrate writes into a run folder; a preset has none
+                fix = "train` a run and calibrate it, or drop --is-anomaly"
             raise calibration.CalibrationError(
                 f"{run_dir} has no calibration, so it has no anomaly threshold; run `keras-vae "
-                "calibrate RUN_DIR --false-positive-rate 0.01` first."
+                f"{fix}."
             )
         raise calibration.CalibrationError(
             f"{run_dir} was calibrated with --importance-samples "

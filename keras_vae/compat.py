@@ -8,7 +8,8 @@ functions and never reaches into a library's internals itself.
 - `set_steps_per_execution`: change `steps_per_execution` after `compile`;
 - `replica_gradients`: `VAE._gradients`, for benchmarks/step_breakdown.py;
 - `tflite_schema`: the TFLite flatbuffer bindings, to list a converted model's operators;
-- `saved_model_proto`: the `SavedModel` protocol buffer, to read signatures as TF Serving does.
+- `saved_model_proto`: the `SavedModel` protocol buffer, to read signatures as TF Serving does;
+- `keras_hub_preset_file`: keras-hub's preset file getter, for ``hf://`` / ``kaggle://`` presets.
 
 >>> logs = {"loss": tf.constant(1.0)}
 >>> reducible_logs(logs) is logs  # one worker: nothing to work around
@@ -136,3 +137,21 @@ def saved_model_proto(content: bytes) -> Any:
     from tensorflow.core.protobuf import saved_model_pb2
 
     return saved_model_pb2.SavedModel.FromString(content)
+
+
+def keras_hub_preset_file(handle: str, name: str) -> str:
+    """The local path of file `name` of the hub preset `handle` (``hf://ORG/MODEL`` or
+    ``kaggle://ORG/MODEL/keras/VARIANT``), downloaded and cached by keras-hub.
+
+    Why: keras-hub fetches a preset's files with `keras_hub.src.utils.preset_utils.get_file`
+    (Kaggle, Hugging Face, GCS; with its cache and its error messages), but exports it only
+    through `from_preset` of its own model classes; a keras-vae preset is not one of them.
+
+    Replace: a public keras-hub function that returns a preset's local files.
+
+    Raises:
+        ImportError: keras-hub is not installed (it is not a keras-vae dependency).
+    """
+    from keras_hub.src.utils.preset_utils import get_file
+
+    return get_file(handle, name)

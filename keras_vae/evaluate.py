@@ -298,7 +298,7 @@ def _same_dataset(given: str, own: str) -> bool:
 
 
 def evaluate_run(
-    run_dir: str | os.PathLike,
+    run_dir: str | os.PathLike | rd.Run,
     dataset: str | None = None,
     importance_samples: int = 5000,
     *,
@@ -321,7 +321,8 @@ def evaluate_run(
     docstring). The file is written atomically; the values `train` wrote are kept.
 
     Args:
-        run_dir: a folder written by `keras-vae train`.
+        run_dir: a folder written by `keras-vae train`, or a preset's `Run`
+            (`keras_vae.presets.preset_run`, evaluated with ``write_metrics=False``).
         dataset: evaluate on this dataset's held-out split instead of the run's own.
         importance_samples: K, 1 to `MAX_IMPORTANCE_SAMPLES`. Default 5000, the standard
             protocol.
@@ -344,6 +345,11 @@ def evaluate_run(
         check_at_least("chunk_size", chunk_size, 1, maximum=MAX_IMPORTANCE_SAMPLES)
     if max_examples is not None:
         check_at_least("max_examples", max_examples, 1)
+    if write_metrics and rd.is_preset(run_dir):
+        raise rd.RunDirError(
+            f"{run_dir} has no run folder to add metrics.json to; pass write_metrics=False "
+            "(`keras-vae evaluate --preset` only prints)."
+        )
     if write_metrics:
         check_metrics_writable(run_dir)  # before minutes of work that could not be saved
     run = rd.load_run(run_dir)
@@ -383,6 +389,7 @@ def evaluate_run(
     seconds = time.perf_counter() - start
     result = {
         "run_dir": str(run.path),
+        **({"preset": run.preset} if run.preset else {}),
         "dataset": name,
         **estimate.summary(),
         **conditional,

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -710,6 +712,50 @@ class VAE(keras.Model):
     def default_chunk_size(self, batch_size: int) -> int:
         """Importance samples per chunk (`keras_vae.importance.default_chunk_size`)."""
         return importance.default_chunk_size(self, batch_size)
+
+    # ----------------------------------------------------------------- presets
+    @classmethod
+    def from_preset(cls, preset: str | os.PathLike) -> VAE:
+        """A trained VAE from a preset: a name of `keras_vae.list_presets()` (shipped in the
+        package: no download), a preset folder (``config.json``, ``model.weights.h5``,
+        ``metadata.json``), or an ``hf://`` / ``kaggle://`` handle fetched by keras-hub's
+        loader (needs keras-hub and the network; untested offline). See
+        `keras_vae.presets`.
+
+        Raises:
+            ValueError: the preset is unknown, or a file is missing, corrupt or does not fit
+                the others (`keras_vae.presets.PresetError`, naming the file and the fix).
+
+        Example:
+            >>> vae = VAE.from_preset("mnist_vae_quick")
+            >>> vae.data_shape, vae.latent_dim
+            ((28, 28), 20)
+        """
+        from keras_vae.presets import load_preset
+
+        model = load_preset(preset).model
+        if not isinstance(model, cls):
+            raise ValueError(
+                f"The preset holds a {type(model).__name__}, not a {cls.__name__}. "
+                f"Received: preset={preset!r}"
+            )
+        return model
+
+    def save_to_preset(self, preset_dir: str | os.PathLike) -> Path:
+        """Write this VAE as a preset folder (`keras_vae.presets.save_preset`): its config,
+        float32 weights (no optimizer state) and metadata, atomically, into a missing or
+        empty folder or over a preset keras-vae wrote (any other folder is refused).
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
+            >>> folder = vae.save_to_preset(pathlib.Path(tempfile.mkdtemp()) / "tiny")
+            >>> VAE.from_preset(folder).get_config() == vae.get_config()
+            True
+        """
+        from keras_vae.presets import save_preset
+
+        return save_preset(self, preset_dir)
 
     # ----------------------------------------------------------------- serialization
     def get_config(self) -> dict[str, Any]:

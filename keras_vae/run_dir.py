@@ -64,19 +64,25 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """A loaded run directory.
+    """A loaded run directory, or a preset read as one (`keras_vae.presets.preset_run`).
 
     Attributes:
-        path: the run directory.
+        path: the run directory (a preset's folder, never written into).
         config: its validated `Config` (from ``config.json``).
         metrics: the contents of ``metrics.json`` ({} if the file does not exist yet).
         model: the trained `VAE` (None when loaded with ``with_model=False``).
+        preset: the preset's name or folder, for a preset; None for a run directory.
     """
 
     path: Path
     config: Config
     metrics: dict[str, Any]
     model: Any = None
+    preset: str | None = None
+
+    def __str__(self) -> str:
+        """How messages name it: the run directory, or "preset NAME"."""
+        return str(self.path) if self.preset is None else f"preset {self.preset}"
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -214,12 +220,20 @@ def load_model(run_dir: str | os.PathLike, compile: bool = False):
     return model
 
 
-def load_run(run_dir: str | os.PathLike, with_model: bool = True) -> Run:
-    """Config, metrics and (by default) the model of a run directory, all checked.
+def is_preset(run: str | os.PathLike | Run) -> bool:
+    """Whether a command's run argument is a preset (a `Run` from `presets.preset_run`)."""
+    return isinstance(run, Run) and run.preset is not None
+
+
+def load_run(run_dir: str | os.PathLike | Run, with_model: bool = True) -> Run:
+    """Config, metrics and (by default) the model of a run directory, all checked; a `Run`
+    already loaded (e.g. a preset's) is returned as it is.
 
     Raises:
         RunDirError: anything is missing or corrupt; nothing is written either way.
     """
+    if isinstance(run_dir, Run):
+        return run_dir
     path = check_run_dir(run_dir)
     config = load_config(path)
     metrics = load_metrics(path)
@@ -310,6 +324,8 @@ def load_test_split(run: Run, dataset: str | None = None, data_dir: str | None =
         RunDirError: the data do not fit the model (shape, or values for its likelihood).
     """
     config = run.config.data
+    if dataset is None and not config.dataset:  # a preset saved from a model alone
+        raise RunDirError(f"{run} does not record the data it was trained on; pass --dataset.")
     if dataset is not None:
         config = dataclasses.replace(config, dataset=dataset, data_dir=data_dir)
     elif data_dir is not None:

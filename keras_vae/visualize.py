@@ -26,12 +26,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
 from keras_vae import figures
 from keras_vae.atomic import check_output_file, write_atomically
+
+if TYPE_CHECKING:
+    from keras_vae.run_dir import Run
 
 NUM_RECONSTRUCTIONS = 10
 NUM_SAMPLES = 64
@@ -228,13 +232,14 @@ def _write_png(pixels: np.ndarray, out: Path, **summary) -> dict:
 
 
 def sample_run(
-    run_dir: str | os.PathLike,
+    run_dir: str | os.PathLike | Run,
     out: str | os.PathLike,
     num_samples: int = NUM_SAMPLES,
     seed: int = SAMPLE_SEED,
     label: int | str | None = None,
 ) -> dict:
-    """Write a grid of `num_samples` prior samples of a trained run to the PNG `out`.
+    """Write a grid of `num_samples` prior samples of a trained run (a run directory, or a
+    preset's `Run` from `keras_vae.presets.preset_run`) to the PNG `out`.
 
     Everything is checked before `out` is written; the same seed gives the same PNG bytes.
     A conditional run needs `label`: a class in [0, K) (`num_samples` images of it) or "all"
@@ -298,13 +303,14 @@ def check_sample_label(model, label: int | str | None, num_samples: int) -> int 
 
 
 def reconstruct_run(
-    run_dir: str | os.PathLike,
+    run_dir: str | os.PathLike | Run,
     out: str | os.PathLike,
     dataset: str | None = None,
     data_dir: str | None = None,
     num_examples: int = NUM_RECONSTRUCTIONS,
 ) -> dict:
-    """Write the first `num_examples` held-out examples above their reconstructions to `out`.
+    """Write the first `num_examples` held-out examples above their reconstructions to `out`
+    (`run_dir`: a run directory, or a preset's `Run`).
 
     The examples come from the run's own held-out split, or from `dataset`'s (checked to fit
     the model: same example shape, values in [0, 1] for Bernoulli, no NaN). Fewer examples

@@ -7,8 +7,12 @@ behind it refuse the same values with the same words.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from keras_vae.config import MAX_SEED, check_at_least
+
+if TYPE_CHECKING:
+    from keras_vae.run_dir import Run
 
 MAX_IMAGES = 10_000  # keras_vae.visualize.MAX_GRID_IMAGES, without importing TensorFlow
 
@@ -47,6 +51,35 @@ def image_count(text: str) -> int:
 def add_run_dir_argument(parser: argparse.ArgumentParser) -> None:
     """The positional RUN_DIR of the commands that read a trained run."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `keras-vae train`")
+
+
+def add_run_or_preset_arguments(parser: argparse.ArgumentParser) -> None:
+    """RUN_DIR, or --preset in its place (exactly one of the two), for the commands that read
+    a trained model without writing into its folder; `run_or_preset` reads what was given."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument(
+        "run_dir",
+        metavar="RUN_DIR",
+        nargs="?",
+        help="a folder written by `keras-vae train` (or pass --preset instead)",
+    )
+    group.add_argument(
+        "--preset",
+        metavar="NAME_OR_FOLDER",
+        help="use a trained preset instead of RUN_DIR: a name shipped with keras-vae (python "
+        "-c 'import keras_vae; print(keras_vae.list_presets())'), a preset folder, or an "
+        "hf:// or kaggle:// handle (needs keras-hub); nothing is written into it",
+    )
+
+
+def run_or_preset(args: argparse.Namespace) -> str | Run:
+    """What `add_run_or_preset_arguments` parsed: RUN_DIR as given, or the preset read as a
+    `keras_vae.run_dir.Run` (`keras_vae.presets.preset_run`; imports TensorFlow)."""
+    if args.preset is None:
+        return args.run_dir
+    from keras_vae.presets import preset_run
+
+    return preset_run(args.preset)
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, use: str) -> None:

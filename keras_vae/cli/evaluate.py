@@ -2,6 +2,7 @@
 
 $ keras-vae evaluate runs/mnist --importance-samples 5000
 {"test_log_likelihood": -88.1, "test_log_likelihood_stderr": 0.27, ...}
+$ keras-vae evaluate --preset mnist_vae_quick -k 500    # prints only: a preset has no run folder
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import time
 
 from keras_vae.cli.arguments import (
     add_dataset_arguments,
-    add_run_dir_argument,
+    add_run_or_preset_arguments,
     add_seed_argument,
+    run_or_preset,
 )
 from keras_vae.config import MAX_EVALUATION_BATCH_SIZE, MAX_IMPORTANCE_SAMPLES
 
@@ -24,12 +26,14 @@ HELP = (
     "RUN_DIR/metrics.json. Only an evaluation of the run's own dataset on its whole held-out "
     "split sets the headline test_log_likelihood (and 'evaluation'); any other (--dataset "
     "another, --max-examples below the split's size) is stored under "
-    "'other_evaluations', keyed by e.g. 'dataset=mnist,max_examples=100'."
+    "'other_evaluations', keyed by e.g. 'dataset=mnist,max_examples=100'. With --preset "
+    "instead of RUN_DIR it only prints (a preset has no run folder; it defaults to the "
+    "dataset the preset was trained on)."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_run_dir_argument(parser)
+    add_run_or_preset_arguments(parser)
     add_dataset_arguments(parser, "evaluate on")
     parser.add_argument(
         "--importance-samples",
@@ -96,8 +100,9 @@ class _Progress:
 def run(args: argparse.Namespace) -> int:
     from keras_vae.evaluate import evaluate_run  # imports TensorFlow: after parsing
 
+    write_metrics = args.write_metrics and args.preset is None  # a preset has no metrics.json
     result = evaluate_run(
-        args.run_dir,
+        run_or_preset(args),
         dataset=args.dataset,
         importance_samples=args.importance_samples,
         data_dir=args.data_dir,
@@ -105,10 +110,10 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         chunk_size=args.chunk_size,
         max_examples=args.max_examples,
-        write_metrics=args.write_metrics,
+        write_metrics=write_metrics,
         progress=_Progress() if args.verbose else None,
     )
-    if args.verbose and args.write_metrics and not result["headline"]:
+    if args.verbose and write_metrics and not result["headline"]:
         print(
             "evaluate: not the run's own dataset on its whole held-out split: stored in "
             f"metrics.json under other_evaluations[{result['evaluated_on']!r}], headline "

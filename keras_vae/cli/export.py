@@ -4,6 +4,7 @@
 Flags -> `keras_vae.export.export_run`; prints what was written as JSON.
 
     $ keras-vae export runs/mnist --out export --tflite
+    $ keras-vae export --preset mnist_vae_quick --out export
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from keras_vae.cli.arguments import add_run_dir_argument
+from keras_vae.cli.arguments import add_run_or_preset_arguments, run_or_preset
 from keras_vae.signatures import (
     CALIBRATION_KEY,
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
@@ -29,7 +30,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_run_dir_argument(parser)
+    add_run_or_preset_arguments(parser)
     parser.add_argument(
         "--out",
         required=True,
@@ -82,6 +83,7 @@ def summary(record: dict) -> dict:
     out = {
         "version": record["version"],
         "run_dir": record["run_dir"],
+        **({"preset": record["preset"]} if "preset" in record else {}),
         MAX_SAMPLES_KEY: record[MAX_SAMPLES_KEY],
         SCORE_SAMPLES_KEY: record["models"][SCORER][SCORE_SAMPLES_KEY],
         "calibrated": record["models"][SCORER][CALIBRATION_KEY] is not None,
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from keras_vae.export import export_run  # imports TensorFlow
 
     record = export_run(
-        args.run_dir,
+        run_or_preset(args),
         args.out,
         version=args.version,
         overwrite=args.overwrite,

@@ -2,6 +2,7 @@
 
 $ keras-vae reconstruct runs/mnist --out reconstructions.png -n 20
 {"out": "reconstructions.png", "dataset": "...", "num_examples": 20, "width": 302, ...}
+$ keras-vae reconstruct --preset mnist_vae_quick --dataset mnist --out reconstructions.png
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from keras_vae.cli.arguments import (
     MAX_IMAGES,
     add_dataset_arguments,
     add_png_argument,
-    add_run_dir_argument,
+    add_run_or_preset_arguments,
     image_count,
+    run_or_preset,
 )
 
 HELP = (
@@ -25,7 +27,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_run_dir_argument(parser)
+    add_run_or_preset_arguments(parser)
     add_png_argument(parser)
     add_dataset_arguments(parser, "take the examples from")
     parser.add_argument(
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from keras_vae.visualize import reconstruct_run  # imports TensorFlow: after parsing
 
     result = reconstruct_run(
-        args.run_dir, args.out, args.dataset, args.data_dir, num_examples=args.num_examples
+        run_or_preset(args), args.out, args.dataset, args.data_dir, num_examples=args.num_examples
     )
     print(json.dumps(result))
     return 0

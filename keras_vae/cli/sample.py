@@ -3,6 +3,7 @@
 $ keras-vae sample runs/mnist -n 100 --seed 1 --out samples.png
 {"out": "samples.png", "num_samples": 100, "seed": 1, "width": 302, "height": 302}
 $ keras-vae sample runs/cvae --label 7 -n 16 --seed 0 --out sevens.png
+$ keras-vae sample --preset mnist_vae_quick -n 64 --out samples.png
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import json
 from keras_vae.cli.arguments import (
     MAX_IMAGES,
     add_png_argument,
-    add_run_dir_argument,
+    add_run_or_preset_arguments,
     add_seed_argument,
     image_count,
     integer_argument,
+    run_or_preset,
 )
 from keras_vae.config import MAX_SEED, check_at_least
 
@@ -27,7 +29,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_run_dir_argument(parser)
+    add_run_or_preset_arguments(parser)
     parser.add_argument(
         "-n",
         "--num-samples",
@@ -64,6 +66,6 @@ def run(args: argparse.Namespace) -> int:
     check_at_least("seed", args.seed, 0, maximum=MAX_SEED)  # before loading anything
     from keras_vae.visualize import sample_run  # imports TensorFlow: after parsing
 
-    result = sample_run(args.run_dir, args.out, args.num_samples, args.seed, args.label)
+    result = sample_run(run_or_preset(args), args.out, args.num_samples, args.seed, args.label)
     print(json.dumps(result))
     return 0

@@ -2,6 +2,7 @@
 
 $ keras-vae score runs/mnist --dataset mnist --out scores.csv --importance-samples 100
 {"out": "scores.csv", "importance_samples": 100, "medians": {"elbo": -98.1, ...}, ...}
+$ keras-vae score --preset mnist_vae_quick --out scores.csv    # uncalibrated: no is_anomaly
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ import argparse
 import json
 import sys
 
-from keras_vae.cli.arguments import add_dataset_arguments, add_run_dir_argument
+from keras_vae.cli.arguments import (
+    add_dataset_arguments,
+    add_run_or_preset_arguments,
+    run_or_preset,
+)
 from keras_vae.config import MAX_SEED
 from keras_vae.signatures import DEFAULT_SCORE_SAMPLES, MAX_SCORE_SAMPLES
 
@@ -23,7 +28,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_run_dir_argument(parser)
+    add_run_or_preset_arguments(parser)
     add_dataset_arguments(parser, "score")
     parser.add_argument("--out", required=True, metavar="FILE.csv", help="the CSV to write")
     parser.add_argument(
@@ -62,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from keras_vae.anomaly import score_run  # imports TensorFlow: after parsing
 
     result = score_run(
-        args.run_dir,
+        run_or_preset(args),
         args.out,
         dataset=args.dataset,
         importance_samples=args.importance_samples,

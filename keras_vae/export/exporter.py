@@ -14,7 +14,7 @@ import functools
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keras_vae.atomic import write_json_atomically
 from keras_vae.export import layout, transaction
@@ -33,6 +33,9 @@ from keras_vae.signatures import (
     WARMUP_RECORDS_KEY,
     check_max_samples,
 )
+
+if TYPE_CHECKING:
+    from keras_vae.run_dir import Run
 
 FORMAT_VERSION = 1
 
@@ -111,7 +114,7 @@ def model_condition(model) -> dict[str, Any]:
 
 
 def export_run(
-    run_dir: str | os.PathLike,
+    run_dir: str | os.PathLike | Run,
     out_dir: str | os.PathLike,
     version: int | None = None,
     overwrite: bool = False,
@@ -131,7 +134,8 @@ def export_run(
     is moved into place; bad input is refused before anything is written.
 
     Args:
-        run_dir: a folder written by `keras_vae.train.train_and_evaluate` (`keras-vae train`).
+        run_dir: a folder written by `keras_vae.train.train_and_evaluate` (`keras-vae train`),
+            or a preset's `keras_vae.run_dir.Run` (`keras_vae.presets.preset_run`).
         out_dir: the export folder: missing, empty, marked for exports, or one keras-vae
             exported into before (`keras_vae.ownership`); created if missing.
         version: an integer in [1, 2**63 - 1]; None (default) takes one above the highest
@@ -177,7 +181,9 @@ def export_run(
         check_litert_available()
     run = load_run(run_dir)  # RunDirError (a ValueError) for a missing or corrupt run
     model = run.model
-    score_samples, score_seed, calibration = _scoring(run.path, score_samples)
+    # A preset is scored as an uncalibrated run: calibration.json belongs to run folders.
+    calibrated_in = None if run.preset else run.path
+    score_samples, score_seed, calibration = _scoring(calibrated_in, score_samples)
     manifest = layout.take_out_dir(out_path)
     out_dir = manifest.folder
     transaction.recover(out_dir)  # a killed export's leftovers, before counting versions
@@ -194,6 +200,7 @@ def export_run(
         "keras_vae_version": __version__,
         "tensorflow_version": tf.__version__,
         "run_dir": str(run.path.resolve()),
+        **({"preset": run.preset} if run.preset else {}),
         "run_config": run.config.to_dict(),
         "model": {
             "data_shape": list(model.data_shape),
@@ -271,14 +278,16 @@ def export_run(
     return record
 
 
-def _scoring(run_path: Path, score_samples: int | None) -> tuple[int, int, dict | None]:
+def _scoring(run_path: Path | None, score_samples: int | None) -> tuple[int, int, dict | None]:
     """(K, seed, calibration record or None) of the run's scorer: a calibrated run scores with
     the K and seed its threshold was picked with (another `score_samples` is refused), an
-    uncalibrated one with `score_samples` (default 100) and seed 0."""
+    uncalibrated one (or `run_path` None: a preset) with `score_samples` (default 100) and
+    seed 0."""
     from keras_vae.calibration import CALIBRATION_FILE, read_calibration
     from keras_vae.scores import DEFAULT_SCORE_SAMPLES, DEFAULT_SCORE_SEED
 
-    calibration = read_calibration(run_path)  # CalibrationError (a ValueError) if corrupt
+    # CalibrationError (a ValueError) if corrupt
+    calibration = None if run_path is None else read_calibration(run_path)
     if calibration is None:
         return score_samples or DEFAULT_SCORE_SAMPLES, DEFAULT_SCORE_SEED, None
     calibrated = int(calibration["importance_samples"])

@@ -1,0 +1,398 @@
+"""Presets: trained VAEs as folders in KerasHub's layout, loadable offline.
+
+A preset folder holds the three files KerasHub names so:
+
+- ``config.json``: ``keras.saving.serialize_keras_object(vae)`` without compile or build state,
+  enough to rebuild the VAE (``data_shape`` included);
+- ``model.weights.h5``: ``vae.save_weights``: the float32 weights, no optimizer state;
+- ``metadata.json``: the format (`FORMAT`, `FORMAT_VERSION`), the keras-vae, Keras and
+  TensorFlow versions and, for a preset made from a run (`keras_vae.preset_claims`), the train
+  command, recipe, epochs, data, the run's config (``run_config``: the commands' ``--dataset``
+  default) and the numbers measured on the saved weights (``measured``).
+
+A preset is a name of `list_presets()` (a folder shipped in ``keras_vae/preset_folders``), the
+path of a preset folder, or an ``hf://ORG/MODEL`` or ``kaggle://ORG/MODEL/keras/VARIANT``
+handle, whose files keras-hub's own preset loader fetches (``pip install keras-hub``, with
+huggingface_hub or kagglehub). That needs the network, so no test covers it: to stay offline,
+download the folder and pass its path.
+
+Reading is strict: a missing file, invalid JSON, unexpected keys, weights that do not fit the
+config, or a metadata.json of another format version raise one `PresetError` (a `ValueError`)
+naming the file and the fix. Writing is atomic (the folder appears whole or not at all), into
+a missing or empty folder or over a preset keras-vae wrote, never anywhere else.
+
+Example:
+
+>>> import tempfile
+>>> from keras_vae.model import VAE
+>>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
+>>> folder = save_preset(vae, Path(tempfile.mkdtemp()) / "tiny")
+>>> sorted(path.name for path in folder.iterdir())
+['config.json', 'metadata.json', 'model.weights.h5']
+>>> load_preset(folder).model.latent_dim
+2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from keras_vae import run_dir as rd
+from keras_vae.atomic import TEMPORARY_MARK, current_umask, file_mode, write_json_atomically
+from keras_vae.config import Config, DataConfig, ModelConfig
+from keras_vae.data.checks import one_line
+from keras_vae.ownership import FolderNotOursError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.weights.h5"
+METADATA_FILE = "metadata.json"
+PRESET_FILES = (CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE)
+FORMAT = "keras-vae preset"
+FORMAT_VERSION = 1
+SHIPPED = Path(__file__).resolve().parent / "preset_folders"
+HUB_PREFIXES = ("hf://", "kaggle://")
+CONFIG_KEYS = {"module", "class_name", "config", "registered_name"}
+REGISTERED_NAME = "keras_vae>VAE"
+# metadata.json: every key below is present (null where it does not apply); "description" may be.
+RUN_KEYS = ("command", "recipe", "epochs", "data", "trained_on", "run_config", "run_metrics")
+VERSION_KEYS = ("keras_vae_version", "keras_version", "tensorflow_version")
+METADATA_KEYS = {"format", "format_version", *VERSION_KEYS, "parameter_count", "date_saved"}
+METADATA_KEYS |= {*RUN_KEYS, "measured"}
+OPTIONAL_KEYS = {"description"}
+NO_DATASET = ""  # the dataset of a preset saved from a model alone: the commands need --dataset
+_FIX = "restore it, or save the preset again with `vae.save_to_preset(folder)`"
+
+
+class PresetError(ValueError):
+    """A preset that cannot be found or read; the message names the file and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A loaded preset: its local folder, its name (a shipped one's in `list_presets()`, else
+    the folder or handle given), the `VAE` with its weights, and the checked metadata.json."""
+
+    path: Path
+    name: str
+    model: Any
+    metadata: dict[str, Any]
+
+
+def list_presets() -> list[str]:
+    """The names of the presets shipped inside keras-vae, sorted.
+
+    Example:
+        >>> "mnist_vae_quick" in list_presets()
+        True
+    """
+    if not SHIPPED.is_dir():
+        return []
+    found = [path for path in SHIPPED.iterdir() if not path.name.startswith(".")]
+    return sorted(path.name for path in found if (path / METADATA_FILE).is_file())
+
+
+def resolve_preset(preset: str | os.PathLike) -> tuple[Path, str]:
+    """(local folder, name) of a preset name, folder or hub handle; a handle is downloaded.
+
+    Raises:
+        PresetError: an unknown name, a path that is not a folder, or a failed download.
+    """
+    if not isinstance(preset, (str, os.PathLike)):
+        raise PresetError(
+            "A preset is a name, a folder or an hf:// or kaggle:// handle. "
+            f"Received: preset={preset!r}"
+        )
+    text = os.fspath(preset)
+    if text.startswith(HUB_PREFIXES):
+        return _download(text), text
+    if text in list_presets():
+        return SHIPPED / text, text
+    path = Path(os.path.expanduser(text))
+    if path.is_dir():
+        shipped = path.resolve().parent == SHIPPED
+        return path, path.name if shipped else str(path)
+    if path.exists():
+        raise PresetError(f"{path} is a file, not a preset folder ({', '.join(PRESET_FILES)}).")
+    raise PresetError(
+        f"Unknown preset {text!r}: not a shipped name ({', '.join(list_presets()) or 'none'}), "
+        "an existing preset folder or an hf:// or kaggle:// handle; see "
+        f"keras_vae.list_presets(). Received: preset={text!r}"
+    )
+
+
+def _download(handle: str) -> Path:
+    """The local folder of a hub preset, its files fetched by keras-hub (needs the network)."""
+    from keras_vae.compat import keras_hub_preset_file
+
+    try:
+        paths = [Path(keras_hub_preset_file(handle, name)) for name in PRESET_FILES]
+    except ImportError:
+        raise PresetError(
+            f"Loading {handle} needs keras-hub (`pip install keras-hub`, plus huggingface_hub "
+            "for hf:// or kagglehub for kaggle://), whose loader downloads presets; or "
+            f"download the preset folder yourself and pass its path. Received: preset={handle!r}"
+        ) from None
+    except Exception as error:  # the hubs' clients raise many types; all mean "not fetched"
+        raise PresetError(f"Cannot fetch {handle} ({one_line(error)[:300]}).") from None
+    if len({path.parent for path in paths}) != 1:
+        raise PresetError(f"{handle}: keras-hub put the preset's files in different folders.")
+    return paths[0].parent
+
+
+def _require_file(path: Path) -> Path:
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "is missing"
+        raise PresetError(
+            f"{path} {what}: a preset folder holds {', '.join(PRESET_FILES)}; {_FIX}."
+        )
+    return path
+
+
+def _read_json(path: Path) -> Any:
+    _require_file(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # ValueError: invalid JSON or not UTF-8
+        raise PresetError(f"{path} is not valid JSON ({one_line(error)}); {_FIX}.") from None
+
+
+def check_metadata(values: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """`values` (the contents of `path`, a metadata.json) if they are this format's, else a
+    `PresetError` saying what is wrong: another format or version, missing or unknown keys."""
+    if not isinstance(values, dict):
+        raise PresetError(f"{path} holds a JSON {type(values).__name__}, not an object; {_FIX}.")
+    claimed = (values.get("format"), values.get("format_version"))
+    if claimed != (FORMAT, FORMAT_VERSION):
+        from keras_vae import __version__
+
+        raise PresetError(
+            f"{path} claims format {claimed[0]!r} version {claimed[1]!r}, but keras-vae "
+            f"{__version__} reads {FORMAT!r} version {FORMAT_VERSION}: load it with the "
+            f"keras-vae that wrote it ({values.get('keras_vae_version')}) or save it again "
+            f"with this one. Received: format_version={claimed[1]!r}"
+        )
+    missing, unknown = METADATA_KEYS - set(values), set(values) - METADATA_KEYS - OPTIONAL_KEYS
+    if missing or unknown:
+        raise PresetError(
+            f"{path} has wrong keys (missing: {sorted(missing)}, unexpected: {sorted(unknown)}); "
+            f"{_FIX}."
+        )
+    return values
+
+
+def _build_model(values: Any, path: Path):
+    """The VAE of a config.json's contents (weights not loaded)."""
+    import keras
+
+    from keras_vae.model import VAE
+
+    if (
+        not isinstance(values, dict)
+        or set(values) != CONFIG_KEYS
+        or values["registered_name"] != REGISTERED_NAME
+    ):
+        raise PresetError(
+            f"{path} is not a keras_vae VAE's config (expected the keys {sorted(CONFIG_KEYS)} "
+            f"with registered_name {REGISTERED_NAME!r}); {_FIX}."
+        )
+    try:
+        model = keras.saving.deserialize_keras_object(values)
+    except Exception as error:  # Keras re-raises constructor errors as several types
+        raise PresetError(f"{path} is not a valid VAE config ({one_line(error)[:300]}).") from None
+    if not isinstance(model, VAE):
+        raise PresetError(f"{path} builds a {type(model).__name__}, not a VAE; {_FIX}.")
+    return model
+
+
+def _load_weights(model, path: Path) -> None:
+    """Load `path` into `model` after checking it holds float32 arrays, one per weight."""
+    import h5py
+    import numpy as np
+
+    fix = f"restore {CONFIG_FILE} and {WEIGHTS_FILE} from one save, or save the preset again"
+    arrays: list[Any] = []
+
+    def collect(_: str, item: Any) -> None:
+        if isinstance(item, h5py.Dataset):
+            arrays.append(item.dtype)
+
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.visititems(collect)
+    except OSError as error:
+        raise PresetError(f"{path} is corrupt or truncated ({one_line(error)}); {fix}.") from None
+    if len(arrays) != len(model.weights) or any(dtype != np.float32 for dtype in arrays):
+        raise PresetError(
+            f"{path} holds {len(arrays)} arrays ({sorted({str(d) for d in arrays})}), but the "
+            f"VAE of {CONFIG_FILE} has {len(model.weights)} float32 weights; {fix}."
+        )
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.load_weights(path)
+        # Keras warns (and keeps fresh weights) where a saved layer is missing: not a fit either
+        skipped = [w for w in caught if "saving" in w.filename]
+        if skipped:
+            raise ValueError(str(skipped[0].message))
+    except Exception as error:  # Keras and h5py raise many types; all mean "does not fit"
+        raise PresetError(
+            f"{path} does not fit {CONFIG_FILE} ({one_line(error)[:300]}); {fix}."
+        ) from None
+
+
+def load_preset(preset: str | os.PathLike) -> Preset:
+    """Read a preset (name, folder or hub handle; see the module docstring), checked strictly.
+
+    Raises:
+        PresetError: the preset is unknown, or a file is missing, corrupt or inconsistent.
+
+    Example:
+        >>> load_preset("mnist_vae_quick").model.data_shape
+        (28, 28)
+    """
+    folder, name = resolve_preset(preset)
+    metadata = check_metadata(_read_json(folder / METADATA_FILE), folder / METADATA_FILE)
+    config = _read_json(folder / CONFIG_FILE)
+    weights = _require_file(folder / WEIGHTS_FILE)  # before building the model
+    model = _build_model(config, folder / CONFIG_FILE)
+    _load_weights(model, weights)
+    return Preset(path=folder, name=name, model=model, metadata=metadata)
+
+
+def preset_run(preset: str | os.PathLike) -> rd.Run:
+    """A preset as the `keras_vae.run_dir.Run` that `evaluate`, `sample`, `reconstruct`,
+    `score` and `export` read: its model, and the config of the run that made it (its
+    dataset is their ``--dataset`` default). Nothing is ever written into it.
+
+    A preset saved from a model alone has no run config: the model's section comes from the
+    model, and its dataset is `NO_DATASET`, so a command that reads data asks for --dataset.
+
+    Example:
+        >>> preset_run("mnist_vae_quick").config.data.dataset
+        'mnist'
+    """
+    loaded = load_preset(preset)
+    values = loaded.metadata["run_config"]
+    try:
+        if values is None:
+            model_config = loaded.model.get_config()
+            names = [field.name for field in dataclasses.fields(ModelConfig)]
+            section = ModelConfig(**{name: model_config[name] for name in names})
+            config = Config(model=section, data=DataConfig(dataset=NO_DATASET))
+        else:
+            config = Config.from_dict(values)
+    except (TypeError, ValueError, KeyError) as error:
+        raise PresetError(
+            f"{loaded.path / METADATA_FILE} holds an invalid run_config ({one_line(error)}); "
+            f"{_FIX}."
+        ) from None
+    metrics = loaded.metadata["run_metrics"]
+    return rd.Run(
+        path=loaded.path,
+        config=config,
+        metrics=dict(metrics) if isinstance(metrics, dict) else {},
+        model=loaded.model,
+        preset=loaded.name,
+    )
+
+
+def _check_ours(folder: Path) -> None:
+    """Refuse (`FolderNotOursError`) a file, or a non-empty folder that is not our preset."""
+    if folder.exists() and not folder.is_dir():
+        raise FolderNotOursError(f"{folder} is a file; pass a folder for the preset.")
+    names = sorted(os.listdir(folder)) if folder.is_dir() else []
+    if not names:
+        return
+    if set(names) <= set(PRESET_FILES):
+        try:
+            if json.loads((folder / METADATA_FILE).read_text("utf-8"))["format"] == FORMAT:
+                return
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+    shown = ", ".join(repr(name) for name in names[:3]) + (" ..." if len(names) > 3 else "")
+    raise FolderNotOursError(
+        f"{folder} is not empty ({shown}) and holds no preset keras-vae wrote; a preset is "
+        "written only into a missing or empty folder or over a keras-vae preset, and nothing "
+        "else is ever deleted: choose another folder."
+    )
+
+
+def _replace_folder(staging: Path, folder: Path) -> None:
+    """Move the finished `staging` folder to `folder` (missing, empty, or our preset)."""
+    if folder.is_dir() and any(folder.iterdir()):
+        old = folder.with_name(f".{folder.name}.{os.getpid()}.old{TEMPORARY_MARK}")
+        os.replace(folder, old)
+        os.replace(staging, folder)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, folder)  # renaming over an empty folder replaces it
+
+
+def save_preset(
+    model, folder: str | os.PathLike, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write `model` as a preset folder, atomically: the files are written into a temporary
+    folder beside `folder`, read back with `load_preset`, then renamed into place.
+
+    Args:
+        model: a `keras_vae.VAE`.
+        folder: missing, empty, or a preset keras-vae wrote (replaced); created if missing.
+        metadata: values of `RUN_KEYS`, ``measured`` or ``description``; the rest is filled
+            in (format, versions, parameter count, date; null for a key not given).
+
+    Returns:
+        The folder, as a `Path`.
+
+    Raises:
+        FolderNotOursError: `folder` is a file or holds anything but a keras-vae preset.
+        PresetError: `metadata` has keys a preset does not have.
+    """
+    import keras
+    import tensorflow as tf
+
+    from keras_vae import __version__
+
+    folder = Path(os.path.expanduser(os.fspath(folder)))
+    _check_ours(folder)
+    values = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "keras_vae_version": __version__,
+        "keras_version": keras.version(),
+        "tensorflow_version": tf.__version__,
+        "parameter_count": int(model.count_params()),
+        "date_saved": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **dict.fromkeys(RUN_KEYS),
+        "measured": None,
+        **(metadata or {}),
+    }
+    check_metadata(values, "metadata")
+    config = keras.saving.serialize_keras_object(model)
+    config = {key: value for key, value in config.items() if key in CONFIG_KEYS}  # as KerasHub
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=TEMPORARY_MARK, dir=folder.parent)
+    )
+    try:
+        os.chmod(staging, 0o777 & ~current_umask())
+        write_json_atomically(staging / CONFIG_FILE, config)
+        # A compiled model's save_weights adds its optimizer's state: save an uncompiled copy.
+        plain = type(model).from_config(model.get_config())
+        plain.set_weights(model.get_weights())
+        plain.save_weights(staging / WEIGHTS_FILE)
+        os.chmod(staging / WEIGHTS_FILE, file_mode())
+        write_json_atomically(staging / METADATA_FILE, values)
+        load_preset(staging)  # what was written reads back
+        _replace_folder(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
