@@ -320,63 +320,74 @@ def aevb(result: dict) -> str:
     return "\n".join(out)
 
 
-def nll(result: dict, title: str = "Test NLL vs Burda et al. (2015)") -> str:
-    out = [f"### {title} (`benchmarks/reproduce_nll.py`)", ""]
-    out.append(machine_line(result))
-    out.append("")
-    out.append(budget_line(result))
-    out.append("")
+def _recipe(row: dict) -> str:
+    flags = " ".join(row["flags"])
+    return f"{row['recipe']} + `{flags}`" if flags else row["recipe"]
+
+
+def _test_nll(row: dict) -> str:
+    """The row's NLL ± its standard error and the target's verdict; "-" before it exists."""
+    if row.get("test_nll") is None:
+        return "-"
+    text = f"{row['test_nll']:.2f} ± {row['test_nll_stderr']:.2f}"
+    if row.get("test_examples") is not None:
+        text += f" ({row['test_examples']:,} images)"
+    if row.get("target_met") is not None:
+        text += f" ({_met(row['target_met'])})"
+    return text
+
+
+def reproductions_table(result: dict) -> str:
+    """The rows of reproduce_nll.json: each one's state, epochs and ETA, and its test NLL once
+    it has trained to its end and been evaluated, beside the paper's and the target."""
     rows = []
-    for name, s in result["settings"].items():
-        final = s.get("final") or {}
-        ours = f"{final['nll']:.2f} ± {final['nll_stderr']:.2f}" if final else "-"
-        if final and final.get("examples", 10_000) < 10_000:
-            ours += f" ({final['examples']:,} images)"
-        last = s["points"][-1] if s["points"] else {}
-        paper = s.get("paper_nll")
+    for name, row in result["rows"].items():
+        epochs = f"{row.get('epoch', 0):,} of {row['epochs']:,}" if "epochs" in row else "-"
+        if row.get("stopped_early"):
+            epochs += " (early stop)"
+        published = row["source"]
+        if row["published"] is not None:
+            published = f"{row['published']:.2f} ({published})"
         rows.append(
             [
-                s.get("family", "vae"),
-                s.get("data", name),
-                ours,
-                f"{-last['test_elbo']:.2f}" if last else "-",
-                "-" if paper is None else paper,
-                s.get("paper", result.get("paper", "")),
-                f"{s['epochs']} of {s['paper_epochs']}",
-                f"{s['train_seconds_total'] / 60:.0f}",
+                f"{row['title']} (`{name}`)",
+                _recipe(row),
+                row["state"],
+                epochs,
+                row.get("eta", "-"),
+                _test_nll(row),
+                published,
+                "-" if row["target"] is None else f"<= {row['target']:.2f}",
             ]
         )
-    out.append(
-        table(
-            [
-                "family",
-                "data",
-                "our test NLL, k=5000 (nats)",
-                "our -ELBO",
-                "published (NLL)",
-                "published where",
-                "epochs trained",
-                "training minutes",
-            ],
-            rows,
-        )
-    )
-    setup = result["setup"]
-    arguments = result.get("arguments", {})
-    final = arguments.get("final_examples", "None")
-    final_text = (
-        "NLL on all 10,000 test images"
-        if final in (None, "None")
-        else f"NLL on a fixed random subset of {int(final):,} test images (the same for every row)"
-    )
-    curve = int(arguments.get("curve_examples", 1000))
+    k = result["importance_samples"]
+    header = ["row", "recipe", "state", "epochs done", "ETA at the measured speed"]
+    header += [f"test NLL, k={k:,} (nats)", "published NLL", "target"]
+    return table(header, rows)
+
+
+def nll(result: dict) -> str:
+    """Reproducing the papers (`benchmarks/reproduce_nll.py`): the rows and their commands."""
+    page, figure = result["status_page"], result.get("figure")
+    curves = f"; validation curves: [`{figure}`]({figure})" if figure else ""
+    out = ["### Reproducing the papers (`benchmarks/reproduce_nll.py`)", "", machine_line(result)]
     out += [
         "",
-        f"Same model and schedule as the paper ({setup['model']}; {setup['optimizer']}; "
-        f"{setup['schedule']}), cut short by the budget: {final_text}. The curve (test ELBO, "
-        f"and the NLL of {curve:,} fixed test images, against epochs) is "
-        f"`{result.get('figure', 'reproduce_nll.png')}`.",
+        "Each row is the command a user runs (below), then, once the run has finished (its "
+        "metrics.json written, its backup gone), `keras-vae evaluate` on all its test images; "
+        "a row's test NLL appears only then, never from a run cut short. Which rows run, "
+        "their speed, ETA and the commands to resume each on this machine: "
+        f"[`{page}`]({page}){curves}. Paths are relative to the repository's root; "
+        "`--dataset` names this machine's copy of the data (without it, a recipe loads its "
+        "dataset through TFDS).",
+        "",
+        reproductions_table(result),
+        "",
+        "```bash",
     ]
+    for row in result["rows"].values():
+        out += [row["command"], f"{row['evaluate_command']}   # once it has finished"]
+    out.append("```")
     return "\n".join(out)
 
 
@@ -650,7 +661,6 @@ SECTIONS = {
     "step_breakdown": step_breakdown,
     "reproduce_aevb": aevb,
     "reproduce_nll": nll,
-    "reproduce_nll_families": lambda r: nll(r, "Model families on one budget"),
     "estimators": estimators,
     "anomaly": anomaly,
 }

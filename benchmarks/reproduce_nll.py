@@ -1,427 +1,367 @@
-"""Test NLL of one-stochastic-layer VAEs and their families on MNIST, against the papers.
+"""Reproduce the papers' test NLLs with the commands a user runs: a thin driver of `keras-vae`.
 
-Families (``--families``): the VAE and IWAE with k = 5 and k = 50 against Burda et al. (2015),
-Table 1; the VampPrior and the IAF posterior on the same network (their papers' numbers are
-for other networks: the README says which). Every family trains the same 784-200-200-50 tanh
-network with the same optimizer and schedule, so the rows differ only in their part.
+Each row is one run directory, ``benchmarks/reproductions/<row>``, made by the CLI alone::
 
-Burda et al.'s VAE with one stochastic layer (trained with k = 1): 784-200-200-50 with tanh
-units, Bernoulli decoder; Adam (beta1 0.9, beta2 0.999, epsilon 1e-4), minibatches of 20, and
-the schedule of 8 stages, stage i running 3^i epochs at learning rate 0.001 * 10^(-i/7)
-(3,280 epochs in all). Test NLL is -log p(x) estimated with k = 5000 importance samples. Their
-numbers: 86.76 nats on dynamically binarized MNIST, 88.71 on the statically binarized set of
-Larochelle & Murray (2011) (50,000 training images; the 10,000 validation images unused).
+    keras-vae train --recipe R [row flags] --dataset D --output benchmarks/reproductions/<row>
+    keras-vae evaluate benchmarks/reproductions/<row> -k 5000    # once the run has finished
 
-Here the same model and schedule run for as long as the budget allows; the curve (test ELBO
-on all 10,000 test images, and the k = 5000 NLL on the first ``--curve-examples`` of them) is
-recorded at log-spaced epochs, and the NLL on the whole test set once the budget is spent.
+The driver trains nothing itself. It starts those commands as subprocesses under `nice`, the
+rows in the order of ``--rows`` (``--parallel`` at once), and stops them with SIGTERM (SIGKILL
+after a grace period; SIGCONT too, for a trainer paused with SIGSTOP) once
+``--budget-minutes`` are spent or it gets SIGTERM or SIGINT itself. A stopped run keeps the
+backup of its last completed epoch (the epoch under way is lost); the next invocation reruns
+the SAME command, which resumes it. A run has finished when its metrics.json exists and its
+backup is gone (`keras_vae.run_folder.RunFolder.is_finished`); only then is it evaluated, on
+its whole test split, so no row has an NLL before it trained to its recipe's end (or early
+stop). A row that another process trains (the sitting's background runs) is left alone.
 
-Resumable and budgeted like reproduce_aevb.py: the two settings take turns in slices of
-``--slice-minutes`` (least training time first) until ``--budget-minutes`` are spent; state
-lives in ``benchmarks/results/reproduce_nll/``; every invocation rewrites
-``benchmarks/results/reproduce_nll.json`` and ``reproduce_nll.png``.
+Every invocation, ``--status`` too (which starts nothing), writes
+``benchmarks/results/reproduce_nll.json`` (report.py renders it into the README), the status
+page ``benchmarks/reproductions/README.md`` and the validation curves
+``benchmarks/results/reproduce_nll.png`` (`reproduction_status`). Paths are relative to the
+repository's root, where the commands run.
 
-    nice -n 10 python benchmarks/reproduce_nll.py --budget-minutes 60
-    nice -n 10 python benchmarks/reproduce_nll.py --families vae iwae_k5 iwae_k50 vamp iaf \
-        --settings dynamic-mnist --budget-minutes 30 --slice-minutes 5 --final-examples 1000 \
-        --curve-examples 200 --name reproduce_nll_families
-    python benchmarks/reproduce_nll.py --quick
+    python benchmarks/reproduce_nll.py --status
+    nice -n 19 python benchmarks/reproduce_nll.py --rows vae vampprior --parallel 2 \
+        --budget-minutes 150
+    python benchmarks/reproduce_nll.py --rows vae --dataset digits --output-dir /tmp/r \
+        --results /tmp/r --train-flags "--epochs 2 --hidden-units 16" --budget-minutes 5
+
+Example:
+
+>>> Plan().train_command(ROWS["iwae_k5"])[2:8]
+['--recipe', 'burda2015', '--objective', 'iwae', '--num-samples', '5']
+>>> Plan().evaluate_command(ROWS["vae"])
+['keras-vae', 'evaluate', 'benchmarks/reproductions/vae', '-k', '5000']
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import shlex
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import common  # first: puts the repository on sys.path
-import keras
-import numpy as np
+import report
+import reproduction_status as status
 
-from keras_vae.config import DataConfig, ModelConfig
-from keras_vae.data import binarize, load_splits, make_datasets, to_unit_interval
-from keras_vae.evaluate import estimate_log_likelihood
-from keras_vae.model import VAE
-
-BATCH_SIZE = 20
-IMPORTANCE_SAMPLES = 5000
-MODEL = ModelConfig(latent_dim=50, hidden_units=(200, 200), activation="tanh")
-PAPER_NLL = {"dynamic": 86.76, "static": 88.71}
+from keras_vae.run_folder import RunFolder
 
 
 @dataclasses.dataclass(frozen=True)
-class Family:
-    """A model family: its parts on top of `MODEL`, and the published number it is set beside."""
+class Row:
+    """One row of the table: a recipe and its flags on one dataset, and the paper's number.
+
+    Attributes:
+        name: the row's run folder under the output folder.
+        title: what the table calls it.
+        recipe: `keras-vae train --recipe`.
+        data: "dynamic" (MNIST, binarized anew every batch) or "static" (Larochelle's set).
+        flags: train flags after the recipe's.
+        published: the paper's test NLL in nats (None: none for this network).
+        target: the NLL the row must reach, in nats (None: none).
+        source: where the published number is.
+    """
 
     name: str
-    parts: dict  # ModelConfig fields
-    paper_nll: dict  # binarization -> nats (where published)
-    paper: str  # where the number comes from, and for which network
+    title: str
+    recipe: str
+    data: str
+    flags: tuple[str, ...] = ()
+    published: float | None = None
+    target: float | None = None
+    source: str = "-"
 
 
-FAMILIES = {
-    family.name: family
-    for family in (
-        Family(
-            "vae",
-            {},
-            PAPER_NLL,
-            "Burda et al. 2015, VAE k=1: Table 1 (dynamic), Table 3 (static); this network",
+IWAE = ("--objective", "iwae", "--num-samples")
+BURDA = "Burda et al. 2015, Table 1"
+ROWS = {
+    row.name: row
+    for row in (
+        Row("vae", "VAE, dynamic MNIST", "burda2015", "dynamic", (), 86.76, 87.26, BURDA),
+        Row(
+            "iwae_k5", "IWAE k=5, dynamic MNIST", "burda2015", "dynamic", (*IWAE, "5"), 85.54,
+            86.04, BURDA,
         ),
-        Family(
-            "iwae_k5",
-            {"objective": "iwae", "num_samples": 5},
-            {"dynamic": 85.54, "static": 87.63},
-            "Burda et al. 2015, IWAE k=5: Table 1 (dynamic), Table 3 (static); this network",
+        Row(
+            "vampprior", "VampPrior K=500, static MNIST", "vampprior2018", "static", (), 85.57,
+            86.07, "Tomczak & Welling 2018, static MNIST",
         ),
-        Family(
-            "iwae_k50",
-            {"objective": "iwae", "num_samples": 50},
-            {"dynamic": 84.78, "static": 87.10},
-            "Burda et al. 2015, IWAE k=50: Table 1 (dynamic), Table 3 (static); this network",
+        Row(
+            "iwae_k50", "IWAE k=50, dynamic MNIST", "burda2015", "dynamic", (*IWAE, "50"), 84.78,
+            85.28, BURDA,
         ),
-        Family(
-            "vamp",
-            {"prior": "vamp", "prior_components": 500},
-            {"static": 85.57},
-            "Tomczak & Welling 2018 as quoted by Pythae's reproducibility README (static "
-            "'Binary MNIST'; not checked in the paper), K=500, their gated 300-300 MLP with "
-            "latent 40; here the 200-200 tanh MLP",
-        ),
-        Family(
-            "iaf",
-            {"posterior": "iaf", "flow_steps": 2, "flow_hidden_units": (320, 320)},
-            {},
-            "no published one-stochastic-layer MLP number (Kingma et al. 2016 report ResNet "
-            "conv VAEs)",
+        Row(
+            "iaf", "VAE-IAF, dynamic MNIST", "burda2015", "dynamic", ("--posterior", "iaf"),
+            source="none for an MLP (Kingma et al. 2016: conv ResNets)",
         ),
     )
-}
-EVAL_EPOCHS = [1, 2, 4, 7, 13, 20, 30, 40, 60, 80, 121, 160, 240, 364, 550, 800, 1093, 3280]
-
-
-def stage(epoch: int) -> tuple[int, float]:
-    """(i, learning rate) of 0-based `epoch` in Burda et al.'s schedule: 3^i epochs per stage.
-
-    >>> stage(0), stage(1)[0], stage(3)[0], stage(4)[0]
-    ((0, 0.001), 1, 1, 2)
-    """
-    i, end = 0, 1
-    while epoch >= end and i < 7:
-        i += 1
-        end += 3**i
-    return i, 1e-3 * 10 ** (-i / 7)
-
-
-TOTAL_EPOCHS = sum(3**i for i in range(8))  # 3280
+}  # fmt: skip
+ORDER = ("vae", "vampprior", "iwae_k5", "iwae_k50", "iaf")  # fewest hours first
+DATA_FILES = {"dynamic": "mnist", "static": "binarized-mnist/binarized_mnist.npz"}
+GRACE_SECONDS = 30.0
+POLL_SECONDS = 0.2
+SITTING_MINUTES = 150  # the budget the status page suggests for one sitting
 
 
 @dataclasses.dataclass(frozen=True)
-class Setting:
-    binarization: str  # "dynamic" (MNIST) or "static" (Larochelle's binarized MNIST)
-    family: str = "vae"
+class Plan:
+    """Where and how the rows run: the command line's choices other than rows and budget.
 
-    @property
-    def data_name(self) -> str:
-        return f"{self.binarization}-mnist"
+    Attributes:
+        dataset_dir: the folder holding mnist/ and binarized-mnist/ (as the commands say it).
+        dataset: every row on this dataset instead (e.g. "digits"); None: the row's own.
+        train_flags: more train flags for every row, after the row's.
+        output_dir: the folder of the rows' run folders and the status page.
+        importance_samples: K of `keras-vae evaluate -k K`.
+        nice: the niceness the commands run at.
+        results: the folder of reproduce_nll.json and .png.
+        log_dir: the commands' output, appended to ``<row>.log``.
+    """
 
-    @property
-    def name(self) -> str:
-        """ "dynamic-mnist" for the VAE (as earlier results), else e.g. "iwae_k5-dynamic-mnist"."""
-        return self.data_name if self.family == "vae" else f"{self.family}-{self.data_name}"
+    dataset_dir: str = "../shared/data"
+    dataset: str | None = None
+    train_flags: tuple[str, ...] = ()
+    output_dir: str = "benchmarks/reproductions"
+    importance_samples: int = 5000
+    nice: int = 19
+    results: str = "benchmarks/results"
+    log_dir: str = "/tmp/repro_logs"
 
-    @property
-    def model(self) -> ModelConfig:
-        # "auto": the estimator that applies to the part (the VAE keeps analytic_kl)
-        return dataclasses.replace(MODEL, estimator="auto", **FAMILIES[self.family].parts)
+    def dataset_of(self, row: Row) -> str:
+        return self.dataset or f"{self.dataset_dir.rstrip('/')}/{DATA_FILES[row.data]}"
 
-    @property
-    def paper_nll(self) -> float | None:
-        return FAMILIES[self.family].paper_nll.get(self.binarization)
+    def run_dir(self, row: Row) -> str:
+        return f"{self.output_dir.rstrip('/')}/{row.name}"
 
-    def data_config(self, data_dir: Path) -> DataConfig:
-        if self.binarization == "dynamic":
-            return DataConfig(dataset=str(data_dir / "mnist"), binarization="dynamic")
-        return DataConfig(dataset=str(data_dir / "binarized-mnist" / "binarized_mnist.npz"))
+    def log(self, row: Row) -> Path:
+        return Path(self.log_dir) / f"{row.name}.log"
 
+    def train_command(self, row: Row) -> list[str]:
+        """What a user runs to train (or resume) `row`."""
+        flags = ["--recipe", row.recipe, *row.flags, *self.train_flags]
+        where = ["--dataset", self.dataset_of(row), "--output", self.run_dir(row)]
+        return ["keras-vae", "train", *flags, *where]
 
-DATA_SETTINGS = ("dynamic-mnist", "static-mnist")
+    def evaluate_command(self, row: Row) -> list[str]:
+        """What a user runs once `row` has finished: its whole test split."""
+        return ["keras-vae", "evaluate", self.run_dir(row), "-k", str(self.importance_samples)]
 
+    def background_command(self, row: Row) -> str:
+        """The train command as this machine runs it: in the background, lowest priority."""
+        command = shlex.join([*self.train_command(row), "--verbose", "2"])
+        return f"nohup nice -n {self.nice} {command} >> {shlex.quote(str(self.log(row)))} 2>&1 &"
 
-def settings_for(families: list[str], data: list[str]) -> list[Setting]:
-    """Every (family, data) pair asked for, the VAE first."""
-    return [
-        Setting(name.split("-")[0], family)
-        for family in FAMILIES
-        if family in families
-        for name in DATA_SETTINGS
-        if name in data
-    ]
+    def flags(self) -> list[str]:
+        """The driver's flags that make this plan (one per field that is not the default)."""
+        words = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value != field.default:
+                text = shlex.join(value) if field.name == "train_flags" else str(value)
+                words.append(f"--{field.name.replace('_', '-')}={text}")  # "=": text may be "-x"
+        return words
 
-
-SETTINGS = settings_for(list(FAMILIES), list(DATA_SETTINGS))
-
-
-class Experiment:
-    """One setting's data (the test images exactly as the model's test split), its model."""
-
-    def __init__(self, setting: Setting, data_dir: Path, seed: int = 0):
-        self.setting, self.seed = setting, seed
-        config = setting.data_config(data_dir)
-        self.train, self.test, self.info = make_datasets(config, BATCH_SIZE, seed=seed)
-        images = load_splits(config.dataset)["test"].images
-        if config.binarization != "none":
-            images = binarize(images, (seed, 1))  # the fixed draw make_datasets uses
-        self.test_images = to_unit_interval(images)
-
-    def build(self) -> VAE:
-        keras.utils.set_random_seed(self.seed)
-        vae = VAE.from_model_config(self.info.data_shape, self.setting.model, seed=self.seed)
-        optimizer = keras.optimizers.Adam(1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-4)
-        vae.compile(optimizer=optimizer)
-        return vae
-
-    def train_epoch(self, vae: VAE, epoch: int) -> float:
-        vae.optimizer.learning_rate.assign(stage(epoch)[1])
-        began = time.perf_counter()
-        vae.fit(self.train, epochs=1, steps_per_epoch=self.info.num_train // BATCH_SIZE, verbose=0)
-        return time.perf_counter() - began
-
-    def nll(self, vae: VAE, examples: int | None) -> dict[str, Any]:
-        """k = 5000 NLL on the test set, or on a fixed random subset of `examples` images
-        (random: the binarized set's test images are sorted by class)."""
-        images = self.test_images
-        if examples is not None and examples < len(images):
-            pick = np.random.default_rng(self.seed).choice(len(images), examples, replace=False)
-            images = images[np.sort(pick)]
-        began = time.perf_counter()
-        estimate = estimate_log_likelihood(vae, images, num_samples=IMPORTANCE_SAMPLES, seed=1)
-        summary = estimate.summary()
-        return {
-            "nll": -summary["test_log_likelihood"],
-            "nll_stderr": summary["test_log_likelihood_stderr"],
-            "elbo_k": summary["test_elbo"],
-            "examples": summary["num_examples"],
-            "seconds": time.perf_counter() - began,
-        }
+    def driver_command(self, row: Row) -> str:
+        """This driver on `row` alone for one sitting (then its evaluation)."""
+        words = ["python", "benchmarks/reproduce_nll.py", "--rows", row.name]
+        words += ["--budget-minutes", str(SITTING_MINUTES), *self.flags()]
+        return f"nice -n {self.nice} {shlex.join(words)}"
 
 
-def curve_point(experiment: Experiment, vae: VAE, progress: dict, examples: int) -> None:
-    elbo = vae.evaluate(experiment.test, return_dict=True, verbose=0)["elbo"]
-    nll = experiment.nll(vae, examples)
-    progress["points"].append(
-        {
-            "epochs": progress["epochs"],
-            "samples": progress["epochs"] * experiment.info.num_train,
-            "test_elbo": float(elbo),
-            "test_nll_subset": nll["nll"],
-            "test_nll_subset_stderr": nll["nll_stderr"],
-            "subset_examples": nll["examples"],
-            "nll_seconds": round(nll["seconds"], 1),
-        }
-    )
-    print(
-        f"  {progress['setting']}: epoch {progress['epochs']}, test ELBO {elbo:.2f}, NLL "
-        f"(k={IMPORTANCE_SAMPLES}, {nll['examples']} images) {nll['nll']:.2f} "
-        f"+- {nll['nll_stderr']:.2f} ({nll['seconds']:.0f} s)",
-        flush=True,
-    )
+def keras_vae_executable() -> list[str]:
+    """The `keras-vae` of this Python's environment (or the module, where there is none)."""
+    script = Path(sys.executable).with_name("keras-vae")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "keras_vae.cli"]
 
 
-def plot(all_progress: dict[str, dict], path: Path) -> None:
-    import matplotlib
+@dataclasses.dataclass
+class Job:
+    """One running command of one row."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    row: Row
+    stage: str  # "train" or "evaluate"
+    process: subprocess.Popen
+    first_epoch: int
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), squeeze=False)
-    colours = dict(zip(FAMILIES, ["r", "b", "g", "m", "c"]))
-    for ax, data_name in zip(axes[0], DATA_SETTINGS):
-        ax.set_title(data_name)
-        for setting in SETTINGS:
-            progress = all_progress.get(setting.name)
-            if setting.data_name != data_name:
+
+class Sitting:
+    """The rows' commands as subprocesses, `parallel` rows at once, within a wall-clock budget.
+
+    Example:
+
+    >>> Sitting(Plan(), [ROWS["vae"]], budget_minutes=0.0).run()  # doctest: +SKIP
+    {'vae': 'not started: the budget was spent'}
+    """
+
+    def __init__(self, plan: Plan, rows: list[Row], budget_minutes: float, parallel: int = 1):
+        self.plan = plan
+        self.pending = list(rows)
+        self.parallel = parallel
+        self.budget = common.Budget(budget_minutes)
+        self.jobs: list[Job] = []
+        self.outcomes: dict[str, str] = {}
+        self.stop_reason: str | None = None
+
+    def run(self) -> dict[str, str]:
+        """Run until every row is done or the budget is spent; row name -> what happened."""
+        handlers = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            handlers[signum] = signal.signal(signum, self._request_stop)
+        try:
+            while self.pending or self.jobs:
+                if self.stop_reason is None and self.budget.remaining() <= 0:
+                    self.stop_reason = "the budget was spent"
+                if self.stop_reason is not None:
+                    break
+                self._collect()
+                self._fill()
+                time.sleep(POLL_SECONDS)
+        finally:
+            self._stop_all()
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        for row in self.pending:
+            self.outcomes.setdefault(row.name, f"not started: {self.stop_reason}")
+        return self.outcomes
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        self.stop_reason = f"the driver got {signal.Signals(signum).name}"
+
+    def _folder(self, row: Row) -> RunFolder:
+        return RunFolder(Path(self.plan.run_dir(row)))
+
+    def _next_job(self, row: Row, trained: bool = False) -> Job | None:
+        """Start what `row` needs next: train, or evaluate once finished; None: nothing.
+        `trained`: its train command has just succeeded (it is not started again)."""
+        folder = self._folder(row)
+        pid = status.trainers().get(folder.root.resolve())
+        if pid is not None:
+            self.outcomes[row.name] = f"left alone: process {pid} trains it"
+            return None
+        metrics = status.finished_metrics(folder)
+        if metrics is None and trained:
+            self.outcomes[row.name] += ", yet the run has not finished (see the log)"
+            return None
+        if metrics is None:
+            command = [*self.plan.train_command(row), "--verbose", "2"]
+            return self._launch(row, "train", command)
+        if not status.is_evaluated(metrics, self.plan.importance_samples):
+            return self._launch(row, "evaluate", self.plan.evaluate_command(row))
+        self.outcomes.setdefault(row.name, "finished and evaluated before: nothing to do")
+        return None
+
+    def _launch(self, row: Row, stage: str, command: list[str]) -> Job:
+        log, first_epoch = self.plan.log(row), status.epoch_done(self._folder(row))
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as handle:
+            handle.write(f"\n$ {shlex.join(command)}   # {time.strftime('%Y-%m-%d %H:%M')}\n")
+            handle.flush()
+            process = subprocess.Popen(
+                ["nice", "-n", str(self.plan.nice), *keras_vae_executable(), *command[1:]],
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # the terminal's Ctrl-C reaches the driver only
+            )
+        print(f"{row.name}: {stage} (pid {process.pid}): {shlex.join(command)}", flush=True)
+        return Job(row, stage, process, first_epoch)
+
+    def _trained(self, job: Job) -> str:
+        return f"trained epochs {job.first_epoch} -> {status.epoch_done(self._folder(job.row))}"
+
+    def _collect(self) -> None:
+        """Take the commands that ended; start a finished row's evaluation in its place."""
+        for job in [job for job in self.jobs if job.process.poll() is not None]:
+            self.jobs.remove(job)
+            name, code = job.row.name, job.process.returncode
+            done = self._trained(job) if job.stage == "train" else ""
+            if code != 0:
+                failed = f"{job.stage} failed (exit {code}; see {self.plan.log(job.row)})"
+                self.outcomes[name] = f"{done}; {failed}" if done else failed
                 continue
-            colour = colours[setting.family]
-            if setting.paper_nll is not None:
-                ax.axhline(setting.paper_nll, color=colour, ls=":", lw=1)
-            if progress and progress["points"]:
-                epochs = [p["epochs"] for p in progress["points"]]
-                nll = [p["test_nll_subset"] for p in progress["points"]]
-                err = [p["test_nll_subset_stderr"] for p in progress["points"]]
-                ax.errorbar(epochs, nll, yerr=err, fmt=f"{colour}-o", ms=3, label=setting.family)
-                if progress.get("final"):
-                    final = progress["final"]
-                    ax.plot([final["epochs"]], [final["nll"]], f"{colour}*", ms=12)
-        ax.set_xscale("log")
-        ax.set_xlim(0.8, TOTAL_EPOCHS)
-        ax.set_ylim(80, 130)
-        ax.set_xlabel("epochs (Burda et al. train for 3,280)")
-        ax.set_ylabel("test NLL, k=5000 (nats); dotted: published")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-    fig.suptitle("One stochastic layer (784-200-200-50 tanh) on MNIST: test NLL by family")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+            if job.stage == "evaluate":
+                before = self.outcomes.get(name, "it had finished before")
+                self.outcomes[name] = f"{before}; evaluated"
+                continue
+            self.outcomes[name] = f"{done}: finished"
+            follow = self._next_job(job.row, trained=True)  # the evaluation, in the same slot
+            if follow is not None:
+                self.jobs.append(follow)
+
+    def _fill(self) -> None:
+        while len(self.jobs) < self.parallel and self.pending:
+            job = self._next_job(self.pending.pop(0))
+            if job is not None:
+                self.jobs.append(job)
+
+    def _stop_all(self) -> None:
+        """SIGTERM (and SIGCONT, for a paused one) to every command; SIGKILL after the grace."""
+        for job in self.jobs:
+            job.process.terminate()
+            job.process.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + GRACE_SECONDS
+        for job in self.jobs:
+            try:
+                job.process.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                job.process.kill()
+                job.process.wait()
+            reason = f"stopped: {self.stop_reason}"
+            if job.stage == "train":
+                self.outcomes[job.row.name] = f"{self._trained(job)}; {reason} (resumable)"
+            else:
+                before = self.outcomes.get(job.row.name)
+                text = f"evaluation {reason} (it runs again next time)"
+                self.outcomes[job.row.name] = f"{before}; {text}" if before else text
+        self.jobs.clear()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget-minutes", type=float, default=10.0, help="this invocation")
-    parser.add_argument("--slice-minutes", type=float, default=10.0, help="per turn and setting")
-    parser.add_argument("--curve-examples", type=int, default=1000, help="NLL curve subset")
     parser.add_argument(
-        "--final-evaluation",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="at the end, the k=5000 NLL on the whole test set (if the budget allows)",
+        "--rows", nargs="+", choices=list(ROWS), default=list(ORDER), help="in this order"
     )
-    parser.add_argument("--settings", nargs="+", choices=DATA_SETTINGS, help="data")
-    parser.add_argument(
-        "--families", nargs="+", choices=list(FAMILIES), default=["vae"], help="models"
-    )
-    parser.add_argument(
-        "--final-examples",
-        type=int,
-        default=None,
-        help="images of the final NLL (a fixed random subset; default: all 10,000)",
-    )
-    parser.add_argument("--quick", action="store_true", help="1 epoch of one setting, 100 imgs")
-    parser.add_argument("--data", type=Path, default=None, help="the shared data folder")
-    parser.add_argument("--results", type=Path, default=common.RESULTS_DIR)
-    parser.add_argument(
-        "--name",
-        default="reproduce_nll",
-        help="results <name>.json / .png and state folder <name>/ (another name keeps "
-        "another comparison apart, e.g. reproduce_nll_families for every family on one budget)",
-    )
+    parser.add_argument("--budget-minutes", type=float, default=60.0, help="wall clock")
+    parser.add_argument("--parallel", type=int, default=1, help="rows at once (default 1)")
+    parser.add_argument("--status", action="store_true", help="write the status; train nothing")
+    defaults = Plan()
+    parser.add_argument("--dataset-dir", default=defaults.dataset_dir)
+    parser.add_argument("--dataset", help="every row on this dataset instead (e.g. digits)")
+    parser.add_argument("--train-flags", default="", help="more train flags for every row")
+    parser.add_argument("--importance-samples", "-k", type=int, default=5000)
+    parser.add_argument("--output-dir", default=defaults.output_dir, help="the run folders")
+    parser.add_argument("--results", default=defaults.results, help="the JSON and the PNG")
+    parser.add_argument("--log-dir", default=defaults.log_dir, help="<row>.log of commands")
+    parser.add_argument("--nice", type=int, default=defaults.nice, help="of the commands")
     args = parser.parse_args(argv)
-    name = args.name
-    final_examples = args.final_examples
-    if args.quick:
-        name = "reproduce_nll_quick"
-        args.settings = args.settings or ["static-mnist"]
-        args.budget_minutes, args.slice_minutes, args.curve_examples = 3.0, 1.0, 100
-        final_examples = 200
-    data_dir = args.data or common.shared_data_dir()
-    settings = settings_for(args.families, args.settings or list(DATA_SETTINGS))
-    run = common.ResultsRun(name, {k: str(v) for k, v in vars(args).items()})
-    state_dir = args.results / name
-    budget = common.Budget(args.budget_minutes)
-    live: dict[str, tuple[Experiment, VAE, dict]] = {}
-
-    def saved(setting: Setting) -> dict[str, Any]:
-        if setting.name in live:
-            return live[setting.name][2]
-        progress = common.TrainingState(state_dir, setting.name).load_progress()
-        return progress or {"epochs": 0, "train_seconds": 0.0}
-
-    def ensure_live(setting: Setting) -> tuple[Experiment, VAE, dict]:
-        if setting.name not in live:
-            experiment = Experiment(setting, data_dir)
-            vae = experiment.build()
-            state = common.TrainingState(state_dir, setting.name)
-            progress = state.restore(vae) or {
-                "setting": setting.name,
-                "epochs": 0,
-                "train_seconds": 0.0,
-                "points": [],
-            }
-            live[setting.name] = (experiment, vae, progress)
-        return live[setting.name]
-
-    reserve = 0.0  # seconds kept for the final whole-test-set evaluations
-    while budget.remaining() > reserve + 5:
-        pending = [s for s in settings if saved(s)["epochs"] < TOTAL_EPOCHS]
-        if not pending:
-            break
-        setting = min(pending, key=lambda s: saved(s)["train_seconds"])
-        experiment, vae, progress = ensure_live(setting)
-        state = common.TrainingState(state_dir, setting.name)
-        deadline = time.monotonic() + min(60 * args.slice_minutes, budget.remaining() - reserve)
-        epoch_seconds = progress.get("last_epoch_seconds", 0.0)
-        print(f"{setting.name}: from epoch {progress['epochs']}", flush=True)
-        while progress["epochs"] < TOTAL_EPOCHS and time.monotonic() + epoch_seconds < deadline:
-            epoch_seconds = experiment.train_epoch(vae, progress["epochs"])
-            progress["epochs"] += 1
-            progress["train_seconds"] += epoch_seconds
-            progress["last_epoch_seconds"] = epoch_seconds
-            progress["learning_rate"] = stage(progress["epochs"] - 1)[1]
-            progress.pop("final", None)  # the model changed
-            if progress["epochs"] in EVAL_EPOCHS:
-                curve_point(experiment, vae, progress, args.curve_examples)
-            state.save(vae, progress)
-        if args.final_evaluation and progress["points"]:
-            per_example = progress["points"][-1]["nll_seconds"] / args.curve_examples
-            final_count = min(
-                final_examples or len(experiment.test_images), len(experiment.test_images)
-            )
-            reserve = per_example * final_count * len(settings) * 1.2
-        if progress["epochs"] == 0:
-            break  # not even one epoch fits in the budget
-
-    if args.final_evaluation:
-        for setting in settings:
-            if saved(setting)["epochs"] == 0 or saved(setting).get("final"):
-                continue
-            experiment, vae, progress = ensure_live(setting)
-            if progress["points"] and progress["points"][-1]["epochs"] != progress["epochs"]:
-                curve_point(experiment, vae, progress, args.curve_examples)
-            print(f"{setting.name}: NLL on the whole test set", flush=True)
-            final = experiment.nll(vae, final_examples)
-            progress["final"] = {"epochs": progress["epochs"], **final}
-            common.TrainingState(state_dir, setting.name).save(vae, progress)
-            print(f"  {setting.name}: NLL {final['nll']:.2f} +- {final['nll_stderr']:.2f}")
-
-    all_progress = {
-        s.name: p
-        for s in SETTINGS
-        if (p := common.TrainingState(state_dir, s.name).load_progress()) is not None
-    }
-    figure = args.results / f"{name}.png"
-    plot(all_progress, figure)
-    summary = {}
-    for setting in SETTINGS:
-        progress = all_progress.get(setting.name)
-        if not progress:
-            continue
-        summary[setting.name] = {
-            "family": setting.family,
-            "data": setting.data_name,
-            "parts": {
-                k: list(v) if isinstance(v, tuple) else v
-                for k, v in FAMILIES[setting.family].parts.items()
-            },
-            "paper": FAMILIES[setting.family].paper,
-            "paper_nll": setting.paper_nll,
-            "epochs": progress["epochs"],
-            "paper_epochs": TOTAL_EPOCHS,
-            "samples": progress["points"][-1]["samples"] if progress["points"] else 0,
-            "train_seconds_total": round(progress["train_seconds"], 1),
-            "learning_rate_now": progress.get("learning_rate"),
-            "final": progress.get("final"),
-            "points": progress["points"],
-        }
-    run.save(
-        {
-            "paper": "Burda, Grosse & Salakhutdinov 2015, Table 1 (1 stochastic layer); per row",
-            "setup": {
-                "model": "784-200-200-50 tanh, Bernoulli; VAE: analytic KL, L=1; the other rows "
-                "add their part (see each row's parts)",
-                "optimizer": "Adam(beta1=0.9, beta2=0.999, eps=1e-4), batch 20",
-                "schedule": "stage i: 3^i epochs at 1e-3 * 10^(-i/7), i = 0..7",
-                "importance_samples": IMPORTANCE_SAMPLES,
-            },
-            "settings": summary,
-            "figure": figure.name,
-        },
-        args.results / f"{name}.json",
+    if args.parallel < 1 or args.importance_samples < 1 or args.budget_minutes <= 0:
+        parser.error("--parallel, --importance-samples and --budget-minutes must be positive")
+    os.chdir(common.REPO_ROOT)  # the commands' relative paths are the repository's
+    plan = Plan(
+        args.dataset_dir,
+        args.dataset,
+        tuple(shlex.split(args.train_flags)),
+        args.output_dir,
+        args.importance_samples,
+        args.nice,
+        args.results,
+        args.log_dir,
     )
-    print("wrote", args.results / f"{name}.json", figure)
+    run = common.ResultsRun("reproduce_nll", {k: v for k, v in vars(args).items()})
+    outcomes = {}
+    if not args.status:
+        rows = [ROWS[name] for name in args.rows]
+        outcomes = Sitting(plan, rows, args.budget_minutes, args.parallel).run()
+    payload = status.write_status(run, plan, [ROWS[name] for name in ORDER], outcomes)
+    print(report.reproductions_table(payload))
+    print("wrote", Path(plan.results) / status.RESULTS, payload["status_page"])
     return 0
 
 

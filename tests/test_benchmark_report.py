@@ -107,6 +107,63 @@ def test_budget_line_sums_training_and_final_evaluation_over_settings():
     assert "evaluation" not in report.budget_line(result)
 
 
+def _reproduction_row(title, state, **values):
+    row = {
+        "title": title,
+        "recipe": "burda2015",
+        "flags": [],
+        "state": state,
+        "epochs": 3280,
+        "published": 86.76,
+        "source": "Burda et al. 2015, Table 1",
+        "target": 87.26,
+        "command": f"keras-vae train --recipe burda2015 --output benchmarks/reproductions/{title}",
+        "evaluate_command": f"keras-vae evaluate benchmarks/reproductions/{title} -k 5000",
+    }
+    return {**row, **values}
+
+
+def test_reproductions_show_an_nll_only_for_evaluated_rows_and_judge_the_target():
+    result = {
+        "machine": {"cpu": "cpu", "cores": 2, "tensorflow": "2", "keras": "3"},
+        "load_average_before": [1.0],
+        "load_average_after": [1.5],
+        "started": "now",
+        "importance_samples": 5000,
+        "status_page": "benchmarks/reproductions/README.md",
+        "figure": "benchmarks/results/reproduce_nll.png",
+        "rows": {
+            "vae": _reproduction_row("vae", "training", epoch=111, eta="9.6 h"),
+            "iwae_k5": _reproduction_row(
+                "iwae_k5", "evaluated", flags=["--objective", "iwae", "--num-samples", "5"],
+                epoch=3280, eta="0 min", test_nll=86.0, test_nll_stderr=0.25,
+                test_examples=10_000, target_met=True,
+            ),
+            "vampprior": _reproduction_row(
+                "vampprior", "evaluated", epoch=900, stopped_early=True, test_nll=87.5,
+                test_nll_stderr=0.26, test_examples=10_000, target_met=False,
+            ),
+            "iaf": _reproduction_row("iaf", "not started", published=None, target=None),
+        },
+    }  # fmt: skip
+    lines = report.nll(result).splitlines()
+    assert lines[0] == "### Reproducing the papers (`benchmarks/reproduce_nll.py`)"
+    rows = {line.split("`")[1]: line for line in lines if line.startswith("| ") and "(`" in line}
+    assert rows["vae"].endswith(
+        "| training | 111 of 3,280 | 9.6 h | - | 86.76 (Burda et al. 2015, Table 1) | <= 87.26 |"
+    )
+    assert "burda2015 + `--objective iwae --num-samples 5`" in rows["iwae_k5"]
+    assert "| 86.00 ± 0.25 (10,000 images) (met) |" in rows["iwae_k5"]
+    assert "| 900 of 3,280 (early stop) |" in rows["vampprior"]
+    assert "| 87.50 ± 0.26 (10,000 images) (**not met**) |" in rows["vampprior"]
+    assert rows["iaf"].endswith("| - | Burda et al. 2015, Table 1 | - |")  # no paper number
+    text = "\n".join(lines)
+    assert "[`benchmarks/reproductions/README.md`](benchmarks/reproductions/README.md)" in text
+    assert "keras-vae evaluate benchmarks/reproductions/vae -k 5000   # once it has finished" in (
+        text
+    )
+
+
 def load_anomaly_benchmark():
     """benchmarks/anomaly.py as a module (its metrics need only NumPy; `common` from beside it)."""
     import sys
