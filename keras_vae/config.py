@@ -713,6 +713,17 @@ class RuntimeConfig:
         flag="--mixed-precision",
         choices=MIXED_PRECISION,
     )
+    device_data_limit_mb: int = config_field(
+        0,
+        "place the training split on the device once and draw each batch (gather, dynamic "
+        "binarization) inside the compiled training loop when it takes at most this many MB "
+        "as stored (MNIST's 60,000 uint8 images: 45 MB) and training runs in blocks of steps "
+        "(one replica, XLA); else, or with 0 (for now the default: on this CPU it is not yet "
+        "faster), stream batches through tf.data; the same batches either way (dynamic "
+        "binarization: other draws of the same distribution), metrics.json's data_path says "
+        "which ran",
+        flag="--device-data-limit-mb",
+    )
     tensorboard: bool = config_field(
         False,
         "log scalars (elbo, kl, reconstruction, learning rate) and images (reconstructions, "
@@ -724,6 +735,7 @@ class RuntimeConfig:
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         check_at_least("seed", self.seed, 0, maximum=MAX_SEED)
+        check_at_least("device_data_limit_mb", self.device_data_limit_mb, 0, maximum=2**40)
         if not isinstance(self.tensorboard, bool):
             raise ValueError(
                 "Received an invalid value for `tensorboard`, expected True or False. "

@@ -55,6 +55,9 @@ _CROSS_DEVICE_STRATEGIES = (
 # A conditional model's blocks also hold their labels, [steps, batch], under LABEL_STEPS_KEY.
 STEPS_KEY = "x_steps"
 LABEL_STEPS_KEY = "label_steps"
+# `{INDEX_STEPS_KEY: indices}`, [steps, batch] int64: a block of steps as the example indices
+# of a device-resident split (`keras_vae.device_data`), with `"seed_steps"` for binarization.
+INDEX_STEPS_KEY = "index_steps"
 _FIT_SIGNATURE = inspect.signature(keras.Model.fit)
 # Per-model XLA-compiled gradient functions (`per_replica_xla`), kept outside the model so
 # that SavedModel exports of it do not pick them up.
@@ -387,21 +390,9 @@ def compile_from_config(model: keras.Model, config: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------- blocks of steps
-def stacked_steps(data: Any) -> tf.Tensor | None:
-    """The [steps, batch, *data_shape] block of a `{STEPS_KEY: xs}` input, else None.
-
-    Example:
-        >>> stacked_steps({STEPS_KEY: tf.zeros([2, 4, 3])}).shape
-        TensorShape([2, 4, 3])
-    """
-    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-    if isinstance(x, dict) and STEPS_KEY in x:
-        return x[STEPS_KEY]
-    return None
-
-
 def is_stepped_dataset(data: Any) -> bool:
-    """Whether `data` is a `tf.data.Dataset` of `{STEPS_KEY: xs}` blocks.
+    """Whether `data` is a `tf.data.Dataset` of blocks of steps: `{STEPS_KEY: xs}`, or
+    `{INDEX_STEPS_KEY: indices}` (`keras_vae.device_data`).
 
     Example:
         >>> is_stepped_dataset(tf.data.Dataset.range(3))
@@ -410,7 +401,7 @@ def is_stepped_dataset(data: Any) -> bool:
     if not isinstance(data, tf.data.Dataset):
         return False
     spec = data.element_spec
-    return isinstance(spec, dict) and STEPS_KEY in spec
+    return isinstance(spec, dict) and bool({STEPS_KEY, INDEX_STEPS_KEY} & set(spec))
 
 
 def block_steps(

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vae import distributions, execution, importance, objectives, scores
+from keras_vae import device_data, distributions, execution, importance, objectives, scores
 from keras_vae.compat import reducible_logs
 from keras_vae.config import ModelConfig
 from keras_vae.networks import build_decoder, build_encoder
@@ -568,18 +568,17 @@ class VAE(keras.Model):
     def _run_steps(self, data, on_batch) -> dict[str, tf.Tensor]:
         """`on_batch(x, labels, noise)` on a batch, or on each batch of a block in one
         `tf.while_loop`; the logs Keras reduces."""
-        steps = execution.stacked_steps(data)
-        if steps is None:
+        block = device_data.block_batches(self, data)
+        if block is None:
             return reducible_logs(on_batch(*_unpack_inputs(data)))
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        label_steps = x.get(LABEL_STEPS_KEY) if self.conditional else None
+        num_steps, batch_at = block
 
         def body(index):
-            labels = None if label_steps is None else label_steps[index]
-            on_batch(tf.cast(steps[index], tf.float32), labels, None)
+            x, labels = batch_at(index)
+            on_batch(x, labels if self.conditional else None, None)
             return (index + 1,)
 
-        tf.while_loop(lambda index: index < tf.shape(steps)[0], body, (tf.constant(0),))
+        tf.while_loop(lambda index: index < num_steps, body, (tf.constant(0),))
         return reducible_logs({name: tracker.result() for name, tracker in self.trackers.items()})
 
     def _test_on_batch(self, x, labels, noise) -> dict[str, tf.Tensor]:

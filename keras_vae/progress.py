@@ -36,6 +36,8 @@ class TrainingProgress(keras.callbacks.Callback):
         verbose: 1 a bar updated after every call into the compiled function, 2 one line
             per epoch, 0 nothing. Default 1.
         stream: where to write. Default `sys.stdout`.
+        note: a line to print once when training begins (e.g. which data path runs).
+            Default None.
 
     Attributes:
         steps_seen: the step count of the current epoch after the last update (a test can
@@ -49,8 +51,10 @@ class TrainingProgress(keras.callbacks.Callback):
         epochs: int,
         verbose: int = 1,
         stream: TextIO | None = None,
+        note: str | None = None,
     ):
         super().__init__()
+        self.note = note
         if verbose not in VERBOSITY:
             raise ValueError(f"Expected verbose in {VERBOSITY}. Received: verbose={verbose!r}")
         self.steps_per_epoch = int(steps_per_epoch)
@@ -76,6 +80,10 @@ class TrainingProgress(keras.callbacks.Callback):
         rate = self.steps_seen * self.batch_size / seconds
         values = [("examples/s", round(rate))]
         return values + [(k, float(v)) for k, v in sorted((logs or {}).items())]
+
+    def on_train_begin(self, logs=None):
+        if self.verbose and self.note:
+            self._write(f"{self.note}\n")
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.verbose == 0:

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from keras_vae import resume, run_folder, visualize
+from keras_vae import device_data, resume, run_folder, visualize
 from keras_vae.atomic import (
     finite_or_null,
     save_model_atomically,
@@ -35,6 +35,7 @@ from keras_vae.data import (
     check_class_labels,
     make_pipelines,
 )
+from keras_vae.device_data import split_megabytes
 from keras_vae.distribute import (
     check_same_on_all_workers,
     get_strategy,
@@ -114,6 +115,8 @@ class Feed:
         test: the test split for the final `evaluate` (`validation` when there is no
             validation split).
         tester: with blocks, the `BlockValidation` of `test`; else None.
+        data_path: "device" (the training split on the device, batches drawn in the
+            compiled loop: `keras_vae.device_data`) or "stream" (tf.data batches).
     """
 
     train: tf.data.Dataset
@@ -126,6 +129,7 @@ class Feed:
     validator: BlockValidation | None = None
     test: tf.data.Dataset | None = None
     tester: BlockValidation | None = None
+    data_path: str = "stream"
 
     def fit_validation(self) -> dict[str, Any]:
         """`fit`'s validation arguments: validation_data, or the validator callback."""
@@ -195,8 +199,18 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
         )
 
     steps = steps_per_epoch // block  # block divides it
-    epoch_inputs = model_inputs(pipelines.epochs(epochs, initial_epoch), labels)
-    train = shard_by_data(stack_steps(epoch_inputs, block))
+    train_split = pipelines.splits["train"]
+    on_device = split_megabytes(train_split) <= config.runtime.device_data_limit_mb
+    if on_device:  # one replica: blocks are never split over replicas
+        dynamic = config.data.binarization == "dynamic"
+        with model.distribute_strategy.scope():  # on the strategy's device
+            device_data.attach(model, device_data.DeviceData(train_split, dynamic))
+        train = device_data.index_blocks(
+            info.num_train, config.data, batch_size, pipelines.seed, epochs, initial_epoch, block
+        )
+    else:
+        epoch_inputs = model_inputs(pipelines.epochs(epochs, initial_epoch), labels)
+        train = shard_by_data(stack_steps(epoch_inputs, block))
     train = with_length(train, steps * remaining)
     example_size = math.prod(info.data_shape)
     num_held_out = info.num_validation if separate_test else info.num_test
@@ -217,6 +231,7 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
         validator,
         test,
         tester,
+        "device" if on_device else "stream",
     )
 
 
@@ -224,6 +239,12 @@ def with_length(dataset: tf.data.Dataset, length: int) -> tf.data.Dataset:
     """`dataset` with its known number of elements declared (a joined `flat_map` of epochs has
     none), so Keras expects its end instead of warning that the data "ran out"."""
     return dataset.apply(tf.data.experimental.assert_cardinality(length))
+
+
+DATA_PATH_NOTES = {
+    "device": "Training data: on the device, batches drawn inside the compiled loop",
+    "stream": "Training data: streamed through tf.data",
+}
 
 
 def early_stopping(config: Config) -> BestEpoch | None:
@@ -327,7 +348,11 @@ def train_and_evaluate(
                 *(callbacks or []),
                 *training_callbacks(out.root, test_data, config.runtime.tensorboard),
                 TrainingProgress(
-                    feed.optimizer_steps, batch_size, config.training.epochs, _verbosity(verbose)
+                    feed.optimizer_steps,
+                    batch_size,
+                    config.training.epochs,
+                    _verbosity(verbose),
+                    note=DATA_PATH_NOTES[feed.data_path],
                 ),
                 *([stopper] if stopper is not None else []),  # before the backup, which saves it
                 backup,  # the backup last: it commits the epoch
@@ -351,6 +376,7 @@ def train_and_evaluate(
         **({"num_validation": info.num_validation} if info.num_validation else {}),
         "epochs": backup.epochs_done,
         "resumed_from_epoch": initial_epoch,
+        "data_path": feed.data_path,
         **(
             {"best_epoch": stopper.best_epoch, "stopped_early": stopper.stopped}
             if stopper is not None

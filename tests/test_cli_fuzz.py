@@ -31,11 +31,21 @@ TRAIN_INTEGERS = {
     "--flow-hidden-units": INTEGER_BAD + ["0", "16,0"],
     "--prior-components": INTEGER_BAD,
     "--num-classes": INTEGER_BAD + ["0"],
+    "--kl-warmup-epochs": INTEGER_BAD,
+    "--early-stopping-patience": INTEGER_BAD,
+    "--validation-examples": INTEGER_BAD,  # HUGE: more than the training set
+    "--device-data-limit-mb": INTEGER_BAD,
 }
 TRAIN_FLOATS = {
     "--beta": FLOAT_BAD,
     "--learning-rate": FLOAT_BAD + ["0"],
     "--likelihood-scale": FLOAT_BAD + ["0"],
+    # refused without their schedule too; tests/test_recipes.py checks them with it
+    "--learning-rate-decay": FLOAT_BAD + ["0", "1.5"],
+    "--learning-rate-alpha": FLOAT_BAD + ["1.5"],
+    "--adam-beta-1": FLOAT_BAD + ["1"],
+    "--adam-beta-2": FLOAT_BAD + ["1"],
+    "--adam-epsilon": FLOAT_BAD + ["0"],
 }
 EVALUATE = {
     "--importance-samples": INTEGER_BAD + ["0"],
@@ -174,6 +184,7 @@ NUMERIC_TYPES = {
     "hidden_units",
     "flow_hidden_units",
     "steps_per_execution",
+    "validation_examples",
     "image_count",
     "class_label",
     "_rate",

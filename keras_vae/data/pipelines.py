@@ -409,28 +409,39 @@ def _split_batches(train: Split, indices: tf.data.Dataset) -> tf.data.Dataset:
     (dynamic binarization)."""
     images = tf.constant(train.images)
     labels = None if train.labels is None else tf.constant(train.labels)
-    dynamic = isinstance(indices.element_spec, tuple)
 
     def batch(*element):
-        index = element[0]
-        x = tf.gather(images, index)
-        x = _dynamic_binarize(x, element[1]) if dynamic else _float(x)
-        return x if labels is None else (x, tf.gather(labels, index))
+        x, y = batch_from_split(images, labels, *element)
+        return x if y is None else (x, y)
 
     return indices.map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _float(x: tf.Tensor) -> tf.Tensor:
-    if x.dtype == tf.uint8:
-        return tf.cast(x, tf.float32) / 255.0
-    return tf.cast(x, tf.float32)
+def batch_from_split(
+    images: tf.Tensor,
+    labels: tf.Tensor | None,
+    index: tf.Tensor,
+    seed: tf.Tensor | None = None,
+) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """The float32 batch of the examples `index` of a split's `images` (uint8 0..255 or float
+    in [0, 1]) and its labels (None without): Bernoulli-binarized with the stateless `seed`
+    when given (dynamic binarization), else scaled to [0, 1]. The one definition of a training
+    batch, for tf.data (`training_epochs`) and for the device-resident path
+    (`keras_vae.device_data`), so both draw the same numbers.
 
+    Example:
 
-def _dynamic_binarize(
-    batch: tf.Tensor | tuple[tf.Tensor, tf.Tensor], draw: tf.Tensor
-) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
-    x, y = batch if isinstance(batch, tuple) else (batch, None)
-    x = _float(x)
-    seed = tf.stack([draw, tf.constant(_DYNAMIC_BINARIZATION_STREAM, tf.int64)])
-    x = tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=seed) < x, tf.float32)
-    return x if y is None else (x, y)
+    >>> x, y = batch_from_split(tf.constant([[0, 255], [255, 0]], tf.uint8), None, [1])
+    >>> x.numpy().tolist(), y
+    ([[1.0, 0.0]], None)
+    """
+    x = tf.gather(images, index)
+    scale = 255.0 if x.dtype == tf.uint8 else 1.0
+    x = tf.cast(x, tf.float32) / scale
+    if seed is not None:
+        key = tf.stack([seed, tf.constant(_DYNAMIC_BINARIZATION_STREAM, tf.int64)])
+        # Philox named (what "auto_select" picks outside XLA): XLA's "auto_select" is another
+        # generator, and the device path draws inside the compiled loop.
+        noise = tf.random.stateless_uniform(tf.shape(x), seed=key, alg="philox")
+        x = tf.cast(noise < x, tf.float32)
+    return x, None if labels is None else tf.gather(labels, index)

@@ -1,0 +1,148 @@
+"""The device-resident training path (`keras_vae.device_data`): the batches it draws, and that
+it trains exactly as the streaming path where both draw the same numbers.
+
+What each batch is, written out here from the documented rule: batch k of epoch e holds the
+examples at positions k*B .. (k+1)*B - 1 of argsort(uniform_N(key = [seed, e])) (float64
+Philox draws, `keras_vae.data.epoch_order`); with dynamic binarization its noise seed is
+s_e + k, s_e = uniform int64 in [0, 2**62) from the same key.
+
+Dynamic binarization is drawn inside XLA on the device path and by TensorFlow's kernel on the
+streaming path: the same Philox key, but not the same bits (XLA has its own Philox), so for
+dynamically binarized data the two paths train on different (equally distributed) draws;
+everything else is bitwise the same.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import FailAt, assert_exit_2_and_unchanged, assert_same_results
+
+from keras_vae.config import Config, DataConfig
+from keras_vae.data import prepared_splits, to_unit_interval
+from keras_vae.device_data import (
+    INDEX_STEPS_KEY,
+    SEED_STEPS_KEY,
+    DeviceData,
+    index_blocks,
+    split_megabytes,
+)
+from keras_vae.train import train_and_evaluate
+
+SEED, BATCH = 3, 64
+NUM_TRAIN = 1437  # digits
+
+
+def run_config(binarization: str = "none", limit_mb: int = 1024, epochs: int = 3) -> Config:
+    return Config.from_dict(
+        {
+            "model": {"latent_dim": 2, "hidden_units": [16]},
+            "data": {"binarization": binarization},
+            "training": {"epochs": epochs, "batch_size": BATCH, "steps_per_execution": 11},
+            "runtime": {"seed": SEED, "device_data_limit_mb": limit_mb},
+        }
+    )
+
+
+def documented_order(epoch: int) -> np.ndarray:
+    key = tf.constant([SEED, epoch], tf.int64)
+    return np.argsort(
+        tf.random.stateless_uniform([NUM_TRAIN], key, dtype=tf.float64), kind="stable"
+    )
+
+
+def documented_seed(epoch: int) -> int:
+    key = tf.constant([SEED, epoch], tf.int64)
+    return int(tf.random.stateless_uniform([], key, 0, 2**62, dtype=tf.int64))
+
+
+def test_block_k_of_epoch_e_holds_the_documented_examples_and_seeds():
+    config = DataConfig("digits", binarization="dynamic")
+    blocks = list(index_blocks(NUM_TRAIN, config, BATCH, SEED, epochs=3, first_epoch=1, steps=11))
+    assert len(blocks) == 2 * 2  # epochs 1 and 2, 22 steps each in blocks of 11
+    for epoch in (1, 2):
+        indices = np.concatenate([b[INDEX_STEPS_KEY] for b in blocks[2 * (epoch - 1) : 2 * epoch]])
+        seeds = np.concatenate([b[SEED_STEPS_KEY] for b in blocks[2 * (epoch - 1) : 2 * epoch]])
+        order = documented_order(epoch)
+        np.testing.assert_array_equal(indices.reshape(-1), order[: 22 * BATCH])
+        assert len(set(indices.reshape(-1).tolist())) == 22 * BATCH  # each example at most once
+        np.testing.assert_array_equal(seeds, documented_seed(epoch) + np.arange(22))
+
+
+def test_the_device_batch_is_the_gathered_examples_binarized_with_its_seed():
+    split = prepared_splits(DataConfig("digits"))["train"]
+    grey = to_unit_interval(split.images)
+    data = DeviceData(split, dynamic=True)
+    indices = tf.constant(documented_order(0)[:BATCH])
+    draw = tf.function(data.batch, jit_compile=True)  # as in the compiled training loop
+    x, labels = (t.numpy() for t in draw(indices, tf.constant(7, tf.int64)))
+    again = draw(indices, tf.constant(7, tf.int64))[0].numpy()
+    other = draw(indices, tf.constant(8, tf.int64))[0].numpy()
+    np.testing.assert_array_equal(labels, split.labels[indices.numpy()])
+    assert set(np.unique(x)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(x, again)  # a function of (examples, seed)
+    assert np.any(x != other)
+    p = grey[indices.numpy()]
+    assert np.all(x[p == 0] == 0) and np.all(x[p == 1] == 1)  # certain pixels are kept
+    # Bernoulli(p): the mean of the draws is p's within 4 standard errors.
+    middle = (p > 0) & (p < 1)
+    error = np.sqrt(np.sum(p[middle] * (1 - p[middle]))) / middle.sum()
+    assert abs(x[middle].mean() - p[middle].mean()) < 4 * error
+    plain = DeviceData(split, dynamic=False).batch(indices)[0]
+    np.testing.assert_array_equal(plain, grey[indices.numpy()])
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    """The same run on the device path and on the streaming path (limit 0 MB)."""
+    return {
+        limit: train_and_evaluate(
+            run_config(limit_mb=limit), tmp_path_factory.mktemp(f"l{limit}") / "run", verbose=0
+        )
+        for limit in (1024, 0)
+    }
+
+
+def test_the_device_path_trains_exactly_as_the_streaming_path(paths):
+    device, stream = paths[1024], paths[0]
+    assert (device["data_path"], stream["data_path"]) == ("device", "stream")
+    for key, value in stream.items():
+        if key not in ("data_path", "examples_per_second"):
+            assert device[key] == value, key
+
+
+def test_a_killed_device_run_resumes_to_the_same_numbers(paths, tmp_path):
+    config = run_config(limit_mb=1024)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train_and_evaluate(config, tmp_path / "run", verbose=0, callbacks=[FailAt(epoch=1)])
+    assert_same_results(train_and_evaluate(config, tmp_path / "run", verbose=0), paths[1024])
+
+
+def test_dynamic_binarization_resumes_exactly_on_the_device_path(tmp_path):
+    config = run_config("dynamic", epochs=2)
+    whole = train_and_evaluate(config, tmp_path / "whole", verbose=0)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train_and_evaluate(config, tmp_path / "run", verbose=0, callbacks=[FailAt(epoch=1)])
+    assert_same_results(train_and_evaluate(config, tmp_path / "run", verbose=0), whole)
+    assert whole["data_path"] == "device"
+
+
+def test_a_split_over_the_limit_streams_and_the_run_says_so(tmp_path, capsys):
+    split = prepared_splits(DataConfig("digits"))["train"]
+    assert 0 < split_megabytes(split) < 1  # so a 0 MB limit is the tiny budget
+    train_and_evaluate(run_config(limit_mb=0, epochs=1), tmp_path / "stream", verbose=2)
+    train_and_evaluate(run_config(epochs=1), tmp_path / "device", verbose=2)
+    out = capsys.readouterr().out
+    assert "Training data: streamed through tf.data" in out
+    assert "Training data: on the device" in out
+    # The progress lines count the optimizer steps on both paths: 22 per epoch.
+    assert re.findall(r"^(\d+)/(\d+) - ", out, re.MULTILINE) == [("22", "22")] * 2
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "1e30", "2.5"])
+def test_a_bad_device_data_limit_exits_2_and_writes_nothing(value, tmp_path, capsys):
+    argv = ["train", "--dataset", "digits", "--device-data-limit-mb", value]
+    assert_exit_2_and_unchanged([*argv, "--output", tmp_path / "run"], [tmp_path], capsys, "limit")
