@@ -43,6 +43,29 @@ Received: N=0
     return value
 
 
+def integer_or_word(text: str, name: str, word: str, minimum: int, expected: str) -> int | str:
+    """`word` as it is, else `text` as an integer >= `minimum`, for argparse; an error says
+    what was `expected` (e.g. "a positive integer") or `word`.
+
+    Example:
+
+    >>> integer_or_word("auto", "steps", "auto", 1, "a positive integer")
+    'auto'
+    >>> integer_or_word("0", "steps", "auto", 1, "a positive integer")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a positive integer or 'auto'; received '0'
+    """
+    if text == word:
+        return text
+    try:
+        return integer_argument(text, name, minimum=minimum)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected {expected} or {word!r}; received {text!r}"
+        ) from None
+
+
 def image_count(text: str) -> int:
     """argparse type of `-n` of sample and reconstruct: an integer from 1 to `MAX_IMAGES`."""
     return integer_argument(text, "N", 1, MAX_IMAGES)

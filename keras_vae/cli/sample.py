@@ -17,7 +17,7 @@ from keras_vae.cli.arguments import (
     add_run_or_preset_arguments,
     add_seed_argument,
     image_count,
-    integer_argument,
+    integer_or_word,
     run_or_preset,
 )
 from keras_vae.config import MAX_SEED, check_at_least
@@ -52,14 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def class_label(text: str) -> int | str:
     """'all' or a class index >= 0 (the run's class count is checked once it is loaded)."""
-    if text == "all":
-        return text
-    try:
-        return integer_argument(text, "label", minimum=0)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected a class index (an integer >= 0) or 'all'; received {text!r}"
-        ) from None
+    return integer_or_word(text, "label", "all", 0, "a class index (an integer >= 0)")
 
 
 def run(args: argparse.Namespace) -> int:

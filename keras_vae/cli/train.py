@@ -14,7 +14,7 @@ import sys
 
 from keras_vae import config as cfg
 from keras_vae import recipes
-from keras_vae.cli.arguments import integer_argument
+from keras_vae.cli.arguments import integer_argument, integer_or_word
 
 HELP = (
     "Train a VAE, evaluate it on held-out data and write RUN_DIR (model.keras, config.json, "
@@ -45,26 +45,13 @@ def flow_hidden_units(text: str) -> tuple[int, ...]:
 
 def steps_per_execution(text: str) -> int | str:
     """'auto' or a positive integer (the config checks the upper bound)."""
-    if text == "auto":
-        return text
-    try:
-        return integer_argument(text, "steps_per_execution")
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer or 'auto'; received {text!r}"
-        ) from None
+    return integer_or_word(text, "steps_per_execution", "auto", 1, "a positive integer")
 
 
 def validation_examples(text: str) -> int | str:
     """'source' or an integer >= 0 (the config checks it)."""
-    if text == cfg.SOURCE_VALIDATION:
-        return text
-    try:
-        return integer_argument(text, "validation_examples", minimum=0)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer >= 0 or {cfg.SOURCE_VALIDATION!r}; received {text!r}"
-        ) from None
+    word = cfg.SOURCE_VALIDATION
+    return integer_or_word(text, "validation_examples", word, 0, "an integer >= 0")
 
 
 # How a config field's flag reads its text: by the field's annotation, or, for a field of any
