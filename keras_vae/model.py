@@ -29,6 +29,7 @@ from keras_vae.replicas import BatchLayout, average_over_global_batch, batch_lay
 
 METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
 IWAE_METRIC = "iwae"  # the importance-weighted bound, reported by models trained on it
+DREG_LOSS = "dreg_loss"  # the per-example DReG surrogate's negative (not a metric)
 
 
 def metric_names(objective: str) -> tuple[str, ...]:
@@ -94,6 +95,7 @@ class VAE(keras.Model):
         prior: "normal" (default), "vamp" or "mixture".
         prior_components: K of the vamp (default 500) or mixture (default 10) prior.
         objective: "elbo" (default) or "iwae".
+        gradient_estimator: "standard" (default) or "dreg" (iwae, gaussian posterior).
         seed: seed of the reparameterisation noise. Default None.
 
     Example:
@@ -121,6 +123,7 @@ class VAE(keras.Model):
         prior: str = "normal",
         prior_components: int | None = None,
         objective: str = "elbo",
+        gradient_estimator: str = "standard",
         conditional: bool = False,
         num_classes: int | None = None,
         seed: int | None = None,
@@ -144,6 +147,7 @@ class VAE(keras.Model):
             prior=prior,
             prior_components=prior_components,
             objective=objective,
+            gradient_estimator=gradient_estimator,
             conditional=bool(conditional or num_classes),
             num_classes=num_classes or None,
         )
@@ -175,6 +179,7 @@ class VAE(keras.Model):
         self.prior_name = spec.prior
         self.prior_components = spec.prior_components
         self.objective = spec.objective
+        self.gradient_estimator = spec.gradient_estimator
         self.num_classes = spec.num_classes or 0  # 0: unconditional
         self.seed = seed
 
@@ -409,7 +414,11 @@ class VAE(keras.Model):
         z, log_q = self.posterior_layer.sample(z_mean, z_stddev, noise, context)
         log_p = self.prior_layer.log_prob(z, prior)
         log_px = self.log_likelihood_given_z(x, z, training=training, labels=labels)
-        return objectives.LatentTerms(log_px, log_p, log_q)
+        frozen = None
+        if self.gradient_estimator == "dreg" and training:  # the gaussian posterior (config)
+            frozen_q = distributions.posterior(tf.stop_gradient(z_mean), tf.stop_gradient(z_stddev))
+            frozen = frozen_q.log_prob(z)
+        return objectives.LatentTerms(log_px, log_p, log_q, log_posterior_frozen=frozen)
 
     def elbo_terms(
         self,
@@ -436,6 +445,11 @@ class VAE(keras.Model):
                 "reconstruction": bound.reconstruction,
                 "kl": bound.kl,
                 IWAE_METRIC: bound.bound,
+                **(
+                    {DREG_LOSS: -objectives.dreg_surrogate(terms, weight)}
+                    if terms.log_posterior_frozen is not None
+                    else {}
+                ),
             }
         elbo = objectives.elbo_from_terms(terms, self.estimator)
         return {
@@ -552,13 +566,28 @@ class VAE(keras.Model):
         return self._update_metrics(values)
 
     def _gradients(self, x, labels, noise, layout: BatchLayout):
-        """This replica's per-example objective values and the gradients of its loss share."""
-        with tf.GradientTape() as tape:
+        """This replica's per-example objective values and the gradients of its loss share
+        (the encoder's, with DReG, those of the doubly reparameterized surrogate)."""
+        dreg = self.gradient_estimator == "dreg"
+        with tf.GradientTape(persistent=dreg) as tape:
             terms = self.latent_terms(x, noise, True, layout, labels)
             values = self.objective_values(terms)
             loss = average_over_global_batch(values["loss"], layout.global_size, self.losses)
             scaled_loss = self.optimizer.scale_loss(loss)
-        return values, tape.gradient(scaled_loss, self.trainable_variables)
+            if dreg:
+                surrogate = average_over_global_batch(values[DREG_LOSS], layout.global_size, [])
+                scaled_surrogate = self.optimizer.scale_loss(surrogate)
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        if dreg:
+            encoder = {id(v) for v in self.encoder.trainable_variables}
+            chosen = [i for i, v in enumerate(self.trainable_variables) if id(v) in encoder]
+            encoder_gradients = tape.gradient(
+                scaled_surrogate, [self.trainable_variables[i] for i in chosen]
+            )
+            for i, gradient in zip(chosen, encoder_gradients):
+                gradients[i] = gradient
+        values = {k: v for k, v in values.items() if k != DREG_LOSS}
+        return values, gradients
 
     def test_step(self, data):
         """The ELBO terms of a batch, or of each batch of a `{"x_steps": xs}` block in turn
@@ -777,6 +806,7 @@ class VAE(keras.Model):
             "prior": self.prior_name,
             "prior_components": self.prior_components,
             "objective": self.objective,
+            "gradient_estimator": self.gradient_estimator,
             "conditional": self.conditional,
             "num_classes": self.num_classes or None,
             "seed": self.seed,

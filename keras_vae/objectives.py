@@ -59,6 +59,8 @@ class LatentTerms(NamedTuple):
     log_posterior: tf.Tensor  # log q(z_l|x), [L, batch]
     entropy: tf.Tensor | None = None  # H[q(z|x)] in closed form, [batch], where it exists
     kl: tf.Tensor | None = None  # KL(q || p) in closed form, [batch], where it exists
+    # log q(z_l|x) with q's parameters held constant (z_l still depends on them): DReG's
+    log_posterior_frozen: tf.Tensor | None = None
 
 
 class IwaeTerms(NamedTuple):
@@ -126,6 +128,23 @@ def iwae_from_terms(terms: LatentTerms, kl_weight: tf.Tensor | float = 1.0) -> I
         reconstruction=tf.reduce_mean(terms.log_likelihood, axis=0),
         kl=-tf.reduce_mean(log_ratio, axis=0),
     )
+
+
+def dreg_surrogate(terms: LatentTerms, kl_weight: tf.Tensor | float = 1.0) -> tf.Tensor:
+    """The doubly reparameterized IWAE surrogate (Tucker, Lawson, Gu & Maddison 2018, eq. 6),
+    [batch]: sum_k stop(w~_k^2) log w_k, where log w_k uses `log_posterior_frozen`. Its value
+    means nothing; its gradient with respect to the encoder, through z_k alone, is an unbiased
+    estimate of the (tempered) IWAE bound's, whose variance falls as k grows.
+
+    Example:
+        >>> t = LatentTerms(tf.zeros([2, 1]), tf.zeros([2, 1]), None,
+        ...                 log_posterior_frozen=tf.math.log([[1.0], [3.0]]))
+        >>> dreg_surrogate(t).numpy().round(4).tolist()  # w = [1, 1/3]: w~ = [.75, .25]
+        [-0.0687]
+    """
+    log_w = terms.log_likelihood + kl_weight * (terms.log_prior - terms.log_posterior_frozen)
+    normalized = tf.stop_gradient(tf.nn.softmax(log_w, axis=0))
+    return tf.reduce_sum(tf.square(normalized) * log_w, axis=0)
 
 
 def gaussian_latent_terms(

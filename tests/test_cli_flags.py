@@ -35,6 +35,7 @@ OTHER_VALUES = {
     "adam_beta_1": (["0.5"], 0.5),
     "adam_beta_2": (["0.5"], 0.5),
     "early_stopping_patience": (["3", "--validation-examples", "10"], 3),
+    "gradient_estimator": (["dreg", "--objective", "iwae"], "dreg"),
 }
 
 

@@ -27,6 +27,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 FAMILIES = {
     "iwae": {"objective": "iwae", "num_samples": 5},
+    "iwae_dreg": {"objective": "iwae", "num_samples": 5, "gradient_estimator": "dreg"},
     "vamp": {"prior": "vamp", "prior_components": 4},
     "mixture": {"prior": "mixture", "prior_components": 3},
     "iaf": {"posterior": "iaf", "flow_steps": 2, "flow_hidden_units": (8,)},

@@ -249,6 +249,8 @@ BAD_TRAIN_FLAGS = [
     (["--kl-warmup-epochs", "-2"], "kl_warmup_epochs"),
     (["--init-output-bias", "data-mean", "--architecture", "conv"], "per-pixel"),
     (["--activation", "gated", "--architecture", "conv"], "mlp"),
+    (["--gradient-estimator", "dreg"], "--objective iwae"),
+    (["--objective", "iwae", "--prior", "vamp", "--gradient-estimator", "dreg"], "dreg"),
 ]
 
 
