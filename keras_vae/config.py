@@ -566,7 +566,8 @@ class TrainingConfig:
         "dynamically binarized MNIST, as yburda/iwae trains it) or 'vampprior2018' (Tomczak & "
         "Welling's VampPrior on static MNIST, as jmtomczak/vae_vampprior trains it); every "
         "other flag given overrides the recipe, and config.json records the resolved values "
-        "(see keras_vae.recipes)",
+        "(from Python: keras_vae.recipes.resolve, which lays a dict of values over the recipe; "
+        "this field alone only records the name)",
         flag="--recipe",
         choices=("none", *RECIPE_NAMES),
     )
