@@ -61,7 +61,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from keras_vae.config import check_choice  # no TensorFlow: the client stays light
+from keras_vae.config import MAX_LAYER_WIDTH, check_choice  # no TensorFlow: the client stays light
 from keras_vae.signatures import (
     COMPONENT,
     DECODER,
@@ -90,12 +90,21 @@ REST_FORMATS = ("columnar", "row")
 DEFAULT_REST_PORT = 8501
 DEFAULT_GRPC_PORT = 8500
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-GRPC_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+# The most bytes one response may have, REST or gRPC, whatever the server says or declares.
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+GRPC_MAX_MESSAGE_BYTES = MAX_RESPONSE_BYTES
 # The most bytes a REST response may have: 16 MiB plus 64 bytes per expected output value (a
-# float in JSON takes at most ~25), or 256 MiB when the expected shapes are not known.
+# float in JSON takes at most ~25), never more than MAX_RESPONSE_BYTES (nor when the expected
+# shapes are not known).
 REST_MIN_RESPONSE_BYTES = 16 * 1024 * 1024
 REST_BYTES_PER_VALUE = 64
-REST_MAX_RESPONSE_BYTES = GRPC_MAX_MESSAGE_BYTES
+REST_MAX_RESPONSE_BYTES = MAX_RESPONSE_BYTES
+# What a server's metadata may declare, when the constructor was not given the shapes: one
+# example (``x``, ``x_mean``) at most 2**24 values (a 4096 x 4096 image) in at most 32 axes,
+# and z at most MAX_LAYER_WIDTH values (the most `latent_dim` a config allows), so the expected
+# response size, and with it the buffered bytes, never comes from the server alone.
+MAX_DECLARED_EXAMPLE_VALUES = 2**24
+MAX_DECLARED_RANK = 32
 _READ_CHUNK = 64 * 1024
 # A served model name goes into the REST URL path as is: printable ASCII, none of / : ? # %.
 _MODEL_NAME = re.compile(r"[!-~]+")
@@ -459,6 +468,37 @@ def _check_flags(where: str, name: str, value: Any, shape: Sequence[int]) -> np.
     return array
 
 
+def _check_declared(where: str, what: str, shape: Sequence[int], latent: bool) -> None:
+    """ServingError unless `shape` [-1, sizes...], declared by a server's metadata for `what`,
+    is within what this client accepts from a server: z at most MAX_LAYER_WIDTH values (the
+    most `latent_dim` a config allows), one example at most MAX_DECLARED_EXAMPLE_VALUES in at
+    most MAX_DECLARED_RANK axes."""
+    dims = [int(d) for d in shape[1:]]
+    limit = MAX_LAYER_WIDTH if latent else MAX_DECLARED_EXAMPLE_VALUES
+    values = math.prod(dims)
+    if values <= limit and len(dims) <= MAX_DECLARED_RANK:
+        return
+    kind = "z" if latent else "one example"
+    raise ServingError(
+        f"{where}: the server declares {what} of shape {list(shape)}: {values:,} values per "
+        f"row in {len(dims)} axes, but this client accepts at most {limit:,} values for "
+        f"{kind} (in at most {MAX_DECLARED_RANK} axes) from a server's metadata, so that no "
+        "server can make it wait for, or hold, an unbounded response. Nothing was sent. If "
+        "the model really is that large, pass data_shape and latent_dim to the client "
+        "(`ServingClient.from_export` reads them from export.json)."
+    )
+
+
+def _response_limit(expected_shapes: Mapping[str, Sequence[int]] | None) -> int:
+    """The most bytes a REST response may have: REST_MIN_RESPONSE_BYTES plus
+    REST_BYTES_PER_VALUE per expected output value, at most MAX_RESPONSE_BYTES (also when the
+    shapes are not known)."""
+    if expected_shapes is None:
+        return MAX_RESPONSE_BYTES
+    values = sum(math.prod(int(d) for d in shape) for shape in expected_shapes.values())
+    return min(MAX_RESPONSE_BYTES, REST_MIN_RESPONSE_BYTES + REST_BYTES_PER_VALUE * values)
+
+
 def _kind_of(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -597,7 +637,12 @@ class ServingClient:
 
     Shapes the constructor is not given are read once from the metadata of the model that
     takes them (``x`` of the encoder, ``z`` of the decoder) and kept; until then, a response is
-    checked against the outputs the called model's own metadata declares.
+    checked against the outputs the called model's own metadata declares. Whatever the server
+    says, what the client holds is bounded: metadata may declare at most
+    MAX_DECLARED_EXAMPLE_VALUES values per example (in at most MAX_DECLARED_RANK axes) and
+    MAX_LAYER_WIDTH for z (ServingError before anything is sent otherwise), and a response may
+    have at most 16 MiB plus 64 bytes per expected value (REST, read in chunks and cut there),
+    never more than MAX_RESPONSE_BYTES (REST and gRPC).
 
     Example:
         >>> client = ServingClient("localhost", data_shape=(28, 28), latent_dim=20)
@@ -697,7 +742,7 @@ class ServingClient:
         label = self._label_input(labels, len(x), "x")
         latent = self.latent_dim
         if latent is None:
-            (latent,) = self._served_dims(self.encoder, "outputs", "z_mean", deadline, rank=2)
+            (latent,) = self._served_dims(self.encoder, "outputs", "z_mean", deadline, latent=True)
         shape = (len(x), latent)
         out = self._predict(
             self.encoder,
@@ -721,7 +766,7 @@ class ServingClient:
         label = self._label_input(labels, len(x), "x")
         latent = self.latent_dim
         if latent is None:
-            (latent,) = self._served_dims(self.encoder, "outputs", "z_mean", deadline, rank=2)
+            (latent,) = self._served_dims(self.encoder, "outputs", "z_mean", deadline, latent=True)
         noise = _check_batch("noise", noise, (latent,))
         if len(noise) != len(x):
             raise ValueError(
@@ -1111,11 +1156,7 @@ class ServingClient:
         where = self._where(model, signature)
         if self.protocol == "rest":
             row = self.rest_format == "row" and not columnar
-            if expected_shapes is None:
-                limit = REST_MAX_RESPONSE_BYTES
-            else:
-                values = sum(math.prod(shape) for shape in expected_shapes.values())
-                limit = REST_MIN_RESPONSE_BYTES + REST_BYTES_PER_VALUE * values
+            limit = _response_limit(expected_shapes)
             outputs = self._rest_predict(
                 where,
                 model,
@@ -1128,7 +1169,7 @@ class ServingClient:
                 optional=(*indices, *flags),
             )
         else:
-            outputs = self._grpc_predict(where, model, signature, inputs, deadline)
+            outputs = self._grpc_predict(where, model, signature, inputs, deadline, expected_shapes)
         missing = [name for name in output_names if name not in outputs]
         if missing:
             raise ServingError(
@@ -1165,10 +1206,13 @@ class ServingClient:
 
     # ------------------------------------------------------------------ shapes
     def _served_dims(
-        self, model: str, kind: str, name: str, deadline: float, rank: int | None = None
+        self, model: str, kind: str, name: str, deadline: float, latent: bool = False
     ) -> tuple[int, ...]:
         """The sizes after the batch axis of input or output (`kind`) `name` of `model`'s
-        ``serving_default``, from its metadata (read once per client)."""
+        ``serving_default``, from its metadata (read once per client): z's one size (`latent`),
+        at most MAX_LAYER_WIDTH, else one example's, at most MAX_DECLARED_EXAMPLE_VALUES in
+        all; ServingError for a shape beyond them, before anything is sized from it."""
+        rank = 2 if latent else None
         if model not in self._served:
             self._served[model] = self._signature(model, SERVING_DEFAULT, deadline)
         tensors = self._served[model][kind]
@@ -1187,6 +1231,7 @@ class ServingClient:
                 f"{where}: {noun} {name!r} has shape {shape}, expected [-1, size, ...] with every "
                 "size after the batch axis known; pass data_shape and latent_dim to the client."
             )
+        _check_declared(where, f"{noun} {name!r}", shape, latent)
         return dims
 
     def _data_shape(self, deadline: float, model: str | None = None) -> tuple[int, ...]:
@@ -1197,7 +1242,9 @@ class ServingClient:
 
     def _latent_dim(self, deadline: float) -> int:
         if self.latent_dim is None:
-            (self.latent_dim,) = self._served_dims(self.decoder, "inputs", "z", deadline, rank=2)
+            (self.latent_dim,) = self._served_dims(
+                self.decoder, "inputs", "z", deadline, latent=True
+            )
         return self.latent_dim
 
     def _decoded_shape(self, deadline: float) -> tuple[int, ...]:
@@ -1291,19 +1338,27 @@ class ServingClient:
 
     @staticmethod
     def _read_body(where: str, response: http.client.HTTPResponse, limit: int) -> bytes:
-        """The whole body, or ServingError as soon as it is known to exceed `limit` bytes."""
+        """The whole body, read in chunks, or ServingError as soon as it is known to exceed
+        `limit` bytes (a declared Content-Length at once; else after at most `limit` +
+        one chunk), so no server can make the client hold more."""
         chunks: list[bytes] = []
-        size = response.length or 0  # Content-Length; None when chunked or unknown
+        declared = response.length  # Content-Length; None when chunked or unknown
+        size = declared or 0
         while size <= limit:
-            chunk = response.read(_READ_CHUNK)
+            chunk = response.read(
+                min(_READ_CHUNK, limit + 1 - size) if declared is None else _READ_CHUNK
+            )
             if not chunk:
                 return b"".join(chunks)
             chunks.append(chunk)
-            if response.length is None:
+            if declared is None:
                 size += len(chunk)
+        said = f"declares {declared} bytes" if declared is not None else "sent more"
         raise ServingError(
             f"{where}: the response is longer than {limit} bytes, the most this client "
-            "accepts for it."
+            f"accepts for it (the server {said}; the cap is {REST_MIN_RESPONSE_BYTES} bytes "
+            f"plus {REST_BYTES_PER_VALUE} per expected output value, at most "
+            f"{MAX_RESPONSE_BYTES}). Nothing more was read; ask for fewer rows per call."
         )
 
     def _rest_predict(
@@ -1378,9 +1433,11 @@ class ServingClient:
                     "The gRPC client needs `tensorflow-serving-api`: pip install "
                     "'keras-vae[serving]'."
                 ) from None
+            # The receive cap bounds what one response may make the client hold, whatever
+            # the server sends (read when the channel is made).
             options = [
                 ("grpc.max_send_message_length", GRPC_MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES),
             ]
             self._channel = grpc.insecure_channel(self._grpc_target(), options)
             self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
@@ -1408,6 +1465,12 @@ class ServingClient:
             details = error.details() if hasattr(error, "details") else str(error)
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise ServingError(f"{where}: timed out after {self.timeout:g} s.") from None
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in details:
+                raise ServingError(
+                    f"{where}: the response is larger than {MAX_RESPONSE_BYTES} bytes, the most "
+                    f"this client accepts ({details}); ask for fewer rows per call.",
+                    code.name,
+                ) from None
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise ServingError(
                     f"{where}: cannot reach the server ({details}); is TF Serving running with "
@@ -1425,7 +1488,11 @@ class ServingClient:
         signature: str,
         inputs: Mapping[str, np.ndarray],
         deadline: float,
+        expected_shapes: Mapping[str, Sequence[int]] | None = None,
     ) -> dict[str, np.ndarray]:
+        """The response's outputs as arrays; each output's declared shape is checked (against
+        `expected_shapes`, else against MAX_RESPONSE_BYTES of float32) before it is converted,
+        since a small message may declare a huge shape that conversion would fill."""
         stub = self._grpc()
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
@@ -1436,7 +1503,22 @@ class ServingClient:
             request.inputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
         response = self._grpc_call(where, stub.Predict, request, deadline)
         outputs = {}
+        shapes = expected_shapes or {}
         for name, proto in response.outputs.items():
+            declared = tuple(int(d.size) for d in proto.tensor_shape.dim)
+            if name in shapes and declared != tuple(shapes[name]):
+                raise ServingError(
+                    f"{where}: output {name!r} has shape {declared} but expected "
+                    f"{tuple(shapes[name])}."
+                )
+            values = math.prod(declared)
+            if min(declared, default=0) < 0 or 4 * values > MAX_RESPONSE_BYTES:
+                raise ServingError(
+                    f"{where}: output {name!r} declares shape {declared}, but this client "
+                    f"accepts at most {MAX_RESPONSE_BYTES // 4:,} float32 values "
+                    f"({MAX_RESPONSE_BYTES} bytes) in a response, each size >= 0. Nothing was "
+                    "converted."
+                )
             try:
                 outputs[name] = tf.make_ndarray(proto)
             except (TypeError, ValueError) as error:
