@@ -266,7 +266,7 @@ def bounded_score_graph(
 ) -> Scores:
     """`score_graph` over any batch in memory of one chunk (`score_rows_per_chunk` rows x
     `score_sample_chunk` samples): a `tf.while_loop` over row chunks, the last one padded, so
-    every row is scored by the same computation whatever the batch.
+    every row is scored by the same computation whatever the batch; 0 rows give 0 scores.
 
     Example:
         >>> from keras_vae.model import VAE
@@ -287,7 +287,10 @@ def bounded_score_graph(
         padded_labels = tf.pad(tf.cast(labels, tf.int32), [[0, padding]])
     if not (model.posterior_name == "gaussian" and model.prior_name == "normal") and prior is None:
         prior = model.prior_parameters(training=False)  # once, not per chunk
-    arrays = [tf.TensorArray(tf.float32, size=num_chunks) for _ in SCORE_NAMES]
+    # A known element shape lets an empty batch (no chunk written) stack to [0, rows].
+    arrays = [
+        tf.TensorArray(tf.float32, size=num_chunks, element_shape=[rows]) for _ in SCORE_NAMES
+    ]
 
     def body(i, *arrays):
         start = i * rows

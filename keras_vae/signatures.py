@@ -46,6 +46,11 @@ MAX_SAMPLES_KEY = "max_samples_per_request"
 DEFAULT_MAX_SAMPLES_PER_REQUEST = 10_000
 # The cap must fit the int32 `num_samples` input of the `sample` signature.
 MAX_SAMPLES_LIMIT = 2**31 - 1
+# The most rows x importance samples one scorer request may cost (a scorer's time is linear in
+# both): 10,000 rows at K = 1,000, or 100 rows at K = 100,000. `export` refuses a K and a
+# max_samples_per_request whose product exceeds it; export.json records it under this key.
+MAX_SCORE_ROW_SAMPLES = 10_000_000
+SCORE_BUDGET_KEY = "max_rows_x_score_samples"
 # TF Serving model versions are int64.
 MAX_VERSION = 2**63 - 1
 # A conditional model's class-label input, int32 [batch] with values in [0, num_classes), in
@@ -90,3 +95,27 @@ def check_max_samples(value: Any) -> int:
             f"Received: max_samples_per_request={value!r}"
         )
     return value
+
+
+def check_score_budget(score_samples: int, max_samples: int) -> None:
+    """Refuse a scorer whose largest request, `max_samples` rows x `score_samples` importance
+    samples, costs more than `MAX_SCORE_ROW_SAMPLES` (a `ValueError` naming both fixes).
+
+    Example:
+        >>> check_score_budget(1000, 10_000)
+        >>> try:
+        ...     check_score_budget(100_000, 10_000)
+        ... except ValueError as error:
+        ...     print(str(error)[:66])
+        A scorer request of 10000 rows x 100000 score samples = 1000000000
+    """
+    cost = int(score_samples) * int(max_samples)
+    if cost > MAX_SCORE_ROW_SAMPLES:
+        raise ValueError(
+            f"A scorer request of {max_samples} rows x {score_samples} score samples = {cost} "
+            f"row-samples, more than the {MAX_SCORE_ROW_SAMPLES} one request may cost (its "
+            "time grows with both). Export with --max-samples-per-request "
+            f"{max(1, MAX_SCORE_ROW_SAMPLES // int(score_samples))} or fewer, or with "
+            f"--score-samples {max(1, MAX_SCORE_ROW_SAMPLES // int(max_samples))} or fewer. "
+            f"Received: score_samples={score_samples}, max_samples_per_request={max_samples}"
+        )

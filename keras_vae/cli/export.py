@@ -18,9 +18,12 @@ from keras_vae.signatures import (
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
     DEFAULT_SCORE_SAMPLES,
     MAX_SAMPLES_KEY,
+    MAX_SAMPLES_LIMIT,
+    MAX_SCORE_ROW_SAMPLES,
     MAX_SCORE_SAMPLES,
     SCORE_SAMPLES_KEY,
     SCORER,
+    check_score_budget,
 )
 
 HELP = (
@@ -68,7 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help=f"importance samples per example in the scorer, 1 to {MAX_SCORE_SAMPLES:,} "
         "(fixed at export; default: the K of the run's calibration.json, else "
-        f"{DEFAULT_SCORE_SAMPLES}); recorded in export.json",
+        f"{DEFAULT_SCORE_SAMPLES}); K x --max-samples-per-request may be at most "
+        f"{MAX_SCORE_ROW_SAMPLES:,}, which bounds one scorer request's time; recorded in "
+        "export.json",
     )
     parser.add_argument(
         "--tflite",
@@ -106,6 +111,9 @@ def summary(record: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    k, cap = args.score_samples, args.max_samples_per_request
+    if k is not None and 1 <= k <= MAX_SCORE_SAMPLES and 1 <= cap <= MAX_SAMPLES_LIMIT:
+        check_score_budget(k, cap)  # before TensorFlow is imported; export_run checks again
     from keras_vae.export import export_run  # imports TensorFlow
 
     record = export_run(

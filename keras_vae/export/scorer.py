@@ -16,7 +16,9 @@ Every input is checked before anything is computed (TF Serving feeds tensors wit
 them with the signature): ``x`` of another shape (`tf.ensure_shape`), more than
 max_samples_per_request rows, any non-finite value in ``x``, or a label out of range or of
 another row count fail with InvalidArgumentError; a scorer never answers a NaN input with a
-confident number.
+confident number. One request's time is bounded: max_samples_per_request x K is at most
+`keras_vae.signatures.MAX_SCORE_ROW_SAMPLES` (refused at export otherwise), and an empty batch
+gets empty outputs.
 
     >>> write_scorer(vae, "export/scorer/1", score_samples=100)         # doctest: +SKIP
     >>> scorer = tf.saved_model.load("export/scorer/1").signatures["serving_default"]
@@ -63,8 +65,10 @@ from keras_vae.signatures import (
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
     IS_ANOMALY,
     LABEL,
+    MAX_SCORE_ROW_SAMPLES,
     SERVING_DEFAULT,
     check_max_samples,
+    check_score_budget,
 )
 
 
@@ -150,6 +154,7 @@ def scorer_archive(
 ) -> keras.export.ExportArchive:
     """An `ExportArchive` with the scorer's ``serving_default`` (see the module docstring)."""
     max_samples = check_max_samples(max_samples)
+    check_score_budget(score_samples, max_samples)
     calibration = check_calibration(calibration)
     noise = np.asarray(score_noise(int(model.latent_dim), score_samples, seed), np.float32)
     prior = baked_prior(model)
@@ -202,7 +207,9 @@ def write_scorer(
         model: the trained `VAE`.
         path: the version folder, e.g. ``export/scorer/1``.
         score_samples: K importance samples per example, in [1, 100000].
-        max_samples: the most rows one request may score. Default 10,000.
+        max_samples: the most rows one request may score. Default 10,000. `max_samples` x
+            `score_samples` may be at most `MAX_SCORE_ROW_SAMPLES` (10,000,000), which bounds
+            one request's time (`check_score_budget`; ValueError otherwise).
         calibration: the run's calibration record (`keras_vae.calibration.read_calibration`)
             for an ``is_anomaly`` output, or None (default: no such output).
         seed: the seed of the baked noise. Default 0.
@@ -338,10 +345,17 @@ def scorer_record(
     score_samples: int, seed: int, calibration: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     """What export.json records about the scorer beside its path and signatures."""
-    from keras_vae.signatures import CALIBRATION_KEY, SCORE_SAMPLES_KEY, SCORE_SEED_KEY
+    from keras_vae.signatures import (
+        CALIBRATION_KEY,
+        SCORE_BUDGET_KEY,
+        SCORE_SAMPLES_KEY,
+        SCORE_SEED_KEY,
+    )
 
     return {
         SCORE_SAMPLES_KEY: int(score_samples),
+        # rows x K of one request is at most this (`check_score_budget`, checked at export)
+        SCORE_BUDGET_KEY: MAX_SCORE_ROW_SAMPLES,
         SCORE_SEED_KEY: int(seed),
         CALIBRATION_KEY: None if calibration is None else dict(calibration),
         "scores": list(SCORE_NAMES),

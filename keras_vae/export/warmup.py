@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -167,9 +168,84 @@ def write_warmup_requests(
     return len(records)
 
 
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (_CRC32C_POLY if crc & 1 else 0)
+        table.append(crc)
+    return table
+
+
+_CRC32C_POLY = 0x82F63B78  # Castagnoli, reflected: the checksum TFRecord frames carry
+_CRC32C_TABLE = _crc32c_table()
+
+
+def masked_crc32c(data: bytes) -> int:
+    """TFRecord's masked CRC-32C of `data` (tensorflow/core/lib/hash/crc32c.h, ``Mask``).
+
+    Example:
+        >>> hex(masked_crc32c(b"123456789"))  # CRC-32C check value 0xe3069283, masked
+        '0xc78ab0e5'
+    """
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def check_record_framing(path: str | Path) -> int:
+    """The number of records of the TFRecord file `path` after checking, from its 12-byte
+    headers alone, that each record's length field carries a valid CRC and fits in what is
+    left of the file (length, its CRC, the data and the data's CRC); `ExportError` naming the
+    record, its length and the file size otherwise.
+
+    TensorFlow's reader allocates a record's declared length before reading it, so a forged
+    length (2**40 with a valid CRC) would crash the process; this walk reads 12 bytes per
+    record and never allocates more. The data CRCs are left to TensorFlow's reader.
+
+    Example:
+        >>> check_record_framing("export/decoder/1/" + WARMUP_PATH)  # doctest: +SKIP
+        9
+    """
+    size = os.path.getsize(path)
+    offset = count = 0
+    with open(path, "rb") as file:
+        while offset < size:
+            what = f"Warm-up record {count} of {path} (at byte {offset} of {size})"
+            header = file.read(_HEADER_BYTES)
+            if len(header) < _HEADER_BYTES:
+                raise ExportError(
+                    f"{what} is not a valid TFRecord: the file ends inside its "
+                    f"{_HEADER_BYTES}-byte header (a truncated file)."
+                )
+            length, length_crc = struct.unpack("<QI", header)
+            if masked_crc32c(header[:8]) != length_crc:
+                raise ExportError(
+                    f"{what} is not a valid TFRecord: the CRC of its length field does not "
+                    "match (a corrupt file)."
+                )
+            end = offset + _HEADER_BYTES + length + _FOOTER_BYTES
+            if end > size:
+                raise ExportError(
+                    f"{what} is not a valid TFRecord: its length field says {length} bytes, "
+                    f"but only {size - offset - _HEADER_BYTES} bytes are left in the file "
+                    "(a truncated or forged file); nothing was read."
+                )
+            file.seek(end)
+            offset, count = end, count + 1
+    return count
+
+
+_HEADER_BYTES, _FOOTER_BYTES = 12, 4  # uint64 length + uint32 masked CRC; uint32 data CRC
+
+
 def read_warmup_requests(path: str | Path) -> list[Any]:
     """The `PredictionLog` records of a warm-up file; `ExportError` naming the record and the
-    file when one is not a TFRecord or not a `PredictionLog`.
+    file when one is not a TFRecord or not a `PredictionLog`. Every record's length is checked
+    against the file (`check_record_framing`) before TensorFlow reads any of it.
 
     Example:
         >>> logs = read_warmup_requests("export/decoder/1/" + WARMUP_PATH)  # doctest: +SKIP
@@ -182,6 +258,9 @@ def read_warmup_requests(path: str | Path) -> list[Any]:
 
     if not Path(path).is_file():
         raise ExportError(f"No warm-up file at {path}.")
+    count = check_record_framing(path)
+    if count > MAX_WARMUP_RECORDS:
+        raise ExportError(f"{path} holds {count} records, more than {MAX_WARMUP_RECORDS}.")
     logs = []
     iterator = iter(tf.data.TFRecordDataset(str(path)))
     while True:

@@ -117,7 +117,7 @@ class IAFPosterior(keras.layers.Layer):
         z = tf.reshape(z0, [-1, self.latent_dim])
         if context is not None:
             # context [batch, C] against z [L, batch, D]: one copy per sample
-            repeats = tf.shape(z)[0] // tf.shape(context)[0]
+            repeats = tf.shape(z)[0] // tf.maximum(tf.shape(context)[0], 1)  # 0 rows: 0 repeats
             context = tf.tile(tf.cast(context, z.dtype), [repeats, 1])
         log_det = tf.zeros(tf.shape(z)[:1], z.dtype)
         for step in self.steps:
