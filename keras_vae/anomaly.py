@@ -75,9 +75,10 @@ def score_examples(
 
 
 def _check_common(importance_samples: int | None, seed: int, max_examples: int | None) -> None:
+    # The rules calibration.json's K and seed are read with (one function for both).
     if importance_samples is not None:
-        check_at_least("importance_samples", importance_samples, 1, maximum=MAX_SCORE_SAMPLES)
-    check_at_least("seed", seed, 0, maximum=MAX_SEED)
+        calibration.check_count("importance_samples", importance_samples, 1, MAX_SCORE_SAMPLES)
+    calibration.check_count("seed", seed, 0, MAX_SEED)
     if max_examples is not None:
         check_at_least("max_examples", max_examples, 1)
 

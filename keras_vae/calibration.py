@@ -25,10 +25,25 @@ from typing import Any
 import numpy as np
 
 from keras_vae.atomic import write_json_atomically
-from keras_vae.signatures import ANOMALY_IF, SCORE_NAMES
+from keras_vae.config import FLOAT32_MAX, MAX_SEED
+from keras_vae.signatures import ANOMALY_IF, MAX_SCORE_SAMPLES, SCORE_NAMES
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT_VERSION = 1
+# What every calibration.json holds (`calibration_record`); `check_record` checks each number.
+_REQUIRED = (
+    "format_version",
+    "score",
+    "anomaly_if",
+    "threshold",
+    "false_positive_rate",
+    "examples",
+    "flagged",
+    "importance_samples",
+    "seed",
+)
+# A calibration record is a few hundred characters; a larger file is not one.
+MAX_FILE_BYTES = 1_000_000
 
 
 class CalibrationError(ValueError):
@@ -49,7 +64,7 @@ def check_false_positive_rate(value: Any) -> float:
     if isinstance(value, bool) or not 0.0 < rate < 1.0:
         raise CalibrationError(
             "Received an invalid false positive rate, expected a number strictly between 0 "
-            f"and 1 (e.g. 0.01 flags 1% of normal data). Received: {value!r}"
+            f"and 1 (e.g. 0.01 flags 1% of normal data). Received: false_positive_rate={value!r}"
         )
     return rate
 
@@ -154,65 +169,162 @@ def calibration_record(
     }
 
 
-def read_calibration(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The run's calibration record, or None when it has not been calibrated.
+def check_count(name: str, value: Any, minimum: int, maximum: int) -> int:
+    """`value` once it is an integer (not a bool, not a float) in [minimum, maximum]: the rule
+    of the command line's ``--importance-samples`` and ``--seed``, applied to calibration.json
+    too.
+
+    Example:
+        >>> check_count("seed", 3, 0, MAX_SEED)
+        3
+    """
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not ok or not minimum <= value <= maximum:
+        raise CalibrationError(
+            f"Received an invalid value for `{name}`, expected an integer in [{minimum}, "
+            f"{maximum}]. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def check_threshold(value: Any) -> float:
+    """`value` once it is a number (not a bool, not a string) finite in float32, the precision
+    the exported scorer compares in.
+
+    Example:
+        >>> check_threshold(-120)
+        -120.0
+    """
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    # An int is compared before float(): float() of a 400-digit integer raises OverflowError.
+    ok = ok and (isinstance(value, int) or math.isfinite(value)) and abs(value) <= FLOAT32_MAX
+    if not ok:
+        raise CalibrationError(
+            "Received an invalid value for `threshold`, expected a finite number within "
+            f"+-{FLOAT32_MAX:.7g}. Received: threshold={value!r}"
+        )
+    return float(value)
+
+
+def check_record(record: Any) -> dict[str, Any]:
+    """`record` (a parsed calibration.json) once every field obeys the rules `calibrate` wrote
+    it under: the format version, a score name and its direction, a finite threshold, a rate
+    in (0, 1), K and the seed in the command line's ranges; numbers must be JSON numbers.
 
     Raises:
-        CalibrationError: ``calibration.json`` exists but is unreadable or incomplete.
+        CalibrationError: the first field that does not, named with what was received.
+
+    Example:
+        >>> record = calibration_record(np.arange(10.0), "kl", 0.2, 100, 0, {})
+        >>> check_record(record)["seed"]
+        0
+    """
+    if not isinstance(record, dict):
+        raise CalibrationError(f"expected a JSON object. Received: {type(record).__name__}")
+    missing = [key for key in _REQUIRED if key not in record]
+    if missing:
+        raise CalibrationError(f"missing the fields {missing}")
+    version = record["format_version"]
+    if isinstance(version, bool) or version != FORMAT_VERSION:
+        raise CalibrationError(
+            f"Unknown calibration format_version, expected {FORMAT_VERSION}. "
+            f"Received: format_version={version!r}"
+        )
+    score_name = check_score_name(record["score"])
+    if record["anomaly_if"] != ANOMALY_IF[score_name]:
+        raise CalibrationError(
+            f"`anomaly_if` must be {ANOMALY_IF[score_name]!r} for {score_name}. "
+            f"Received: anomaly_if={record['anomaly_if']!r}"
+        )
+    rate = record["false_positive_rate"]
+    if not isinstance(rate, (int, float)):  # check_false_positive_rate parses CLI text
+        raise CalibrationError(f"`false_positive_rate` must be a number. Received: {rate!r}")
+    examples = check_count("examples", record["examples"], 1, 2**63 - 1)
+    return {
+        **record,
+        "score": score_name,
+        "threshold": check_threshold(record["threshold"]),
+        "false_positive_rate": check_false_positive_rate(rate),
+        "importance_samples": check_count(
+            "importance_samples", record["importance_samples"], 1, MAX_SCORE_SAMPLES
+        ),
+        "seed": check_count("seed", record["seed"], 0, MAX_SEED),
+        "examples": examples,
+        "flagged": check_count("flagged", record["flagged"], 0, examples),
+    }
+
+
+def check_owned(run_dir: str | os.PathLike) -> None:
+    """Raise `CalibrationError` unless the run's manifest (`keras_vae.ownership`) lists
+    ``calibration.json``: the one ownership check of every reader and writer of an existing
+    one (a copy from another run, or a user's file, is refused)."""
+    from keras_vae.ownership import MANIFEST_FILE, Manifest
+
+    folder = Path(run_dir)
+    path = folder / CALIBRATION_FILE
+    manifest = Manifest.read(folder, "run")
+    if manifest is None or not manifest.owns(CALIBRATION_FILE):
+        raise CalibrationError(
+            f"{path} exists and keras-vae did not write it for this run ({folder / MANIFEST_FILE} "
+            "does not list it): move it away, then run `keras-vae calibrate` on this run."
+        )
+
+
+def read_calibration(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run's calibration record, checked (`check_owned`, `check_record`), or None when it
+    has not been calibrated.
+
+    Raises:
+        CalibrationError: ``calibration.json`` is not this run's, or is unreadable or invalid.
 
     Example:
         >>> read_calibration("/nonexistent") is None
         True
     """
     path = Path(run_dir) / CALIBRATION_FILE
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
+    check_owned(run_dir)
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        score_name = check_score_name(record["score"])
-        record["threshold"] = float(record["threshold"])
-        if record.get("anomaly_if") != ANOMALY_IF[score_name]:
-            raise ValueError(f"anomaly_if must be {ANOMALY_IF[score_name]!r} for {score_name}")
-        record["importance_samples"] = int(record["importance_samples"])
-        record["seed"] = int(record["seed"])
-        check_false_positive_rate(record["false_positive_rate"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
+        record = check_record(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, RecursionError) as error:
+        ours = isinstance(error, CalibrationError)
+        reason = str(error) if ours else f"{type(error).__name__}: {error}"
         raise CalibrationError(
-            f"{path} is unreadable ({type(error).__name__}: {error}); run `keras-vae "
-            "calibrate` again to rewrite it."
+            f"{path} is invalid ({reason}); run `keras-vae calibrate` again to rewrite it."
         ) from None
     return record
 
 
 def check_calibration_writable(run_dir: str | os.PathLike) -> None:
     """Raise `CalibrationError` unless ``RUN_DIR/calibration.json`` may be (re)written: the
-    folder is writable and an existing file is one keras-vae wrote (listed in the run's
-    manifest); checked before any scoring."""
-    from keras_vae.ownership import Manifest
-
+    folder is writable and an existing file is one keras-vae wrote (`check_owned`); checked
+    before any scoring."""
     folder = Path(run_dir)
     path = folder / CALIBRATION_FILE
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise CalibrationError(
             f"Cannot write {path} (permission denied); fix the permissions of {folder}."
         )
-    manifest = Manifest.read(folder, "run")
-    if path.exists() and manifest is not None and not manifest.owns(CALIBRATION_FILE):
-        raise CalibrationError(
-            f"{path} exists and keras-vae did not write it; move it away to calibrate this run."
-        )
+    if os.path.lexists(path):
+        check_owned(folder)
 
 
 def write_calibration(run_dir: str | os.PathLike, record: dict[str, Any]) -> Path:
     """Write ``RUN_DIR/calibration.json`` atomically, listed in the run's manifest first (so
-    ``train --overwrite`` removes it with the run it belongs to)."""
+    ``train --overwrite`` removes it with the run it belongs to). A run of an older keras-vae
+    (no manifest) gets one, adopting that run's files as `train` would when resuming it."""
     from keras_vae.ownership import Manifest
+    from keras_vae.run_folder import LEGACY_RUN_FILES
 
     folder = Path(run_dir)
     check_calibration_writable(folder)
     manifest = Manifest.read(folder, "run")
-    if manifest is not None:
-        manifest.claim(CALIBRATION_FILE)
+    if manifest is None:
+        manifest = Manifest.take(folder, "run", adopt=LEGACY_RUN_FILES)
+    manifest.claim(CALIBRATION_FILE)
     path = folder / CALIBRATION_FILE
     write_json_atomically(path, record)
     return path

@@ -4,6 +4,7 @@ watched folder byte-identical (the output folders never created)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -73,6 +74,21 @@ SCORE = {
     "--verbose": INTEGER_BAD + ["2"],
 }
 CALIBRATE = {**SCORE, "--false-positive-rate": FLOAT_BAD + ["0", "1", "1.0", "2"]}
+
+
+# calibration.json fields edited by hand (raw JSON text): every reader refuses them.
+JSON_WRONG_TYPE = ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "true", "null", '"1"', "[]"]
+CALIBRATION_JSON = {
+    "threshold": [*JSON_WRONG_TYPE[:6], "1e39", "-1e39", "null", '"-10.5"', str(10**400)],
+    "seed": [*JSON_WRONG_TYPE, "-1", str(2**32), "1.5", "0.0"],
+    "importance_samples": [*JSON_WRONG_TYPE, "0", "1.5", "100.0", "100001"],
+    "false_positive_rate": [*JSON_WRONG_TYPE, "0", "1", "-0.1", '"0.2"'],
+    "examples": [*JSON_WRONG_TYPE, "0", "1.5"],
+    "flagged": [*JSON_WRONG_TYPE, "-1", "11"],  # 11: more than the 10 examples
+    "format_version": ["0", "2", "true", '"1"', "1.5", "null"],
+    "score": ['"elbow"', "null", "1", '"ELBO"'],
+    "anomaly_if": ['"above"', "null", "1"],
+}
 
 
 def grid(flags: dict[str, list[str]]) -> list[tuple[str, str]]:
@@ -148,6 +164,36 @@ def test_calibrate(flag, value, workspace, capsys):
     _, run = workspace
     rate = [] if flag == "--false-positive-rate" else ["--false-positive-rate=0.1"]
     assert_refused(["calibrate", str(run), *rate, f"{flag}={value}"], workspace, capsys)
+
+
+@pytest.fixture(scope="module")
+def calibrated_workspace(tiny_run_dir, tmp_path_factory):
+    """A copy of a run with a calibration.json keras-vae wrote (its text kept to edit)."""
+    import numpy as np
+
+    from keras_vae.calibration import CALIBRATION_FILE, calibration_record, write_calibration
+
+    root = tmp_path_factory.mktemp("fuzz_calibration")
+    run = root / "run"
+    shutil.copytree(tiny_run_dir, run)
+    record = calibration_record(np.arange(10.0), "log_likelihood", 0.2, 100, 0, {"dataset": "t"})
+    write_calibration(run, record)
+    return root, run, json.loads((run / CALIBRATION_FILE).read_text())
+
+
+@pytest.mark.parametrize(("field", "raw"), grid(CALIBRATION_JSON))
+def test_calibration_json(field, raw, calibrated_workspace, capsys):
+    """score --is-anomaly and export refuse an edited calibration.json field; nothing made."""
+    root, run, record = calibrated_workspace
+    text = json.dumps({**record, field: "@@"}).replace('"@@"', raw)
+    (run / "calibration.json").write_text(text)
+    out = root / "scores.csv"
+    for argv in (
+        ["score", str(run), "--out", str(out), "--is-anomaly", "--verbose=0"],
+        ["export", str(run), "--out", str(root / "export")],
+    ):
+        assert_exit_2_and_unchanged(argv, [root], capsys, "calibration.json")
+    assert not out.exists() and not (root / "export").exists()
 
 
 def test_the_grid_covers_every_numeric_flag():

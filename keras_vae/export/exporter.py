@@ -9,16 +9,19 @@ See `keras_vae.export.layout` for the folder layout and how versions appear atom
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keras_vae.atomic import write_json_atomically
 from keras_vae.export import layout, transaction
 from keras_vae.export.export_utils import ExportError, saved_model_signatures
+from keras_vae.ownership import MANIFEST_FILE
 from keras_vae.signatures import (
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
     GENERATE,
@@ -32,6 +35,7 @@ from keras_vae.signatures import (
     SERVING_DEFAULT,
     WARMUP_RECORDS_KEY,
     check_max_samples,
+    check_score_budget,
 )
 
 if TYPE_CHECKING:
@@ -184,97 +188,100 @@ def export_run(
     # A preset is scored as an uncalibrated run: calibration.json belongs to run folders.
     calibrated_in = None if run.preset else run.path
     score_samples, score_seed, calibration = _scoring(calibrated_in, score_samples)
-    manifest = layout.take_out_dir(out_path)
-    out_dir = manifest.folder
-    transaction.recover(out_dir)  # a killed export's leftovers, before counting versions
-    version = layout.resolve_version(out_dir, version, overwrite, manifest=manifest)
+    check_score_budget(score_samples, max_samples)  # K may come from calibration.json
+    # Everything above only read; a failure from here on leaves no new folder behind.
+    with _removed_on_failure(out_path):
+        manifest = layout.take_out_dir(out_path)
+        out_dir = manifest.folder
+        transaction.recover(out_dir)  # a killed export's leftovers, before counting versions
+        version = layout.resolve_version(out_dir, version, overwrite, manifest=manifest)
 
-    import tensorflow as tf
+        import tensorflow as tf
 
-    from keras_vae.export import saved_model, scorer
+        from keras_vae.export import saved_model, scorer
 
-    record: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "version": version,
-        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "keras_vae_version": __version__,
-        "tensorflow_version": tf.__version__,
-        "run_dir": str(run.path.resolve()),
-        **({"preset": run.preset} if run.preset else {}),
-        "run_config": run.config.to_dict(),
-        "model": {
-            "data_shape": list(model.data_shape),
-            "latent_dim": int(model.latent_dim),
-            "likelihood": model.likelihood,
-            "x_mean": "Bernoulli probabilities"
-            if model.likelihood == "bernoulli"
-            else "Gaussian mean",
-            **model_parts(model),
-            **model_condition(model),
-        },
-        MAX_SAMPLES_KEY: max_samples,
-        "models": {},
-        "tflite": None,
-    }
-    writers = {
-        "encoder": (saved_model.write_encoder, saved_model.check_encoder),
-        "decoder": (
-            functools.partial(saved_model.write_decoder, max_samples=max_samples),
-            functools.partial(saved_model.check_decoder, max_samples=max_samples),
-        ),
-        SCORER: tuple(
-            functools.partial(
-                function,
-                score_samples=score_samples,
-                max_samples=max_samples,
-                calibration=calibration,
-                seed=score_seed,
-            )
-            for function in (scorer.write_scorer, scorer.check_scorer)
-        ),
-    }
-    with transaction.ExportTransaction(out_dir) as export:
-        staging = export.staging
-        for name, (write, check) in writers.items():
-            path = staging / name
-            write(model, path)
-            errors = check(model, path)
-            record["models"][name] = {
-                "path": f"{name}/{version}",
-                "base_path": str((out_dir / name).resolve()),
-                "signatures": saved_model_signatures(path),
-                "max_abs_error": errors,
-                WARMUP_RECORDS_KEY: _warm_up(path, name, max_samples),
-            }
-            export.add(name, f"{name}/{version}")
-        record["models"][SCORER].update(
-            scorer.scorer_record(score_samples, score_seed, calibration)
-        )
-        if tflite:
-            from keras_vae.export.tflite import write_tflite
-            from keras_vae.export.tflite_models import write_litert_models
-
-            tflite_dir, work_dir = staging / layout.TFLITE_DIR, staging / "work"
-            record["tflite"] = {
-                "path": layout.TFLITE_DIR,
-                "version": version,
-                **write_tflite(model, tflite_dir, work_dir),
-            }
-            record["tflite"]["files"].update(
-                write_litert_models(
-                    model, tflite_dir, work_dir, score_samples, calibration, score_seed
+        record: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "exported_at": _now(),
+            "keras_vae_version": __version__,
+            "tensorflow_version": tf.__version__,
+            "run_dir": str(run.path.resolve()),
+            **({"preset": run.preset} if run.preset else {}),
+            "run_config": run.config.to_dict(),
+            "model": {
+                "data_shape": list(model.data_shape),
+                "latent_dim": int(model.latent_dim),
+                "likelihood": model.likelihood,
+                "x_mean": "Bernoulli probabilities"
+                if model.likelihood == "bernoulli"
+                else "Gaussian mean",
+                **model_parts(model),
+                **model_condition(model),
+            },
+            MAX_SAMPLES_KEY: max_samples,
+            "models": {},
+            "tflite": None,
+        }
+        writers = {
+            "encoder": (saved_model.write_encoder, saved_model.check_encoder),
+            "decoder": (
+                functools.partial(saved_model.write_decoder, max_samples=max_samples),
+                functools.partial(saved_model.check_decoder, max_samples=max_samples),
+            ),
+            SCORER: tuple(
+                functools.partial(
+                    function,
+                    score_samples=score_samples,
+                    max_samples=max_samples,
+                    calibration=calibration,
+                    seed=score_seed,
                 )
+                for function in (scorer.write_scorer, scorer.check_scorer)
+            ),
+        }
+        with transaction.ExportTransaction(out_dir) as export:
+            staging = export.staging
+            for name, (write, check) in writers.items():
+                path = staging / name
+                write(model, path)
+                errors = check(model, path)
+                record["models"][name] = {
+                    "path": f"{name}/{version}",
+                    "base_path": str((out_dir / name).resolve()),
+                    "signatures": saved_model_signatures(path),
+                    "max_abs_error": errors,
+                    WARMUP_RECORDS_KEY: _warm_up(path, name, max_samples),
+                }
+                export.add(name, f"{name}/{version}")
+            record["models"][SCORER].update(
+                scorer.scorer_record(score_samples, score_seed, calibration)
             )
-            export.add(layout.TFLITE_DIR, layout.TFLITE_DIR)
-        write_json_atomically(staging / layout.EXPORT_JSON, _with_history(out_dir, record))
-        export.add(layout.EXPORT_JSON, layout.EXPORT_JSON)
-        manifest.claim(
-            layout.EXPORT_JSON,
-            *(f"{layout.TFLITE_DIR}/{name}" for name in layout.TFLITE_FILES),
-            trees=[f"{name}/{version}" for name in writers],
-            folders=[*writers, layout.TFLITE_DIR],
-        )
-        export.commit(overwrite=overwrite, replaceable=(layout.TFLITE_DIR, layout.EXPORT_JSON))
+            if tflite:
+                from keras_vae.export.tflite import write_tflite
+                from keras_vae.export.tflite_models import write_litert_models
+
+                tflite_dir, work_dir = staging / layout.TFLITE_DIR, staging / "work"
+                record["tflite"] = {
+                    "path": layout.TFLITE_DIR,
+                    "version": version,
+                    **write_tflite(model, tflite_dir, work_dir),
+                }
+                record["tflite"]["files"].update(
+                    write_litert_models(
+                        model, tflite_dir, work_dir, score_samples, calibration, score_seed
+                    )
+                )
+                export.add(layout.TFLITE_DIR, layout.TFLITE_DIR)
+            write_json_atomically(staging / layout.EXPORT_JSON, _with_history(out_dir, record))
+            export.add(layout.EXPORT_JSON, layout.EXPORT_JSON)
+            manifest.claim(
+                layout.EXPORT_JSON,
+                *(f"{layout.TFLITE_DIR}/{name}" for name in layout.TFLITE_FILES),
+                trees=[f"{name}/{version}" for name in writers],
+                folders=[*writers, layout.TFLITE_DIR],
+            )
+            export.commit(overwrite=overwrite, replaceable=(layout.TFLITE_DIR, layout.EXPORT_JSON))
     return record
 
 
@@ -299,6 +306,35 @@ def _scoring(run_path: Path | None, score_samples: int | None) -> tuple[int, int
             f"--importance-samples {score_samples}. Received: score_samples={score_samples}"
         )
     return calibrated, int(calibration["seed"]), calibration
+
+
+def _now() -> str:
+    """The UTC time, to the second, export.json records."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def _removed_on_failure(out_path: Path) -> Iterator[None]:
+    """Undo the folders an export creates (`out_path` and its missing parents) when it fails:
+    each is removed, deepest first, once it holds nothing but the manifest this export wrote
+    (or nothing). A folder that existed before, or holds anything else, stays as it is."""
+    created = []
+    folder = out_path.absolute()
+    while not os.path.lexists(folder):
+        created.append(folder)
+        folder = folder.parent
+    try:
+        yield
+    except BaseException:
+        for folder in created:
+            if not folder.is_dir() or folder.is_symlink():
+                break
+            if os.listdir(folder) == [MANIFEST_FILE]:
+                (folder / MANIFEST_FILE).unlink()
+            if os.listdir(folder):
+                break
+            folder.rmdir()
+        raise
 
 
 def _warm_up(saved_model_dir: Path, name: str, max_rows: int) -> int:
