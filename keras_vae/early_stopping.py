@@ -27,6 +27,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_vae.config import Config
+
 
 class BestEpoch(keras.callbacks.Callback):
     """Stop after `patience` epochs without a higher `monitor`; keep the best epoch's weights.
@@ -60,6 +62,22 @@ class BestEpoch(keras.callbacks.Callback):
         self.stopped = False
         self.best_weights: list[np.ndarray] | None = None
         self.epochs_seen = 0
+
+    @classmethod
+    def from_config(cls, config: Config) -> BestEpoch | None:
+        """The callback `config` asks for (None without early stopping): it watches the
+        validation ELBO (the IWAE bound for an iwae model) and counts no KL warm-up epoch.
+
+        Example:
+
+        >>> BestEpoch.from_config(Config()) is None
+        True
+        """
+        training = config.training
+        if not training.early_stopping_patience:
+            return None
+        monitor = "val_iwae" if config.model.objective == "iwae" else "val_elbo"
+        return cls(training.early_stopping_patience, monitor, training.kl_warmup_epochs)
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs_seen = epoch + 1

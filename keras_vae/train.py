@@ -244,18 +244,7 @@ def with_length(dataset: tf.data.Dataset, length: int) -> tf.data.Dataset:
 DATA_PATH_NOTES = {
     "device": "Training data: on the device, batches drawn inside the compiled loop",
     "stream": "Training data: streamed through tf.data",
-}
-
-
-def early_stopping(config: Config) -> BestEpoch | None:
-    """The `BestEpoch` callback `config` asks for (None without early stopping): it watches
-    the validation ELBO (the IWAE bound for an iwae model) and counts no epoch of the KL
-    warm-up."""
-    training = config.training
-    if not training.early_stopping_patience:
-        return None
-    monitor = "val_iwae" if config.model.objective == "iwae" else "val_elbo"
-    return BestEpoch(training.early_stopping_patience, monitor, training.kl_warmup_epochs)
+}  # what the progress output says of `Feed.data_path`
 
 
 def _verbosity(verbose: int | str) -> int:
@@ -316,7 +305,7 @@ def train_and_evaluate(
     test_data, info = pipelines.test, pipelines.info
     if config.model.conditional:  # before anything is written
         check_class_labels(pipelines.splits, config.model.num_classes, config.data.dataset)
-    stopper = early_stopping(config)
+    stopper = BestEpoch.from_config(config)
     backup = resume.RunBackup(plan.folder.backup, stopper)
     with dtype_policy(config.runtime.mixed_precision), strategy.scope():
         model = build_model(config, info, pipelines)
