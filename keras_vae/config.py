@@ -573,8 +573,9 @@ class TrainingConfig:
     )
     learning_rate_schedule: str = config_field(
         "constant",
-        "'constant', 'burda' (stage i = 0..7 runs 3**i epochs at learning_rate * 10**(-i/7): "
-        "3,280 epochs, then the last stage's rate), 'exponential' (times learning_rate_decay "
+        "'constant', 'burda' (stage i = 0..7 runs 3**i epochs at learning_rate * 10**(-i/7), "
+        "rounded as yburda/iwae rounds it to 1, .72, .52, .37, .27, .19, .14, .1: 3,280 epochs, "
+        "then the last stage's rate), 'exponential' (times learning_rate_decay "
         "every epoch) or 'cosine' (to learning_rate_alpha * learning_rate over all the epochs)",
         flag="--learning-rate-schedule",
         choices=SCHEDULES,
@@ -654,13 +655,13 @@ class TrainingConfig:
         check_at_least("learning_rate", self.learning_rate, 0, integer=False, exclusive=True)
         check_choice("recipe", self.recipe, ("none", *RECIPE_NAMES))
         self._resolve_schedule()
-        check_at_least("adam_beta_1", self.adam_beta_1, 0, integer=False)
-        check_at_least("adam_beta_2", self.adam_beta_2, 0, integer=False)
         for name in ("adam_beta_1", "adam_beta_2"):
-            if getattr(self, name) >= 1:
+            value = getattr(self, name)
+            check_at_least(name, value, 0, integer=False)
+            if value >= 1:
                 raise ValueError(
                     f"Received an invalid value for `{name}`, expected a finite number in "
-                    f"[0, 1). Received: {name}={getattr(self, name)!r}"
+                    f"[0, 1). Received: {name}={value!r}"
                 )
         check_at_least("adam_epsilon", self.adam_epsilon, 0, integer=False, exclusive=True)
         changed = [k for k, v in ADAM_DEFAULTS.items() if getattr(self, k) != v]
@@ -679,12 +680,12 @@ class TrainingConfig:
     def _resolve_schedule(self) -> None:
         """Check the schedule; give its own parameter its default, refuse another's."""
         check_choice("learning_rate_schedule", self.learning_rate_schedule, SCHEDULES)
-        owners = {"learning_rate_decay": "exponential", "learning_rate_alpha": "cosine"}
-        defaults = {
-            "learning_rate_decay": DEFAULT_LEARNING_RATE_DECAY,
-            "learning_rate_alpha": DEFAULT_LEARNING_RATE_ALPHA,
+        # parameter -> (its schedule, its default, whether 0 is refused)
+        parameters = {
+            "learning_rate_decay": ("exponential", DEFAULT_LEARNING_RATE_DECAY, True),
+            "learning_rate_alpha": ("cosine", DEFAULT_LEARNING_RATE_ALPHA, False),
         }
-        for name, schedule in owners.items():
+        for name, (schedule, default, positive) in parameters.items():
             value = getattr(self, name)
             if self.learning_rate_schedule != schedule:
                 if value is not None:
@@ -695,11 +696,8 @@ class TrainingConfig:
                         f"{name}={value!r}"
                     )
                 continue
-            value = defaults[name] if value is None else value
-            if name == "learning_rate_decay":
-                check_at_least(name, value, 0, integer=False, maximum=1, exclusive=True)
-            else:
-                check_at_least(name, value, 0, integer=False, maximum=1)
+            value = default if value is None else value
+            check_at_least(name, value, 0, integer=False, maximum=1, exclusive=positive)
             object.__setattr__(self, name, float(value))
         if self.jit_compile not in (True, False, "auto"):
             raise ValueError(

@@ -11,8 +11,11 @@ gathers each batch and binarizes it inside the compiled loop (`block_batches`).
 
 The indices and seeds are those of the streaming path (`keras_vae.data.epoch_indices`: the
 k-th batch of epoch e is a function of (seed, e, k) alone) and the batch is made by the same
-ops (`keras_vae.data.pipelines.batch_from_split`), so both paths train on the same batches with
-the same binarization noise, and a resumed run equals an uninterrupted one on either.
+function (`keras_vae.data.pipelines.batch_from_split`), so both paths train on the same
+examples in the same order, and a resumed run equals an uninterrupted one on either. Without
+dynamic binarization the numbers are bitwise the same; with it, the device path draws its
+Bernoulli noise inside XLA, whose Philox gives other bits than TensorFlow's kernel for the same
+key: other draws of the same distribution (tests/test_device_data.py).
 
 Example:
 

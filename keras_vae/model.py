@@ -46,7 +46,6 @@ def _batch_size(x) -> int | tf.Tensor:
 
 
 LABEL_KEY = "label"  # the labels of a conditional model's dict inputs
-LABEL_STEPS_KEY = execution.LABEL_STEPS_KEY  # ... and of its blocks
 
 
 def _unpack_inputs(data: Any) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor | None]:

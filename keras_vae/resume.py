@@ -80,30 +80,34 @@ def save_state(
 
 
 def _read(
-    path: Path, fix: str, what: str, prefix: str = "v"
-) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """The metadata and the arrays `prefix`0, 1, ... ("v": variables, "e": extra arrays)."""
+    path: Path, fix: str, what: str
+) -> tuple[dict[str, Any], list[np.ndarray], list[np.ndarray]]:
+    """The metadata, the variables' arrays and the extra arrays, in one read of the file."""
     try:
         with np.load(path, allow_pickle=False) as state:
             metadata = json.loads(str(state["metadata"]))
-            count = {"v": len(metadata["variables"]), "e": metadata.get("extra_arrays", 0)}
-            arrays = [state[f"{prefix}{i}"] for i in range(int(count[prefix]))]
+            variables = [state[f"v{i}"] for i in range(len(metadata["variables"]))]
+            extras = [state[f"e{i}"] for i in range(int(metadata.get("extra_arrays", 0)))]
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         raise RunDirError(f"Cannot read {what} {path} ({error}); {fix}.") from None
-    return metadata, arrays
+    return metadata, variables, extras
+
+
+def _progress(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The `progress` part of a state file's metadata (without the format's own keys)."""
+    return {k: v for k, v in metadata.items() if k not in ("variables", "extra_arrays")}
 
 
 def read_extra_arrays(
     path: str | Path, fix: str = "delete it", what: str = "the state"
 ) -> list[np.ndarray]:
     """The `extra_arrays` `save_state` stored in `path` ([] when none)."""
-    return _read(Path(path), fix, what, prefix="e")[1]
+    return _read(Path(path), fix, what)[2]
 
 
 def read_progress(path: str | Path, fix: str = "delete it", what: str = "the state") -> dict:
     """The `progress` dict `save_state` stored in `path`, without loading any model."""
-    metadata, _ = _read(Path(path), fix, what)
-    return {k: v for k, v in metadata.items() if k not in ("variables", "extra_arrays")}
+    return _progress(_read(Path(path), fix, what)[0])
 
 
 def restore_state(
@@ -115,7 +119,14 @@ def restore_state(
         RunDirError: the file is unreadable or was written by a different model (`fix` says
             what to do).
     """
-    metadata, arrays = _read(Path(path), fix, what)
+    return _restore(Path(path), model, fix, what)[0]
+
+
+def _restore(
+    path: Path, model: keras.Model, fix: str, what: str
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """`restore_state`, also returning the file's extra arrays (one read of the file)."""
+    metadata, arrays, extras = _read(path, fix, what)
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     variables = training_variables(model)
@@ -129,7 +140,7 @@ def restore_state(
         )
     for variable, value in zip(variables, arrays):
         variable.assign(value)
-    return {k: v for k, v in metadata.items() if k not in ("variables", "extra_arrays")}
+    return _progress(metadata), extras
 
 
 class RunBackup(keras.callbacks.Callback):
@@ -212,7 +223,7 @@ class RunBackup(keras.callbacks.Callback):
         if not self.exists():
             return 0
         fix = f"delete {self.backup_dir} to start the run over (or pass --overwrite)"
-        progress = restore_state(self.state_path, model, fix, what="the backup")
+        progress, extras = _restore(self.state_path, model, fix, what="the backup")
         self.epochs_done = int(progress["epoch"])
         self.history = {k: list(v) for k, v in progress["history"].items()}
         self.epoch_seconds = list(progress["epoch_seconds"])
@@ -222,9 +233,8 @@ class RunBackup(keras.callbacks.Callback):
                     f"The backup {self.state_path} holds no early-stopping state, which this "
                     f"run's config asks for; {fix}."
                 )
-            arrays = read_extra_arrays(self.state_path, fix, what="the backup")
             early = progress["early_stopping"]
-            self.early_stopping.load_state(early, arrays, model, self.epochs_done)
+            self.early_stopping.load_state(early, extras, model, self.epochs_done)
         return self.epochs_done
 
     def delete(self) -> None:

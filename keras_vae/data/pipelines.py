@@ -113,7 +113,7 @@ def prepared_splits(
     >>> [len(s.images) for s in prepared_splits(held_out, splits=SPLITS).values()]
     [1337, 360, 100]
     """
-    allowed = SPLITS if config.has_validation else SPLITS[:2]
+    allowed = available_splits(config)
     unknown = sorted(set(splits) - set(allowed))
     if unknown:
         raise ValueError(f"Unknown splits {unknown}; expected some of {list(allowed)}.")
@@ -131,6 +131,11 @@ def prepared_splits(
             images = binarize(images, (seed, SPLITS.index(name)))
         prepared[name] = Split(images, loaded[name].labels)
     return prepared
+
+
+def available_splits(config: DataConfig) -> tuple[str, ...]:
+    """The splits `config` defines: "train", "test" and, when held out, "validation"."""
+    return SPLITS if config.has_validation else SPLITS[:2]
 
 
 def _hold_out(splits: dict[str, Split], count: int, dataset: str) -> dict[str, Split]:
@@ -242,7 +247,7 @@ def make_pipelines(config: DataConfig, batch_size: int, seed: int = 0) -> Pipeli
             "Received an invalid value for `batch_size`, expected a positive integer. "
             f"Received: batch_size={batch_size!r}"
         )
-    splits = prepared_splits(config, seed, SPLITS if config.has_validation else SPLITS[:2])
+    splits = prepared_splits(config, seed, available_splits(config))
     train, test = splits["train"], splits["test"]
     if batch_size > len(train.images):
         raise DataError(
@@ -440,8 +445,8 @@ def batch_from_split(
     x = tf.cast(x, tf.float32) / scale
     if seed is not None:
         key = tf.stack([seed, tf.constant(_DYNAMIC_BINARIZATION_STREAM, tf.int64)])
-        # Philox named (what "auto_select" picks outside XLA): XLA's "auto_select" is another
-        # generator, and the device path draws inside the compiled loop.
+        # Philox named: what "auto_select" picks outside XLA, so tf.data's draws are those of
+        # earlier versions. Inside XLA (the device path) the same key gives other bits.
         noise = tf.random.stateless_uniform(tf.shape(x), seed=key, alg="philox")
         x = tf.cast(noise < x, tf.float32)
     return x, None if labels is None else tf.gather(labels, index)
