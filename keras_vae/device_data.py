@@ -11,11 +11,10 @@ gathers each batch and binarizes it inside the compiled loop (`block_batches`).
 
 The indices and seeds are those of the streaming path (`keras_vae.data.epoch_indices`: the
 k-th batch of epoch e is a function of (seed, e, k) alone) and the batch is made by the same
-function (`keras_vae.data.pipelines.batch_from_split`), so both paths train on the same
-examples in the same order, and a resumed run equals an uninterrupted one on either. Without
-dynamic binarization the numbers are bitwise the same; with it, the device path draws its
-Bernoulli noise inside XLA, whose Philox gives other bits than TensorFlow's kernel for the same
-key: other draws of the same distribution (tests/test_device_data.py).
+function (`keras_vae.data.pipelines.batch_from_split`, whose Bernoulli noise XLA computes bit
+for bit as TensorFlow's kernel does: `keras_vae.noise.unit_uniform`), so both paths train on
+the same numbers, and a resumed run equals an uninterrupted one on either: which path ran is
+an execution detail, not part of what the run computes.
 
 Example:
 
@@ -26,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -33,13 +33,31 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from keras_vae.config import DataConfig
-from keras_vae.data import Split, epoch_indices
+from keras_vae.config import DEVICE_DATA_AUTO_MB, DataConfig
+from keras_vae.data import Split, pipelines
 from keras_vae.data.pipelines import batch_from_split
 from keras_vae.execution import INDEX_STEPS_KEY, LABEL_STEPS_KEY, STEPS_KEY
 
 SEED_STEPS_KEY = "seed_steps"
 _ATTACHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def limit_megabytes(setting: int | str) -> int:
+    """The MB a training split may take to be placed on the device: `setting` as given, or
+    for "auto" `DEVICE_DATA_AUTO_MB` or a quarter of the machine's memory, whichever is less.
+
+    Example:
+
+    >>> limit_megabytes(0), limit_megabytes("auto") <= 1024
+    (0, True)
+    """
+    if setting != "auto":
+        return int(setting)
+    try:
+        memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): the fixed limit
+        return DEVICE_DATA_AUTO_MB
+    return min(DEVICE_DATA_AUTO_MB, memory_mb // 4)
 
 
 def split_megabytes(split: Split) -> float:
@@ -138,7 +156,7 @@ def index_blocks(
     """
 
     def one_epoch(epoch):
-        return epoch_indices(num_examples, config, batch_size, seed, epoch)
+        return pipelines.epoch_indices(num_examples, config, batch_size, seed, epoch)
 
     batches = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
     return batches.batch(steps).map(_as_index_block).prefetch(2)

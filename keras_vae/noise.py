@@ -71,12 +71,37 @@ def standard_normal(shape, seed: tf.Tensor) -> tf.Tensor:
         >>> standard_normal([2, 3], tf.constant([1, 2])).shape
         TensorShape([2, 3])
     """
-    bits = tf.random.stateless_uniform(
-        [2, *shape], seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg=RNG_ALG
-    )
+    bits = philox_bits([2, *shape], seed)
     uniform = (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) * 2.0**-24
     radius = tf.sqrt(-2.0 * tf.math.log(uniform[0]))
     return radius * tf.cos((2.0 * math.pi) * uniform[1])
+
+
+def philox_bits(shape, seed: tf.Tensor) -> tf.Tensor:
+    """Raw uint32 stateless Philox draws of `seed`: the same bits with and without XLA.
+
+    Example:
+        >>> philox_bits([3], tf.constant([1, 2])).dtype
+        tf.uint32
+    """
+    return tf.random.stateless_uniform(
+        shape, seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg=RNG_ALG
+    )
+
+
+def unit_uniform(shape, seed: tf.Tensor) -> tf.Tensor:
+    """float32 U[0, 1) draws, bit for bit `tf.random.stateless_uniform(shape, seed,
+    alg="philox")` as TensorFlow's kernel computes it (each draw's low 23 bits as the
+    mantissa: k / 2**23), but made from the raw bits, so XLA gives the same numbers (its own
+    stateless_uniform does not).
+
+    Example:
+        >>> u = unit_uniform([1000], tf.constant([1, 2]))
+        >>> bool(tf.reduce_all((u >= 0.0) & (u < 1.0)))
+        True
+    """
+    low_bits = tf.bitwise.bitwise_and(philox_bits(shape, seed), 0x7FFFFF)
+    return tf.cast(low_bits, tf.float32) * 2.0**-23
 
 
 def stateless_seed(seed_generator) -> tf.Tensor:

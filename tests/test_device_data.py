@@ -6,14 +6,14 @@ examples at positions k*B .. (k+1)*B - 1 of argsort(uniform_N(key = [seed, e])) 
 Philox draws, `keras_vae.data.epoch_order`); with dynamic binarization its noise seed is
 s_e + k, s_e = uniform int64 in [0, 2**62) from the same key.
 
-Dynamic binarization is drawn inside XLA on the device path and by TensorFlow's kernel on the
-streaming path: the same Philox key, but not the same bits (XLA has its own Philox), so for
-dynamically binarized data the two paths train on different (equally distributed) draws;
-everything else is bitwise the same.
+Dynamic binarization is drawn inside XLA on the device path and by TensorFlow's kernels on the
+streaming path, from the same Philox key and, by `keras_vae.noise.unit_uniform`, to the same
+bits: both paths train on the same numbers, so a run may resume on the other path.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -23,13 +23,16 @@ from helpers import FailAt, assert_exit_2_and_unchanged, assert_same_results
 
 from keras_vae.config import Config, DataConfig
 from keras_vae.data import prepared_splits, to_unit_interval
+from keras_vae.data.pipelines import batch_from_split
 from keras_vae.device_data import (
     INDEX_STEPS_KEY,
     SEED_STEPS_KEY,
     DeviceData,
     index_blocks,
+    limit_megabytes,
     split_megabytes,
 )
+from keras_vae.noise import unit_uniform
 from keras_vae.train import train_and_evaluate
 
 SEED, BATCH = 3, 64
@@ -95,39 +98,77 @@ def test_the_device_batch_is_the_gathered_examples_binarized_with_its_seed():
     np.testing.assert_array_equal(plain, grey[indices.numpy()])
 
 
-@pytest.fixture(scope="module")
-def paths(tmp_path_factory):
-    """The same run on the device path and on the streaming path (limit 0 MB)."""
-    return {
+def test_binarization_noise_is_the_kernels_uniform_bit_for_bit_inside_xla():
+    """The pinned draw: TensorFlow's stateless_uniform (Philox), which earlier versions used on
+    the streaming path, computed from raw bits so that XLA does not change it."""
+    key = tf.constant([123456789012, 0x5EED], tf.int64)
+    kernel = tf.random.stateless_uniform([64, 784], seed=key, alg="philox").numpy()
+    xla = tf.function(unit_uniform, jit_compile=True)([64, 784], key).numpy()
+    np.testing.assert_array_equal(unit_uniform([64, 784], key).numpy(), kernel)
+    np.testing.assert_array_equal(xla, kernel)
+    assert xla.min() >= 0.0 and xla.max() < 1.0
+
+
+@pytest.mark.parametrize("seed", [None, 5])
+def test_a_uint8_batch_is_the_same_inside_xla_and_in_tf_data(seed):
+    """Every uint8 value, as TensorFlow divides it by 255 (the streaming path's numbers of
+    earlier versions), and the same inside XLA (whose division differs by 1 ulp for some)."""
+    images = tf.constant(np.repeat(np.arange(256, dtype=np.uint8), 64).reshape(256, 64))
+    index, key = tf.range(256), None if seed is None else tf.constant(seed, tf.int64)
+    eager = batch_from_split(images, None, index, key)[0].numpy()
+    xla = tf.function(batch_from_split, jit_compile=True)(images, None, index, key)[0].numpy()
+    np.testing.assert_array_equal(xla, eager)
+    if seed is None:
+        np.testing.assert_array_equal(eager, (tf.cast(images, tf.float32) / 255.0).numpy())
+
+
+@pytest.fixture(scope="module", params=["none", "dynamic"])
+def paths(request, tmp_path_factory):
+    """(binarization, {limit: metrics}): the same run on the device path and on the streaming
+    path (limit 0 MB)."""
+    binarization = request.param
+    results = {
         limit: train_and_evaluate(
-            run_config(limit_mb=limit), tmp_path_factory.mktemp(f"l{limit}") / "run", verbose=0
+            run_config(binarization, limit_mb=limit),
+            tmp_path_factory.mktemp(f"{binarization}{limit}") / "run",
+            verbose=0,
         )
         for limit in (1024, 0)
     }
+    return binarization, results
 
 
 def test_the_device_path_trains_exactly_as_the_streaming_path(paths):
-    device, stream = paths[1024], paths[0]
+    _, results = paths
+    device, stream = results[1024], results[0]
     assert (device["data_path"], stream["data_path"]) == ("device", "stream")
     for key, value in stream.items():
         if key not in ("data_path", "examples_per_second"):
             assert device[key] == value, key
 
 
-def test_a_killed_device_run_resumes_to_the_same_numbers(paths, tmp_path):
-    config = run_config(limit_mb=1024)
+@pytest.mark.parametrize("resumed_limit", [1024, 0])
+def test_a_killed_device_run_resumes_to_the_same_numbers_on_either_path(
+    paths, resumed_limit, tmp_path
+):
+    binarization, results = paths
+    config = run_config(binarization, limit_mb=1024)
     with pytest.raises(RuntimeError, match="interrupted"):
         train_and_evaluate(config, tmp_path / "run", verbose=0, callbacks=[FailAt(epoch=1)])
-    assert_same_results(train_and_evaluate(config, tmp_path / "run", verbose=0), paths[1024])
+    resumed = run_config(binarization, limit_mb=resumed_limit)  # no config conflict
+    metrics = train_and_evaluate(resumed, tmp_path / "run", verbose=0)
+    assert metrics.pop("data_path") == ("device" if resumed_limit else "stream")
+    uninterrupted = {k: v for k, v in results[1024].items() if k != "data_path"}
+    assert_same_results(metrics, uninterrupted)
 
 
-def test_dynamic_binarization_resumes_exactly_on_the_device_path(tmp_path):
-    config = run_config("dynamic", epochs=2)
-    whole = train_and_evaluate(config, tmp_path / "whole", verbose=0)
-    with pytest.raises(RuntimeError, match="interrupted"):
-        train_and_evaluate(config, tmp_path / "run", verbose=0, callbacks=[FailAt(epoch=1)])
-    assert_same_results(train_and_evaluate(config, tmp_path / "run", verbose=0), whole)
-    assert whole["data_path"] == "device"
+def test_auto_places_a_split_of_at_most_a_quarter_of_memory_up_to_1024_mb(tmp_path):
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    assert limit_megabytes("auto") == min(1024, memory_mb // 4)
+    assert limit_megabytes(7) == 7
+    assert Config().runtime.device_data_limit_mb == "auto"  # the default: digits fit
+    config = Config.from_dict({"data": {"dataset": "digits"}, "training": {"epochs": 1}})
+    assert train_and_evaluate(config, tmp_path / "run", verbose=0)["data_path"] == "device"
 
 
 def test_a_split_over_the_limit_streams_and_the_run_says_so(tmp_path, capsys):
@@ -142,7 +183,7 @@ def test_a_split_over_the_limit_streams_and_the_run_says_so(tmp_path, capsys):
     assert re.findall(r"^(\d+)/(\d+) - ", out, re.MULTILINE) == [("22", "22")] * 2
 
 
-@pytest.mark.parametrize("value", ["-1", "abc", "1e30", "2.5"])
+@pytest.mark.parametrize("value", ["-1", "abc", "1e30", "2.5", "AUTO", str(2**40 + 1)])
 def test_a_bad_device_data_limit_exits_2_and_writes_nothing(value, tmp_path, capsys):
     argv = ["train", "--dataset", "digits", "--device-data-limit-mb", value]
     assert_exit_2_and_unchanged([*argv, "--output", tmp_path / "run"], [tmp_path], capsys, "limit")

@@ -23,10 +23,13 @@ import tensorflow as tf
 from keras_vae.config import SOURCE_VALIDATION, DataConfig
 from keras_vae.data.checks import DataError
 from keras_vae.data.sources import Split, load_splits, to_unit_interval
+from keras_vae.noise import unit_uniform
 
 # Second word of the stateless seed of dynamic binarization; the first is drawn per batch.
 _DYNAMIC_BINARIZATION_STREAM = 0x5EED
 SPLITS = ("train", "test", "validation")  # index = the stream of a split's binarization draw
+# float32(v) / 255 for each uint8 v, correctly rounded as TensorFlow's and NumPy's kernels give it
+_UINT8_UNIT = np.arange(256, dtype=np.float32) / np.float32(255)
 _BINARIZE_CHUNK = 8192  # rows per NumPy step of `binarize` (bounds its float32 temporaries)
 
 
@@ -432,7 +435,7 @@ def batch_from_split(
     in [0, 1]) and its labels (None without): Bernoulli-binarized with the stateless `seed`
     when given (dynamic binarization), else scaled to [0, 1]. The one definition of a training
     batch, for tf.data (`training_epochs`) and for the device-resident path
-    (`keras_vae.device_data`), so both draw the same numbers.
+    (`keras_vae.device_data`, inside XLA): both give the same numbers, bit for bit.
 
     Example:
 
@@ -441,12 +444,12 @@ def batch_from_split(
     ([[1.0, 0.0]], None)
     """
     x = tf.gather(images, index)
-    scale = 255.0 if x.dtype == tf.uint8 else 1.0
-    x = tf.cast(x, tf.float32) / scale
+    if x.dtype == tf.uint8:  # v / 255 looked up: XLA's division is not always TF's, to 1 ulp
+        x = tf.gather(tf.constant(_UINT8_UNIT), tf.cast(x, tf.int32))
+    x = tf.cast(x, tf.float32)
     if seed is not None:
         key = tf.stack([seed, tf.constant(_DYNAMIC_BINARIZATION_STREAM, tf.int64)])
-        # Philox named: what "auto_select" picks outside XLA, so tf.data's draws are those of
-        # earlier versions. Inside XLA (the device path) the same key gives other bits.
-        noise = tf.random.stateless_uniform(tf.shape(x), seed=key, alg="philox")
-        x = tf.cast(noise < x, tf.float32)
+        # The draws of earlier versions (stateless_uniform's, Philox), and the same inside
+        # XLA (the device path), where stateless_uniform itself would give other numbers.
+        x = tf.cast(unit_uniform(tf.shape(x), key) < x, tf.float32)
     return x, None if labels is None else tf.gather(labels, index)
