@@ -36,6 +36,7 @@ MAX_PRIOR_COMPONENTS = 100_000
 MAX_NUM_CLASSES = 100_000
 ARCHITECTURES = ("mlp", "conv")
 BINARIZATIONS = ("none", "static", "dynamic")
+DEVICE_DATA_AUTO_MB = 1024  # the most `device_data_limit_mb="auto"` places on the device
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 MIXED_PRECISION = ("none", "float16", "bfloat16")
 OPTIMIZERS = ("adam", "adagrad", "sgd", "rmsprop")
@@ -733,15 +734,15 @@ class RuntimeConfig:
         flag="--mixed-precision",
         choices=MIXED_PRECISION,
     )
-    device_data_limit_mb: int = config_field(
-        0,
+    device_data_limit_mb: int | str = config_field(
+        "auto",
         "place the training split on the device once and draw each batch (gather, dynamic "
         "binarization) inside the compiled training loop when it takes at most this many MB "
         "as stored (MNIST's 60,000 uint8 images: 45 MB) and training runs in blocks of steps "
-        "(one replica, XLA); else, or with 0 (for now the default: on this CPU it is not yet "
-        "faster), stream batches through tf.data; the same batches either way (dynamic "
-        "binarization: other draws of the same distribution), metrics.json's data_path says "
-        "which ran",
+        "(one replica, XLA); else, or with 0, stream batches through tf.data; 'auto' is "
+        f"{DEVICE_DATA_AUTO_MB} MB or a quarter of the machine's memory, whichever is less; "
+        "both paths train on the same numbers bit for bit, metrics.json's data_path says "
+        "which ran, and a run may be resumed with another limit",
         flag="--device-data-limit-mb",
     )
     tensorboard: bool = config_field(
@@ -755,7 +756,8 @@ class RuntimeConfig:
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         check_at_least("seed", self.seed, 0, maximum=MAX_SEED)
-        check_at_least("device_data_limit_mb", self.device_data_limit_mb, 0, maximum=2**40)
+        if self.device_data_limit_mb != "auto":
+            check_at_least("device_data_limit_mb", self.device_data_limit_mb, 0, maximum=2**40)
         if not isinstance(self.tensorboard, bool):
             raise ValueError(
                 "Received an invalid value for `tensorboard`, expected True or False. "

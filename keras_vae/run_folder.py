@@ -125,15 +125,25 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+# Settings that choose how a run computes, not what: a run may resume with other values. The
+# device-resident and streaming paths train on the same numbers bit for bit
+# (tests/test_device_data.py), so the device data limit only chooses where batches are made.
+EXECUTION_ONLY = ("runtime.device_data_limit_mb",)
+
+
 def config_differences(old: Config, new: Config) -> list[str]:
-    """'section.key: old -> new' for every setting that differs.
+    """'section.key: old -> new' for every setting that differs (but the `EXECUTION_ONLY` ones).
 
     Example:
         >>> config_differences(Config(), Config.from_dict({"training": {"epochs": 3}}))
         ['training.epochs: 10 -> 3']
     """
     before, after = _flatten(old.to_dict()), _flatten(new.to_dict())
-    return [f"{k}: {before[k]!r} -> {after[k]!r}" for k in sorted(after) if before[k] != after[k]]
+    return [
+        f"{k}: {before[k]!r} -> {after[k]!r}"
+        for k in sorted(after)
+        if before[k] != after[k] and k not in EXECUTION_ONLY
+    ]
 
 
 def _previous_config(path: Path, fix: str) -> Config:

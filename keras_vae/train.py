@@ -35,7 +35,7 @@ from keras_vae.data import (
     check_class_labels,
     make_pipelines,
 )
-from keras_vae.device_data import split_megabytes
+from keras_vae.device_data import limit_megabytes, split_megabytes
 from keras_vae.distribute import (
     check_same_on_all_workers,
     get_strategy,
@@ -200,7 +200,8 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
 
     steps = steps_per_epoch // block  # block divides it
     train_split = pipelines.splits["train"]
-    on_device = split_megabytes(train_split) <= config.runtime.device_data_limit_mb
+    limit = limit_megabytes(config.runtime.device_data_limit_mb)
+    on_device = split_megabytes(train_split) <= limit
     if on_device:  # one replica: blocks are never split over replicas
         dynamic = config.data.binarization == "dynamic"
         with model.distribute_strategy.scope():  # on the strategy's device

@@ -230,6 +230,7 @@ NUMERIC_TYPES = {
     "hidden_units",
     "flow_hidden_units",
     "steps_per_execution",
+    "device_data_limit_mb",
     "validation_examples",
     "image_count",
     "class_label",

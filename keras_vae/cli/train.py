@@ -48,6 +48,13 @@ def steps_per_execution(text: str) -> int | str:
     return integer_or_word(text, "steps_per_execution", "auto", 1, "a positive integer")
 
 
+def device_data_limit_mb(text: str) -> int | str:
+    """'auto' or a limit in MB >= 0 (the config checks the upper bound)."""
+    return integer_or_word(
+        text, "device_data_limit_mb", "auto", 0, "a device data limit in MB (an integer >= 0)"
+    )
+
+
 def validation_examples(text: str) -> int | str:
     """'source' or an integer >= 0 (the config checks it)."""
     word = cfg.SOURCE_VALIDATION
@@ -68,6 +75,7 @@ _PARSING_BY_FIELD = {
     "data_dir": {},
     "jit_compile": {"action": argparse.BooleanOptionalAction},  # absent: "auto"
     "steps_per_execution": {"type": steps_per_execution},
+    "device_data_limit_mb": {"type": device_data_limit_mb},
     "tensorboard": {"action": "store_true"},
     "validation_examples": {"type": validation_examples},
     "learning_rate_decay": {"type": float},  # None by default: resolved by the schedule
