@@ -545,6 +545,10 @@ class VAE(keras.Model):
         return super().fit(x, y, *args, **kwargs)
 
     # ----------------------------------------------------------------- training
+    # Not converted by AutoGraph (Keras' tf.function would convert every function they call):
+    # this code has no Python control flow on tensors, and converting it took 1.5 s of the
+    # first epoch (benchmarks/profile_train.py).
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         """One optimizer step on a batch, or one per batch of a `{"x_steps": xs}` block.
 
@@ -588,6 +592,7 @@ class VAE(keras.Model):
         values = {k: v for k, v in values.items() if k != DREG_LOSS}
         return values, gradients
 
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
         """The ELBO terms of a batch, or of each batch of a `{"x_steps": xs}` block in turn
         (the same numbers, in one compiled loop; see `train_step`)."""
