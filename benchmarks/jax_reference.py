@@ -1,12 +1,14 @@
 """The JAX reference point: the same VAE as ONE jitted function per epoch (`jax.lax.scan`).
 
 What XLA reaches on this CPU when nothing but the training steps runs: the 784-400-20 ReLU VAE
-(or the conv VAE of `keras_vae.networks`, same shapes), Bernoulli likelihood on logits, analytic
-KL, one z sample per example, Adam 1e-3 (Keras' epsilon 1e-7), batch 128 by default. MNIST's
-60,000 training images live on the device as float32 in [0, 1]; each epoch draws a permutation,
-reshapes the kept examples to [steps, batch, 784] and scans the step over them inside one
-`jax.jit` call, so there is no per-step Python, no input pipeline and no host round trip. It is
-hand-written from the model's definition (no code from elsewhere).
+(or the conv VAE of `keras_vae.networks`, same shapes, or ``burda``: the reproductions'
+784-200-200-50 tanh VAE with each batch dynamically binarized inside the step), Bernoulli
+likelihood on logits, analytic KL, one z sample per example, Adam 1e-3 (Keras' epsilon 1e-7),
+batch 128 by default. MNIST's 60,000 training images live on the device as float32 in [0, 1];
+each epoch draws a permutation, reshapes the kept examples to [steps, batch, 784] and scans the
+step over them inside one `jax.jit` call, so there is no per-step Python, no input pipeline
+and no host round trip. It is hand-written from the model's definition (no code from
+elsewhere).
 
 It runs in a SEPARATE virtualenv with JAX (never a dependency of the package):
 
@@ -58,24 +60,36 @@ def dense_params(key, widths):
     ]
 
 
-def mlp_init(key, hidden=400):
+def mlp_init(key, hidden=(400,), latent=LATENT):
     k1, k2, k3 = jax.random.split(key, 3)
     return {
-        "enc": dense_params(k1, [784, hidden]),
-        "head": dense_params(k2, [hidden, 2 * LATENT]),
-        "dec": dense_params(k3, [LATENT, hidden, 784]),
+        "enc": dense_params(k1, [784, *hidden]),
+        "head": dense_params(k2, [hidden[-1], 2 * latent]),
+        "dec": dense_params(k3, [latent, *reversed(hidden), 784]),
     }
 
 
-def mlp_apply(params, x, noise):
-    h = jax.nn.relu(x.reshape(len(x), -1) @ params["enc"][0]["w"] + params["enc"][0]["b"])
+def mlp_apply(params, x, noise, activation=jax.nn.relu):
+    latent = noise.shape[-1]
+    h = x.reshape(len(x), -1)
+    for layer in params["enc"]:
+        h = activation(h @ layer["w"] + layer["b"])
     out = h @ params["head"][0]["w"] + params["head"][0]["b"]
-    mean, raw = out[:, :LATENT], out[:, LATENT:]
+    mean, raw = out[:, :latent], out[:, latent:]
     stddev = jax.nn.softplus(raw) + 1e-4  # keras_vae.networks.MIN_POSTERIOR_STDDEV
-    z = mean + stddev * noise
-    h = jax.nn.relu(z @ params["dec"][0]["w"] + params["dec"][0]["b"])
-    logits = h @ params["dec"][1]["w"] + params["dec"][1]["b"]
+    h = mean + stddev * noise
+    for layer in params["dec"][:-1]:
+        h = activation(h @ layer["w"] + layer["b"])
+    logits = h @ params["dec"][-1]["w"] + params["dec"][-1]["b"]
     return logits.reshape(x.shape), mean, stddev
+
+
+def burda_init(key):
+    return mlp_init(key, hidden=(200, 200), latent=50)
+
+
+def burda_apply(params, x, noise):
+    return mlp_apply(params, x, noise, activation=jnp.tanh)
 
 
 def conv_init(key, filters=(32, 64)):
@@ -124,11 +138,17 @@ def conv_apply(params, x, noise):
     return _conv(h, params["out"], 1)[..., 0], mean, stddev
 
 
-MODELS = {"classic": (mlp_init, mlp_apply), "conv": (conv_init, conv_apply)}
+# name: (init, apply, latent size, dynamic binarization: a Bernoulli draw per batch)
+MODELS = {
+    "classic": (mlp_init, mlp_apply, LATENT, False),
+    "conv": (conv_init, conv_apply, LATENT, False),
+    "burda": (burda_init, burda_apply, 50, True),  # 784-200-200-50 tanh, yburda/iwae's net
+}
 
 
-def make_epoch(apply, batch_size: int, steps: int):
-    """A jitted function: (params, adam state, images, key) -> the same after one epoch."""
+def make_epoch(apply, batch_size: int, steps: int, latent: int = LATENT, dynamic: bool = False):
+    """A jitted function: (params, adam state, images, key) -> the same after one epoch;
+    `dynamic` binarizes each batch with its own Bernoulli draw inside the step."""
 
     def loss_fn(params, x, noise):
         logits, mean, stddev = apply(params, x, noise)
@@ -141,7 +161,10 @@ def make_epoch(apply, batch_size: int, steps: int):
     def step(carry, inputs):
         params, m, v, t = carry
         x, key = inputs
-        noise = jax.random.normal(key, (batch_size, LATENT))
+        noise_key, binarize_key = jax.random.split(key)
+        noise = jax.random.normal(noise_key, (batch_size, latent))
+        if dynamic:
+            x = (jax.random.uniform(binarize_key, x.shape) < x).astype(jnp.float32)
         loss, grads = grad_fn(params, x, noise)
         t = t + 1
         lr = ADAM["learning_rate"] * jnp.sqrt(1 - ADAM["beta_2"] ** t) / (1 - ADAM["beta_1"] ** t)
@@ -170,7 +193,7 @@ def run(
     """One warm-up epoch (compiles) and `epochs` timed ones; examples/s per epoch.
 
     `examples` > 0 trains on the first that many images only (shorter epochs for conv)."""
-    init, apply = MODELS[model]
+    init, apply, latent, dynamic = MODELS[model]
     images = read_mnist_images(data)
     images = jnp.asarray(images[:examples] if examples else images)
     steps = len(images) // batch_size
@@ -179,7 +202,7 @@ def run(
     m = jax.tree.map(jnp.zeros_like, params)
     v = jax.tree.map(jnp.zeros_like, params)
     t = jnp.zeros((), jnp.float32)
-    epoch = make_epoch(apply, batch_size, steps)
+    epoch = make_epoch(apply, batch_size, steps, latent, dynamic)
     seconds, losses = [], []
     for index in range(epochs + 1):
         key, epoch_key = jax.random.split(key)

@@ -37,7 +37,9 @@ from keras_vae.config import Config  # noqa: E402
 MODELS = {
     "classic": {"hidden_units": [400], "activation": "relu", "latent_dim": 20},
     "conv": {"architecture": "conv", "latent_dim": 20},
+    "burda": {"hidden_units": [200, 200], "activation": "tanh", "latent_dim": 50},
 }
+DATA = {"burda": {"binarization": "dynamic"}}  # the reproductions' input (recipe burda2015)
 
 
 class Timers:
@@ -125,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=sorted(MODELS), default="classic")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument(
+        "--device-data-limit-mb", type=int, default=None, help="as keras-vae train's flag"
+    )
     parser.add_argument("--trace", default=None, help="folder for a TensorBoard profile")
     parser.add_argument("--out", default=None, help="results file (default: results/...)")
     args = parser.parse_args(argv)
@@ -132,9 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     mnist = str(common.shared_data_dir() / "mnist")
     config = Config.from_dict(
         {
-            "data": {"dataset": mnist},
+            "data": {"dataset": mnist, **DATA.get(args.model, {})},
             "model": MODELS[args.model],
             "training": {"epochs": args.epochs, "batch_size": args.batch_size},
+            "runtime": {}
+            if args.device_data_limit_mb is None
+            else {"device_data_limit_mb": args.device_data_limit_mb},
         }
     )
     timers = Timers()

@@ -534,6 +534,13 @@ def anomaly(result: dict) -> str:
     return "\n".join(out)
 
 
+TRAIN_JOB_MODELS = {
+    "classic": "784-400-20 MLP",
+    "conv": "conv 32-64",
+    "burda": "784-200-200-50 tanh, dynamic binarization",
+}
+
+
 def train_job(result: dict) -> str:
     """The headline: `keras-vae train` itself against PyTorch's example and the JAX scan."""
     out = [
@@ -549,17 +556,20 @@ def train_job(result: dict) -> str:
     rows = []
     for case in result["cases"].values():
         summary = case["summary"]
-        model = "784-400-20 MLP" if case["model"] == "classic" else "conv 32-64"
-        jax = summary.get("jax_scan")
+        jax, torch = summary.get("jax_scan"), summary.get("pytorch_example")
+        first = summary.get("first_epoch_seconds")
         rows.append(
             [
-                model,
+                TRAIN_JOB_MODELS[case["model"]],
                 case["batch_size"],
                 f"{summary['keras_vae_train']:,}",
-                f"{summary['pytorch_example']:,}",
-                f"{summary['vs_pytorch']:.2f} ({_met(summary['vs_pytorch'] >= 2.0)})",
+                f"{torch:,}" if torch else "-",
+                f"{summary['vs_pytorch']:.2f} ({_met(summary['vs_pytorch'] >= 2.0)})"
+                if torch
+                else "-",
                 f"{jax:,}" if jax else "-",
                 f"{summary['vs_jax']:.2f} ({_met(summary['vs_jax'] >= 1.0)})" if jax else "-",
+                f"{first:.1f} s" if first else "-",
                 f"{summary['command_seconds']:.0f} s / {case['epochs']} epochs",
                 len(case["rounds"]),
             ]
@@ -572,6 +582,7 @@ def train_job(result: dict) -> str:
         "x PyTorch (>= 2)",
         "JAX scan",
         "x JAX (>= 1)",
+        "first epoch",
         "whole command",
         "rounds",
     ]
@@ -655,6 +666,7 @@ END = "<!-- benchmarks:end -->"
 SECTIONS = {
     "train_job": train_job,
     "profile_train_classic_b128": profile_train,
+    "profile_train_burda_b20": profile_train,
     "throughput": lambda r: targets(r) + "\n\n" + throughput(r),
     "sampling": sampling,
     "evaluate_speed": evaluate_speed,
