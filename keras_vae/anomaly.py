@@ -24,7 +24,7 @@ import numpy as np
 
 from keras_vae import calibration
 from keras_vae import run_dir as rd
-from keras_vae.atomic import check_output_file, finite_or_null, write_atomically
+from keras_vae.atomic import check_output_file, finite_or_null, write_output
 from keras_vae.config import MAX_SEED, check_at_least
 from keras_vae.signatures import DEFAULT_SCORE_SAMPLES, MAX_SCORE_SAMPLES, SCORE_NAMES
 
@@ -170,7 +170,7 @@ def score_run(
             is written then.
     """
     _check_common(importance_samples, 0 if seed is None else seed, max_examples)
-    out = check_output_file(out, "such as scores.csv")
+    out = check_output_file(out, "such as scores.csv", rd.input_paths(run_dir, dataset))
     record = None  # a preset has no calibration, hence no is_anomaly column
     if not rd.is_preset(run_dir):
         record = calibration.read_calibration(rd.check_run_dir(run_dir))
@@ -211,7 +211,7 @@ def score_run(
             "flagged": int(flags.sum()),
             "flagged_fraction": float(flags.mean()) if len(flags) else None,
         }
-    write_atomically(out, csv_text(scores, labels, flags))
+    write_output(out, csv_text(scores, labels, flags))
     return finite_or_null(
         {
             "out": str(out),

@@ -18,11 +18,14 @@ user's.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import stat
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,13 +134,20 @@ def save_model_atomically(model: keras.Model, path: str | Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def check_output_file(path: str | os.PathLike, example: str) -> Path:
-    """The output path a command was given, as a `Path`, after checking it names a file in an
-    existing, writable folder; `example` says what to pass instead of a folder (e.g. "such as
-    scores.csv").
+def check_output_file(
+    path: str | os.PathLike, example: str, inputs: Sequence[str | os.PathLike] = ()
+) -> Path:
+    """The output path a command was given (`--out`), as a `Path`, after checking what it
+    names; `example` says what to pass instead (e.g. "such as scores.csv").
+
+    The rules of every `--out` (written by `write_output`): a new or regular file is replaced
+    atomically; a symlink is followed (its target is written, the link kept); a FIFO or a
+    character device (`/dev/stdout`, `/dev/null`) is written into directly, never replaced;
+    anything else (a folder, a block device, a socket) is refused, as is a path that is one
+    of the command's `inputs` (files, or folders whose existing files are all inputs).
 
     Raises:
-        ValueError: the path is a folder, or its folder is missing or not writable.
+        ValueError: the path is refused, or its folder is missing or not writable.
 
     Example:
         >>> check_output_file("/nonexistent-folder/scores.csv", "such as scores.csv")
@@ -147,13 +157,67 @@ def check_output_file(path: str | os.PathLike, example: str) -> Path:
 create it first or write elsewhere.
     """
     path = Path(os.path.expanduser(str(path)))
-    if path.is_dir():
+    target = Path(os.path.realpath(path))  # through symlinks (a dangling one: its target)
+    if target.is_dir():
         raise ValueError(f"Output path {path} is a folder; pass a file name {example}.")
-    if not path.parent.is_dir():
+    if target.exists() and not written_in_place(target) and not target.is_file():
         raise ValueError(
-            f"The folder of the output path does not exist: {path.parent}; create it first "
+            f"Output path {path} is neither a regular file, a FIFO nor a character device; "
+            f"pass a file name {example}."
+        )
+    if not target.parent.is_dir():
+        raise ValueError(
+            f"The folder of the output path does not exist: {target.parent}; create it first "
             "or write elsewhere."
         )
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    writable = os.access(target, os.W_OK) if target.exists() else True
+    if not writable or not os.access(target.parent, os.W_OK):
         raise ValueError(f"Cannot write {path} (permission denied); write elsewhere.")
+    for source in inputs:
+        source = Path(os.path.realpath(os.path.expanduser(str(source))))
+        inside = source.is_dir() and target.is_relative_to(source) and target.exists()
+        if target == source or inside:
+            raise ValueError(
+                f"Output path {path} is an input of this command ({source}); write the output "
+                "elsewhere."
+            )
     return path
+
+
+def write_output(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write a command's output file by `check_output_file`'s rules: a regular (or new) file
+    atomically through any symlink, a FIFO or character device directly. A full disk is an
+    `OSError` saying so, with the previous file left as it was.
+
+    Example:
+        >>> write_output("/dev/null", b"anything")
+    """
+    target = Path(os.path.realpath(os.path.expanduser(str(path))))
+    try:
+        if written_in_place(target):
+            with open(target, "wb" if isinstance(data, bytes) else "w") as handle:
+                handle.write(data)
+        else:
+            write_atomically(target, data)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OSError(
+                f"No space left to write {path} (nothing of it was kept); free some space or "
+                "write elsewhere."
+            ) from None
+        raise
+
+
+def written_in_place(path: str | os.PathLike) -> bool:
+    """Whether `path` is (or links to) a FIFO or character device: written into directly,
+    never replaced by a rename.
+
+    Example:
+        >>> written_in_place("/dev/null"), written_in_place("/nonexistent/out.png")
+        (True, False)
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)

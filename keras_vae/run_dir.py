@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_vae import ownership
 from keras_vae.config import Config
 from keras_vae.data import Split, prepared_splits, to_unit_interval
 from keras_vae.data.checks import (
@@ -218,6 +219,32 @@ def load_model(run_dir: str | os.PathLike, compile: bool = False):
             f"{path} holds a {type(model).__name__}, not a keras_vae VAE; {TRAIN_HINT}."
         )
     return model
+
+
+def input_paths(run: str | os.PathLike | Run, dataset: str | None = None) -> list[Path]:
+    """What a command reads from, which its `--out` must not replace
+    (`keras_vae.atomic.check_output_file`): the run's files (those its manifest lists; for a
+    preset or a run from before manifests, every file in its folder) and the data (`dataset`,
+    else the run's own) when it is a file or folder on disk.
+
+    Raises:
+        RunDirError: `run` is a folder whose config.json cannot be read (with no `dataset`).
+
+    Example:
+        >>> input_paths("runs/none", "digits")
+        [PosixPath('runs/none')]
+    """
+    folder = run.path if isinstance(run, Run) else Path(os.path.expanduser(str(run)))
+    manifest = None
+    if not is_preset(run) and folder.is_dir():
+        manifest = ownership.Manifest.read(folder, "run")
+    paths = [folder] if manifest is None else manifest.owned_paths()
+    if dataset is None and folder.is_dir():
+        config = run.config if isinstance(run, Run) else load_config(folder)
+        dataset = config.data.dataset
+    if dataset is not None and Path(os.path.expanduser(dataset)).exists():
+        paths.append(Path(os.path.expanduser(dataset)))
+    return paths
 
 
 def is_preset(run: str | os.PathLike | Run) -> bool:

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vae import figures
-from keras_vae.atomic import check_output_file, write_atomically
+from keras_vae.atomic import check_output_file, write_atomically, write_output, written_in_place
 
 if TYPE_CHECKING:
     from keras_vae.run_dir import Run
@@ -211,23 +211,24 @@ def check_count(name: str, value: int, maximum: int = MAX_GRID_IMAGES) -> int:
     return value
 
 
-def check_png_path(path: str | os.PathLike) -> Path:
-    """The output path as a `Path`, after checking it names a .png file in a writable folder.
+def check_png_path(path: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """The output path as a `Path`, after checking it names a .png file that may be written
+    (`keras_vae.atomic.check_output_file`'s rules; none of the command's `inputs`).
 
     Raises:
-        ValueError: the name does not end in .png, is a folder, or its folder is missing or
-            not writable.
+        ValueError: the name does not end in .png, or `check_output_file` refuses it.
     """
     path = Path(os.path.expanduser(str(path)))
-    if not path.is_dir() and path.suffix.lower() != ".png":
+    named_file = not path.is_dir() and not written_in_place(path)  # /dev/stdout: any name
+    if named_file and path.suffix.lower() != ".png":
         raise ValueError(
             f"Output path {path} does not end in .png; figures are written as PNG files."
         )
-    return check_output_file(path, "ending in .png")
+    return check_output_file(path, "ending in .png", inputs)
 
 
 def _write_png(pixels: np.ndarray, out: Path, **summary) -> dict:
-    write_atomically(out, figures.png_bytes(pixels))
+    write_output(out, figures.png_bytes(pixels))
     return {"out": str(out), **summary, "width": pixels.shape[1], "height": pixels.shape[0]}
 
 
@@ -252,14 +253,14 @@ def sample_run(
         >>> sample_run("runs/mnist", "samples.png", num_samples=100, seed=1)  # doctest: +SKIP
         {'out': 'samples.png', 'num_samples': 100, 'seed': 1, 'width': 302, 'height': 302}
     """
-    from keras_vae.run_dir import load_run
+    from keras_vae.run_dir import input_paths, load_run
 
     check_count("num_samples", num_samples)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(
             f"Received an invalid value for `seed`, expected an integer >= 0. Received: {seed!r}"
         )
-    out = check_png_path(out)
+    out = check_png_path(out, input_paths(run_dir))
     model = load_run(run_dir).model
     label = check_sample_label(model, label, num_samples)
     if label == "all":
@@ -319,10 +320,10 @@ def reconstruct_run(
     Returns:
         {"out", "dataset", "num_examples", "width", "height"}.
     """
-    from keras_vae.run_dir import load_run, load_test_split
+    from keras_vae.run_dir import input_paths, load_run, load_test_split
 
     check_count("num_examples", num_examples)
-    out = check_png_path(out)
+    out = check_png_path(out, input_paths(run_dir, dataset))
     run = load_run(run_dir)
     split = load_test_split(run, dataset, data_dir)
     x = split.images[:num_examples]

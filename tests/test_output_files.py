@@ -1,0 +1,123 @@
+"""Every `--out` (sample, reconstruct, score) by one rule (`keras_vae.atomic.check_output_file`
+and `write_output`): a regular or new file is replaced atomically; a symlink is followed (the
+target written, the link kept); a FIFO or character device is written into, never replaced;
+a folder, socket or block device is refused, as is an input of the command; a full disk is
+one line and leaves the previous file as it was.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+import threading
+
+import numpy as np
+import pytest
+from helpers import assert_exit_2_and_unchanged, tree_digest
+
+from keras_vae import atomic
+from keras_vae.cli import main
+
+PNG = b"\x89PNG"
+
+
+def commands(run, out):
+    """The three commands with an --out, each writing `out`."""
+    return {
+        "sample": ["sample", run, "-n", "4", "--out", out],
+        "reconstruct": ["reconstruct", run, "-n", "4", "--out", out],
+        "score": ["score", run, "--importance-samples", "2", "--max-examples", "5", "--out", out],
+    }
+
+
+def png_or_csv(name: str) -> str:
+    return "out.csv" if name == "score" else "out.png"
+
+
+@pytest.mark.parametrize("name", ["sample", "reconstruct", "score"])
+def test_a_fifo_is_written_into_and_stays_a_fifo(name, tiny_run_dir, tmp_path, capsys):
+    fifo = tmp_path / png_or_csv(name)
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    assert main([str(a) for a in commands(tiny_run_dir, fifo)[name]]) == 0
+    reader.join(timeout=60)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    data = received[0]
+    assert data.startswith(PNG) if name != "score" else data.startswith(b"index,")
+
+
+@pytest.mark.parametrize("name", ["sample", "score"])
+def test_dev_null_stays_a_device_and_dev_full_is_one_line(name, tiny_run_dir, capsys):
+    before = os.stat("/dev/null")
+    assert main([str(a) for a in commands(tiny_run_dir, "/dev/null")[name]]) == 0
+    after = os.stat("/dev/null")
+    assert stat.S_ISCHR(after.st_mode) and after.st_rdev == before.st_rdev
+    capsys.readouterr()
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    before = tree_digest(tiny_run_dir, modes=True)
+    assert main([str(a) for a in commands(tiny_run_dir, "/dev/full")[name]]) == 2
+    error = capsys.readouterr().err.splitlines()[-1]  # after score's progress line
+    assert error.startswith(f"keras-vae {name}: error: No space left to write /dev/full")
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    assert tree_digest(tiny_run_dir, modes=True) == before
+
+
+def test_a_symlink_is_followed_and_kept(tiny_run_dir, tmp_path, capsys):
+    target = tmp_path / "real.png"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.png"
+    link.symlink_to(target)
+    assert main([str(a) for a in commands(tiny_run_dir, link)["sample"]]) == 0
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_bytes().startswith(PNG)
+    dangling = tmp_path / "dangling.png"
+    dangling.symlink_to(tmp_path / "made.png")
+    assert main([str(a) for a in commands(tiny_run_dir, dangling)["sample"]]) == 0
+    assert dangling.is_symlink() and (tmp_path / "made.png").read_bytes().startswith(PNG)
+
+
+@pytest.mark.parametrize("name", ["sample", "reconstruct", "score"])
+def test_a_socket_is_refused_and_left_alone(name, tiny_run_dir, tmp_path, capsys):
+    path = tmp_path / png_or_csv(name)
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(path))
+        assert_exit_2_and_unchanged(
+            commands(tiny_run_dir, path)[name], [tiny_run_dir], capsys, "FIFO"
+        )
+        assert stat.S_ISSOCK(path.lstat().st_mode)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    finally:
+        server.close()
+
+
+def test_an_input_of_the_command_is_refused(run_copy, tmp_path, capsys):
+    data = tmp_path / "data.npz"
+    np.savez(data, x_test=np.full((5, 8, 8), 0.5, np.float32))
+    argv = commands(run_copy, data)["score"] + ["--dataset", data]
+    assert_exit_2_and_unchanged(argv, [tmp_path], capsys, "is an input", "data.npz")
+    for owned in ("config.json", "metrics.json", "model.keras", "figures/samples.png"):
+        argv = commands(run_copy, run_copy / owned)["score"]
+        assert_exit_2_and_unchanged(argv, [tmp_path], capsys, "is an input")
+    # a file of its own in the run folder is the user's to write and rewrite
+    for _ in range(2):
+        assert main([str(a) for a in commands(run_copy, run_copy / "scores.csv")["score"]]) == 0
+
+
+def test_a_full_disk_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "scores.csv"
+    path.write_text("previous\n")
+    before = tree_digest(tmp_path, modes=True)
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", no_space)
+    with pytest.raises(OSError, match=r"No space left to write .*scores\.csv.*write elsewhere"):
+        atomic.write_output(path, "new\n")
+    assert tree_digest(tmp_path, modes=True) == before
