@@ -7,7 +7,8 @@ strictly: NaN or infinity raise instead of producing text that is not JSON.
 
 Temporary files are named ``.<target>.<random>.keras-vae-tmp`` (``...keras-vae-tmp.keras``
 for models), so the clean-up after a kill (`is_temporary`) can never match a file of the
-user's.
+user's, and the next write of a file removes the leftovers of its killed writes
+(`remove_leftovers`).
 
     >>> import pathlib, tempfile
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "metrics.json"
@@ -19,12 +20,14 @@ user's.
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import math
 import os
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
     import keras
 
 TEMPORARY_MARK = ".keras-vae-tmp"
+# A temporary untouched this long is a killed write's leftover (`remove_leftovers`).
+LEFTOVER_AGE_SECONDS = 60.0
 _umask_lock = threading.Lock()
 
 
@@ -74,13 +79,43 @@ def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def remove_leftovers(path: str | Path, min_age_seconds: float = LEFTOVER_AGE_SECONDS) -> list[Path]:
+    """Delete the temporary files of `path` that an earlier, killed write left beside it
+    (``.<name>.<random>.keras-vae-tmp``, untouched for `min_age_seconds`: a write in flight
+    keeps its own fresh); return them. Nothing else is touched.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / ".s.csv.x8k2.keras-vae-tmp").write_text("half")
+        >>> [p.name for p in remove_leftovers(folder / "s.csv", min_age_seconds=0)]
+        ['.s.csv.x8k2.keras-vae-tmp']
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*{TEMPORARY_MARK}"):
+        try:
+            info = leftover.lstat()
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode) and now - info.st_mtime >= min_age_seconds:
+            leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
+
+
 def write_atomically(path: str | Path, data: str | bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it over `path`.
+    """Write `data` to a temporary file beside `path`, then rename it over `path`, first
+    removing what killed writes of `path` left (`remove_leftovers`).
 
     Concurrent writers (e.g. several workers writing the same content) are safe: each writes
     its own uniquely named temporary file, and the last rename wins.
     """
     path = Path(path)
+    remove_leftovers(path)
     mode = "wb" if isinstance(data, bytes) else "w"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_MARK, dir=path.parent)
     try:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import errno
 import os
+import pathlib
 import socket
 import stat
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -121,3 +123,37 @@ def test_a_full_disk_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, m
     with pytest.raises(OSError, match=r"No space left to write .*scores\.csv.*write elsewhere"):
         atomic.write_output(path, "new\n")
     assert tree_digest(tmp_path, modes=True) == before
+
+
+def leftover(folder, target: str, age_seconds: float) -> pathlib.Path:
+    """A temporary of `target` as a write killed `age_seconds` ago leaves it."""
+    path = folder / f".{target}.k1ll3d{int(age_seconds)}{atomic.TEMPORARY_MARK}"
+    path.write_text("half a file")
+    then = time.time() - age_seconds
+    os.utime(path, (then, then))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("argv", "target"),
+    [
+        (["score", "{run}", "--importance-samples", "2", "--out", "{tmp}/s.csv"], "s.csv"),
+        (
+            ["calibrate", "{run}", "--false-positive-rate", "0.1", "--verbose", "0"],
+            "calibration.json",
+        ),
+        (["evaluate", "{run}", "-k", "2"], "metrics.json"),
+    ],
+    ids=["score", "calibrate", "evaluate"],
+)
+def test_the_next_write_removes_what_a_killed_write_left(argv, target, run_copy, tmp_path):
+    folder = tmp_path if target == "s.csv" else run_copy
+    stale = leftover(folder, target, age_seconds=3600)
+    in_flight = leftover(folder, target, age_seconds=0)  # another writer's, still fresh
+    users = [folder / f".{target}.bak", folder / f"{target}.keras-vae-tmp"]
+    for path in users:
+        path.write_text("the user's")
+    argv = [a.format(run=run_copy, tmp=tmp_path) for a in argv]
+    assert main(argv) == 0
+    assert not stale.exists()
+    assert in_flight.exists() and all(p.read_text() == "the user's" for p in users)
