@@ -16,7 +16,6 @@ calibrate` writes the record; `keras-vae score` and the exported scorer (``is_an
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from keras_vae.atomic import write_json_atomically
 from keras_vae.config import FLOAT32_MAX, MAX_SEED
+from keras_vae.json_files import JSONFileError, read_json_file
 from keras_vae.signatures import ANOMALY_IF, MAX_SCORE_SAMPLES, SCORE_NAMES
 
 CALIBRATION_FILE = "calibration.json"
@@ -270,6 +270,9 @@ def check_owned(run_dir: str | os.PathLike) -> None:
         )
 
 
+_REWRITE = "run `keras-vae calibrate` again to rewrite it"
+
+
 def read_calibration(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The run's calibration record, checked (`check_owned`, `check_record`), or None when it
     has not been calibrated.
@@ -286,23 +289,24 @@ def read_calibration(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
     check_owned(run_dir)
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
-        record = check_record(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, RecursionError) as error:
-        ours = isinstance(error, CalibrationError)
-        reason = str(error) if ours else f"{type(error).__name__}: {error}"
-        raise CalibrationError(
-            f"{path} is invalid ({reason}); run `keras-vae calibrate` again to rewrite it."
-        ) from None
+        values = read_json_file(path, _REWRITE, MAX_FILE_BYTES)
+    except JSONFileError as error:
+        raise CalibrationError(str(error)) from None
+    try:
+        record = check_record(values)
+    except ValueError as error:
+        raise CalibrationError(f"{path} is invalid ({error}); {_REWRITE}.") from None
     return record
 
 
 def check_calibration_writable(run_dir: str | os.PathLike) -> None:
     """Raise `CalibrationError` unless ``RUN_DIR/calibration.json`` may be (re)written: the
-    folder is writable and an existing file is one keras-vae wrote (`check_owned`); checked
-    before any scoring."""
+    folder is writable, its manifest readable, and an existing file is one keras-vae wrote
+    (`check_owned`); checked before any scoring."""
+    from keras_vae.ownership import Manifest
+
     folder = Path(run_dir)
+    Manifest.read(folder, "run")  # written to at the end: an unreadable one fails now
     path = folder / CALIBRATION_FILE
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise CalibrationError(

@@ -31,13 +31,13 @@ relative to the folder), ``trees`` (folders written whole, e.g. an exported vers
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from keras_vae.atomic import remove_temporaries, write_json_atomically
+from keras_vae.json_files import JSONFileError, read_json_file
 
 MANIFEST_FILE = ".keras-vae-manifest.json"
 EXPORT_FOLDER_MARK = ".keras-vae-export-folder"
@@ -93,8 +93,9 @@ class Manifest:
         path = folder / MANIFEST_FILE
         if not path.exists():
             return None
+        fix = "restore it or choose another folder (keras-vae will not guess what it owns)"
         try:
-            values = json.loads(path.read_text(encoding="utf-8"))
+            values = read_json_file(path, fix)
             if not isinstance(values, dict):
                 raise ValueError("not a JSON object")
             entries = {
@@ -102,11 +103,10 @@ class Manifest:
                 for name in _SECTIONS
             }
             found = values.get("kind")
-        except (OSError, ValueError) as error:
-            raise FolderNotOursError(
-                f"{path} is unreadable ({type(error).__name__}: {error}); restore it or choose "
-                "another folder (keras-vae will not guess what it owns)."
-            ) from None
+        except JSONFileError as error:
+            raise FolderNotOursError(str(error)) from None
+        except ValueError as error:
+            raise FolderNotOursError(f"{path} is unreadable ({error}); {fix}.") from None
         if found != kind:
             raise FolderNotOursError(
                 f"{folder} is {_ARTICLED.get(found, repr(found))} of keras-vae, not "

@@ -24,7 +24,6 @@ the run trained on MNIST's IDX files, and the preset records TFDS's "mnist" as i
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 from keras_vae import presets
 from keras_vae import run_dir as rd
 from keras_vae.atomic import write_json_atomically
+from keras_vae.json_files import read_json_file
 
 # The protocol of ``measured``: k = 500 importance samples on the first 500 test images, seed 0,
 # 100 images per batch (the draws depend on the seed, the batch size and the chunk size).
@@ -130,6 +130,6 @@ def save_run_as_preset(
     folder = presets.save_preset(run.model, folder, metadata)
     measured = measure_preset(folder, **trained_on)
     path = folder / presets.METADATA_FILE
-    written = {**json.loads(path.read_text("utf-8")), "measured": measured}
+    written = {**read_json_file(path, "save the preset again"), "measured": measured}
     write_json_atomically(path, presets.check_metadata(written, path))  # the folder is ours
     return written

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import os
 import shutil
 import tempfile
@@ -50,6 +49,7 @@ from keras_vae import run_dir as rd
 from keras_vae.atomic import TEMPORARY_MARK, current_umask, file_mode, write_json_atomically
 from keras_vae.config import Config, DataConfig, ModelConfig
 from keras_vae.data.checks import one_line
+from keras_vae.json_files import JSONFileError, read_json_file
 from keras_vae.ownership import FolderNotOursError
 
 CONFIG_FILE = "config.json"
@@ -160,9 +160,9 @@ def _require_file(path: Path) -> Path:
 def _read_json(path: Path) -> Any:
     _require_file(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:  # ValueError: invalid JSON or not UTF-8
-        raise PresetError(f"{path} is not valid JSON ({one_line(error)}); {_FIX}.") from None
+        return read_json_file(path, _FIX)
+    except JSONFileError as error:
+        raise PresetError(str(error)) from None
 
 
 def check_metadata(values: Any, path: str | os.PathLike) -> dict[str, Any]:
@@ -314,9 +314,9 @@ def _check_ours(folder: Path) -> None:
         return
     if set(names) <= set(PRESET_FILES):
         try:
-            if json.loads((folder / METADATA_FILE).read_text("utf-8"))["format"] == FORMAT:
+            if read_json_file(folder / METADATA_FILE, _FIX)["format"] == FORMAT:
                 return
-        except (OSError, ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError):
             pass
     shown = ", ".join(repr(name) for name in names[:3]) + (" ..." if len(names) > 3 else "")
     raise FolderNotOursError(

@@ -90,6 +90,8 @@ def _read(
             extras = [state[f"e{i}"] for i in range(int(metadata.get("extra_arrays", 0)))]
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
         raise RunDirError(f"Cannot read {what} {path} ({error}); {fix}.") from None
+    except RecursionError:  # metadata nested too deep for json
+        raise RunDirError(f"Cannot read {what} {path} (nested too deep); {fix}.") from None
     return metadata, variables, extras
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -36,6 +35,7 @@ from keras_vae.data.checks import (
     check_values,
     one_line,
 )
+from keras_vae.json_files import JSONFileError, read_json_file
 from keras_vae.run_folder import (  # the layout lives there; re-exported for the commands
     CONFIG_FILE,
     METRICS_FILE,
@@ -127,23 +127,11 @@ def check_run_dir(run_dir: str | os.PathLike) -> Path:
 
 
 def _read_json(path: Path, what: str) -> Any:
+    fix = f"restore the {what} written by `keras-vae train` or retrain the run"
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise RunDirError(
-            f"Cannot read {path} ({_one_line(error)}); fix its permissions."
-        ) from None
-    except UnicodeDecodeError:
-        raise RunDirError(
-            f"{path} is not UTF-8 text; restore the {what} written by train."
-        ) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise RunDirError(
-            f"{path} is not valid JSON ({error.msg} at line {error.lineno}); restore the {what} "
-            "written by `keras-vae train` or retrain the run."
-        ) from None
+        return read_json_file(path, fix)
+    except JSONFileError as error:
+        raise RunDirError(str(error)) from None
 
 
 def load_config(run_dir: str | os.PathLike) -> Config:

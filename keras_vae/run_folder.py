@@ -40,6 +40,7 @@ from typing import Any
 
 from keras_vae import ownership
 from keras_vae.config import Config
+from keras_vae.json_files import JSONFileError, read_json_file
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -148,8 +149,12 @@ def config_differences(old: Config, new: Config) -> list[str]:
 
 def _previous_config(path: Path, fix: str) -> Config:
     try:
-        return Config.from_json(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, TypeError) as error:
+        values = read_json_file(path, fix)
+    except JSONFileError as error:
+        raise RunDirError(str(error)) from None
+    try:
+        return Config.from_dict(values)
+    except (ValueError, TypeError) as error:
         message = " ".join(str(error).split())
         raise RunDirError(f"Cannot read {path} ({message}); {fix}.") from None
 

@@ -62,6 +62,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from keras_vae.config import MAX_LAYER_WIDTH, check_choice  # no TensorFlow: the client stays light
+from keras_vae.json_files import read_json_file
 from keras_vae.signatures import (
     COMPONENT,
     DECODER,
@@ -709,14 +710,14 @@ class ServingClient:
         DIR/export.json (unless given; an export.json without the cap gets the default,
         10,000; one without ``num_classes`` is an unconditional export: 0)."""
         path = Path(export_dir) / EXPORT_JSON
+        fix = "pass the folder written by `keras-vae export`, or data_shape and latent_dim"
+        record = read_json_file(path, fix)  # a JSONFileError is a ValueError naming the file
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
             model = record["model"]
             data_shape, latent_dim = model["data_shape"], model["latent_dim"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (KeyError, TypeError) as error:
             raise ValueError(
-                f"Cannot read the shapes from {path} ({type(error).__name__}: {error}); pass "
-                "the folder written by `keras-vae export`, or data_shape and latent_dim."
+                f"Cannot read the shapes from {path} ({type(error).__name__}: {error}); {fix}."
             ) from None
         kwargs.setdefault("data_shape", data_shape)
         kwargs.setdefault("latent_dim", latent_dim)

@@ -78,9 +78,11 @@ CALIBRATE = {**SCORE, "--false-positive-rate": FLOAT_BAD + ["0", "1", "1.0", "2"
 
 # calibration.json fields edited by hand (raw JSON text): every reader refuses them.
 JSON_WRONG_TYPE = ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "true", "null", '"1"', "[]"]
+# Issue 24 item 6: nested 100,000 deep, and an integer of 5,000 digits
+JSON_HOSTILE = ["[" * 100_000 + "]" * 100_000, "9" * 5000]
 CALIBRATION_JSON = {
     "threshold": [*JSON_WRONG_TYPE[:6], "1e39", "-1e39", "null", '"-10.5"', str(10**400)],
-    "seed": [*JSON_WRONG_TYPE, "-1", str(2**32), "1.5", "0.0"],
+    "seed": [*JSON_WRONG_TYPE, "-1", str(2**32), "1.5", "0.0", *JSON_HOSTILE],
     "importance_samples": [*JSON_WRONG_TYPE, "0", "1.5", "100.0", "100001"],
     "false_positive_rate": [*JSON_WRONG_TYPE, "0", "1", "-0.1", '"0.2"'],
     "examples": [*JSON_WRONG_TYPE, "0", "1.5"],
@@ -88,6 +90,15 @@ CALIBRATION_JSON = {
     "format_version": ["0", "2", "true", '"1"', "1.5", "null"],
     "score": ['"elbow"', "null", "1", '"ELBO"'],
     "anomaly_if": ['"above"', "null", "1"],
+}
+
+
+# config.json fields edited by hand: `evaluate` (and every reader of the run) refuses them.
+CONFIG_JSON = {
+    "training.epochs": [*JSON_WRONG_TYPE, "0", *JSON_HOSTILE],
+    "model.latent_dim": [*JSON_WRONG_TYPE, "0", *JSON_HOSTILE],
+    "runtime.seed": ["-1", str(2**32), "1.5", *JSON_HOSTILE],
+    "runtime.device_data_limit_mb": ["-1", '"AUTO"', "1.5", "true", *JSON_HOSTILE],
 }
 
 
@@ -194,6 +205,24 @@ def test_calibration_json(field, raw, calibrated_workspace, capsys):
     ):
         assert_exit_2_and_unchanged(argv, [root], capsys, "calibration.json")
     assert not out.exists() and not (root / "export").exists()
+
+
+@pytest.mark.parametrize(("field", "raw"), grid(CONFIG_JSON), ids=lambda v: str(v)[:20])
+def test_config_json(field, raw, workspace, capsys):
+    """evaluate refuses an edited config.json field with one line naming the file."""
+    root, run = workspace
+    path = run / "config.json"
+    original = path.read_text()
+    section, key = field.split(".")
+    values = json.loads(original)
+    values[section][key] = "@@"
+    try:
+        path.write_text(json.dumps(values).replace('"@@"', raw))
+        assert_exit_2_and_unchanged(
+            ["evaluate", str(run), "-k", "2"], [root], capsys, "config.json"
+        )
+    finally:
+        path.write_text(original)
 
 
 def test_the_grid_covers_every_numeric_flag():

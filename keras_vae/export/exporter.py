@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from keras_vae.atomic import write_json_atomically
 from keras_vae.export import layout, transaction
 from keras_vae.export.export_utils import ExportError, saved_model_signatures
+from keras_vae.json_files import read_json_file
 from keras_vae.ownership import MANIFEST_FILE
 from keras_vae.signatures import (
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
@@ -47,8 +47,8 @@ FORMAT_VERSION = 1
 def _read_export_json(path: Path) -> dict[str, Any]:
     """The existing export.json, or {} when it is missing or unreadable (it is rewritten)."""
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        values = read_json_file(path, "it is rewritten")
+    except ValueError:  # a JSONFileError: missing, unreadable, too large or deep, not JSON
         return {}
     return values if isinstance(values, dict) else {}
 

@@ -25,12 +25,12 @@ only into an empty folder, a folder it exported into before, or one marked for e
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from keras_vae import ownership
+from keras_vae.json_files import read_json_file
 from keras_vae.signatures import DECODER, ENCODER, EXPORT_JSON, MAX_VERSION, SCORER
 
 MODEL_NAMES = (ENCODER, DECODER, SCORER)
@@ -108,10 +108,10 @@ def older_export(path: Path) -> tuple[list[str], list[str]]:
     if (path / ownership.MANIFEST_FILE).exists() or not (path / EXPORT_JSON).is_file():
         return [], []
     try:
-        record = json.loads((path / EXPORT_JSON).read_text(encoding="utf-8"))
+        record = read_json_file(path / EXPORT_JSON, "it is left alone")
         versions = [int(h["version"]) for h in record["history"]]
         ours = isinstance(record["models"], dict) and "format_version" in record
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         ours = False
     if not ours:
         return [], []  # not an export.json of ours: the folder stays foreign

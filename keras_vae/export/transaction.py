@@ -40,7 +40,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
-import json
 import os
 import shutil
 import signal
@@ -50,6 +49,7 @@ from typing import Any
 
 from keras_vae import ownership
 from keras_vae.atomic import write_json_atomically
+from keras_vae.json_files import read_json_file
 
 STAGING_PREFIX = ".tmp-export-"
 JOURNAL = "journal.json"
@@ -216,8 +216,8 @@ def _staging_pid(path: Path) -> int | None:
 def rollback(out_dir: Path, staging: Path) -> str:
     """Undo a journaled export: "completed" (all targets new: kept) or "rolled back"."""
     try:
-        steps = json.loads((staging / JOURNAL).read_text(encoding="utf-8"))["steps"]
-    except (OSError, ValueError, KeyError, TypeError):
+        steps = read_json_file(staging / JOURNAL, "it is ignored")["steps"]
+    except (ValueError, KeyError, TypeError):
         return "no journal"  # killed before publishing anything
     if all(_inode(out_dir / s["target"]) == s["inode"] for s in steps):
         return "completed"
