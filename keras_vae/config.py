@@ -745,6 +745,13 @@ class RuntimeConfig:
         "which ran, and a run may be resumed with another limit",
         flag="--device-data-limit-mb",
     )
+    memory_limit_mb: int | str = config_field(
+        "auto",
+        "refuse, before building anything, a model whose training is estimated to need more "
+        "memory than this (parameters with their gradients and Adam's moments, and one "
+        "step's activations); 'auto' is half of the machine's memory, 0 checks nothing",
+        flag="--memory-limit-mb",
+    )
     tensorboard: bool = config_field(
         False,
         "log scalars (elbo, kl, reconstruction, learning rate) and images (reconstructions, "
@@ -756,8 +763,9 @@ class RuntimeConfig:
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         check_at_least("seed", self.seed, 0, maximum=MAX_SEED)
-        if self.device_data_limit_mb != "auto":
-            check_at_least("device_data_limit_mb", self.device_data_limit_mb, 0, maximum=2**40)
+        for name in ("device_data_limit_mb", "memory_limit_mb"):
+            if getattr(self, name) != "auto":
+                check_at_least(name, getattr(self, name), 0, maximum=2**40)
         if not isinstance(self.tensorboard, bool):
             raise ValueError(
                 "Received an invalid value for `tensorboard`, expected True or False. "

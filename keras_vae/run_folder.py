@@ -128,8 +128,9 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 # Settings that choose how a run computes, not what: a run may resume with other values. The
 # device-resident and streaming paths train on the same numbers bit for bit
-# (tests/test_device_data.py), so the device data limit only chooses where batches are made.
-EXECUTION_ONLY = ("runtime.device_data_limit_mb",)
+# (tests/test_device_data.py), so the device data limit only chooses where batches are made;
+# the memory limit only decides whether training starts.
+EXECUTION_ONLY = ("runtime.device_data_limit_mb", "runtime.memory_limit_mb")
 
 
 def config_differences(old: Config, new: Config) -> list[str]:

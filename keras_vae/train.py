@@ -50,6 +50,7 @@ from keras_vae.execution import (
     stack_evaluation_steps,
     stack_steps,
 )
+from keras_vae.memory import check_training_memory
 from keras_vae.model import VAE
 from keras_vae.networks import OUTPUT_BIAS_LAYER, initial_output_bias
 from keras_vae.precision import dtype_policy
@@ -306,6 +307,7 @@ def train_and_evaluate(
     test_data, info = pipelines.test, pipelines.info
     if config.model.conditional:  # before anything is written
         check_class_labels(pipelines.splits, config.model.num_classes, config.data.dataset)
+    check_training_memory(config, info.data_shape)  # before anything is built or written
     stopper = BestEpoch.from_config(config)
     backup = resume.RunBackup(plan.folder.backup, stopper)
     with dtype_policy(config.runtime.mixed_precision), strategy.scope():

@@ -26,6 +26,7 @@ OTHER_VALUES = {
     "hidden_units": (["7,5"], [7, 5]),
     "steps_per_execution": (["7"], 7),
     "device_data_limit_mb": (["7"], 7),
+    "memory_limit_mb": (["7000"], 7000),
     "estimator": (["monte_carlo"], "monte_carlo"),  # "auto" resolves to analytic_kl
     "flow_steps": (["3", "--posterior", "iaf"], 3),
     "flow_hidden_units": (["7,5", "--posterior", "iaf"], [7, 5]),

@@ -36,6 +36,7 @@ TRAIN_INTEGERS = {
     "--early-stopping-patience": INTEGER_BAD,
     "--validation-examples": INTEGER_BAD,  # HUGE: more than the training set
     "--device-data-limit-mb": INTEGER_BAD,
+    "--memory-limit-mb": INTEGER_BAD,
 }
 TRAIN_FLOATS = {
     "--beta": FLOAT_BAD,
@@ -260,6 +261,7 @@ NUMERIC_TYPES = {
     "flow_hidden_units",
     "steps_per_execution",
     "device_data_limit_mb",
+    "memory_limit_mb",
     "validation_examples",
     "image_count",
     "class_label",

@@ -48,11 +48,16 @@ def steps_per_execution(text: str) -> int | str:
     return integer_or_word(text, "steps_per_execution", "auto", 1, "a positive integer")
 
 
-def device_data_limit_mb(text: str) -> int | str:
-    """'auto' or a limit in MB >= 0 (the config checks the upper bound)."""
-    return integer_or_word(
-        text, "device_data_limit_mb", "auto", 0, "a device data limit in MB (an integer >= 0)"
-    )
+def megabytes_or_auto(name: str):
+    """The argparse type of a limit in MB: 'auto' or an integer >= 0 (the config checks the
+    upper bound); errors name the limit."""
+    words = name.replace("_mb", "").replace("_", " ")
+
+    def parse(text: str) -> int | str:
+        return integer_or_word(text, name, "auto", 0, f"a {words} in MB (an integer >= 0)")
+
+    parse.__name__ = name
+    return parse
 
 
 def validation_examples(text: str) -> int | str:
@@ -75,7 +80,8 @@ _PARSING_BY_FIELD = {
     "data_dir": {},
     "jit_compile": {"action": argparse.BooleanOptionalAction},  # absent: "auto"
     "steps_per_execution": {"type": steps_per_execution},
-    "device_data_limit_mb": {"type": device_data_limit_mb},
+    "device_data_limit_mb": {"type": megabytes_or_auto("device_data_limit_mb")},
+    "memory_limit_mb": {"type": megabytes_or_auto("memory_limit_mb")},
     "tensorboard": {"action": "store_true"},
     "validation_examples": {"type": validation_examples},
     "learning_rate_decay": {"type": float},  # None by default: resolved by the schedule

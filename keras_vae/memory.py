@@ -1,0 +1,168 @@
+"""How much memory training a config needs, estimated before anything is built, and the
+refusal of what cannot fit (`RuntimeConfig.memory_limit_mb`).
+
+The estimate counts float32 numbers: the parameters four times (weights, gradients, Adam's
+two moments) and one training step's activations three times (the forward values kept for
+the backward pass, their gradients, and a temporary), where the activations are each layer's
+outputs for the batch (the decoder's, IAF's and prior's for every one of the
+`num_samples` draws, the VampPrior's encoder for its K pseudo-inputs, the mixture prior's
+[draws, batch, K, latent] log-densities). It is meant to refuse what is out of reach (a
+layer of 65,536 x 65,536 units, K = 100,000 components of 65,536 dimensions), not to
+predict the allocator to the byte.
+
+    >>> from keras_vae.config import Config
+    >>> estimate = training_memory(Config(), (28, 28))
+    >>> estimate.parameters
+    652824
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+
+from keras_vae.config import Config
+
+FLOAT_BYTES = 4
+PARAMETER_COPIES = 4  # weights, gradients, Adam's first and second moments
+ACTIVATION_COPIES = 3  # forward values kept for backward, their gradients, a temporary
+AUTO_FRACTION = 0.5  # memory_limit_mb="auto": half of the machine's memory
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    """The estimate for one config: parameters and floats of one step's activations."""
+
+    parameters: int
+    activations: int
+
+    @property
+    def total_bytes(self) -> int:
+        floats = PARAMETER_COPIES * self.parameters + ACTIVATION_COPIES * self.activations
+        return FLOAT_BYTES * floats
+
+
+def _dense(widths: Sequence[int]) -> int:
+    """Parameters of a chain of Dense layers through `widths` (kernels and biases)."""
+    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def _hidden(widths: Sequence[int], activation: str) -> int:
+    """Parameters of hidden Dense layers (doubled for `GatedDense`: a linear part and a gate)."""
+    return _dense(widths) * (2 if activation == "gated" else 1)
+
+
+def _conv_parts(data_shape: Sequence[int], filters: Sequence[int]) -> tuple[int, int, int]:
+    """(parameters, activations per example, flattened features) of the conv encoder or
+    decoder: 3x3 kernels, a stride of 2 per block."""
+    height, width = int(data_shape[0]), int(data_shape[1])
+    channels = int(data_shape[2]) if len(data_shape) == 3 else 1
+    parameters = activations = 0
+    for count in filters:
+        parameters += 9 * channels * count + count
+        height, width, channels = math.ceil(height / 2), math.ceil(width / 2), count
+        activations += height * width * count
+    return parameters, activations, height * width * channels
+
+
+def training_memory(config: Config, data_shape: Sequence[int]) -> MemoryEstimate:
+    """The memory estimate of training `config` on examples of `data_shape`."""
+    model, batch = config.model, config.training.batch_size
+    size, latent = math.prod(int(d) for d in data_shape), model.latent_dim
+    classes = (model.num_classes or 0) if model.conditional else 0
+    draws = model.num_samples
+    heads = 2 if model.likelihood == "gaussian" and model.likelihood_scale == "learned" else 1
+    hidden = tuple(model.hidden_units)
+    flow_hidden = tuple(model.flow_hidden_units or ())
+    context = flow_hidden[0] if model.posterior == "iaf" and flow_hidden else 0
+    if model.architecture == "conv":
+        conv, per_example, features = _conv_parts(data_shape, hidden)
+        channels = int(data_shape[2]) if len(data_shape) == 3 else 1
+        encoder = conv + 2 * _dense([features + classes, latent])
+        decoder = _dense([latent + classes, features])
+        for before, after in zip((hidden[-1], *reversed(hidden)), reversed(hidden)):
+            decoder += 9 * before * after + after  # the transposed convolutions
+        decoder += heads * (9 * hidden[0] * channels + channels)
+        encoder_rows, decoder_rows = per_example, per_example + size * heads
+        last = features
+    else:
+        encoder = _hidden([size + classes, *hidden], model.activation)
+        encoder += 2 * _dense([hidden[-1], latent])
+        decoder = _hidden([latent + classes, *reversed(hidden)], model.activation)
+        decoder += heads * _dense([hidden[0], size])
+        encoder_rows, decoder_rows = sum(hidden), sum(hidden) + size * heads
+        last = hidden[-1]
+    encoder += _hidden([last, context], model.activation) if context else 0
+    steps = model.flow_steps or 0
+    flow = steps * (_dense([latent, *flow_hidden]) + context * flow_hidden[0] if steps else 0)
+    flow += steps * 2 * _dense([flow_hidden[-1], latent]) if steps else 0
+    components = model.prior_components or 0
+    prior = {"mixture": components * (2 * latent + 1), "vamp": components * size}.get(
+        model.prior, 0
+    )
+    activations = batch * (size + encoder_rows + 2 * latent)
+    activations += batch * draws * (decoder_rows + latent * (1 + steps) + steps * sum(flow_hidden))
+    if model.prior == "vamp":
+        activations += components * (size + encoder_rows + 2 * latent)
+        activations += batch * draws * components
+    elif model.prior == "mixture":
+        activations += batch * draws * components * latent
+    return MemoryEstimate(encoder + decoder + flow + prior, activations)
+
+
+def memory_limit_bytes(setting: int | str) -> int | None:
+    """The byte limit of `RuntimeConfig.memory_limit_mb`: N MB, "auto" (half of the
+    machine's memory; None where it cannot be read), or None for 0 (no check).
+
+    Example:
+        >>> memory_limit_bytes(0) is None, memory_limit_bytes(2)
+        (True, 2097152)
+    """
+    if setting != "auto":
+        return int(setting) * 2**20 or None
+    try:
+        return int(AUTO_FRACTION * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_training_memory(config: Config, data_shape: Sequence[int]) -> MemoryEstimate:
+    """The estimate, after refusing (`ValueError`, one line) a config over its memory limit.
+
+    Example:
+        >>> big = Config.from_dict(
+        ...     {"model": {"hidden_units": [65536, 65536]}, "runtime": {"memory_limit_mb": 16000}}
+        ... )
+        >>> check_training_memory(big, (28, 28))
+        Traceback (most recent call last):
+        ...
+        ValueError: Training this model needs about 139.6 GB ...
+    """
+    estimate = training_memory(config, data_shape)
+    limit = memory_limit_bytes(config.runtime.memory_limit_mb)
+    if limit is not None and estimate.total_bytes > limit:
+        parameter_bytes = PARAMETER_COPIES * FLOAT_BYTES * estimate.parameters
+        activation_bytes = ACTIVATION_COPIES * FLOAT_BYTES * estimate.activations
+        raise ValueError(
+            f"Training this model needs about {_size(estimate.total_bytes)} "
+            f"({estimate.parameters:,} parameters: {_size(parameter_bytes)} with their "
+            f"gradients and Adam's moments; one step's activations: {_size(activation_bytes)}), "
+            f"over the limit of {_size(limit)} (--memory-limit-mb, by default half of this "
+            "machine's memory); use fewer or narrower layers, components, samples or a "
+            "smaller batch, or raise the limit."
+        )
+    return estimate
+
+
+def _size(num_bytes: float) -> str:
+    """Bytes as people read them: '1.5 GB', '12 MB'.
+
+    Example:
+        >>> _size(1.5e9), _size(2**20)
+        ('1.5 GB', '1 MB')
+    """
+    if num_bytes >= 1e9:
+        return f"{num_bytes / 1e9:,.1f} GB"
+    return f"{num_bytes / 2**20:,.0f} MB"
