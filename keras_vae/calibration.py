@@ -92,12 +92,28 @@ def check_rate_flags_one(false_positive_rate: float, examples: int) -> int:
     """
     flagged = math.floor(false_positive_rate * examples)
     if flagged < 1:
+        fix = "use more held-out data (at least 2 examples)"
+        if examples >= 2:
+            fix = f"use a rate of at least {smallest_rate(examples)} or more held-out data"
         raise CalibrationError(
             f"A false positive rate of {false_positive_rate} flags fewer than one of the "
-            f"{examples} calibration examples; use a rate of at least {1 / max(examples, 1):.3g} "
-            "or more held-out data."
+            f"{examples} calibration examples; {fix}."
         )
     return flagged
+
+
+def smallest_rate(examples: int) -> float:
+    """The smallest rate of 3 significant digits that flags one of `examples` (>= 2).
+
+    Example:
+        >>> smallest_rate(3), smallest_rate(1000)
+        (0.334, 0.001)
+    """
+    rate = float(f"{1 / examples:.3g}")
+    step = 10.0 ** (math.floor(math.log10(rate)) - 2)
+    while math.floor(rate * examples) < 1:
+        rate = float(f"{rate + step:.3g}")
+    return rate
 
 
 def pick_threshold(scores: np.ndarray, false_positive_rate: float, anomaly_if: str) -> float:

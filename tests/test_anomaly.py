@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -197,12 +198,26 @@ def test_a_false_positive_rate_outside_0_1_is_refused(run_copy, capsys, rate):
 
 
 def test_a_rate_that_flags_no_example_is_refused(run_copy, capsys):
-    assert_exit_2_and_unchanged(
+    line = assert_exit_2_and_unchanged(
         ["calibrate", run_copy, "--false-positive-rate", "0.0001"],
         [run_copy],
         capsys,
         "flags fewer than one",
     )
+    suggested = float(re.search(r"a rate of at least ([0-9.e-]+) ", line).group(1))
+    assert 0 < suggested < 1  # a rate the command line accepts
+
+
+@pytest.mark.parametrize("examples", [1, 2, 3, 7, 101, 10007])
+def test_the_suggested_rate_is_valid_and_flags_one(examples):
+    from keras_vae.calibration import CalibrationError, check_rate_flags_one, smallest_rate
+
+    if examples == 1:  # no rate in (0, 1) flags one of one example
+        with pytest.raises(CalibrationError, match="more held-out data .at least 2"):
+            check_rate_flags_one(0.5, 1)
+        return
+    rate = smallest_rate(examples)
+    assert 0 < rate < 1 and check_rate_flags_one(rate, examples) == 1
 
 
 def test_scoring_data_of_the_wrong_shape_is_refused(run_copy, tmp_path, capsys):

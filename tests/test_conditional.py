@@ -164,6 +164,11 @@ BAD_DATA = {
         {"y_train": np.full(40, -1, np.int64), "y_test": np.zeros(10, np.int64)},
         ["negative labels"],
     ),
+    # no --num-classes: the label itself is named, not a num_classes the user never passed
+    "huge-label": (
+        {"y_train": np.full(40, 2**40, np.int64), "y_test": np.zeros(10, np.int64)},
+        ["largest label is 1099511627776", "100,000 allowed"],
+    ),
 }
 
 

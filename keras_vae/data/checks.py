@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from keras_vae.config import MAX_NUM_CLASSES
+
 ONE_LINE_LIMIT = 300  # characters of a wrapped error's text kept in a one-line message
 
 
@@ -252,6 +254,12 @@ def check_class_labels(splits, num_classes: int | None, source: str) -> int:
     largest = {name: int(labels.max()) if len(labels) else -1 for name, labels in labelled.items()}
     needed = 1 + max(largest.values())
     if num_classes is None:
+        if needed > MAX_NUM_CLASSES:
+            raise DataError(
+                f"{source}: the largest label is {needed - 1}, so --conditional would need "
+                f"{needed:,} classes, more than the {MAX_NUM_CLASSES:,} allowed; number the "
+                "classes 0..K-1."
+            )
         return needed
     for name, top in largest.items():
         if top >= num_classes:
