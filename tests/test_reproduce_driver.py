@@ -132,6 +132,11 @@ def test_a_row_another_process_trains_is_left_alone(tmp_path):
     output = plan.run_dir(driver.ROWS["vae"])
     other = subprocess.Popen([sys.executable, str(fake), "train", "--output", output])
     try:
+        # /proc/PID/cmdline reads empty for a moment after Popen returns: wait until the
+        # process shows its command line, as a trainer started earlier would.
+        deadline = time.monotonic() + 30
+        while Path(output).resolve() not in status.trainers() and time.monotonic() < deadline:
+            time.sleep(0.05)
         outcomes = driver.Sitting(plan, [driver.ROWS["vae"]], budget_minutes=1).run()
         assert outcomes == {"vae": f"left alone: process {other.pid} trains it"}
         entry, _ = status.read_row(driver.ROWS["vae"], plan, status.trainers())
