@@ -19,7 +19,7 @@ import datetime
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from keras_vae.atomic import write_json_atomically
 from keras_vae.config import FLOAT32_MAX, MAX_SEED
 from keras_vae.json_files import JSONFileError, read_json_file
 from keras_vae.signatures import ANOMALY_IF, MAX_SCORE_SAMPLES, SCORE_NAMES
+
+if TYPE_CHECKING:
+    from keras_vae.ownership import Manifest
 
 CALIBRATION_FILE = "calibration.json"
 FORMAT_VERSION = 1
@@ -270,15 +273,14 @@ def check_record(record: Any) -> dict[str, Any]:
     }
 
 
-def check_owned(run_dir: str | os.PathLike) -> None:
-    """Raise `CalibrationError` unless the run's manifest (`keras_vae.ownership`) lists
-    ``calibration.json``: the one ownership check of every reader and writer of an existing
-    one (a copy from another run, or a user's file, is refused)."""
-    from keras_vae.ownership import MANIFEST_FILE, Manifest
+def check_owned(run_dir: str | os.PathLike, manifest: Manifest | None) -> None:
+    """Raise `CalibrationError` unless the run's `manifest` (`keras_vae.ownership.Manifest.read`
+    of it, None for none) lists ``calibration.json``: the one ownership check of every reader
+    and writer of an existing one (a copy from another run, or a user's file, is refused)."""
+    from keras_vae.ownership import MANIFEST_FILE
 
     folder = Path(run_dir)
     path = folder / CALIBRATION_FILE
-    manifest = Manifest.read(folder, "run")
     if manifest is None or not manifest.owns(CALIBRATION_FILE):
         raise CalibrationError(
             f"{path} exists and keras-vae did not write it for this run ({folder / MANIFEST_FILE} "
@@ -303,7 +305,9 @@ def read_calibration(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(run_dir) / CALIBRATION_FILE
     if not os.path.lexists(path):
         return None
-    check_owned(run_dir)
+    from keras_vae.ownership import Manifest
+
+    check_owned(run_dir, Manifest.read(Path(run_dir), "run"))
     try:
         values = read_json_file(path, _REWRITE, MAX_FILE_BYTES)
     except JSONFileError as error:
@@ -315,21 +319,27 @@ def read_calibration(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     return record
 
 
-def check_calibration_writable(run_dir: str | os.PathLike) -> None:
-    """Raise `CalibrationError` unless ``RUN_DIR/calibration.json`` may be (re)written: the
-    folder is writable, its manifest readable, and an existing file is one keras-vae wrote
-    (`check_owned`); checked before any scoring."""
+def check_calibration_writable(run_dir: str | os.PathLike) -> Manifest | None:
+    """The run's manifest (None for a run from before manifests), once
+    ``RUN_DIR/calibration.json`` may be (re)written: the folder is writable, the manifest
+    readable (it is written to at the end), and an existing file is one keras-vae wrote
+    (`check_owned`); checked before any scoring.
+
+    Raises:
+        CalibrationError: it may not; `FolderNotOursError`: the manifest is unreadable.
+    """
     from keras_vae.ownership import Manifest
 
     folder = Path(run_dir)
-    Manifest.read(folder, "run")  # written to at the end: an unreadable one fails now
+    manifest = Manifest.read(folder, "run")
     path = folder / CALIBRATION_FILE
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise CalibrationError(
             f"Cannot write {path} (permission denied); fix the permissions of {folder}."
         )
     if os.path.lexists(path):
-        check_owned(folder)
+        check_owned(folder, manifest)
+    return manifest
 
 
 def write_calibration(run_dir: str | os.PathLike, record: dict[str, Any]) -> Path:
@@ -340,8 +350,7 @@ def write_calibration(run_dir: str | os.PathLike, record: dict[str, Any]) -> Pat
     from keras_vae.run_folder import LEGACY_RUN_FILES
 
     folder = Path(run_dir)
-    check_calibration_writable(folder)
-    manifest = Manifest.read(folder, "run")
+    manifest = check_calibration_writable(folder)
     if manifest is None:
         manifest = Manifest.take(folder, "run", adopt=LEGACY_RUN_FILES)
     manifest.claim(CALIBRATION_FILE)

@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +36,7 @@ from keras_vae.config import DEVICE_DATA_AUTO_MB, DataConfig
 from keras_vae.data import Split, pipelines
 from keras_vae.data.pipelines import batch_from_split
 from keras_vae.execution import INDEX_STEPS_KEY, LABEL_STEPS_KEY, STEPS_KEY
+from keras_vae.memory import machine_memory_bytes
 
 SEED_STEPS_KEY = "seed_steps"
 _ATTACHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -53,11 +53,10 @@ def limit_megabytes(setting: int | str) -> int:
     """
     if setting != "auto":
         return int(setting)
-    try:
-        memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): the fixed limit
+    memory = machine_memory_bytes()
+    if memory is None:  # no sysconf (Windows): the fixed limit
         return DEVICE_DATA_AUTO_MB
-    return min(DEVICE_DATA_AUTO_MB, memory_mb // 4)
+    return min(DEVICE_DATA_AUTO_MB, memory // 2**20 // 4)
 
 
 def split_megabytes(split: Split) -> float:

@@ -54,11 +54,15 @@ def _hidden(widths: Sequence[int], activation: str) -> int:
     return _dense(widths) * (2 if activation == "gated" else 1)
 
 
+def _channels(data_shape: Sequence[int]) -> int:
+    """The channels of an example: its third axis, or 1 for a [height, width] image."""
+    return int(data_shape[2]) if len(data_shape) == 3 else 1
+
+
 def _conv_parts(data_shape: Sequence[int], filters: Sequence[int]) -> tuple[int, int, int]:
     """(parameters, activations per example, flattened features) of the conv encoder or
     decoder: 3x3 kernels, a stride of 2 per block."""
-    height, width = int(data_shape[0]), int(data_shape[1])
-    channels = int(data_shape[2]) if len(data_shape) == 3 else 1
+    height, width, channels = int(data_shape[0]), int(data_shape[1]), _channels(data_shape)
     parameters = activations = 0
     for count in filters:
         parameters += 9 * channels * count + count
@@ -79,7 +83,7 @@ def training_memory(config: Config, data_shape: Sequence[int]) -> MemoryEstimate
     context = flow_hidden[0] if model.posterior == "iaf" and flow_hidden else 0
     if model.architecture == "conv":
         conv, per_example, features = _conv_parts(data_shape, hidden)
-        channels = int(data_shape[2]) if len(data_shape) == 3 else 1
+        channels = _channels(data_shape)
         encoder = conv + 2 * _dense([features + classes, latent])
         decoder = _dense([latent + classes, features])
         for before, after in zip((hidden[-1], *reversed(hidden)), reversed(hidden)):
@@ -95,9 +99,10 @@ def training_memory(config: Config, data_shape: Sequence[int]) -> MemoryEstimate
         encoder_rows, decoder_rows = sum(hidden), sum(hidden) + size * heads
         last = hidden[-1]
     encoder += _hidden([last, context], model.activation) if context else 0
-    steps = model.flow_steps or 0
-    flow = steps * (_dense([latent, *flow_hidden]) + context * flow_hidden[0] if steps else 0)
-    flow += steps * 2 * _dense([flow_hidden[-1], latent]) if steps else 0
+    steps, flow = model.flow_steps or 0, 0
+    if steps:  # each step's MADE: hidden layers, context kernel, shift and log-scale heads
+        made = _dense([latent, *flow_hidden]) + context * flow_hidden[0]
+        flow = steps * (made + 2 * _dense([flow_hidden[-1], latent]))
     components = model.prior_components or 0
     prior = {"mixture": components * (2 * latent + 1), "vamp": components * size}.get(
         model.prior, 0
@@ -122,8 +127,19 @@ def memory_limit_bytes(setting: int | str) -> int | None:
     """
     if setting != "auto":
         return int(setting) * 2**20 or None
+    memory = machine_memory_bytes()
+    return None if memory is None else int(AUTO_FRACTION * memory)
+
+
+def machine_memory_bytes() -> int | None:
+    """The machine's physical memory in bytes (None where the OS does not say: no sysconf).
+
+    Example:
+        >>> (machine_memory_bytes() or 1) > 0
+        True
+    """
     try:
-        return int(AUTO_FRACTION * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         return None
 
