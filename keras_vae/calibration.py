@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from keras_vae.atomic import write_json_atomically
-from keras_vae.config import FLOAT32_MAX, MAX_SEED
 from keras_vae.json_files import JSONFileError, read_json_file
+from keras_vae.limits import FLOAT32_MAX, MAX_SEED
 from keras_vae.signatures import ANOMALY_IF, MAX_SCORE_SAMPLES, SCORE_NAMES
 
 if TYPE_CHECKING:

@@ -15,10 +15,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
+
+from keras_vae.limits import (
+    MAX_COUNT,
+    MAX_FLOW_STEPS,
+    MAX_LAYER_WIDTH,
+    MAX_NUM_CLASSES,
+    MAX_NUM_SAMPLES,
+    MAX_PRIOR_COMPONENTS,
+    MAX_SEED,
+    MAX_STEPS,
+    check_at_least,
+    check_choice,
+    find_non_finite,
+    parse_likelihood_scale,
+    parse_widths,
+)
 
 RECIPE_NAMES = ("burda2015", "vampprior2018")  # keras_vae.recipes.RECIPES holds their values
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -31,9 +45,6 @@ GRADIENT_ESTIMATORS = ("standard", "dreg")
 DEFAULT_FLOW_STEPS = 2
 DEFAULT_FLOW_HIDDEN_UNITS = (128, 128)
 DEFAULT_PRIOR_COMPONENTS = {"vamp": 500, "mixture": 10}
-MAX_FLOW_STEPS = 64
-MAX_PRIOR_COMPONENTS = 100_000
-MAX_NUM_CLASSES = 100_000
 ARCHITECTURES = ("mlp", "conv")
 BINARIZATIONS = ("none", "static", "dynamic")
 DEVICE_DATA_AUTO_MB = 1024  # the most `device_data_limit_mb="auto"` places on the device
@@ -48,132 +59,6 @@ DEFAULT_LEARNING_RATE_DECAY = 0.95  # exponential: the factor per epoch
 DEFAULT_LEARNING_RATE_ALPHA = 0.0  # cosine: the last rate as a fraction of the first
 SOURCE_VALIDATION = "source"  # validation_examples: the source's own validation split
 DEFAULT_HIDDEN_UNITS = {"mlp": (400,), "conv": (32, 64)}
-# Seeds are 0..2**32 - 1, the range of numpy's and `keras.utils.set_random_seed`'s seeds; the
-# importance-sampling seed pairs are int32, and these 2**32 seeds are exactly their bit patterns.
-MAX_SEED = 2**32 - 1
-FLOAT32_MAX = 3.4028234663852886e38  # np.finfo(np.float32).max: larger floats become inf
-# Documented maxima of `keras-vae evaluate` (keras_vae.evaluate), here so the CLI's --help can
-# quote them without importing TensorFlow.
-MAX_IMPORTANCE_SAMPLES = 1_000_000  # K; 200x the standard protocol's 5000
-MAX_EVALUATION_BATCH_SIZE = 100_000  # examples per evaluation step
-# Upper bounds of the model and training sizes: far above any real VAE, low enough that a
-# typo (an extra zero, 1e30) is refused before a tensor of that size is asked for.
-MAX_LAYER_WIDTH = 65_536  # latent_dim and each hidden layer's units or filters
-MAX_NUM_SAMPLES = 10_000  # L, samples of z per datapoint
-MAX_COUNT = 2**31 - 1  # epochs, batch size, steps per execution (int32 in TensorFlow)
-MAX_STEPS = 2**62  # optimizer steps (the int64 `iterations` counter)
-
-
-def check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
-    """Raise a `ValueError` naming the argument when `value` is not one of `allowed`."""
-    if value not in allowed:
-        raise ValueError(
-            f"Unknown {name} {value!r}. Expected one of {list(allowed)}. Received: {name}={value!r}"
-        )
-
-
-def check_at_least(
-    name: str,
-    value: Any,
-    minimum: float,
-    integer: bool = True,
-    maximum: float | None = None,
-    exclusive: bool = False,
-) -> None:
-    """Raise a `ValueError` naming the argument when `value` is out of range.
-
-    `value` must be a number (not a bool) >= `minimum` (> with `exclusive`) and, when given,
-    <= `maximum`. Integers must be whole; other numbers must be finite in float32, the
-    precision the model computes in: NaN, +-inf and magnitudes above `FLOAT32_MAX` are
-    refused.
-
-    Example:
-
-    >>> check_at_least("beta", float("nan"), 0, integer=False)
-    Traceback (most recent call last):
-    ...
-    ValueError: Received an invalid value for `beta`, expected a finite number >= 0. \
-Received: beta=nan
-    """
-    kind = "an integer" if integer else "a finite number"
-    bound = f" {'>' if exclusive else '>='} {minimum}"
-    if maximum is not None:
-        bound = f" in {'(' if exclusive else '['}{minimum}, {maximum}]"
-    elif exclusive and minimum == 0:
-        kind, bound = ("a positive integer" if integer else "a finite positive number"), ""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    overflow = False
-    if ok and isinstance(value, float):
-        ok = math.isfinite(value) and (not integer or value.is_integer())
-        overflow = ok and not integer and abs(value) > FLOAT32_MAX
-    if ok:
-        ok = (value > minimum if exclusive else value >= minimum) and not overflow
-        ok = ok and (maximum is None or value <= maximum)
-    if not ok:
-        note = f" (above the float32 maximum {FLOAT32_MAX})" if overflow else ""
-        raise ValueError(
-            f"Received an invalid value for `{name}`, expected {kind}{bound}{note}. "
-            f"Received: {name}={value!r}"
-        )
-
-
-def parse_likelihood_scale(value: Any) -> float | str:
-    """`likelihood_scale` is a finite positive float (fixed Gaussian scale) or "learned"."""
-    if value == "learned":
-        return "learned"
-    try:
-        scale = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError, OverflowError):
-        scale = math.nan
-    if not (math.isfinite(scale) and 0 < scale <= FLOAT32_MAX):
-        raise ValueError(
-            "Received an invalid value for `likelihood_scale`, expected a finite positive "
-            f"number or 'learned'. Received: likelihood_scale={value!r}"
-        )
-    return scale
-
-
-def _hidden_units(units: Any, name: str = "hidden_units") -> tuple[int, ...]:
-    """`hidden_units` (or another list of widths, `name`) as a tuple of positive ints (one
-    int is one layer)."""
-    if isinstance(units, numbers.Integral) and not isinstance(units, bool):
-        units = (units,)
-
-    def whole(u: Any) -> bool:  # an int (NumPy's too) or an integral float; never a bool
-        if isinstance(u, bool):
-            return False
-        if isinstance(u, numbers.Integral):
-            return True
-        return isinstance(u, float) and math.isfinite(u) and u.is_integer()
-
-    try:
-        values = tuple(units)
-        ok = bool(values) and all(whole(u) and u >= 1 for u in values)
-    except TypeError:
-        ok = False
-    if not ok or isinstance(units, (str, bytes)):
-        raise ValueError(
-            f"Received an invalid value for `{name}`, expected one or more positive "
-            f"integers. Received: {name}={units!r}"
-        )
-    return tuple(int(u) for u in values)
-
-
-def _find_non_finite(values: Any, path: str = "") -> tuple[str, float] | None:
-    """The first (dotted path, value) in nested dicts/lists holding a NaN or an infinity."""
-    if isinstance(values, float) and not math.isfinite(values):
-        return path, values
-    if isinstance(values, dict):
-        items = values.items()
-    elif isinstance(values, (list, tuple)):
-        items = enumerate(values)
-    else:
-        return None
-    for key, value in items:
-        found = _find_non_finite(value, f"{path}.{key}" if path else str(key))
-        if found is not None:
-            return found
-    return None
 
 
 def config_field(
@@ -346,7 +231,7 @@ class ModelConfig:
         units = self.hidden_units
         if units is None:
             units = DEFAULT_HIDDEN_UNITS[self.architecture]
-        object.__setattr__(self, "hidden_units", _hidden_units(units))
+        object.__setattr__(self, "hidden_units", parse_widths(units))
         object.__setattr__(self, "likelihood_scale", parse_likelihood_scale(self.likelihood_scale))
         check_at_least("latent_dim", self.latent_dim, 1, maximum=MAX_LAYER_WIDTH)
         for units in self.hidden_units:
@@ -386,7 +271,7 @@ class ModelConfig:
         if iaf:
             steps = DEFAULT_FLOW_STEPS if steps is None else steps
             check_at_least("flow_steps", steps, 1, maximum=MAX_FLOW_STEPS)
-            units = _hidden_units(
+            units = parse_widths(
                 DEFAULT_FLOW_HIDDEN_UNITS if units is None else units, "flow_hidden_units"
             )
             for width in units:
@@ -857,7 +742,7 @@ class Config:
                 )
             kwargs[name] = section(**given)
         config = cls(**kwargs)
-        found = _find_non_finite(values)  # in a field that no range check covers
+        found = find_non_finite(values)  # in a field that no range check covers
         if found is not None:
             path, value = found
             raise ValueError(

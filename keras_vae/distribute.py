@@ -26,7 +26,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from keras_vae.config import STRATEGIES, check_choice
+from keras_vae.config import STRATEGIES
+from keras_vae.limits import check_choice
 
 _STRATEGIES: dict[tuple, tf.distribute.Strategy] = {}  # see `get_strategy`
 

@@ -60,7 +60,7 @@ import numpy as np
 
 from keras_vae import run_dir as rd
 from keras_vae.atomic import finite_or_null, write_json_atomically
-from keras_vae.config import (
+from keras_vae.limits import (
     MAX_EVALUATION_BATCH_SIZE,
     MAX_IMPORTANCE_SAMPLES,
     MAX_SEED,

@@ -38,7 +38,7 @@ import keras
 import tensorflow as tf
 
 from keras_vae.compat import set_steps_per_execution
-from keras_vae.config import check_choice
+from keras_vae.limits import check_choice
 
 KERAS_DEFAULT_BATCH_SIZE = 32
 # Train steps per call into the compiled function when `steps_per_execution="auto"`: enough

@@ -22,7 +22,8 @@ from collections.abc import Iterator
 
 import keras
 
-from keras_vae.config import MIXED_PRECISION, check_choice
+from keras_vae.config import MIXED_PRECISION
+from keras_vae.limits import check_choice
 
 POLICIES = {"none": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 

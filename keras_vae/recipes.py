@@ -41,7 +41,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from keras_vae.config import RECIPE_NAMES, Config, check_choice
+from keras_vae.config import RECIPE_NAMES, Config
+from keras_vae.limits import check_choice
 
 BURDA_BATCH_SIZE = 20
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {

@@ -61,8 +61,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from keras_vae.config import MAX_LAYER_WIDTH, check_choice  # no TensorFlow: the client stays light
 from keras_vae.json_files import read_json_file
+from keras_vae.limits import MAX_LAYER_WIDTH, check_choice  # no TensorFlow: the client stays light
 from keras_vae.signatures import (
     COMPONENT,
     DECODER,

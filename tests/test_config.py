@@ -8,15 +8,8 @@ import math
 import pytest
 from helpers import assert_exit_2_and_unchanged
 
-from keras_vae.config import (
-    MAX_SEED,
-    Config,
-    DataConfig,
-    ModelConfig,
-    RuntimeConfig,
-    TrainingConfig,
-    check_at_least,
-)
+from keras_vae.config import Config, DataConfig, ModelConfig, RuntimeConfig, TrainingConfig
+from keras_vae.limits import MAX_SEED, check_at_least
 
 NAN, INF = math.nan, math.inf
 

@@ -1,6 +1,6 @@
 """Arguments that several `keras-vae` subcommands share, and integer parsing for argparse.
 
-The ranges are `keras_vae.config.check_at_least`'s, so a flag and the config (or library call)
+The ranges are `keras_vae.limits.check_at_least`'s, so a flag and the config (or library call)
 behind it refuse the same values with the same words.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from keras_vae.config import MAX_SEED, check_at_least
+from keras_vae.limits import MAX_SEED, check_at_least
 
 if TYPE_CHECKING:
     from keras_vae.run_dir import Run

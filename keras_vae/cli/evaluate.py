@@ -18,7 +18,7 @@ from keras_vae.cli.arguments import (
     add_seed_argument,
     run_or_preset,
 )
-from keras_vae.config import MAX_EVALUATION_BATCH_SIZE, MAX_IMPORTANCE_SAMPLES
+from keras_vae.limits import MAX_EVALUATION_BATCH_SIZE, MAX_IMPORTANCE_SAMPLES
 
 HELP = (
     "Estimate a trained run's held-out log-likelihood log p(x) by importance sampling, print "

@@ -20,7 +20,7 @@ from keras_vae.cli.arguments import (
     integer_or_word,
     run_or_preset,
 )
-from keras_vae.config import MAX_SEED, check_at_least
+from keras_vae.limits import MAX_SEED, check_at_least
 
 HELP = (
     "Draw N samples x = E[x|z], z ~ p(z), from a trained run and write them as a PNG grid "

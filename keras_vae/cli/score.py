@@ -16,7 +16,7 @@ from keras_vae.cli.arguments import (
     add_run_or_preset_arguments,
     run_or_preset,
 )
-from keras_vae.config import MAX_SEED
+from keras_vae.limits import MAX_SEED
 from keras_vae.signatures import DEFAULT_SCORE_SAMPLES, MAX_SCORE_SAMPLES
 
 HELP = (

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from keras_vae.config import MAX_NUM_CLASSES
+from keras_vae.limits import MAX_NUM_CLASSES
 
 ONE_LINE_LIMIT = 300  # characters of a wrapped error's text kept in a one-line message
 
