@@ -27,13 +27,13 @@ and reconstruction; high kl); a NaN score counts as the most anomalous (as `is_a
 does). AUROC ties get average ranks; AUPRC is average precision over distinct thresholds
 (scikit-learn's definition); both are checked against scikit-learn on every row of the run.
 Standard errors: Hanley & McNeil (1982) for AUROC, a stratified bootstrap over test examples
-(fixed seed) for both. Runs live in ``benchmarks/results/runs/anomaly/`` (git-ignored); a
-finished run there is reused, so a rerun only scores.
+(fixed seed) for both; the metrics are NumPy functions in `detection_metrics`. Runs live in
+``benchmarks/results/runs/anomaly/`` (git-ignored); a finished run there is reused, so a rerun
+only scores.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import sys
 import time
@@ -41,9 +41,10 @@ from pathlib import Path
 from typing import Any
 
 import common  # first: puts the repository on sys.path
+import invocation
 import numpy as np
+from detection_metrics import SCORES, anomaly_oriented, detection, sklearn_differences, summarize
 
-SCORES = ("elbo", "log_likelihood", "reconstruction", "kl")  # keras_vae.scores.SCORE_NAMES
 MODEL = {"latent_dim": 20, "hidden_units": [400], "activation": "relu"}
 BATCH_SIZE = 128
 IMPORTANCE_SAMPLES = 100
@@ -78,150 +79,6 @@ REFERENCE = {
     "using_Reconstruction_Probability), not its MNIST table, so its per-digit AUROCs are not "
     "quoted",
 }
-
-
-# ----------------------------------------------------------------------------------------------
-# Detection metrics (NumPy only)
-# ----------------------------------------------------------------------------------------------
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks of `values`, ties sharing the average of the ranks they span.
-
-    >>> average_ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist()
-    [3.5, 1.0, 3.5, 2.0]
-    """
-    values = np.asarray(values, np.float64)
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], len(values)]  # exclusive
-    mean_rank = (starts + 1 + ends) / 2.0  # average of ranks starts+1 .. ends
-    ranks = np.empty(len(values), np.float64)
-    ranks[order] = np.repeat(mean_rank, ends - starts)
-    return ranks
-
-
-def auroc(anomaly_score: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve of `anomaly_score` (higher = more anomalous) for the boolean
-    `positive`: P(a positive scores above a negative) + P(tie) / 2 (Mann-Whitney U).
-
-    >>> auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([False, False, True, True]))
-    0.75
-    """
-    positive = np.asarray(positive, bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(
-            f"AUROC needs both classes. Received: {n_pos} positives, {n_neg} negatives"
-        )
-    u = average_ranks(anomaly_score)[positive].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
-
-
-def average_precision(anomaly_score: np.ndarray, positive: np.ndarray) -> float:
-    """AUPRC as average precision: sum over distinct thresholds of (recall step) x precision,
-    tied scores entering together (scikit-learn's `average_precision_score`).
-
-    >>> average_precision(np.array([0.1, 0.4, 0.35, 0.8]), np.array([False, False, True, True]))
-    0.8333333333333333
-    """
-    positive = np.asarray(positive, bool)
-    n_pos = int(positive.sum())
-    if n_pos == 0:
-        raise ValueError("Average precision needs at least one positive example.")
-    values = np.asarray(anomaly_score, np.float64)
-    order = np.argsort(-values, kind="mergesort")
-    ordered, hits = values[order], positive[order]
-    last_of_group = np.r_[ordered[1:] != ordered[:-1], True]
-    true_pos = np.cumsum(hits)[last_of_group]
-    flagged = (np.flatnonzero(last_of_group) + 1).astype(np.float64)
-    precision = true_pos / flagged
-    recall_step = np.diff(np.r_[0, true_pos]) / n_pos
-    return float(np.sum(recall_step * precision))
-
-
-def hanley_mcneil_stderr(area: float, n_pos: int, n_neg: int) -> float:
-    """The standard error of an AUROC (Hanley & McNeil, 1982, eq. 1).
-
-    >>> round(hanley_mcneil_stderr(0.5, 100, 100), 4)
-    0.0409
-    """
-    q1, q2 = area / (2 - area), 2 * area**2 / (1 + area)
-    variance = (area * (1 - area) + (n_pos - 1) * (q1 - area**2) + (n_neg - 1) * (q2 - area**2)) / (
-        n_pos * n_neg
-    )
-    return float(np.sqrt(max(variance, 0.0)))
-
-
-def bootstrap_stderr(
-    anomaly_score: np.ndarray, positive: np.ndarray, resamples: int, seed: int
-) -> dict[str, float]:
-    """Bootstrap standard errors of AUROC and AUPRC: `resamples` draws of the positives and of
-    the negatives, each with replacement and of its own size (the class sizes are fixed by
-    the design), from `np.random.default_rng(seed)`."""
-    rng = np.random.default_rng(seed)
-    values = np.asarray(anomaly_score, np.float64)
-    pos, neg = values[positive], values[~positive]
-    labels = np.r_[np.ones(len(pos), bool), np.zeros(len(neg), bool)]
-    areas, precisions = [], []
-    for _ in range(resamples):
-        draw = np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]
-        areas.append(auroc(draw, labels))
-        precisions.append(average_precision(draw, labels))
-    return {"auroc": float(np.std(areas, ddof=1)), "auprc": float(np.std(precisions, ddof=1))}
-
-
-def anomaly_oriented(name: str, values: np.ndarray) -> np.ndarray:
-    """`values` of score `name` turned so that higher = more anomalous (`ANOMALY_IF`), NaN
-    as +inf (the most anomalous, as `keras_vae.calibration.is_anomaly` flags it)."""
-    from keras_vae.scores import ANOMALY_IF
-
-    values = np.asarray(values, np.float64)
-    oriented = -values if ANOMALY_IF[name] == "below" else values.copy()
-    oriented[np.isnan(oriented)] = np.inf
-    return oriented
-
-
-def detection(
-    scores: dict[str, np.ndarray], positive: np.ndarray, resamples: int, seed: int
-) -> dict[str, dict[str, Any]]:
-    """Per score: AUROC, AUPRC, their standard errors and the two classes' median scores."""
-    positive = np.asarray(positive, bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    rows = {}
-    for name in SCORES:
-        oriented = anomaly_oriented(name, scores[name])
-        area = auroc(oriented, positive)
-        boot = bootstrap_stderr(oriented, positive, resamples, seed)
-        rows[name] = {
-            "auroc": area,
-            "auroc_stderr": hanley_mcneil_stderr(area, n_pos, n_neg),
-            "auroc_bootstrap_stderr": boot["auroc"],
-            "auprc": average_precision(oriented, positive),
-            "auprc_bootstrap_stderr": boot["auprc"],
-            "median_positive": float(np.median(scores[name][positive])),
-            "median_negative": float(np.median(scores[name][~positive])),
-            "nan_scores": int(np.isnan(scores[name]).sum()),
-        }
-    return rows
-
-
-def sklearn_differences(cases: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """The largest |ours - scikit-learn| of AUROC and of AUPRC over `cases` (score, positive)."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    worst = {"auroc": 0.0, "auprc": 0.0}
-    for oriented, positive in cases:
-        finite = np.where(np.isinf(oriented), np.finfo(np.float64).max, oriented)
-        worst["auroc"] = max(
-            worst["auroc"], abs(auroc(oriented, positive) - roc_auc_score(positive, finite))
-        )
-        worst["auprc"] = max(
-            worst["auprc"],
-            abs(average_precision(oriented, positive) - average_precision_score(positive, finite)),
-        )
-    return worst
 
 
 # ----------------------------------------------------------------------------------------------
@@ -270,7 +127,7 @@ def run_config(dataset: str, epochs: int) -> dict[str, Any]:
 def train_and_score(dataset: str, run_dir: Path, epochs: int, samples: int) -> dict[str, Any]:
     """Train (or reuse) the run of `dataset`, then score its test split: the scores, labels,
     test images and the training summary."""
-    from keras_vae import run_dir as rd
+    from keras_vae import run_reader as rd
     from keras_vae.anomaly import score_examples
     from keras_vae.config import Config
     from keras_vae.train import train_and_evaluate
@@ -377,19 +234,8 @@ def ood_rows(normal: dict[str, np.ndarray], model, sets: dict, samples: int, res
 # ----------------------------------------------------------------------------------------------
 
 
-def summarize(digits: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """Mean AUROC and AUPRC of each score over the held-out digits."""
-    return {
-        name: {
-            "mean_auroc": float(np.mean([d["scores"][name]["auroc"] for d in digits.values()])),
-            "mean_auprc": float(np.mean([d["scores"][name]["auprc"] for d in digits.values()])),
-        }
-        for name in SCORES
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = invocation.argument_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--digits", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--importance-samples", type=int, default=IMPORTANCE_SAMPLES)
@@ -399,8 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tfds-data-dir", help="TFDS data_dir for fashion_mnist")
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
     parser.add_argument("--out", type=Path, default=common.RESULTS_DIR / "anomaly.json")
-    args = parser.parse_args(argv)
-    run = common.ResultsRun("anomaly", {k: str(v) for k, v in vars(args).items()})
+    args, run = invocation.start("anomaly", parser, argv)
     from keras_vae.config import Config
     from keras_vae.data import load_splits
 
@@ -437,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     check = sklearn_differences(cases)
     if max(check.values()) > 1e-9:
         raise AssertionError(f"AUROC/AUPRC disagree with scikit-learn: {check}")
-    run.save(
+    return invocation.finish(
+        run,
         {
             "command": "python benchmarks/anomaly.py "
             + " ".join(sys.argv[1:] if argv is None else argv),
@@ -459,8 +305,6 @@ def main(argv: list[str] | None = None) -> int:
         },
         args.out,
     )
-    print("wrote", args.out)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Helpers shared by the benchmark scripts: the machine, timing, FLOP counts, results files.
 
 Benchmarks are scripts, never imported by the package. Each writes
-``benchmarks/results/<name>.json`` through `write_results`, which records the machine and the
-load average before and after (other jobs may share the cores), so numbers can be judged.
+``benchmarks/results/<name>.json`` through `invocation.finish`, which records `machine_info`
+and the `load_average` before and after (other jobs may share the cores), so numbers can be
+judged.
 
 Example:
 
@@ -116,37 +117,6 @@ def write_json_atomically(path: Path, payload: Any) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write(path, finite_or_null(payload))
-
-
-class ResultsRun:
-    """Collects one benchmark run: the machine, the load before/after and the results.
-
-    Example:
-
-    >>> run = ResultsRun("example", {"quick": True})  # doctest: +SKIP
-    >>> run.save({"rows": []})  # writes benchmarks/results/example.json  # doctest: +SKIP
-    """
-
-    def __init__(self, name: str, arguments: dict[str, Any]):
-        self.name = name
-        self.arguments = arguments
-        self.started = time.time()
-        self.load_before = load_average()
-
-    def save(self, results: dict[str, Any], path: Path | None = None) -> Path:
-        path = path or RESULTS_DIR / f"{self.name}.json"
-        payload = {
-            "benchmark": self.name,
-            "arguments": self.arguments,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
-            "wall_seconds": round(time.time() - self.started, 1),
-            "machine": machine_info(),
-            "load_average_before": self.load_before,
-            "load_average_after": load_average(),
-            **results,
-        }
-        write_json_atomically(path, payload)
-        return path
 
 
 # ----------------------------------------------------------------------------------------------
@@ -287,66 +257,8 @@ def matmul_gflops(
 
 
 # ----------------------------------------------------------------------------------------------
-# Resumable training (the reproductions)
+# Curves
 # ----------------------------------------------------------------------------------------------
-
-
-class Budget:
-    """A wall-clock budget: `Budget(minutes)`, then `remaining()` seconds and `spent()`."""
-
-    def __init__(self, minutes: float):
-        self.seconds = 60.0 * minutes
-        self.start = time.monotonic()
-
-    def spent(self) -> float:
-        return time.monotonic() - self.start
-
-    def remaining(self) -> float:
-        return self.seconds - self.spent()
-
-
-class TrainingState:
-    """The resumable state of one configuration: every training variable + a progress dict.
-
-    ``<directory>/<name>.npz`` holds the model's and optimizer's variables (seed generators
-    included) and the progress (samples seen, curve points, ...) in ONE file replaced
-    atomically, written and read by the same functions as `keras-vae train`'s backup
-    (`keras_vae.resume.save_state`, `restore_state`): a kill at any moment leaves the previous
-    state or the new one.
-
-    Example:
-
-    >>> state = TrainingState(RESULTS_DIR / "reproduce_aevb", "mnist-nz20")  # doctest: +SKIP
-    >>> progress = state.restore(model) or {"samples": 0}                   # doctest: +SKIP
-    >>> state.save(model, progress)                                          # doctest: +SKIP
-    """
-
-    def __init__(self, directory: Path, name: str):
-        self.directory = Path(directory)
-        self.name = name
-        self.path = self.directory / f"{name}.npz"
-
-    def load_progress(self) -> dict[str, Any] | None:
-        from keras_vae.resume import read_progress
-
-        if not self.path.exists():
-            return None
-        return read_progress(self.path, fix="delete it", what="the benchmark state")["progress"]
-
-    def save(self, model, progress: dict[str, Any]) -> None:
-        from keras_vae.resume import save_state
-
-        self.directory.mkdir(parents=True, exist_ok=True)
-        save_state(self.path, model, {"progress": progress})
-
-    def restore(self, model) -> dict[str, Any] | None:
-        """Load the saved variables into `model` (compiled); the progress, or None if new."""
-        from keras_vae.resume import restore_state
-
-        if not self.path.exists():
-            return None
-        fix = "it belongs to another configuration; delete it"
-        return restore_state(self.path, model, fix, what="the benchmark state")["progress"]
 
 
 def log_spaced_points(start: float, stop: float, per_decade: int = 4) -> list[int]:

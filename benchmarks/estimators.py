@@ -19,19 +19,19 @@ Writes ``benchmarks/results/estimators.json``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
 
 import common  # first: puts the repository on sys.path
+import invocation
 import numpy as np
 import tensorflow as tf
 
 from keras_vae import objectives
 from keras_vae.config import Config
 from keras_vae.data import load_splits, to_unit_interval
-from keras_vae.run_dir import load_model
+from keras_vae.run_reader import load_model
 from keras_vae.train import train_and_evaluate
 
 MODELS = {
@@ -84,13 +84,12 @@ def estimates(model, x: np.ndarray, estimator: str, draws: int, seed: int) -> np
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = invocation.argument_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--draws", type=int, default=200)
     parser.add_argument("--examples", type=int, default=1000)
     parser.add_argument("--results", type=Path, default=common.RESULTS_DIR)
-    args = parser.parse_args(argv)
-    run = common.ResultsRun("estimators", {k: str(v) for k, v in vars(args).items()})
+    args, run = invocation.start("estimators", parser, argv)
     images = load_splits(str(common.shared_data_dir() / "mnist"))["test"].images
     x = to_unit_interval(images[: args.examples])
     results = {}
@@ -113,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 print(f"{name:20} {estimator:17} {rows[estimator]}", flush=True)
             results[name] = {"parts": parts, "estimators": rows}
-    run.save(
+    return invocation.finish(
+        run,
         {
             "data": f"MNIST test images 0..{args.examples - 1} (grayscale in [0, 1])",
             "training": f"train_and_evaluate, 784-400-20 ReLU, Bernoulli, batch 128, "
@@ -123,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         },
         args.results / "estimators.json",
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Time of the k = 5000 importance-weighted log-likelihood on the 10,000 MNIST test images.
 
 The model is the briefly trained classic MNIST VAE (784-400-20, `common.ensure_trained_run`),
-evaluated the way `keras-vae evaluate` does it (`keras_vae.evaluate.estimate_log_likelihood`,
+evaluated the way `keras-vae evaluate` does it (`keras_vae.importance.estimate_log_likelihood`,
 batches of 100 images, XLA-compiled chunks of importance samples). First a few batches time
 the options against each other (XLA on/off, chunk sizes); then the default runs on
 ``--examples`` test images (all 10,000 by default). With fewer examples the time for 10,000
@@ -16,18 +16,18 @@ image; the rate is compared with the machine's measured matmul rate at that shap
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import common  # first: puts the repository on sys.path
+import invocation
 import numpy as np
 
 from keras_vae.data import load_splits, to_unit_interval
-from keras_vae.evaluate import DEFAULT_BATCH_SIZE, estimate_log_likelihood
 from keras_vae.execution import resolve_importance_jit_compile
-from keras_vae.run_dir import load_run
+from keras_vae.importance import DEFAULT_BATCH_SIZE, estimate_log_likelihood
+from keras_vae.run_reader import load_run
 
 K = 5000
 TEST_SIZE = 10_000
@@ -40,16 +40,12 @@ def timed_estimate(vae, images, **options) -> tuple[float, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = invocation.argument_parser(__doc__, quick="500 images, extrapolated")
     parser.add_argument("--examples", type=int, default=TEST_SIZE, help="test images to time")
     parser.add_argument("--compare-examples", type=int, default=200, help="per option compared")
     parser.add_argument("--run-dir", type=Path, default=None, help="a trained run to use")
-    parser.add_argument("--quick", action="store_true", help="500 images, extrapolated")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.examples, args.compare_examples = 500, 100
-    name = "evaluate_speed_quick" if args.quick else "evaluate_speed"
-    run = common.ResultsRun(name, {k: str(v) for k, v in vars(args).items()})
+    quick = {"examples": 500, "compare_examples": 100}
+    args, run = invocation.start("evaluate_speed", parser, argv, quick=quick)
     run_dir = args.run_dir or common.ensure_trained_run(common.RESULTS_DIR / "runs" / "classic")
     vae = load_run(run_dir).model
     test = to_unit_interval(load_splits(str(common.shared_data_dir() / "mnist"))["test"].images)
@@ -106,13 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         "options_compared_on": len(compare),
         "options": comparison,
     }
-    path = run.save(result, common.RESULTS_DIR / f"{name}.json")
     print(
         f"k={K} on {len(images)} images: {seconds:.1f} s "
         f"({'extrapolated ' if result['extrapolated'] else ''}{full_seconds:.0f} s for 10,000), "
-        f"log p(x) = {summary['test_log_likelihood']:.2f}; wrote {path}"
+        f"log p(x) = {summary['test_log_likelihood']:.2f}"
     )
-    return 0
+    return invocation.finish(run, result)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import traceback
 from pathlib import Path
 
 import common  # first: puts the repository on sys.path
+import invocation
 
 REQUIRED_KEYS = ("mode", "device", "train", "mirrored", "evaluate", "export", "seconds")
 PRECISIONS = ("none", "bfloat16", "float16")  # `--mixed-precision` values
@@ -197,7 +198,7 @@ def run_section(name: str, function, *args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = invocation.argument_parser(__doc__)
     parser.add_argument("out_dir", nargs="?", default=None)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, runs on CPU")
     parser.add_argument("--mirrored-child", action="store_true", help=argparse.SUPPRESS)

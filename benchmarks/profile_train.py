@@ -18,20 +18,20 @@ callback and timers around its phases, and writes ``benchmarks/results/profile_t
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
-from pathlib import Path
 
 T0 = time.perf_counter()
 
 import common  # noqa: E402  first: puts the repository on sys.path
+import invocation  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 IMPORT_SECONDS = time.perf_counter() - T0
 
-from keras_vae import resume, train, validation, visualize  # noqa: E402
+from keras_vae import resume, train, visualize  # noqa: E402
+from keras_vae.callbacks import validation  # noqa: E402
 from keras_vae.config import Config  # noqa: E402
 
 MODELS = {
@@ -123,7 +123,7 @@ class EpochProfile(keras.callbacks.Callback):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = invocation.argument_parser(__doc__)
     parser.add_argument("--model", choices=sorted(MODELS), default="classic")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=4)
@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--trace", default=None, help="folder for a TensorBoard profile")
     parser.add_argument("--out", default=None, help="results file (default: results/...)")
-    args = parser.parse_args(argv)
+    args = invocation.parse(parser, argv)
+    name = f"profile_train_{args.model}_b{args.batch_size}"
+    run = invocation.ResultsRun(name, invocation.arguments_record(args, as_text=False))
 
     mnist = str(common.shared_data_dir() / "mnist")
     config = Config.from_dict(
@@ -215,10 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_after": common.load_average(),
     }
     print({k: v for k, v in results.items() if k != "per_epoch"})
-    name = f"profile_train_{args.model}_b{args.batch_size}"
-    path = common.ResultsRun(name, vars(args)).save(results, args.out and Path(args.out))
-    print(f"wrote {path}")
-    return 0
+    return invocation.finish(run, results, args.out)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ the next invocation continues from it. Every invocation rewrites
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import common  # first: puts the repository on sys.path
+import invocation
 import keras
 import numpy as np
 import tensorflow as tf
@@ -175,7 +175,7 @@ def run_slice(
     experiment: Experiment,
     vae: VAE,
     progress: dict[str, Any],
-    state: common.TrainingState,
+    state: invocation.TrainingState,
     seconds: float,
     grid: list[int],
     max_samples: int,
@@ -257,27 +257,24 @@ def plot(progress_by_setting: dict[str, dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = invocation.argument_parser(__doc__, quick="2 settings, 2 minutes, tiny")
     parser.add_argument("--budget-minutes", type=float, default=10.0, help="this invocation")
     parser.add_argument("--slice-minutes", type=float, default=5.0, help="per turn and config")
     parser.add_argument("--max-samples", type=float, default=1e8, help="the paper's x-axis end")
     parser.add_argument("--trial-samples", type=int, default=100_000, help="step-size choice")
     parser.add_argument("--settings", nargs="+", choices=[s.name for s in SETTINGS])
-    parser.add_argument("--quick", action="store_true", help="2 settings, 2 minutes, tiny")
     parser.add_argument("--data", type=Path, default=None, help="the shared data folder")
     parser.add_argument("--results", type=Path, default=common.RESULTS_DIR)
-    args = parser.parse_args(argv)
-    name = "reproduce_aevb"
+    quick = {"budget_minutes": 2.0, "slice_minutes": 0.25, "max_samples": 2e5}
+    args = invocation.parse(parser, argv, quick=quick | {"trial_samples": 20_000})
     if args.quick:
-        name = "reproduce_aevb_quick"
         args.settings = args.settings or ["mnist-nz20", "frey-nz2"]
-        args.budget_minutes, args.slice_minutes = 2.0, 0.25
-        args.max_samples, args.trial_samples = 2e5, 20_000
+    name = invocation.results_name("reproduce_aevb", args)
+    run = invocation.ResultsRun(name, invocation.arguments_record(args))
     data_dir = args.data or common.shared_data_dir()
     settings = [s for s in SETTINGS if args.settings is None or s.name in args.settings]
-    run = common.ResultsRun(name, {k: str(v) for k, v in vars(args).items()})
     state_dir = args.results / name
-    budget = common.Budget(args.budget_minutes)
+    budget = invocation.Budget(args.budget_minutes)
     grid = common.log_spaced_points(1e4, args.max_samples)
     max_samples = int(args.max_samples)
     live: dict[str, tuple[Experiment, VAE, dict]] = {}
@@ -286,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     def saved(setting: Setting) -> dict[str, Any]:
         if setting.name in live:
             return live[setting.name][2]
-        progress = common.TrainingState(state_dir, setting.name).load_progress()
+        progress = invocation.TrainingState(state_dir, setting.name).load_progress()
         return progress or {"samples": 0, "train_seconds": 0.0}
 
     while budget.remaining() > 5:
@@ -294,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         if not pending:
             break
         setting = min(pending, key=lambda s: saved(s)["train_seconds"])
-        state = common.TrainingState(state_dir, setting.name)
+        state = invocation.TrainingState(state_dir, setting.name)
         began = time.monotonic()
         if setting.name not in live:
             print(f"{setting.name}: building", flush=True)
@@ -318,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     all_progress = {
         s.name: p
         for s in SETTINGS
-        if (p := common.TrainingState(state_dir, s.name).load_progress()) is not None
+        if (p := invocation.TrainingState(state_dir, s.name).load_progress()) is not None
     }
     figure = args.results / f"{name}.png"
     plot(all_progress, figure)
@@ -336,7 +333,9 @@ def main(argv: list[str] | None = None) -> int:
             "lr_trials": progress["lr_trials"],
             "points": [[int(s), round(a, 3), round(b, 3)] for s, a, b in progress["points"]],
         }
-    run.save(
+    print("figure", figure)
+    return invocation.finish(
+        run,
         {
             "paper": "Kingma & Welling 2014, Figure 2 (curves; no table of numbers)",
             "setup": {
@@ -356,8 +355,6 @@ def main(argv: list[str] | None = None) -> int:
         },
         args.results / f"{name}.json",
     )
-    print("wrote", args.results / f"{name}.json", figure)
-    return 0
 
 
 if __name__ == "__main__":

@@ -11,15 +11,15 @@ after a grace period; SIGCONT too, for a trainer paused with SIGSTOP) once
 ``--budget-minutes`` are spent or it gets SIGTERM or SIGINT itself. A stopped run keeps the
 backup of its last completed epoch (the epoch under way is lost); the next invocation reruns
 the SAME command, which resumes it. A run has finished when its metrics.json exists and its
-backup is gone (`keras_vae.run_folder.RunFolder.is_finished`); only then is it evaluated, on
+backup is gone (`keras_vae.run_paths.RunFolder.is_finished`); only then is it evaluated, on
 its whole test split, so no row has an NLL before it trained to its recipe's end (or early
 stop). A row that another process trains (the sitting's background runs) is left alone.
 
 Every invocation, ``--status`` too (which starts nothing), writes
-``benchmarks/results/reproduce_nll.json`` (report.py renders it into the README), the status
-page ``benchmarks/reproductions/README.md`` and the validation curves
-``benchmarks/results/reproduce_nll.png`` (`reproduction_status`). Paths are relative to the
-repository's root, where the commands run.
+``benchmarks/results/reproduce_nll.json`` (report.py renders it into the README and
+benchmarks/README.md), the status page ``benchmarks/reproductions/README.md`` and the
+validation curves ``benchmarks/results/reproduce_nll.png`` (`reproduction_status`). Paths are
+relative to the repository's root, where the commands run.
 
     python benchmarks/reproduce_nll.py --status
     nice -n 19 python benchmarks/reproduce_nll.py --rows vae vampprior --parallel 2 \
@@ -37,7 +37,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import shlex
@@ -48,10 +47,11 @@ import time
 from pathlib import Path
 
 import common  # first: puts the repository on sys.path
-import report
+import invocation
 import reproduction_status as status
+from report_papers import reproductions_table
 
-from keras_vae.run_folder import RunFolder
+from keras_vae.run_paths import RunFolder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +204,7 @@ class Sitting:
         self.plan = plan
         self.pending = list(rows)
         self.parallel = parallel
-        self.budget = common.Budget(budget_minutes)
+        self.budget = invocation.Budget(budget_minutes)
         self.jobs: list[Job] = []
         self.outcomes: dict[str, str] = {}
         self.stop_reason: str | None = None
@@ -324,7 +324,7 @@ class Sitting:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = invocation.argument_parser(__doc__)
     parser.add_argument(
         "--rows", nargs="+", choices=list(ROWS), default=list(ORDER), help="in this order"
     )
@@ -354,13 +354,13 @@ def main(argv: list[str] | None = None) -> int:
         args.results,
         args.log_dir,
     )
-    run = common.ResultsRun("reproduce_nll", {k: v for k, v in vars(args).items()})
+    run = invocation.ResultsRun("reproduce_nll", invocation.arguments_record(args, as_text=False))
     outcomes = {}
     if not args.status:
         rows = [ROWS[name] for name in args.rows]
         outcomes = Sitting(plan, rows, args.budget_minutes, args.parallel).run()
     payload = status.write_status(run, plan, [ROWS[name] for name in ORDER], outcomes)
-    print(report.reproductions_table(payload))
+    print(reproductions_table(payload))
     print("wrote", Path(plan.results) / status.RESULTS, payload["status_page"])
     return 0
 

@@ -5,8 +5,9 @@ nothing, so it can run beside the processes that train into it: the epoch, the s
 from the backup's epoch times, the ETA at that speed, the validation ELBO, and, once the run
 has finished and `keras-vae evaluate -k K` has scored its whole test split, the test NLL
 against the paper's. `write_status` turns every row into ``benchmarks/results/reproduce_nll.json``
-(report.py renders it into the README), the status page ``benchmarks/reproductions/README.md``
-and the validation curves ``benchmarks/results/reproduce_nll.png``.
+(report.py renders it into the README and benchmarks/README.md), the status page
+``benchmarks/reproductions/README.md`` and the validation curves
+``benchmarks/results/reproduce_nll.png``.
 
 Example:
 
@@ -24,17 +25,19 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import common  # first: puts the repository on sys.path
-import report
+from report_format import table
+from report_papers import reproductions_table
 
 from keras_vae.atomic import write_atomically
 from keras_vae.cli import UsageError, build_parser
 from keras_vae.cli.train import config_from_args
 from keras_vae.config import Config, DataConfig
 from keras_vae.resume import read_progress
-from keras_vae.run_folder import RunFolder, prepare
+from keras_vae.run_paths import RunFolder
+from keras_vae.run_setup import prepare
 
 if TYPE_CHECKING:
+    from invocation import ResultsRun
     from reproduce_nll import Plan, Row
 
 SPEED_WINDOW = 50  # the speed is the median of the latest epochs (the machine's load changes)
@@ -307,11 +310,11 @@ def status_page(payload: dict[str, Any]) -> str:
         "",
         "## Rows",
         "",
-        report.reproductions_table(payload),
+        reproductions_table(payload),
         "",
         "## Progress (speed: median of the latest epochs in the backup)",
         "",
-        report.table(header, progress),
+        table(header, progress),
         "",
         f"Validation curves: `{payload['figure']}`." if payload["figure"] else "No curves yet.",
         "",
@@ -345,7 +348,7 @@ def status_page(payload: dict[str, Any]) -> str:
 
 
 def write_status(
-    run: common.ResultsRun, plan: Plan, rows: list[Row], outcomes: dict[str, str]
+    run: ResultsRun, plan: Plan, rows: list[Row], outcomes: dict[str, str]
 ) -> dict[str, Any]:
     """Read every row and write the results JSON, the curves and the status page.
 

@@ -21,7 +21,6 @@ second at the median, and the file sizes. Writes ``benchmarks/results/sampling.j
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -30,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import common  # first: puts the repository on sys.path
+import invocation
 import numpy as np
 import tensorflow as tf
 
-from keras_vae.run_dir import load_run
+from keras_vae.run_reader import load_run
 
 BATCH_SIZES = (1, 64)
 
@@ -74,16 +74,11 @@ def tflite_paths(tflite_dir: Path, threads: int) -> dict[str, Callable[[np.ndarr
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = invocation.argument_parser(__doc__, quick="30 timed calls")
     parser.add_argument("--repeats", type=int, default=300, help="timed calls per path and n")
     parser.add_argument("--tflite-threads", type=int, default=1, help="interpreter threads")
     parser.add_argument("--run-dir", type=Path, default=None, help="a trained run to use")
-    parser.add_argument("--quick", action="store_true", help="30 timed calls")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.repeats = 30
-    name = "sampling_quick" if args.quick else "sampling"
-    run = common.ResultsRun(name, {k: str(v) for k, v in vars(args).items()})
+    args, run = invocation.start("sampling", parser, argv, quick={"repeats": 30})
     run_dir = args.run_dir or common.ensure_trained_run(common.RESULTS_DIR / "runs" / "classic")
     export_dir = common.RESULTS_DIR / "exports" / "classic"
 
@@ -129,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     errors = {
         name: info.get("max_abs_error") for name, info in (record["tflite"] or {})["files"].items()
     }
-    path = run.save(
+    return invocation.finish(
+        run,
         {
             "model": "784-400-20 ReLU Bernoulli decoder (20 -> 400 -> 784), MNIST, trained briefly",
             "decoder_parameters": int(sum(np.prod(w.shape) for w in vae.decoder.weights)),
@@ -137,10 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             "file_bytes": sizes,
             "tflite_max_abs_error_vs_keras": errors,
         },
-        common.RESULTS_DIR / f"{name}.json",
     )
-    print("wrote", path)
-    return 0
 
 
 if __name__ == "__main__":

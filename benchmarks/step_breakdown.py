@@ -19,13 +19,13 @@ Writes ``benchmarks/results/step_breakdown.json``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 from typing import Any
 
 import common  # first: puts the repository on sys.path
+import invocation
 import keras
 import numpy as np
 import tensorflow as tf
@@ -131,21 +131,20 @@ def measure(batch_size: int, steps: int, repeats: int, mnist: str) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = invocation.argument_parser(__doc__)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--steps", type=int, default=200, help="steps per timed loop")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--data", default=None, help="MNIST IDX folder (default: shared data)")
-    args = parser.parse_args(argv)
-    run = common.ResultsRun("step_breakdown", {k: str(v) for k, v in vars(args).items()})
+    args, run = invocation.start("step_breakdown", parser, argv)
     mnist = args.data or str(common.shared_data_dir() / "mnist")
     rows = []
     for batch_size in args.batch_sizes:
         rows.append(measure(batch_size, args.steps, args.repeats, mnist))
         print(rows[-1], flush=True)
-    path = run.save({"model": "classic 784-400-20 ReLU, Bernoulli, Adam, XLA", "rows": rows})
-    print("wrote", path)
-    return 0
+    return invocation.finish(
+        run, {"model": "classic 784-400-20 ReLU, Bernoulli, Adam, XLA", "rows": rows}
+    )
 
 
 if __name__ == "__main__":

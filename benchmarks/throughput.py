@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import common  # first: puts the repository on sys.path
+import invocation
 import keras
 import numpy as np
 import tensorflow as tf
@@ -259,8 +260,7 @@ def pytorch_baseline(python: str, quick: bool) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="classic model, batch 128, 3 epochs")
+    parser = invocation.argument_parser(__doc__, quick="classic model, batch 128, 3 epochs")
     parser.add_argument("--epochs", type=int, default=5, help="timed epochs per case")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512])
@@ -271,11 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pytorch-python", help="a python with torch: also run the baseline")
     parser.add_argument("--data", default=None, help="MNIST IDX folder (default: shared data)")
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.models, args.batch_sizes, args.epochs = ["classic"], [128], 3
+    quick = {"models": ["classic"], "batch_sizes": [128], "epochs": 3}
+    args, run = invocation.start("throughput", parser, argv, quick=quick, as_text=False)
     mnist = args.data or str(common.shared_data_dir() / "mnist")
-    run = common.ResultsRun("throughput", vars(args) | {"out": str(args.out)})
     keras.utils.set_random_seed(0)
 
     cases = grid(args)
@@ -338,10 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         results["train_job"] = train_job_rates(mnist, epochs=1 + args.epochs)
     if args.pytorch_python:
         results["pytorch_baseline"] = pytorch_baseline(args.pytorch_python, args.quick)
-    name = "throughput_quick" if args.quick else "throughput"
-    path = run.save(results, args.out or common.RESULTS_DIR / f"{name}.json")
-    print("wrote", path)
-    return 0
+    return invocation.finish(run, results, args.out)
 
 
 def build(config: Config, info, case: Case) -> VAE:

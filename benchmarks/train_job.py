@@ -32,7 +32,6 @@ some cases and keeps the others' results in the file.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -45,6 +44,7 @@ import time
 from pathlib import Path
 
 import common  # first: puts the repository on sys.path
+import invocation
 
 # torch_examples: None runs no PyTorch example (it has no such network), 0 all 60,000 images.
 CASES = {
@@ -136,15 +136,14 @@ def reference(python: str, script: str, case: dict, mnist: Path, extra: list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = invocation.argument_parser(__doc__)
     parser.add_argument("--torch", default="/work/torchvenv/bin/python")
     parser.add_argument("--jax", default="/work/jaxvenv/bin/python")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--out", type=Path, default=common.RESULTS_DIR / "train_job.json")
-    args = parser.parse_args(argv)
+    args, run = invocation.start("train_job", parser, argv, as_text=False)
     mnist = common.shared_data_dir() / "mnist"
-    run = common.ResultsRun("train_job", vars(args) | {"out": str(args.out)})
     results: dict[str, dict] = {}
     for name in args.cases.split(","):
         case = CASES[name]
@@ -167,12 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         summary = summarize(rounds)
         results[name] = {**case, "rounds": rounds, "summary": summary}
         print(name, json.dumps(summary), flush=True)
-    if args.out.exists():  # a rerun of some cases keeps the others' results
-        previous = json.loads(args.out.read_text()).get("cases", {})
-        results = {**previous, **results}
-    path = run.save({"cases": results, "targets": TARGETS, "cpu_count": os.cpu_count()}, args.out)
-    print(f"wrote {path}")
-    return 0
+    payload = {"cases": results, "targets": TARGETS, "cpu_count": os.cpu_count()}
+    return invocation.finish(run, payload, args.out, merge="cases")  # keeps the other cases
 
 
 def summarize(rounds: list[dict]) -> dict:

@@ -1,36 +1,94 @@
-"""The README's benchmark section is exactly what benchmarks/report.py renders from the JSON."""
+"""The README's results at a glance and benchmarks/README.md's tables are exactly what
+benchmarks/report.py renders from the JSON."""
 
-import importlib.util
+import importlib
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+TABLES_PAGE = ROOT / "benchmarks" / "README.md"
 
 
-def load_report():
-    spec = importlib.util.spec_from_file_location("report", ROOT / "benchmarks" / "report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_benchmark_modules(*names):
+    """benchmarks/<name>.py as modules (their sibling imports from beside them)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return [importlib.import_module(name) for name in names]
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
 
 
-report = load_report()
+report, training, inference, papers, anomaly_report, metrics = load_benchmark_modules(
+    "report", "report_training", "report_inference", "report_papers", "report_anomaly",
+    "detection_metrics",
+)  # fmt: skip
 
 
 def test_readme_tables_match_the_results_json():
     readme = (ROOT / "README.md").read_text()
     assert readme.count(report.BEGIN) == 1, "README lost its benchmark markers"
-    expected = report.splice(readme, report.render())
+    expected = report.splice(readme, report.render_glance())
     assert readme == expected, "run: python benchmarks/report.py --readme README.md"
+
+
+def test_benchmarks_page_tables_match_the_results_json():
+    page = TABLES_PAGE.read_text()
+    assert page.count(report.TABLES_BEGIN) == 1, "benchmarks/README.md lost its table markers"
+    expected = report.splice(page, report.render(), report.TABLES_BEGIN, report.TABLES_END)
+    assert page == expected, "run: python benchmarks/report.py --readme README.md"
 
 
 def test_readme_quotes_every_results_file():
     readme = (ROOT / "README.md").read_text()
+    page = TABLES_PAGE.read_text()
     for name in report.SECTIONS:
         assert (ROOT / "benchmarks" / "results" / f"{name}.json").exists(), name
+        assert f"(no benchmarks/results/{name}.json yet)" not in page
+    for name in report.GLANCE:
+        assert name in report.SECTIONS, name
         assert f"(no benchmarks/results/{name}.json yet)" not in readme
+    assert "[benchmarks/README.md](benchmarks/README.md)" in readme
+
+
+def test_readme_starts_with_its_two_commands_and_ci_runs_the_test_one():
+    """The first two commands install and run the main job, then install and run the tests;
+    .ci/run installs the same extra and ends with exactly the README's test command."""
+    readme = (ROOT / "README.md").read_text()
+    first, second = re.findall(r"```bash\n(.*?)\n```", readme, re.S)[:2]
+    assert readme.index(second) < readme.index("## Using it from Python")
+    assert first.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install -e . ")
+    assert "keras-vae train" in first and "keras-vae export" in first
+    assert second == (
+        'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test]" && pytest -q'
+    )
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'python -m pip install --quiet -e ".[test]"' in ci
+    assert ci.rstrip().splitlines()[-1] == second.rsplit(" && ", 1)[1]
+
+
+def test_readme_is_read_in_five_minutes():
+    """Issue 25: the front page is at most 15 KB; the rest lives in docs/ and
+    benchmarks/README.md, every page it links to exists."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.encode()) <= 15 * 1024
+    targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme)
+    assert "docs/flags.md" in targets and "ARCHITECTURE.md" in targets
+    missing = [t for t in targets if not (ROOT / t).exists() and t != "CONTRIBUTING.md"]
+    assert not missing, missing
+
+
+def test_docs_pages_links_resolve():
+    """Every relative link of docs/ and benchmarks/README.md names a file that exists."""
+    pages = [*sorted((ROOT / "docs").rglob("*.md")), TABLES_PAGE]
+    assert {"flags.md", "maths.md", "families.md", "distributed.md"} <= {p.name for p in pages}
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            path = (page.parent / target).resolve()
+            assert path.exists() or path.name == "CONTRIBUTING.md", (page, target)
 
 
 def test_readme_headline_is_the_train_job_number():
@@ -47,15 +105,15 @@ def test_readme_headline_is_the_train_job_number():
 
 
 def test_gpu_section_says_whether_a_gpu_ran_it():
-    section = report.gpu_check(None)
+    section = inference.gpu_check(None)
     assert "Not run on a GPU yet" in section
     smoke = {"mode": "smoke", "device": {"gpus": [], "details": []}}
-    assert "Not run on a GPU yet" in report.gpu_check(smoke)
+    assert "Not run on a GPU yet" in inference.gpu_check(smoke)
 
 
 def _throughput(rate, torch_rate, fraction):
     case = {
-        "name": report.DEFAULTS_CASE,
+        "name": training.DEFAULTS_CASE,
         "examples_per_second_median": rate,
         "round_seconds": [3.0, 2.0, 2.0, 2.0],
         "fraction_of_step_matmul_limit": fraction,
@@ -80,7 +138,7 @@ def _throughput(rate, torch_rate, fraction):
     ],
 )
 def test_targets_are_judged_from_the_numbers(rate, torch_rate, fraction, verdicts):
-    rows = report.targets(_throughput(rate, torch_rate, fraction)).splitlines()[4:7]
+    rows = training.targets(_throughput(rate, torch_rate, fraction)).splitlines()[4:7]
     assert [row.rstrip(" |").rsplit("| ", 1)[1] for row in rows] == verdicts
     assert f"{rate:,}" in rows[0] and f"{rate / torch_rate:.2f}" in rows[1]
     assert "example loop" in rows[1]
@@ -99,12 +157,12 @@ def test_budget_line_sums_training_and_final_evaluation_over_settings():
             "b": {"train_seconds_total": 1200.0, "final": None},
         },
     }
-    line = report.budget_line(result)
+    line = papers.budget_line(result)
     assert "30 training minutes" in line
     assert "2 minutes of final k=5000 evaluation" in line
     assert "--budget-minutes 25`" in line
     del result["settings"]["a"]["final"]
-    assert "evaluation" not in report.budget_line(result)
+    assert "evaluation" not in papers.budget_line(result)
 
 
 def _reproduction_row(title, state, **values):
@@ -146,7 +204,7 @@ def test_reproductions_show_an_nll_only_for_evaluated_rows_and_judge_the_target(
             "iaf": _reproduction_row("iaf", "not started", published=None, target=None),
         },
     }  # fmt: skip
-    lines = report.nll(result).splitlines()
+    lines = papers.nll(result).splitlines()
     assert lines[0] == "### Reproducing the papers (`benchmarks/reproduce_nll.py`)"
     rows = {line.split("`")[1]: line for line in lines if line.startswith("| ") and "(`" in line}
     assert rows["vae"].endswith(
@@ -162,21 +220,6 @@ def test_reproductions_show_an_nll_only_for_evaluated_rows_and_judge_the_target(
     assert "keras-vae evaluate benchmarks/reproductions/vae -k 5000   # once it has finished" in (
         text
     )
-
-
-def load_anomaly_benchmark():
-    """benchmarks/anomaly.py as a module (its metrics need only NumPy; `common` from beside it)."""
-    import sys
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        path = ROOT / "benchmarks" / "anomaly.py"
-        spec = importlib.util.spec_from_file_location("anomaly_benchmark", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
 
 
 def _detection_row(auroc):
@@ -232,7 +275,7 @@ def _anomaly_result():
 
 
 def test_anomaly_section_puts_each_digit_beside_the_published_auroc():
-    lines = report.anomaly(_anomaly_result()).splitlines()
+    lines = anomaly_report.anomaly(_anomaly_result()).splitlines()
     digit_one = next(line for line in lines if line.startswith("| 1 |"))
     assert digit_one.count("0.890 ± 0.004") == 4  # the four scores
     assert "| 0.610 | -181.2 / -120.5 | 0.70 / 0.09 |" in digit_one
@@ -244,7 +287,7 @@ def test_anomaly_section_puts_each_digit_beside_the_published_auroc():
 
 
 def test_anomaly_section_says_what_was_not_available_and_where_scores_fail():
-    section = report.anomaly(_anomaly_result())
+    section = anomaly_report.anomaly(_anomaly_result())
     fashion = next(line for line in section.splitlines() if line.startswith("| fashion_mnist"))
     assert "not available on this machine: TFDS cannot load 'fashion_mnist' |" in fashion
     blank = next(line for line in section.splitlines() if line.startswith("| blank"))
@@ -255,20 +298,19 @@ def test_anomaly_section_says_what_was_not_available_and_where_scores_fail():
 def test_anomaly_metrics_equal_scikit_learn_with_ties():
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    bench = load_anomaly_benchmark()
     rng = np.random.default_rng(0)
     for _ in range(50):
         n = int(rng.integers(5, 80))
         scores = rng.integers(0, 6, n).astype(float)  # many ties
         positive = rng.random(n) < 0.3
         positive[:2] = [True, False]
-        assert bench.auroc(scores, positive) == pytest.approx(roc_auc_score(positive, scores))
-        assert bench.average_precision(scores, positive) == pytest.approx(
+        assert metrics.auroc(scores, positive) == pytest.approx(roc_auc_score(positive, scores))
+        assert metrics.average_precision(scores, positive) == pytest.approx(
             average_precision_score(positive, scores)
         )
-    oriented = bench.anomaly_oriented("log_likelihood", np.array([-1.0, np.nan, -3.0]))
+    oriented = metrics.anomaly_oriented("log_likelihood", np.array([-1.0, np.nan, -3.0]))
     assert oriented.tolist() == [1.0, np.inf, 3.0]  # low log p(x) and NaN: anomalous
-    assert bench.anomaly_oriented("kl", np.array([2.0])).tolist() == [2.0]
+    assert metrics.anomaly_oriented("kl", np.array([2.0])).tolist() == [2.0]
 
 
 def test_anomaly_results_were_checked_against_scikit_learn():
@@ -277,3 +319,32 @@ def test_anomaly_results_were_checked_against_scikit_learn():
     results = json.loads((ROOT / "benchmarks" / "results" / "anomaly.json").read_text())
     assert max(results["sklearn_max_abs_difference"].values()) <= 1e-9
     assert sorted(results["held_out_digits"], key=int) == [str(d) for d in range(10)]
+
+
+def test_anomaly_benchmark_scores_with_the_shared_metrics():
+    (bench,) = load_benchmark_modules("anomaly")
+    assert bench.detection is metrics.detection and bench.summarize is metrics.summarize
+    assert bench.SCORES == ("elbo", "log_likelihood", "reconstruction", "kl")
+
+
+def test_a_benchmark_invocation_quick_run_and_a_partial_rerun(tmp_path, monkeypatch, capsys):
+    """`--quick` sets its values and names the results apart; `finish(merge=...)` keeps the
+    earlier file's entries this run did not measure and replaces those it did."""
+    common, invocation = load_benchmark_modules("common", "invocation")
+    monkeypatch.setattr(common, "machine_info", lambda: {"cpu": "test"})
+    parser = invocation.argument_parser("A benchmark.\n\nMore.", quick="tiny")
+    parser.add_argument("--repeats", type=int, default=300)
+    args, run = invocation.start("timing", parser, ["--quick"], quick={"repeats": 3})
+    assert (args.repeats, run.name) == (3, "timing_quick")
+    assert run.arguments == {"quick": "True", "repeats": "3"}
+    with pytest.raises(ValueError, match=r"Received: \['steps'\]"):
+        invocation.parse(parser, ["--quick"], quick={"steps": 3})
+    path = tmp_path / "timing.json"
+    assert invocation.finish(run, {"cases": {"a": 1, "b": 2}}, path) == 0
+    assert invocation.finish(run, {"cases": {"b": 3}}, path, merge="cases") == 0
+    import json
+
+    written = json.loads(path.read_text())
+    assert written["cases"] == {"a": 1, "b": 3}
+    assert written["benchmark"] == "timing_quick" and written["machine"] == {"cpu": "test"}
+    assert f"wrote {path}" in capsys.readouterr().out

@@ -1,6 +1,6 @@
 """`keras-vae train`'s flags and the config dataclasses agree: every field has a flag or says
 why not, every flag (but the command-line only ones) lands in config.json under its field, and
-the README's flag table is the one `flag_table()` renders."""
+docs/flags.md's flag table is the one `flag_table()` renders."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from keras_vae import config as cfg
 from keras_vae.cli import build_parser
 from keras_vae.cli.train import config_from_args, flag_table, shown_default
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+FLAGS_PAGE = pathlib.Path(__file__).resolve().parents[1] / "docs" / "flags.md"
 BEGIN, END = "<!-- train-flags:begin", "<!-- train-flags:end -->"
 CLI_ONLY = {"help", "output", "overwrite", "verbose"}  # dests that are not config fields
 BASE = ["train", "--output", "unused"]
@@ -128,13 +128,13 @@ def test_every_flag_is_stored_in_config_json(section, field):
     assert cfg.Config.from_json(config.to_json()) == config
 
 
-def test_the_readme_lists_every_flag():
-    text = README.read_text()
-    assert text.count(BEGIN) == 1 and text.count(END) == 1, "README lost its flag-table markers"
+def test_the_flags_page_lists_every_flag():
+    text = FLAGS_PAGE.read_text()
+    assert text.count(BEGIN) == 1 and text.count(END) == 1, "docs/flags.md lost its table markers"
     start = text.index("\n", text.index(BEGIN)) + 1
     table = text[start : text.index(END)]
     assert table == flag_table(), (
-        "README's flag table is stale: put keras_vae.cli.train.flag_table() between the "
+        "docs/flags.md's flag table is stale: put keras_vae.cli.train.flag_table() between the "
         "train-flags markers"
     )
     for action in flag_actions().values():

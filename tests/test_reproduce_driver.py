@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from keras_vae.resume import read_progress
-from keras_vae.run_folder import RunFolder
+from keras_vae.run_paths import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 try:
-    import report
+    import report_papers
     import reproduce_nll as driver
     import reproduction_status as status
 finally:
@@ -108,7 +108,7 @@ def test_an_interrupted_row_resumes_to_the_end_then_is_evaluated(tmp_path, monke
     nll = f"{row['test_nll']:.2f} ± {row['test_nll_stderr']:.2f}"
     assert nll in capsys.readouterr().out  # the table it prints
     assert nll in (tmp_path / "reproductions" / "README.md").read_text()
-    section = report.nll(results_of(tmp_path))
+    section = report_papers.nll(results_of(tmp_path))
     assert f"| VAE, dynamic MNIST (`vae`) | burda2015 | evaluated | {EPOCHS} of {EPOCHS} |" in (
         section
     )
