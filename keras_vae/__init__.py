@@ -6,14 +6,64 @@
     >>> keras_vae.VAE.from_preset("mnist_vae_quick").latent_dim      # shipped, offline
     20
 
-Importing the package registers its Keras classes, so `keras.saving.load_model` reads
-`.keras` files written by `VAE.save` without `custom_objects`.
+The package imports its public names when first used (PEP 562), so `import keras_vae.serving`
+or `keras_vae.config` loads no TensorFlow. Importing the package still registers its Keras
+classes, as soon as Keras is imported (keras_vae/registration.py), so `keras.saving.load_model`
+reads `.keras` files written by `VAE.save` without `custom_objects`.
 """
 
 __version__ = "0.1.0"
 
+import importlib as _importlib
+import importlib.util as _importlib_util
 import os as _os
 import sys as _sys
+
+# Public name -> the module defining it (imported on first use).
+_PUBLIC = {
+    "VAE": "keras_vae.model",
+    "Config": "keras_vae.config",
+    "DataConfig": "keras_vae.config",
+    "ModelConfig": "keras_vae.config",
+    "RuntimeConfig": "keras_vae.config",
+    "TrainingConfig": "keras_vae.config",
+    "DataError": "keras_vae.data",
+    "load_splits": "keras_vae.data",
+    "make_datasets": "keras_vae.data",
+    "list_presets": "keras_vae.presets",
+    "train_and_evaluate": "keras_vae.train",
+}
+
+__all__ = [
+    "VAE",
+    "Config",
+    "DataConfig",
+    "DataError",
+    "ModelConfig",
+    "RuntimeConfig",
+    "TrainingConfig",
+    "__version__",
+    "list_presets",
+    "load_splits",
+    "make_datasets",
+    "train_and_evaluate",
+]
+
+
+def __getattr__(name: str):
+    """A public name, imported from its module on first use; or a submodule (`keras_vae.data`
+    works after `import keras_vae` alone, as when the package imported everything)."""
+    if name in _PUBLIC:
+        value = getattr(_importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
+        return _importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def _import_tensorflow_quietly() -> None:
@@ -41,29 +91,6 @@ def _import_tensorflow_quietly() -> None:
 
 _import_tensorflow_quietly()
 
-from keras_vae.config import (  # noqa: E402
-    Config,
-    DataConfig,
-    ModelConfig,
-    RuntimeConfig,
-    TrainingConfig,
-)
-from keras_vae.data import DataError, load_splits, make_datasets  # noqa: E402
-from keras_vae.model import VAE  # noqa: E402
-from keras_vae.presets import list_presets  # noqa: E402
-from keras_vae.train import train_and_evaluate  # noqa: E402
+from keras_vae.registration import register_when_keras_loads  # noqa: E402
 
-__all__ = [
-    "VAE",
-    "Config",
-    "DataConfig",
-    "DataError",
-    "ModelConfig",
-    "RuntimeConfig",
-    "TrainingConfig",
-    "__version__",
-    "list_presets",
-    "load_splits",
-    "make_datasets",
-    "train_and_evaluate",
-]
+register_when_keras_loads()

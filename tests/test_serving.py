@@ -1,36 +1,24 @@
-"""The `keras_vae.serving` client and the `serving/` kit, against a stand-in model server.
-
-TF Serving's binary cannot be installed on the machines these tests run on (no Debian package,
-no Docker engine), so `FakeModelServer` stands in for it: it answers on 127.0.0.1 in TF
-Serving's documented REST (``/v1/models/NAME[/versions/V](:predict|/metadata)``, row and
-columnar formats, ``{"error": ...}`` bodies) and gRPC (``PredictionService.Predict`` /
-``GetModelMetadata``) wire formats, by running the exported signatures with plain TensorFlow
-(``tf.saved_model.load(...).signatures[...]``). Every request goes to 127.0.0.1; the slow
-server used for the timeout tests answers within a few seconds. `FakeModelServer.tamper` swaps a
-response for a malformed one (the response-validation tests). The client's transport (deadline,
-size cap, keep-alive) is tested against tiny local servers in tests/test_serving_client.py.
+"""The `keras_vae.serving` client and the `serving/` kit, against the stand-in TF Serving of
+tests/serving_fakes.py (`FakeModelServer`, REST and gRPC on 127.0.0.1) over the real MNIST
+export. The slow server used for the timeout tests answers within a few seconds;
+`FakeModelServer.tamper` swaps a response for a malformed one (the response-validation tests).
+The client's transport (deadline, size cap, keep-alive) is tested against tiny local servers in
+tests/test_serving_client.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import json
 import re
 import shlex
 import socket
-import threading
 import time
-from collections.abc import Callable
-from concurrent import futures
-from typing import Any
 
-import grpc
 import numpy as np
 import pytest
 import requests
 import tensorflow as tf
-from google.protobuf import json_format, text_format
+from google.protobuf import text_format
 from helpers import (
     LATENT_DIM,
     assert_export_parity,
@@ -39,12 +27,8 @@ from helpers import (
     rng_inputs,
     send_readme_curl,
 )
-from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
+from serving_fakes import client_for, serving
+from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from keras_vae.serving import ServingClient, ServingError
@@ -54,269 +38,18 @@ from keras_vae.signatures import MAX_SAMPLES_KEY
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 SERVING_DIR = REPO / "serving"
 TOL = 1e-5
-REST_PATH = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+))?(?P<verb>:predict|/metadata)?$"
-)
-
-
-class FakeServingError(Exception):
-    """What TF Serving reports as an error status: NOT_FOUND or INVALID_ARGUMENT."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-
-
-class FakeModelServer:
-    """TF Serving's REST and gRPC APIs over the SavedModels of an export folder."""
-
-    def __init__(self, export_dir):
-        self.export_dir = export_dir
-        self.loaded = {}
-        self.requests: list[tuple[str, str, str]] = []  # (protocol, kind, model)
-        self.delay = 0.0
-        self.lock = threading.Lock()
-        # (protocol, "predict" | "metadata") -> f(response) -> the response sent instead: a REST
-        # JSON payload (or raw bytes), or a gRPC response message.
-        self.tamper: dict[tuple[str, str], Callable[[Any], Any]] = {}
-
-    # ------------------------------------------------------------ servables
-    def _servable(self, name: str, version: int | None):
-        base = self.export_dir / name
-        versions = [] if not base.is_dir() else [p.name for p in base.iterdir()]
-        versions = sorted(int(v) for v in versions if v.isdigit())
-        wanted = f"Latest({name})" if version is None else f"Specific({name}, {version})"
-        if not versions or (version is not None and version not in versions):
-            raise FakeServingError("NOT_FOUND", f"Servable not found for request: {wanted}")
-        version = versions[-1] if version is None else version
-        with self.lock:
-            if (name, version) not in self.loaded:
-                path = base / str(version)
-                proto = saved_model_pb2.SavedModel.FromString(
-                    (path / "saved_model.pb").read_bytes()
-                )
-                self.loaded[name, version] = (tf.saved_model.load(str(path)), proto)
-        return version, *self.loaded[name, version]
-
-    def signature_spec(self, name, version, signature):
-        _, loaded, _ = self._servable(name, version)
-        if signature not in loaded.signatures:
-            raise FakeServingError(
-                "INVALID_ARGUMENT", f'Serving signature name: "{signature}" not found'
-            )
-        function = loaded.signatures[signature]
-        return function, function.structured_input_signature[1]
-
-    def predict(self, protocol, name, version, signature, inputs):
-        self.requests.append((protocol, "predict", name))
-        time.sleep(self.delay)
-        function, specs = self.signature_spec(name, version, signature)
-        if sorted(inputs) != sorted(specs):
-            raise FakeServingError(
-                "INVALID_ARGUMENT",
-                f"Expected inputs {sorted(specs)} for signature {signature}, got {sorted(inputs)}",
-            )
-        try:
-            outputs = function(**{k: tf.constant(v) for k, v in inputs.items()})
-        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
-            # TF Serving returns the op's status message; eager TF prefixes a traceback header.
-            lines = getattr(error, "message", str(error)).splitlines()
-            skip = ("Graph execution error", "Detected at node", "<stack traces")
-            message = " ".join(line.strip() for line in lines if not line.startswith(skip))
-            raise FakeServingError("INVALID_ARGUMENT", message.strip()) from None
-        return {k: v.numpy() for k, v in outputs.items()}
-
-    def metadata(self, protocol, name, version):
-        self.requests.append((protocol, "metadata", name))
-        time.sleep(self.delay)
-        version, _, proto = self._servable(name, version)
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
-        response.model_spec.name = name
-        response.model_spec.version.value = version
-        signatures = get_model_metadata_pb2.SignatureDefMap()
-        for key, value in proto.meta_graphs[0].signature_def.items():
-            if not key.startswith("__"):
-                signatures.signature_def[key].CopyFrom(value)
-        response.metadata["signature_def"].Pack(signatures)
-        return response
-
-    def tampered(self, protocol: str, kind: str, response: Any) -> Any:
-        hook = self.tamper.get((protocol, kind))
-        return response if hook is None else hook(response)
-
-    def predict_count(self) -> int:
-        return sum(kind == "predict" for _, kind, _ in self.requests)
-
-    # ------------------------------------------------------------ REST
-    def rest_handler(self):
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def reply(self, status: int, payload: Any):
-                body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                # The client may have given up already (the timeout tests).
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self.wfile.write(body)
-
-            def handle_request(self, method: str):
-                match = REST_PATH.match(self.path)
-                if not match:
-                    return self.reply(404, {"error": f"Malformed request: {method} {self.path}"})
-                name, verb = match["name"], match["verb"]
-                version = int(match["version"]) if match["version"] else None
-                try:
-                    if method == "GET" and verb == "/metadata":
-                        response = server.metadata("rest", name, version)
-                        payload = json_format.MessageToDict(
-                            response, preserving_proto_field_name=True
-                        )
-                        payload = server.tampered("rest", "metadata", payload)
-                    elif method == "GET" and verb is None:
-                        served, _, _ = server._servable(name, version)
-                        ok = {"error_code": "OK", "error_message": ""}
-                        state = {"version": str(served), "state": "AVAILABLE", "status": ok}
-                        payload = {"model_version_status": [state]}
-                    elif method == "POST" and verb == ":predict":
-                        length = int(self.headers.get("Content-Length", 0))
-                        payload = server.rest_predict(name, version, self.rfile.read(length))
-                        payload = server.tampered("rest", "predict", payload)
-                    else:
-                        return self.reply(404, {"error": f"Malformed request: {method}"})
-                except FakeServingError as failure:
-                    status = 404 if failure.code == "NOT_FOUND" else 400
-                    return self.reply(status, {"error": str(failure)})
-                return self.reply(200, payload)
-
-            def do_GET(self):
-                self.handle_request("GET")
-
-            def do_POST(self):
-                self.handle_request("POST")
-
-        return Handler
-
-    def rest_predict(self, name, version, body: bytes) -> dict:
-        try:
-            request = json.loads(body)
-        except ValueError as error:
-            raise FakeServingError("INVALID_ARGUMENT", f"JSON Parse error: {error}") from None
-        signature = request.get("signature_name", "serving_default")
-        _, specs = self.signature_spec(name, version, signature)
-
-        def tensor(key, value):
-            if key not in specs:
-                raise FakeServingError("INVALID_ARGUMENT", f"Unknown input: {key}")
-            try:
-                return np.asarray(value, dtype=specs[key].dtype.as_numpy_dtype)
-            except (TypeError, ValueError) as error:
-                raise FakeServingError("INVALID_ARGUMENT", str(error)) from None
-
-        if ("instances" in request) == ("inputs" in request):
-            raise FakeServingError("INVALID_ARGUMENT", "Missing 'inputs' or 'instances' key")
-        if "instances" in request:
-            rows = request["instances"]
-            if len(specs) == 1:
-                inputs = {k: tensor(k, rows) for k in specs}
-            else:
-                inputs = {k: tensor(k, [row[k] for row in rows]) for k in specs}
-        else:
-            columns = request["inputs"]
-            if not isinstance(columns, dict):
-                columns = {next(iter(specs)): columns}
-            inputs = {k: tensor(k, v) for k, v in columns.items()}
-        outputs = self.predict("rest", name, version, signature, inputs)
-        if "instances" in request:
-            if len(outputs) == 1:
-                return {"predictions": next(iter(outputs.values())).tolist()}
-            count = len(next(iter(outputs.values())))
-            rows = [{k: v[i].tolist() for k, v in outputs.items()} for i in range(count)]
-            return {"predictions": rows}
-        if len(outputs) == 1:
-            return {"outputs": next(iter(outputs.values())).tolist()}
-        return {"outputs": {k: v.tolist() for k, v in outputs.items()}}
-
-    # ------------------------------------------------------------ gRPC
-    def grpc_servicer(self):
-        server = self
-
-        def abort(context, failure: FakeServingError):
-            code = getattr(grpc.StatusCode, failure.code)
-            context.abort(code, str(failure))
-
-        class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-            def Predict(self, request, context):  # noqa: N802 (gRPC's name)
-                spec = request.model_spec
-                version = spec.version.value if spec.HasField("version") else None
-                signature = spec.signature_name or "serving_default"
-                inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-                try:
-                    outputs = server.predict("grpc", spec.name, version, signature, inputs)
-                except FakeServingError as failure:
-                    abort(context, failure)
-                response = predict_pb2.PredictResponse()
-                response.model_spec.name = spec.name
-                response.model_spec.signature_name = signature
-                for key, value in outputs.items():
-                    response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
-                return server.tampered("grpc", "predict", response)
-
-            def GetModelMetadata(self, request, context):  # noqa: N802
-                spec = request.model_spec
-                version = spec.version.value if spec.HasField("version") else None
-                try:
-                    response = server.metadata("grpc", spec.name, version)
-                except FakeServingError as failure:
-                    abort(context, failure)
-                return server.tampered("grpc", "metadata", response)
-
-        return Servicer()
 
 
 @pytest.fixture(scope="module")
 def server(mnist_export):
-    fake = FakeModelServer(mnist_export)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), fake.rest_handler())
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        fake.grpc_servicer(), grpc_server
-    )
-    fake.grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
-    fake.rest_port = httpd.server_address[1]
-    grpc_server.start()
-    yield fake
-    grpc_server.stop(grace=None)
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(mnist_export) as fake:
+        yield fake
 
 
 @pytest.fixture(autouse=True)
 def fresh_log(request):
     if "server" in request.fixturenames:
-        server = request.getfixturevalue("server")
-        server.requests.clear()
-        server.delay = 0.0
-        server.tamper.clear()
-
-
-def client_for(server, protocol="rest", **kwargs) -> ServingClient:
-    kwargs.setdefault("timeout", 30)
-    return ServingClient(
-        "127.0.0.1",
-        protocol=protocol,
-        rest_port=server.rest_port,
-        grpc_port=server.grpc_port,
-        **kwargs,
-    )
+        request.getfixturevalue("server").reset()
 
 
 CLIENTS = [("rest", "columnar"), ("rest", "row"), ("grpc", "columnar")]

@@ -233,7 +233,7 @@ def test_constructor_rejects_invalid_values(name, value):
 def test_constructor_accepts_the_edges():
     client = ServingClient("::1", version=MAX_VERSION, data_shape=[28, np.int64(28)])
     assert client.version == MAX_VERSION and client.data_shape == (28, 28)
-    assert client._rest_url("decoder", ":predict") == (
+    assert client.transport.address("decoder", ":predict") == (
         f"http://[::1]:8501/v1/models/decoder/versions/{MAX_VERSION}:predict"
     )
     assert ServingClient("[::1]").host == "[::1]"

@@ -33,8 +33,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from keras_vae import serving
-from keras_vae.serving import ServingClient, ServingError
+from keras_vae.serving import ServingClient, ServingError, response_checks
 
 HUGE = [-1, 10**9, 1000]  # the issue's x_mean: 10**12 values per row
 SAFETY_BYTES = 64 * 2**20  # the most an endless body sends (a bound for a client without one)
@@ -201,8 +200,8 @@ def test_shapes_within_the_caps_are_used():
     """The caps refuse only what no export has: a 4096 x 4096 example and z of 65,536."""
     signatures = decoder_signatures([-1, 4096, 4096], latent_dim=65_536)
     with HostileServer(signatures) as server, server.client("rest") as client:
-        assert client._latent_dim(client._deadline()) == 65_536
-        assert client._decoded_shape(client._deadline()) == (4096, 4096)
+        assert client._shapes.latent(client._deadline()) == 65_536
+        assert client._shapes.decoded(client._deadline()) == (4096, 4096)
 
 
 # ---------------------------------------------------------------------- how much a response holds
@@ -211,7 +210,8 @@ def test_an_endless_body_is_cut_at_the_cap_derived_from_the_request():
         message, peak = refused_quickly(
             lambda: client.sample(4, seed=0), r"response is longer than \d+ bytes"
         )
-    limit = serving.REST_MIN_RESPONSE_BYTES + serving.REST_BYTES_PER_VALUE * (4 * 2 + 4 * 2 + 4)
+    per_value = response_checks.REST_BYTES_PER_VALUE
+    limit = response_checks.REST_MIN_RESPONSE_BYTES + per_value * (4 * 2 + 4 * 2 + 4)
     assert f"longer than {limit} bytes" in message, message
     assert peak < 2 * limit + SMALL_GROWTH, f"{peak / 2**20:.0f} MiB held"
 
@@ -220,7 +220,7 @@ def test_an_absolute_ceiling_bounds_even_shapes_the_caller_gave(monkeypatch):
     """Shapes from the constructor are trusted, yet a response never exceeds the ceiling
     (lowered here to 4 MiB so that the test holds little)."""
     ceiling = 4 * 2**20
-    monkeypatch.setattr(serving, "MAX_RESPONSE_BYTES", ceiling, raising=False)
+    monkeypatch.setattr(response_checks, "MAX_RESPONSE_BYTES", ceiling)
     with (
         HostileServer(decoder_signatures([-1, 2])) as server,
         server.client("rest", data_shape=(4096, 4096), latent_dim=2) as client,
@@ -230,13 +230,13 @@ def test_an_absolute_ceiling_bounds_even_shapes_the_caller_gave(monkeypatch):
         )
     assert peak < 2 * ceiling + SMALL_GROWTH, f"{peak / 2**20:.0f} MiB held"
     assert "fewer rows" in message, message
-    assert serving._response_limit({"x_mean": (10_000, 4096, 4096)}) == ceiling
+    assert response_checks.response_limit({"x_mean": (10_000, 4096, 4096)}) == ceiling
 
 
 def test_a_grpc_response_above_the_receive_cap_is_refused(monkeypatch):
     ceiling = 2**20
     # The channel reads the cap when it is made, by the first call below.
-    monkeypatch.setattr(serving, "MAX_RESPONSE_BYTES", ceiling, raising=False)
+    monkeypatch.setattr(response_checks, "MAX_RESPONSE_BYTES", ceiling)
     big = predict_pb2.PredictResponse()
     big.outputs["x_mean"].CopyFrom(tf.make_tensor_proto(np.zeros((4, 2**19), np.float32)))
     big.outputs["z"].CopyFrom(tf.make_tensor_proto(np.zeros((4, 2), np.float32)))

@@ -1,6 +1,6 @@
 """`ServingClient.score`, `.generate` and `.metadata` (issue 16, item 5) against the stand-in TF
-Serving of tests/test_serving.py (REST and gRPC), extended with TF Serving's model status API
-(REST ``GET /v1/models/NAME``, gRPC ``ModelService.GetModelStatus``).
+Serving of tests/serving_fakes.py (REST and gRPC, with TF Serving's model status API: REST
+``GET /v1/models/NAME``, gRPC ``ModelService.GetModelStatus``).
 
 The served models are tiny `tf.Module` SavedModels with the signatures `keras-vae export`
 writes (28x28 data and latent 20, as the serving README's curl examples assume) and closed-form
@@ -14,25 +14,17 @@ Like the exported ones, the stand-ins refuse non-finite x, out-of-range labels a
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import re
 import shutil
-import threading
 import time
-from concurrent import futures
+from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import readme_curl_lines, send_readme_curl
-from tensorflow_serving.apis import (
-    get_model_status_pb2,
-    model_service_pb2_grpc,
-    prediction_service_pb2_grpc,
-)
-from test_serving import REST_PATH, SERVING_DIR, FakeModelServer, FakeServingError
+from serving_fakes import client_for as fake_client
+from serving_fakes import serving, status_entry
 
 from keras_vae.serving import (
     SCORE_NAMES,
@@ -48,6 +40,7 @@ LATENT = 20
 K = 3  # classes of the conditional stand-ins
 CAP = 8  # rows per request the stand-ins accept (export.json's max_samples_per_request)
 THRESHOLD = -120.0  # the calibrated scorer: anomalous where log_likelihood < THRESHOLD
+SERVING_DIR = Path(__file__).resolve().parents[1] / "serving"
 BROKEN = "decoder version 3 failed to load: Not found: saved_model.pb"
 W = np.random.default_rng(0).normal(0, 0.3, (LATENT, 28 * 28)).astype(np.float32)
 
@@ -171,107 +164,8 @@ class Encoder(tf.Module):
         return {"serving_default": encode.get_concrete_function()}
 
 
-def _status_entry(version: int, state: str, code: int = 0, message: str = ""):
-    entry = get_model_status_pb2.ModelVersionStatus(version=version)
-    entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(state)
-    entry.status.error_code = code
-    entry.status.error_message = message
-    return entry
-
-
-class StandIn(FakeModelServer):
-    """FakeModelServer plus the model status API: every exported version AVAILABLE, and
-    decoder version 3, which failed to load (END, with its error), as TF Serving reports it."""
-
-    failed = {"decoder": _status_entry(3, "END", 5, BROKEN)}  # 5: NOT_FOUND
-
-    def status(self, protocol, name, version):
-        self.requests.append((protocol, "status", name))
-        time.sleep(self.delay)
-        if version is None:
-            self._servable(name, None)  # NOT_FOUND for a model not served
-            base = self.export_dir / name
-            versions = sorted(int(p.name) for p in base.iterdir() if p.name.isdigit())
-        else:
-            versions = [self._servable(name, version)[0]]
-        response = get_model_status_pb2.GetModelStatusResponse()
-        for number in versions:
-            response.model_version_status.append(_status_entry(number, "AVAILABLE"))
-        if version is None and name in self.failed:
-            response.model_version_status.append(self.failed[name])
-        return response
-
-    def rest_handler(self):
-        base, server = super().rest_handler(), self
-
-        class Handler(base):
-            def do_GET(self):  # noqa: N802 (http.server's name)
-                match = REST_PATH.match(self.path)
-                if not match or match["verb"] is not None:
-                    return super().do_GET()
-                version = int(match["version"]) if match["version"] else None
-                try:
-                    response = server.status("rest", match["name"], version)
-                except FakeServingError as failure:
-                    return self.reply(404, {"error": str(failure)})
-                # TF Serving's REST layout: every field, enums by name, versions as strings.
-                states = get_model_status_pb2.ModelVersionStatus.State
-                codes = {0: "OK", 5: "NOT_FOUND"}
-                rows = [
-                    {
-                        "version": str(entry.version),
-                        "state": states.Name(entry.state),
-                        "status": {
-                            "error_code": codes[entry.status.error_code],
-                            "error_message": entry.status.error_message,
-                        },
-                    }
-                    for entry in response.model_version_status
-                ]
-                return self.reply(200, {"model_version_status": rows})
-
-        return Handler
-
-    def model_servicer(self):
-        server = self
-
-        class Servicer(model_service_pb2_grpc.ModelServiceServicer):
-            def GetModelStatus(self, request, context):  # noqa: N802 (gRPC's name)
-                spec = request.model_spec
-                version = spec.version.value if spec.HasField("version") else None
-                try:
-                    return server.status("grpc", spec.name, version)
-                except FakeServingError as failure:
-                    context.abort(getattr(grpc.StatusCode, failure.code), str(failure))
-
-        return Servicer()
-
-
 def save(module, folder) -> None:
     tf.saved_model.save(module, str(folder), signatures=module.signatures())
-
-
-@contextlib.contextmanager
-def serving(folder):
-    """A `StandIn` over `folder`'s models, answering REST and gRPC on 127.0.0.1."""
-    fake = StandIn(folder)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), fake.rest_handler())
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        fake.grpc_servicer(), grpc_server
-    )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(fake.model_servicer(), grpc_server)
-    fake.grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
-    fake.rest_port = httpd.server_address[1]
-    grpc_server.start()
-    try:
-        yield fake
-    finally:
-        grpc_server.stop(grace=None)
-        httpd.shutdown()
-        httpd.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -283,30 +177,22 @@ def server(tmp_path_factory):
     shutil.copytree(folder / "decoder" / "1", folder / "decoder" / "2")
     save(Decoder(conditional=True), folder / "cdecoder" / "1")
     save(Encoder(), folder / "encoder" / "1")
-    with serving(folder) as fake:
+    # Decoder version 3 failed to load (END, with its error), as TF Serving reports it.
+    with serving(folder, failed={"decoder": status_entry(3, "END", 5, BROKEN)}) as fake:
         yield fake
 
 
 @pytest.fixture(autouse=True)
 def fresh_log(server):
-    server.requests.clear()
-    server.delay = 0.0
-    server.tamper.clear()
+    server.reset()
 
 
 def client_for(server, protocol="rest", rest_format="columnar", **kwargs) -> ServingClient:
-    kwargs.setdefault("timeout", 30)
+    """The stand-ins' client: their shapes and cap unless given."""
     kwargs.setdefault("data_shape", DATA_SHAPE)
     kwargs.setdefault("latent_dim", LATENT)
     kwargs.setdefault("max_samples_per_request", CAP)
-    return ServingClient(
-        "127.0.0.1",
-        protocol=protocol,
-        rest_port=server.rest_port,
-        grpc_port=server.grpc_port,
-        rest_format=rest_format,
-        **kwargs,
-    )
+    return fake_client(server, protocol, rest_format=rest_format, **kwargs)
 
 
 CLIENTS = {"rest-columnar": ("rest", "columnar"), "rest-row": ("rest", "row"), "grpc": ("grpc",)}
