@@ -102,7 +102,7 @@ def replica_gradients(
 def tflite_schema() -> ModuleType:
     """The Python flatbuffer bindings of the TFLite schema (`ModelT`, `BuiltinOperator`).
 
-    Why: `keras_vae.export.tflite.operators` lists the operators of a converted model to
+    Why: `keras_vae.export.litert_checks.operators` lists the operators of a converted model to
     refuse Flex and custom ops; neither TensorFlow nor LiteRT has a public call that returns
     them (`tf.lite.experimental.Analyzer` only prints), and the bindings TensorFlow ships
     sit in `tensorflow.lite.python`, outside its public API.

@@ -6,43 +6,51 @@ records ``num_classes``; the serving client's label arguments.
 Two tiny models (8x8 inputs, latent 2, 3 classes) with random weights, so the label changes
 every output (asserted first): gaussian + N(0, I), and iaf + VampPrior (whose pseudo-input k
 has label k mod 3). One real conditional run on the bundled digits (10 classes, one epoch)
-goes through `export_run(..., tflite=True)`, then a stand-in TF Serving (tests/test_serving.py)
+goes through `export_run(..., tflite=True)`, then a stand-in TF Serving (tests/serving_fakes.py)
 for the client and the serving README's conditional curl.
 """
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
 import shlex
-import threading
-from concurrent import futures
 from pathlib import Path
 
-import grpc
 import keras
 import numpy as np
 import pytest
 import requests
 import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 from helpers import (
-    TENSORFLOW_ONLY_PRELUDE,
     load_saved_models,
-    run_python,
-    train_run,
     write_checked_exports,
 )
-from tensorflow_serving.apis import prediction_service_pb2_grpc
-from test_serving import FakeModelServer
+from model_factory import (
+    CLIENT_PROTOCOLS,
+    assert_pure_tensorflow_close,
+    assert_scaled_close,
+    interpreters,
+    run_in_pure_tensorflow,
+    signature_io,
+    small_model,
+    trained_export,
+)
+from serving_fakes import client_for as fake_client
+from serving_fakes import serving
 
-from keras_vae.export import ExportError, export_run, saved_model, saved_model_signatures
-from keras_vae.export import tflite as litert
+from keras_vae.export import (
+    ExportError,
+    export_run,
+    litert_checks,
+    litert_models,
+    litert_ops,
+    saved_model,
+    saved_model_checks,
+)
 from keras_vae.export.export_utils import bad_labels
 from keras_vae.model import VAE
 from keras_vae.parts.priors import sample_from_noise
-from keras_vae.run_dir import load_model
 from keras_vae.serving import ServingClient, ServingError
 
 TOL = 1e-5
@@ -50,7 +58,7 @@ DATA_SHAPE = (8, 8)
 LATENT = 2
 K = 3
 MODELS = {"gaussian-normal": ("gaussian", "normal"), "iaf-vamp": ("iaf", "vamp")}
-FILES = tuple(litert.VARIANTS)
+FILES = tuple(litert_models.VARIANTS)
 # x_mean of the quantized files (their decoder weights); z and component are exact in all.
 X_MEAN_TOLERANCE = {
     "decoder.tflite": TOL,
@@ -62,24 +70,20 @@ SERVING_README = Path(__file__).resolve().parents[1] / "serving" / "README.md"
 
 
 def conditional_model(name: str, seed: int) -> VAE:
-    """A tiny conditional VAE with every weight random (a fresh IAF is the identity and fresh
-    biases are 0: random values make the flow, the prior and the label all matter)."""
+    """A tiny conditional VAE with every weight random (`small_model(randomize="all")`: a fresh
+    IAF is the identity and fresh biases are 0; random values make the flow, the prior and the
+    label all matter)."""
     posterior, prior = MODELS[name]
-    kwargs = {"data_shape": DATA_SHAPE, "latent_dim": LATENT, "hidden_units": (8,)}
-    if posterior == "iaf":
-        kwargs.update(posterior="iaf", flow_steps=1, flow_hidden_units=(8,))
-    if prior != "normal":
-        kwargs.update(prior=prior, prior_components=3)
-    vae = VAE(num_classes=K, **kwargs)
-    rng = np.random.default_rng(seed)
-    parts = (vae.encoder, vae.decoder, vae.posterior_layer, vae.prior_layer)
-    for weight in [w for part in parts for w in part.weights]:
-        if "pseudo_inputs" in weight.path:
-            value = rng.uniform(0, 1, weight.shape)
-        else:
-            value = rng.normal(0, 0.5, weight.shape)
-        weight.assign(value.astype(np.float32))
-    return vae
+    return small_model(
+        posterior,
+        prior,
+        True,
+        seed,
+        latent_dim=LATENT,
+        num_classes=K,
+        flow_steps=1,
+        randomize="all",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +110,7 @@ def real_export(tmp_path_factory):
         "training": {"epochs": 1, "batch_size": 64, "jit_compile": False},
         "runtime": {"seed": 5},
     }
-    run_dir = train_run(folder, config)
-    export_run(run_dir, folder / "export", tflite=True)
-    return load_model(run_dir), folder / "export"
+    return trained_export(folder, config)
 
 
 def inputs(seed: int, batch: int):
@@ -158,73 +160,61 @@ def keras_outputs(model, x, labels, noise, z) -> dict[str, np.ndarray]:
     }
 
 
-def assert_scaled_close(got, expected, err_msg: str = "") -> None:
-    expected = np.asarray(expected)
-    atol = saved_model.scaled_tolerance(expected)
-    np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=atol, err_msg=err_msg)
-
-
 # ---------------------------------------------------------------------------- the label bites
-def test_the_label_changes_every_output(exported):
+@pytest.mark.parametrize("name", MODELS)
+def test_the_label_changes_every_output(exported, name):
     """Another label moves z_mean, z_stddev and x_mean by far more than the 1e-5 the checks
     allow, so an export that dropped or mixed up the label fails them."""
     x, labels, _, z = inputs(0, 4)
-    for name, (model, _) in exported.items():
-        other = (labels + 1) % K
-        for a, b in zip(model.encode(x, labels), model.encode(x, other)):
-            assert np.abs(np.asarray(a) - np.asarray(b)).mean() > 1e-2, name
-        moved = np.abs(np.asarray(model.decode(z, labels)) - np.asarray(model.decode(z, other)))
-        assert moved.mean() > 1e-2, name
+    model, _ = exported[name]
+    other = (labels + 1) % K
+    for a, b in zip(model.encode(x, labels), model.encode(x, other)):
+        assert np.abs(np.asarray(a) - np.asarray(b)).mean() > 1e-2, name
+    moved = np.abs(np.asarray(model.decode(z, labels)) - np.asarray(model.decode(z, other)))
+    assert moved.mean() > 1e-2, name
 
 
 # ---------------------------------------------------------------------------- SavedModels
-def signature_io(path):
-    return {
-        key: {part: value[part] for part in ("inputs", "outputs")}
-        for key, value in saved_model_signatures(path).items()
-    }
-
-
-def test_signatures_take_the_label(exported):
+@pytest.mark.parametrize("name", MODELS)
+def test_signatures_take_the_label(exported, name):
     f32, label = "float32", {"dtype": "int32", "shape": [-1]}
     latent = {"dtype": f32, "shape": [-1, LATENT]}
     x = {"dtype": f32, "shape": [-1, *DATA_SHAPE]}
-    for name, (_, folder) in exported.items():
-        encoder = signature_io(folder / "encoder" / "1")
-        assert encoder["serving_default"]["inputs"] == {"x": x, "label": label}
-        assert encoder["serving_default"]["outputs"] == {"z_mean": latent, "z_stddev": latent}
-        assert encoder["posterior_sample"]["inputs"] == {"x": x, "label": label, "noise": latent}
-        decoder = signature_io(folder / "decoder" / "1")
-        assert sorted(decoder) == ["generate", "sample", "serving_default"]
-        assert decoder["serving_default"]["inputs"] == {"z": latent, "label": label}
-        assert decoder["sample"]["inputs"] == {
-            "label": label,
-            "seed": {"dtype": "int64", "shape": [-1]},  # batched: TF Serving can merge them
+    _, folder = exported[name]
+    encoder = signature_io(folder / "encoder" / "1")
+    assert encoder["serving_default"]["inputs"] == {"x": x, "label": label}
+    assert encoder["serving_default"]["outputs"] == {"z_mean": latent, "z_stddev": latent}
+    assert encoder["posterior_sample"]["inputs"] == {"x": x, "label": label, "noise": latent}
+    decoder = signature_io(folder / "decoder" / "1")
+    assert sorted(decoder) == ["generate", "sample", "serving_default"]
+    assert decoder["serving_default"]["inputs"] == {"z": latent, "label": label}
+    assert decoder["sample"]["inputs"] == {
+        "label": label,
+        "seed": {"dtype": "int64", "shape": [-1]},  # batched: TF Serving can merge them
+    }
+    outputs = decoder["sample"]["outputs"]
+    assert outputs.pop("z") == latent
+    assert outputs.pop("x_mean") == {"dtype": f32, "shape": [-1, *DATA_SHAPE]}
+    if name == "iaf-vamp":
+        assert outputs.pop("component") == label
+    assert outputs == {}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_saved_models_equal_keras(exported, loaded, name):
+    model, _ = exported[name]
+    for batch in (1, 5):
+        x, labels, noise, z = inputs(batch, batch)
+        expected = keras_outputs(model, x, labels, noise, z)
+        feeds = {
+            ("encoder", "serving_default"): {"x": x, "label": labels},
+            ("encoder", "posterior_sample"): {"x": x, "label": labels, "noise": noise},
+            ("decoder", "serving_default"): {"z": z, "label": labels},
         }
-        outputs = decoder["sample"]["outputs"]
-        assert outputs.pop("z") == latent
-        assert outputs.pop("x_mean") == {"dtype": f32, "shape": [-1, *DATA_SHAPE]}
-        if name == "iaf-vamp":
-            assert outputs.pop("component") == label
-        assert outputs == {}
-
-
-def test_saved_models_equal_keras(exported, loaded):
-    for name, (model, _) in exported.items():
-        for batch in (1, 5):
-            x, labels, noise, z = inputs(batch, batch)
-            expected = keras_outputs(model, x, labels, noise, z)
-            feeds = {
-                ("encoder", "serving_default"): {"x": x, "label": labels},
-                ("encoder", "posterior_sample"): {"x": x, "label": labels, "noise": noise},
-                ("decoder", "serving_default"): {"z": z, "label": labels},
-            }
-            for (part, key), feed in feeds.items():
-                got = loaded[name][part].signatures[key](
-                    **{k: tf.constant(v) for k, v in feed.items()}
-                )
-                for output, value in got.items():
-                    assert_scaled_close(value, expected[f"{key}/{output}"], f"{name} {key}")
+        for (part, key), feed in feeds.items():
+            got = loaded[name][part].signatures[key](**{k: tf.constant(v) for k, v in feed.items()})
+            for output, value in got.items():
+                assert_scaled_close(value, expected[f"{key}/{output}"], f"{name} {key}")
 
 
 SEEDS = np.array([-(2**63), 2**63 - 1, -1, 0, 1, 12345678901234], np.int64)
@@ -247,36 +237,37 @@ def run_sample(signature, labels, seeds) -> dict[str, np.ndarray]:
     return {key: value.numpy() for key, value in out.items()}
 
 
-def test_sample_is_a_pure_function_of_each_rows_label_and_seed(exported, loaded):
+@pytest.mark.parametrize("name", MODELS)
+def test_sample_is_a_pure_function_of_each_rows_label_and_seed(exported, loaded, name):
     """Rows of (label, seed) over the whole int64 range equal the Keras model's, twice
     bit-identically; [r1, r2] equals [r1] and [r2] run apart, a row of a batch of 5 equals
     itself alone, one seed gives one z whatever the label, and the rows differ."""
     labels = np.array([0, 1, 2, 2, 0, 1], np.int32)
-    for name, (model, _) in exported.items():
-        sample = loaded[name]["decoder"].signatures["sample"]
-        got = run_sample(sample, labels, SEEDS)
-        expected = keras_sample(model, labels, SEEDS)
-        assert sorted(got) == sorted(expected)
-        for key, value in expected.items():
-            np.testing.assert_allclose(got[key], value, rtol=0, atol=TOL, err_msg=f"{name} {key}")
-        if model.prior_name == "normal":
-            np.testing.assert_array_equal(got["z"], expected["z"])  # z = eps, bit for bit
-        again = run_sample(sample, labels, SEEDS)
-        for key, value in got.items():
-            np.testing.assert_array_equal(again[key], value)
-        assert len({tuple(row) for row in got["z"]}) == len(SEEDS)  # every int64 seed its own
-        pair = run_sample(sample, labels[:2], SEEDS[:2])
-        for i in range(2):
-            alone = run_sample(sample, labels[i : i + 1], SEEDS[i : i + 1])
-            assert_same_rows(alone, {key: value[i : i + 1] for key, value in pair.items()})
-        five = run_sample(sample, labels[1:], SEEDS[1:])
-        alone = run_sample(sample, labels[3:4], SEEDS[3:4])
-        assert_same_rows(alone, {key: value[2:3] for key, value in five.items()})
-        assert_same_rows(five, {key: value[1:] for key, value in got.items()})
-        # One seed, three labels: the same z (style), three different images (class).
-        same = run_sample(sample, np.arange(K, dtype=np.int32), np.full(K, 7, np.int64))
-        np.testing.assert_array_equal(same["z"], np.repeat(same["z"][:1], K, axis=0))
-        assert np.abs(same["x_mean"][0] - same["x_mean"][1]).mean() > 1e-2
+    model, _ = exported[name]
+    sample = loaded[name]["decoder"].signatures["sample"]
+    got = run_sample(sample, labels, SEEDS)
+    expected = keras_sample(model, labels, SEEDS)
+    assert sorted(got) == sorted(expected)
+    for key, value in expected.items():
+        np.testing.assert_allclose(got[key], value, rtol=0, atol=TOL, err_msg=f"{name} {key}")
+    if model.prior_name == "normal":
+        np.testing.assert_array_equal(got["z"], expected["z"])  # z = eps, bit for bit
+    again = run_sample(sample, labels, SEEDS)
+    for key, value in got.items():
+        np.testing.assert_array_equal(again[key], value)
+    assert len({tuple(row) for row in got["z"]}) == len(SEEDS)  # every int64 seed its own
+    pair = run_sample(sample, labels[:2], SEEDS[:2])
+    for i in range(2):
+        alone = run_sample(sample, labels[i : i + 1], SEEDS[i : i + 1])
+        assert_same_rows(alone, {key: value[i : i + 1] for key, value in pair.items()})
+    five = run_sample(sample, labels[1:], SEEDS[1:])
+    alone = run_sample(sample, labels[3:4], SEEDS[3:4])
+    assert_same_rows(alone, {key: value[2:3] for key, value in five.items()})
+    assert_same_rows(five, {key: value[1:] for key, value in got.items()})
+    # One seed, three labels: the same z (style), three different images (class).
+    same = run_sample(sample, np.arange(K, dtype=np.int32), np.full(K, 7, np.int64))
+    np.testing.assert_array_equal(same["z"], np.repeat(same["z"][:1], K, axis=0))
+    assert np.abs(same["x_mean"][0] - same["x_mean"][1]).mean() > 1e-2
 
 
 def test_sample_can_be_empty_and_is_capped(loaded):
@@ -352,61 +343,7 @@ def test_the_export_checks_refuse_a_decoder_that_swaps_labels(exported, tmp_path
             weight.assign(value)
     saved_model.write_decoder(other, tmp_path / "decoder", max_samples=MAX_SAMPLES)
     with pytest.raises(ExportError, match="differs from the Keras model"):
-        saved_model.check_decoder(model, tmp_path / "decoder", max_samples=MAX_SAMPLES)
-
-
-# Runs in a fresh interpreter that cannot import keras_vae: what TF Serving or any user gets.
-PURE_TF_SCRIPT = (
-    TENSORFLOW_ONLY_PRELUDE
-    + r"""
-import json
-
-import numpy as np
-import tensorflow as tf
-
-folders, inputs, results = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-data = np.load(inputs)
-feeds = {
-    ("encoder", "serving_default"): {"x": data["x"], "label": data["label"]},
-    ("encoder", "posterior_sample"): {
-        "x": data["x"], "label": data["label"], "noise": data["noise"]
-    },
-    ("decoder", "serving_default"): {"z": data["z"], "label": data["label"]},
-    ("decoder", "sample"): {"label": data["label"], "seed": data["seed"]},
-}
-
-
-def run_signature_def(path, key, feed):
-    # TF Serving's path: a Session fed and fetched through the SignatureDef's tensor names.
-    with tf.compat.v1.Graph().as_default(), tf.compat.v1.Session() as sess:
-        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
-        signature = meta.signature_def[key]
-        fetch = {k: v.name for k, v in signature.outputs.items()}
-        return sess.run(fetch, {signature.inputs[k].name: v for k, v in feed.items()})
-
-
-out = {}
-for name, folder in folders.items():
-    for (part, key), feed in feeds.items():
-        path = folder + "/" + part + "/1"
-        function = tf.saved_model.load(path).signatures[key]
-        eager = function(**{k: tf.constant(v) for k, v in feed.items()})
-        for output, value in eager.items():
-            out[f"{name}/{key}/{output}"] = value.numpy()
-        for output, value in run_signature_def(path, key, feed).items():
-            out[f"session/{name}/{key}/{output}"] = value
-    bad = dict(feeds[("decoder", "sample")], label=np.full(len(data["label"]), 10**6, np.int32))
-    try:
-        tf.saved_model.load(folder + "/decoder/1").signatures["sample"](
-            **{k: tf.constant(v) for k, v in bad.items()}
-        )
-    except tf.errors.InvalidArgumentError as error:
-        out[f"refused/{name}"] = np.array("num_classes" in str(error))
-assert "keras_vae" not in sys.modules
-np.savez(results, **out)
-print("ok")
-"""
-)
+        saved_model_checks.check_decoder(model, tmp_path / "decoder", max_samples=MAX_SAMPLES)
 
 
 @pytest.mark.slow
@@ -422,72 +359,58 @@ def test_a_process_with_only_tensorflow_runs_every_conditional_signature(
     models["run"] = real_export[0]
     x, labels, noise, z = inputs(99, 5)
     seeds = SEEDS[:5]
-    np.savez(tmp_path / "in.npz", x=x, label=labels, noise=noise, z=z, seed=seeds)
-    done = run_python(
-        PURE_TF_SCRIPT, json.dumps(folders), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = np.load(tmp_path / "out.npz")
+    feed = {"x": x, "label": labels, "noise": noise, "z": z, "seed": seeds}
+    got = run_in_pure_tensorflow(folders, feed, tmp_path)
     for name, model in models.items():
         expected = keras_outputs(model, x, labels, noise, z)
         expected.update({f"sample/{k}": v for k, v in keras_sample(model, labels, seeds).items()})
-        for prefix in ("", "session/"):
-            outputs = {
-                key[len(prefix + name) + 1 :]: got[key]
-                for key in got.files
-                if key.startswith(f"{prefix}{name}/")
-            }
-            assert sorted(outputs) == sorted(expected), (prefix, name)
-            for key, value in expected.items():
-                assert_scaled_close(outputs[key], value, err_msg=f"{prefix}{name}/{key}")
+        assert_pure_tensorflow_close(got, name, expected)
         assert bool(got[f"refused/{name}"]), name
 
 
 # ---------------------------------------------------------------------------- LiteRT
-def interpreters(folder) -> dict[str, Interpreter]:
-    return {name: Interpreter(model_path=str(folder / "tflite" / name)) for name in FILES}
+@pytest.mark.parametrize("name", MODELS)
+def test_tflite_files_use_builtin_ops_only_and_take_the_label(exported, name):
+    _, folder = exported[name]
+    for file_name in FILES:
+        content = (folder / "tflite" / file_name).read_bytes()
+        ops = litert_checks.operators(content)  # ExportError on any custom or Flex op
+        assert {"GATHER", "WHERE", "ONE_HOT"} <= set(ops), (name, file_name, ops)
+        signatures = litert_checks.describe_signatures(litert_checks.interpreter(content))
+        label = {"dtype": "int32", "shape": [-1]}
+        assert signatures["decode"]["inputs"]["label"] == label
+        assert signatures["sample"]["inputs"]["label"] == label
+        expected = ["label", "noise"] + (["uniform"] if name == "iaf-vamp" else [])
+        assert sorted(signatures["sample"]["inputs"]) == expected
 
 
-def test_tflite_files_use_builtin_ops_only_and_take_the_label(exported):
-    for name, (_, folder) in exported.items():
-        for file_name in FILES:
-            content = (folder / "tflite" / file_name).read_bytes()
-            ops = litert.operators(content)  # ExportError on any custom or Flex op
-            assert {"GATHER", "WHERE", "ONE_HOT"} <= set(ops), (name, file_name, ops)
-            signatures = litert.describe_signatures(litert.interpreter(content))
-            label = {"dtype": "int32", "shape": [-1]}
-            assert signatures["decode"]["inputs"]["label"] == label
-            assert signatures["sample"]["inputs"]["label"] == label
-            expected = ["label", "noise"] + (["uniform"] if name == "iaf-vamp" else [])
-            assert sorted(signatures["sample"]["inputs"]) == expected
-
-
-def test_tflite_equals_the_saved_model(exported, loaded):
+@pytest.mark.parametrize("name", MODELS)
+def test_tflite_equals_the_saved_model(exported, loaded, name):
     """LiteRT ``sample`` on the SavedModel's per-row eps (and u) with the same labels gives the
     SavedModel's ``sample``: z and component exactly in every file, x_mean to 1e-5 in the
     float32 file; ``decode`` likewise against ``serving_default`` and Keras."""
     labels = np.array([0, 1, 2, 2, 1, 0], np.int32)
     eps, u = row_draws(SEEDS)
-    for name, (model, folder) in exported.items():
-        signatures = loaded[name]["decoder"].signatures
-        served = run_sample(signatures["sample"], labels, SEEDS)
-        decoded = signatures["serving_default"](z=tf.constant(eps), label=tf.constant(labels))
-        decoded = decoded["x_mean"].numpy()
-        np.testing.assert_allclose(decoded, model.decode(eps, labels), rtol=0, atol=TOL)
-        for file_name, interp in interpreters(folder).items():
-            tolerance = X_MEAN_TOLERANCE[file_name]
-            runner = interp.get_signature_runner("sample")
-            feed = {"noise": eps, "label": labels}
-            if name == "iaf-vamp":
-                feed["uniform"] = u
-            got = runner(**feed)
-            assert sorted(got) == sorted(served), file_name
-            if "component" in got:
-                np.testing.assert_array_equal(got["component"], served["component"])
-            np.testing.assert_allclose(got["z"], served["z"], rtol=0, atol=TOL)
-            np.testing.assert_allclose(got["x_mean"], served["x_mean"], rtol=0, atol=tolerance)
-            from_decode = interp.get_signature_runner("decode")(z=eps, label=labels)["x_mean"]
-            np.testing.assert_allclose(from_decode, decoded, rtol=0, atol=tolerance)
+    model, folder = exported[name]
+    signatures = loaded[name]["decoder"].signatures
+    served = run_sample(signatures["sample"], labels, SEEDS)
+    decoded = signatures["serving_default"](z=tf.constant(eps), label=tf.constant(labels))
+    decoded = decoded["x_mean"].numpy()
+    np.testing.assert_allclose(decoded, model.decode(eps, labels), rtol=0, atol=TOL)
+    for file_name, interp in interpreters(folder).items():
+        tolerance = X_MEAN_TOLERANCE[file_name]
+        runner = interp.get_signature_runner("sample")
+        feed = {"noise": eps, "label": labels}
+        if name == "iaf-vamp":
+            feed["uniform"] = u
+        got = runner(**feed)
+        assert sorted(got) == sorted(served), file_name
+        if "component" in got:
+            np.testing.assert_array_equal(got["component"], served["component"])
+        np.testing.assert_allclose(got["z"], served["z"], rtol=0, atol=TOL)
+        np.testing.assert_allclose(got["x_mean"], served["x_mean"], rtol=0, atol=tolerance)
+        from_decode = interp.get_signature_runner("decode")(z=eps, label=labels)["x_mean"]
+        np.testing.assert_allclose(from_decode, decoded, rtol=0, atol=tolerance)
 
 
 def test_tflite_refuses_out_of_range_labels_and_recovers(exported):
@@ -506,14 +429,16 @@ def test_tflite_refuses_out_of_range_labels_and_recovers(exported):
             with pytest.raises((RuntimeError, ValueError), match="GATHER|gather"):
                 sample(noise=eps, label=labels, uniform=u)
             assert decode(z=eps, label=good)["x_mean"].shape == (4, *DATA_SHAPE)
-        for shape in litert.wrong_uniform_shapes(4):
+        for shape in litert_checks.wrong_uniform_shapes(4):
             with pytest.raises(RuntimeError, match="RESHAPE|GATHER"):
                 decode(z=eps, label=np.zeros(shape, np.int32))
-        refused = litert.check_rejects_wrong_rank(interp, LATENT, file_name, K)
-        label_cases = len(litert.wrong_uniform_shapes()) + len(bad_labels(K))
-        latent_cases = len(litert.wrong_latent_shapes(LATENT))
+        refused = litert_checks.check_rejects_wrong_rank(interp, LATENT, file_name, K)
+        label_cases = len(litert_checks.wrong_uniform_shapes()) + len(bad_labels(K))
+        latent_cases = len(litert_checks.wrong_latent_shapes(LATENT))
         # decode: z and label; sample: noise, label and uniform.
-        assert refused == 2 * (latent_cases + label_cases) + len(litert.wrong_uniform_shapes())
+        assert refused == 2 * (latent_cases + label_cases) + len(
+            litert_checks.wrong_uniform_shapes()
+        )
         assert sample(noise=eps, label=good, uniform=u)["z"].shape == (4, LATENT)
 
 
@@ -523,8 +448,8 @@ def test_a_tflite_decoder_without_the_label_guard_never_passes(exported, tmp_pat
     model, _ = exported["gaussian-normal"]
 
     def decode(z, label):
-        z = litert.exact_latents(z, LATENT)
-        label = litert.exact_uniform(label, tf.shape(z)[0])  # rank and rows, not the range
+        z = litert_ops.exact_latents(z, LATENT)
+        label = litert_ops.exact_uniform(label, tf.shape(z)[0])  # rank and rows, not the range
         return {"x_mean": model.decode(z, label, training=False)}
 
     archive = keras.export.ExportArchive()
@@ -538,14 +463,14 @@ def test_a_tflite_decoder_without_the_label_guard_never_passes(exported, tmp_pat
     converter = tf.lite.TFLiteConverter.from_saved_model(
         str(tmp_path / "unguarded"), signature_keys=["decode"]
     )
-    interp = litert.interpreter(converter.convert())
+    interp = litert_checks.interpreter(converter.convert())
     z = np.zeros((2, LATENT), np.float32)
     ran = interp.get_signature_runner("decode")(z=z, label=np.array([0, K], np.int32))
     assert ran["x_mean"].shape == (2, *DATA_SHAPE)  # what the guard exists to stop
     with pytest.raises(ExportError, match=r"ran on label values .* in \[0, 3\)"):
-        litert.check_rejects_wrong_rank(interp, LATENT, num_classes=K)
+        litert_checks.check_rejects_wrong_rank(interp, LATENT, num_classes=K)
     with pytest.raises(ValueError, match="pass num_classes"):
-        litert.check_rejects_wrong_rank(interp, LATENT)
+        litert_checks.check_rejects_wrong_rank(interp, LATENT)
 
 
 # ---------------------------------------------------------------------------- a real run
@@ -569,7 +494,9 @@ def test_a_real_conditional_run_exports_with_num_classes(real_export):
         entry = record["tflite"]["files"][name]
         assert entry["signatures"]["decode"]["inputs"]["label"] == label
         assert entry["signatures"]["sample"]["inputs"]["label"] == label
-        per_signature = len(litert.wrong_latent_shapes(LATENT)) + len(litert.wrong_uniform_shapes())
+        per_signature = len(litert_checks.wrong_latent_shapes(LATENT)) + len(
+            litert_checks.wrong_uniform_shapes()
+        )
         assert entry["wrong_shapes_refused"] == 2 * (per_signature + len(bad_labels(10)))
     assert "labels spread over [0, 10)" in record["tflite"]["checked_on"]
     # One image per class: the trained decoder tells the classes apart.
@@ -594,41 +521,16 @@ def test_an_unconditional_export_json_has_no_num_classes(tiny_run_dir, tmp_path)
 # ---------------------------------------------------------------------------- the client
 @pytest.fixture(scope="module")
 def server(real_export):
-    """A `FakeModelServer` (tests/test_serving.py) on the real conditional export."""
-    fake = FakeModelServer(real_export[1])
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), fake.rest_handler())
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        fake.grpc_servicer(), grpc_server
-    )
-    fake.grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
-    fake.rest_port = httpd.server_address[1]
-    grpc_server.start()
-    yield fake
-    grpc_server.stop(grace=None)
-    httpd.shutdown()
-    httpd.server_close()
+    """A `FakeModelServer` (tests/serving_fakes.py) on the real conditional export."""
+    with serving(real_export[1]) as fake:
+        yield fake
 
 
 def client_for(server, protocol="rest", **kwargs) -> ServingClient:
-    return ServingClient.from_export(
-        server.export_dir,
-        "127.0.0.1",
-        protocol=protocol,
-        rest_port=server.rest_port,
-        grpc_port=server.grpc_port,
-        timeout=30,
-        **kwargs,
-    )
+    return fake_client(server, protocol, from_export=True, **kwargs)
 
 
-@pytest.mark.parametrize(
-    "protocol, rest_format",
-    [("rest", "columnar"), ("rest", "row"), ("grpc", "columnar")],
-    ids=["rest-columnar", "rest-row", "grpc"],
-)
+@CLIENT_PROTOCOLS
 def test_client_calls_with_labels_equal_keras(real_export, server, protocol, rest_format):
     model, _ = real_export
     rng = np.random.default_rng(8)

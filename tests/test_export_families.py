@@ -11,35 +11,41 @@ steps) goes through `export_run`.
 
 from __future__ import annotations
 
-import http.server
+import contextlib
 import json
 import re
-import threading
-from concurrent import futures
 
-import grpc
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 from helpers import (
-    TENSORFLOW_ONLY_PRELUDE,
     load_saved_models,
-    run_python,
-    train_run,
     write_checked_exports,
 )
+from model_factory import (
+    CLIENT_PROTOCOLS,
+    assert_pure_tensorflow_close,
+    assert_scaled_close,
+    interpreters,
+    run_in_pure_tensorflow,
+    signature_io,
+    small_model,
+    trained_export,
+)
 from scipy import stats
-from tensorflow_serving.apis import prediction_service_pb2_grpc
-from test_serving import FakeModelServer
+from serving_fakes import client_for, serving
 
-from keras_vae.export import ExportError, export_run, saved_model
-from keras_vae.export import tflite as litert
+from keras_vae.export import (
+    ExportError,
+    litert_checks,
+    litert_models,
+    litert_ops,
+)
+from keras_vae.export.prior_draws import baked_prior
 from keras_vae.model import VAE
 from keras_vae.parts.priors import sample_from_noise
-from keras_vae.run_dir import load_model
-from keras_vae.serving import ServingClient, ServingError
+from keras_vae.serving import ServingError
 
 TOL = 1e-5
 DATA_SHAPE = (8, 8)
@@ -52,7 +58,7 @@ FAMILIES = {  # name: (posterior, prior)
     "iaf-mixture": ("iaf", "mixture"),
 }
 MIXTURES = ["gaussian-vamp", "iaf-mixture"]
-FILES = tuple(litert.VARIANTS)
+FILES = tuple(litert_models.VARIANTS)
 # x_mean of the quantized files (the decoder's weights); z and component are exact in all.
 X_MEAN_TOLERANCE = {"decoder.tflite": TOL, "decoder_float16.tflite": 1e-2}
 X_MEAN_TOLERANCE["decoder_dynamic_int8.tflite"] = 0.05
@@ -60,24 +66,10 @@ MAX_SAMPLES = 20_000  # the statistical check draws this many in one request
 
 
 def family_model(name: str, seed: int) -> VAE:
-    """A tiny VAE of the family with random flow, mixture and pseudo-input weights."""
+    """A tiny VAE of the family with random flow, mixture and pseudo-input weights
+    (`small_model(randomize="parts")`)."""
     posterior, prior = FAMILIES[name]
-    kwargs = {"data_shape": DATA_SHAPE, "latent_dim": LATENT, "hidden_units": (8,)}
-    if posterior == "iaf":
-        kwargs.update(posterior="iaf", flow_steps=2, flow_hidden_units=(8,))
-    if prior != "normal":
-        kwargs.update(prior=prior, prior_components=K)
-    vae = VAE(**kwargs)
-    rng = np.random.default_rng(seed)
-    for weight in vae.posterior_layer.weights + vae.prior_layer.weights:
-        if "pseudo_inputs" in weight.path:
-            value = rng.uniform(0, 1, weight.shape)
-        elif "logits" in weight.path:
-            value = np.array([1.0, -0.5, 0.3])[: weight.shape[0]]  # weights ~ 0.53/0.12/0.35
-        else:
-            value = rng.normal(0, 0.5, weight.shape)
-        weight.assign(value.astype(np.float32))
-    return vae
+    return small_model(posterior, prior, False, seed, latent_dim=LATENT, prior_components=K)
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +113,7 @@ def real_export(tmp_path_factory):
         "training": {"epochs": 1, "batch_size": 16, "learning_rate": 0.05, "jit_compile": False},
         "runtime": {"seed": 3},
     }
-    run_dir = train_run(folder, config)
-    export_run(run_dir, folder / "export", tflite=True)
-    return load_model(run_dir), folder / "export"
+    return trained_export(folder, config)
 
 
 def inputs(seed: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -137,14 +127,6 @@ def keras_posterior(model, x, noise) -> dict[str, np.ndarray]:
     z_mean, z_stddev, context = model.encode_all(tf.constant(x))
     z, log_q = model.posterior_layer.sample(z_mean, z_stddev, noise[np.newaxis], context)
     return {"z": z[0], "log_q": log_q[0], "z_mean": z_mean, "z_stddev": z_stddev}
-
-
-def assert_scaled_close(got, expected, err_msg: str = "") -> None:
-    """Within 1e-5 relative to the largest |expected| (at least absolutely), as the exporter
-    checks a flow's z and log q (`keras_vae.export.saved_model.scaled_tolerance`)."""
-    expected = np.asarray(expected)
-    atol = saved_model.scaled_tolerance(expected)
-    np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=atol, err_msg=err_msg)
 
 
 def prior_draws(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -177,52 +159,45 @@ def test_the_random_part_weights_make_every_part_matter(exported):
 
 
 # ---------------------------------------------------------------------------- SavedModels
-def test_signatures_of_every_family(exported):
+@pytest.mark.parametrize("name", FAMILIES)
+def test_signatures_of_every_family(exported, name):
     f32 = "float32"
-    for name, (_, folder) in exported.items():
-        encoder = signature_io(folder / "encoder" / "1")
-        assert sorted(encoder) == ["posterior_sample", "serving_default"], name
-        assert encoder["posterior_sample"]["inputs"] == {
-            "x": {"dtype": f32, "shape": [-1, *DATA_SHAPE]},
-            "noise": {"dtype": f32, "shape": [-1, LATENT]},
-        }
-        latent = {"dtype": f32, "shape": [-1, LATENT]}
-        assert encoder["posterior_sample"]["outputs"] == {
-            "z": latent,
-            "log_q": {"dtype": f32, "shape": [-1]},
-            "z_mean": latent,
-            "z_stddev": latent,
-        }
-        assert encoder["serving_default"]["outputs"] == {"z_mean": latent, "z_stddev": latent}
-        decoder = signature_io(folder / "decoder" / "1")
-        outputs = decoder["sample"]["outputs"]
-        assert sorted(decoder) == ["generate", "sample", "serving_default"]
-        assert sorted(decoder["sample"]["inputs"]) == ["num_samples", "seed"]
-        if name in MIXTURES:
-            assert outputs.pop("component") == {"dtype": "int32", "shape": [-1]}
-        assert sorted(outputs) == ["x_mean", "z"], name
-
-
-def signature_io(path):
-    from keras_vae.export import saved_model_signatures
-
-    return {
-        key: {part: value[part] for part in ("inputs", "outputs")}
-        for key, value in saved_model_signatures(path).items()
+    _, folder = exported[name]
+    encoder = signature_io(folder / "encoder" / "1")
+    assert sorted(encoder) == ["posterior_sample", "serving_default"], name
+    assert encoder["posterior_sample"]["inputs"] == {
+        "x": {"dtype": f32, "shape": [-1, *DATA_SHAPE]},
+        "noise": {"dtype": f32, "shape": [-1, LATENT]},
     }
+    latent = {"dtype": f32, "shape": [-1, LATENT]}
+    assert encoder["posterior_sample"]["outputs"] == {
+        "z": latent,
+        "log_q": {"dtype": f32, "shape": [-1]},
+        "z_mean": latent,
+        "z_stddev": latent,
+    }
+    assert encoder["serving_default"]["outputs"] == {"z_mean": latent, "z_stddev": latent}
+    decoder = signature_io(folder / "decoder" / "1")
+    outputs = decoder["sample"]["outputs"]
+    assert sorted(decoder) == ["generate", "sample", "serving_default"]
+    assert sorted(decoder["sample"]["inputs"]) == ["num_samples", "seed"]
+    if name in MIXTURES:
+        assert outputs.pop("component") == {"dtype": "int32", "shape": [-1]}
+    assert sorted(outputs) == ["x_mean", "z"], name
 
 
-def test_posterior_sample_equals_the_keras_posterior(exported, loaded):
-    for name, (model, _) in exported.items():
-        signature = loaded[name]["encoder"].signatures["posterior_sample"]
-        for batch in (1, 5):
-            x, noise = inputs(batch, batch)
-            got = signature(x=tf.constant(x), noise=tf.constant(noise))
-            for key, value in keras_posterior(model, x, noise).items():
-                assert_scaled_close(got[key], value, err_msg=f"{name} {key}")
-            z_mean, z_stddev = model.encode(x)
-            np.testing.assert_array_equal(got["z_mean"], z_mean)
-            np.testing.assert_array_equal(got["z_stddev"], z_stddev)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_posterior_sample_equals_the_keras_posterior(exported, loaded, name):
+    model, _ = exported[name]
+    signature = loaded[name]["encoder"].signatures["posterior_sample"]
+    for batch in (1, 5):
+        x, noise = inputs(batch, batch)
+        got = signature(x=tf.constant(x), noise=tf.constant(noise))
+        for key, value in keras_posterior(model, x, noise).items():
+            assert_scaled_close(got[key], value, err_msg=f"{name} {key}")
+        z_mean, z_stddev = model.encode(x)
+        np.testing.assert_array_equal(got["z_mean"], z_mean)
+        np.testing.assert_array_equal(got["z_stddev"], z_stddev)
 
 
 BAD_POSTERIOR_INPUTS = {
@@ -242,34 +217,35 @@ def test_posterior_sample_refuses_bad_inputs(loaded, case):
         signature(x=tf.zeros(x_shape), noise=tf.zeros(noise_shape))
 
 
-def test_decoder_sample_draws_from_the_baked_prior(exported, loaded):
+@pytest.mark.parametrize("name", FAMILIES)
+def test_decoder_sample_draws_from_the_baked_prior(exported, loaded, name):
     n, seed = 64, 5
     eps, u = prior_draws(n, seed)
-    for name, (model, _) in exported.items():
-        got = loaded[name]["decoder"].signatures["sample"](
-            num_samples=tf.constant(n), seed=tf.constant(seed)
-        )
-        z = got["z"].numpy()
-        if name in MIXTURES:
-            component = got["component"].numpy()
-            assert got["component"].dtype == tf.int32
-            assert component.min() >= 0 and component.max() < K
-            assert len(set(component.tolist())) == K  # 64 draws reach every component
-            expected_z, expected_component = numpy_mixture_sample(model, eps, u)
-            np.testing.assert_array_equal(component, expected_component)
-            np.testing.assert_allclose(z, expected_z, rtol=0, atol=TOL, err_msg=name)
-            baked, live = saved_model.baked_prior(model), model.prior_parameters()
-            for constant, value in zip(baked, live):
-                np.testing.assert_array_equal(constant, value)
-        else:
-            assert "component" not in got
-            np.testing.assert_array_equal(z, eps)  # bit-identical to the pre-parts export
-        np.testing.assert_allclose(got["x_mean"], model.decode(z), rtol=0, atol=TOL)
-        again = loaded[name]["decoder"].signatures["sample"](
-            num_samples=tf.constant(n), seed=tf.constant(seed)
-        )
-        for key, value in got.items():
-            np.testing.assert_array_equal(again[key], value)
+    model, _ = exported[name]
+    got = loaded[name]["decoder"].signatures["sample"](
+        num_samples=tf.constant(n), seed=tf.constant(seed)
+    )
+    z = got["z"].numpy()
+    if name in MIXTURES:
+        component = got["component"].numpy()
+        assert got["component"].dtype == tf.int32
+        assert component.min() >= 0 and component.max() < K
+        assert len(set(component.tolist())) == K  # 64 draws reach every component
+        expected_z, expected_component = numpy_mixture_sample(model, eps, u)
+        np.testing.assert_array_equal(component, expected_component)
+        np.testing.assert_allclose(z, expected_z, rtol=0, atol=TOL, err_msg=name)
+        baked, live = baked_prior(model), model.prior_parameters()
+        for constant, value in zip(baked, live):
+            np.testing.assert_array_equal(constant, value)
+    else:
+        assert "component" not in got
+        np.testing.assert_array_equal(z, eps)  # bit-identical to the pre-parts export
+    np.testing.assert_allclose(got["x_mean"], model.decode(z), rtol=0, atol=TOL)
+    again = loaded[name]["decoder"].signatures["sample"](
+        num_samples=tf.constant(n), seed=tf.constant(seed)
+    )
+    for key, value in got.items():
+        np.testing.assert_array_equal(again[key], value)
 
 
 def test_decoder_sample_follows_the_mixture_weights(exported, loaded):
@@ -295,51 +271,6 @@ def test_decoder_sample_follows_the_mixture_weights(exported, loaded):
             assert (np.abs(z[component == k].mean(axis=0) - loc[k]) < 4 * mean_se).all()
 
 
-# Runs in a fresh interpreter that cannot import keras_vae: what TF Serving or any user gets.
-PURE_TF_SCRIPT = (
-    TENSORFLOW_ONLY_PRELUDE
-    + r"""
-import json
-
-import numpy as np
-import tensorflow as tf
-
-folders, inputs, results = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-data = np.load(inputs)
-feeds = {
-    ("encoder", "serving_default"): {"x": data["x"]},
-    ("encoder", "posterior_sample"): {"x": data["x"], "noise": data["noise"]},
-    ("decoder", "serving_default"): {"z": data["z"]},
-    ("decoder", "sample"): {"num_samples": np.int32(7), "seed": np.int32(11)},
-}
-
-
-def run_signature_def(path, key, feed):
-    # TF Serving's path: a Session fed and fetched through the SignatureDef's tensor names.
-    with tf.compat.v1.Graph().as_default(), tf.compat.v1.Session() as sess:
-        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
-        signature = meta.signature_def[key]
-        fetch = {k: v.name for k, v in signature.outputs.items()}
-        return sess.run(fetch, {signature.inputs[k].name: v for k, v in feed.items()})
-
-
-out = {}
-for name, folder in folders.items():
-    for (part, key), feed in feeds.items():
-        path = folder + "/" + part + "/1"
-        function = tf.saved_model.load(path).signatures[key]
-        eager = function(**{k: tf.constant(v) for k, v in feed.items()})
-        for output, value in eager.items():
-            out[f"{name}/{key}/{output}"] = value.numpy()
-        for output, value in run_signature_def(path, key, feed).items():
-            out[f"session/{name}/{key}/{output}"] = value
-assert "keras_vae" not in sys.modules
-np.savez(results, **out)
-print("ok")
-"""
-)
-
-
 @pytest.mark.slow
 def test_a_process_with_only_tensorflow_runs_every_signature_of_every_family(
     exported, real_export, tmp_path
@@ -353,13 +284,7 @@ def test_a_process_with_only_tensorflow_runs_every_signature_of_every_family(
     models["run"] = real_export[0]
     x, noise = inputs(99, 5)
     z = np.random.default_rng(98).standard_normal((5, LATENT)).astype(np.float32)
-    np.savez(tmp_path / "inputs.npz", x=x, noise=noise, z=z)
-    results = tmp_path / "results.npz"
-    done = run_python(
-        PURE_TF_SCRIPT, json.dumps(folders), str(tmp_path / "inputs.npz"), str(results)
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = np.load(results)
+    got = run_in_pure_tensorflow(folders, {"x": x, "noise": noise, "z": z}, tmp_path)
     eps, u = prior_draws(7, 11)
     for name, model in models.items():
         z_mean, z_stddev = model.encode(x)
@@ -374,15 +299,7 @@ def test_a_process_with_only_tensorflow_runs_every_signature_of_every_family(
         else:
             expected["sample/z"], expected["sample/component"] = numpy_mixture_sample(model, eps, u)
         expected["sample/x_mean"] = model.decode(expected["sample/z"])
-        for prefix in ("", "session/"):
-            outputs = {
-                key[len(prefix + name) + 1 :]: got[key]
-                for key in got.files
-                if key.startswith(f"{prefix}{name}/")
-            }
-            assert sorted(outputs) == sorted(expected), (prefix, name)
-            for key, value in expected.items():
-                assert_scaled_close(outputs[key], value, err_msg=f"{prefix}{name}/{key}")
+        for outputs in assert_pure_tensorflow_close(got, name, expected).values():
             if model.prior_name == "normal":
                 np.testing.assert_array_equal(outputs["sample/z"], eps)
             else:
@@ -419,7 +336,9 @@ def test_export_json_records_the_parts_and_the_new_signatures(real_export):
             "uniform": {"dtype": "float32", "shape": [-1]},
         }
         assert sample["outputs"]["component"] == {"dtype": "int32", "shape": [-1]}
-        refusals = 2 * len(litert.wrong_latent_shapes(LATENT)) + len(litert.wrong_uniform_shapes())
+        refusals = 2 * len(litert_checks.wrong_latent_shapes(LATENT)) + len(
+            litert_checks.wrong_uniform_shapes()
+        )
         assert entry["wrong_shapes_refused"] == refusals
     # The trained flow and weights moved off their start, so the export's checks had teeth.
     weights = np.exp(np.asarray(model.prior_parameters().log_weights))
@@ -427,47 +346,45 @@ def test_export_json_records_the_parts_and_the_new_signatures(real_export):
 
 
 # ---------------------------------------------------------------------------- LiteRT
-def interpreters(folder) -> dict[str, Interpreter]:
-    return {name: Interpreter(model_path=str(folder / "tflite" / name)) for name in FILES}
+@pytest.mark.parametrize("name", FAMILIES)
+def test_tflite_files_use_builtin_ops_only(exported, name):
+    _, folder = exported[name]
+    for file_name in FILES:
+        ops = litert_checks.operators((folder / "tflite" / file_name).read_bytes())
+        assert "WHERE" in ops and "GATHER" in ops, (name, file_name, ops)
+        if name in MIXTURES:  # the bit-pattern prior tables and comparison
+            assert {"BITCAST", "GREATER_EQUAL", "SUM"} <= set(ops), (name, ops)
 
 
-def test_tflite_files_use_builtin_ops_only(exported):
-    for name, (_, folder) in exported.items():
-        for file_name in FILES:
-            ops = litert.operators((folder / "tflite" / file_name).read_bytes())
-            assert "WHERE" in ops and "GATHER" in ops, (name, file_name, ops)
-            if name in MIXTURES:  # the bit-pattern prior tables and comparison
-                assert {"BITCAST", "GREATER_EQUAL", "SUM"} <= set(ops), (name, ops)
-
-
-def test_tflite_sample_and_decode_equal_the_saved_model(exported, loaded):
+@pytest.mark.parametrize("name", FAMILIES)
+def test_tflite_sample_and_decode_equal_the_saved_model(exported, loaded, name):
     """The SavedModel's ``sample`` (n, seed) and the LiteRT ``sample`` on that seed's eps
     (and u) agree: z and component exactly (to 1e-5) in every file, x_mean to 1e-5 in the
     float32 file; ``decode`` likewise against ``serving_default``."""
     n, seed = 32, 77
     eps, u = prior_draws(n, seed)
-    for name, (_, folder) in exported.items():
-        signatures = loaded[name]["decoder"].signatures
-        served = signatures["sample"](num_samples=tf.constant(n), seed=tf.constant(seed))
-        decoded = signatures["serving_default"](z=tf.constant(eps))["x_mean"].numpy()
-        for file_name, interp in interpreters(folder).items():
-            tolerance = X_MEAN_TOLERANCE[file_name]
-            runner = interp.get_signature_runner("sample")
-            if name in MIXTURES:
-                got = runner(noise=eps, uniform=u)
-                np.testing.assert_array_equal(got["component"], served["component"])
-                assert got["component"].dtype == np.int32
-            else:
-                got = runner(noise=eps)
-                assert "component" not in got
-            np.testing.assert_allclose(got["z"], served["z"], rtol=0, atol=TOL)
-            np.testing.assert_allclose(got["x_mean"], served["x_mean"], rtol=0, atol=tolerance)
-            assert not np.isnan(got["x_mean"]).any()
-            again = runner(noise=eps, uniform=u) if name in MIXTURES else runner(noise=eps)
-            for key, value in got.items():
-                np.testing.assert_array_equal(again[key], value)
-            from_decode = interp.get_signature_runner("decode")(z=eps)["x_mean"]
-            np.testing.assert_allclose(from_decode, decoded, rtol=0, atol=tolerance)
+    _, folder = exported[name]
+    signatures = loaded[name]["decoder"].signatures
+    served = signatures["sample"](num_samples=tf.constant(n), seed=tf.constant(seed))
+    decoded = signatures["serving_default"](z=tf.constant(eps))["x_mean"].numpy()
+    for file_name, interp in interpreters(folder).items():
+        tolerance = X_MEAN_TOLERANCE[file_name]
+        runner = interp.get_signature_runner("sample")
+        if name in MIXTURES:
+            got = runner(noise=eps, uniform=u)
+            np.testing.assert_array_equal(got["component"], served["component"])
+            assert got["component"].dtype == np.int32
+        else:
+            got = runner(noise=eps)
+            assert "component" not in got
+        np.testing.assert_allclose(got["z"], served["z"], rtol=0, atol=TOL)
+        np.testing.assert_allclose(got["x_mean"], served["x_mean"], rtol=0, atol=tolerance)
+        assert not np.isnan(got["x_mean"]).any()
+        again = runner(noise=eps, uniform=u) if name in MIXTURES else runner(noise=eps)
+        for key, value in got.items():
+            np.testing.assert_array_equal(again[key], value)
+        from_decode = interp.get_signature_runner("decode")(z=eps)["x_mean"]
+        np.testing.assert_allclose(from_decode, decoded, rtol=0, atol=tolerance)
 
 
 def test_tflite_components_equal_tensorflow_at_the_cdf_boundaries(exported):
@@ -497,7 +414,9 @@ def test_tflite_sample_refuses_uniforms_that_are_not_one_per_noise_row(exported)
     interpreter then still samples."""
     _, folder = exported["gaussian-vamp"]
     eps, u = prior_draws(4, 1)
-    cases = [(eps, np.full(shape, 0.5, np.float32)) for shape in litert.wrong_uniform_shapes(4)]
+    cases = [
+        (eps, np.full(shape, 0.5, np.float32)) for shape in litert_checks.wrong_uniform_shapes(4)
+    ]
     cases.append((eps[:1], u))  # one noise row, four uniforms
     for file_name, interp in interpreters(folder).items():
         runner = interp.get_signature_runner("sample")
@@ -505,8 +424,10 @@ def test_tflite_sample_refuses_uniforms_that_are_not_one_per_noise_row(exported)
             with pytest.raises(RuntimeError, match="RESHAPE|GATHER|broadcast|XNNPack"):
                 runner(noise=noise, uniform=uniform)
             assert runner(noise=eps, uniform=u)["z"].shape == (4, LATENT)
-        refused = litert.check_rejects_wrong_rank(interp, LATENT, file_name)
-        expected = 2 * len(litert.wrong_latent_shapes(LATENT)) + len(litert.wrong_uniform_shapes())
+        refused = litert_checks.check_rejects_wrong_rank(interp, LATENT, file_name)
+        expected = 2 * len(litert_checks.wrong_latent_shapes(LATENT)) + len(
+            litert_checks.wrong_uniform_shapes()
+        )
         assert refused == expected
 
 
@@ -514,11 +435,11 @@ def test_a_sample_without_the_uniform_guard_never_passes(exported, tmp_path):
     """A mixture ``sample`` converted without `exact_uniform` runs a [n, 1] or one-row
     uniform (it broadcasts), and the export check refuses the file."""
     model, _ = exported["gaussian-vamp"]
-    tables = litert.prior_tables(saved_model.baked_prior(model))
+    tables = litert_ops.prior_tables(baked_prior(model))
 
     def sample(noise, uniform):
-        noise = litert.exact_latents(noise, LATENT)
-        z, component = litert.sample_from_tables(tables, noise, uniform)
+        noise = litert_ops.exact_latents(noise, LATENT)
+        z, component = litert_ops.sample_from_tables(tables, noise, uniform)
         return {"x_mean": model.decode(z, training=False), "z": z, "component": component}
 
     archive = keras.export.ExportArchive()
@@ -537,52 +458,20 @@ def test_a_sample_without_the_uniform_guard_never_passes(exported, tmp_path):
     )
     content = converter.convert()
     with pytest.raises(ExportError, match=r"ran on uniform of shape .* it takes \[n\]"):
-        litert.check_rejects_wrong_rank(litert.interpreter(content), LATENT)
+        litert_checks.check_rejects_wrong_rank(litert_checks.interpreter(content), LATENT)
 
 
 # ---------------------------------------------------------------------------- the client
 @pytest.fixture(scope="module")
 def servers(exported):
-    """A `FakeModelServer` (tests/test_serving.py) on the iaf-mixture and gaussian-normal
+    """A `FakeModelServer` (tests/serving_fakes.py) on the iaf-mixture and gaussian-normal
     exports: {family: server with .rest_port and .grpc_port}."""
-    running, stops = {}, []
-    for name in ("iaf-mixture", "gaussian-normal"):
-        fake = FakeModelServer(exported[name][1])
-        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), fake.rest_handler())
-        httpd.daemon_threads = True
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            fake.grpc_servicer(), grpc_server
-        )
-        fake.grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
-        fake.rest_port = httpd.server_address[1]
-        grpc_server.start()
-        running[name] = fake
-        stops.append((httpd, grpc_server))
-    yield running
-    for httpd, grpc_server in stops:
-        grpc_server.stop(grace=None)
-        httpd.shutdown()
-        httpd.server_close()
+    with contextlib.ExitStack() as stack:
+        names = ("iaf-mixture", "gaussian-normal")
+        yield {name: stack.enter_context(serving(exported[name][1])) for name in names}
 
 
-def client_for(server, protocol="rest", **kwargs) -> ServingClient:
-    return ServingClient(
-        "127.0.0.1",
-        protocol=protocol,
-        rest_port=server.rest_port,
-        grpc_port=server.grpc_port,
-        timeout=30,
-        **kwargs,
-    )
-
-
-@pytest.mark.parametrize(
-    "protocol, rest_format",
-    [("rest", "columnar"), ("rest", "row"), ("grpc", "columnar")],
-    ids=["rest-columnar", "rest-row", "grpc"],
-)
+@CLIENT_PROTOCOLS
 def test_client_posterior_sample_and_components(exported, loaded, servers, protocol, rest_format):
     model, _ = exported["iaf-mixture"]
     x, noise = inputs(7, 3)

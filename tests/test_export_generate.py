@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from helpers import TENSORFLOW_ONLY_PRELUDE, run_python
 
-from keras_vae.export import ExportError, export_run, saved_model
+from keras_vae.export import ExportError, export_run, saved_model, saved_model_checks
 from keras_vae.model import VAE
 from keras_vae.parts.priors import sample_from_noise
 
@@ -49,7 +49,7 @@ def decoders(tmp_path_factory):
     for name in MODELS:
         model = tiny_model(name)
         saved_model.write_decoder(model, root / name, max_samples=CAP)
-        errors = saved_model.check_decoder(model, root / name, max_samples=CAP)
+        errors = saved_model_checks.check_decoder(model, root / name, max_samples=CAP)
         assert {"generate_z", "generate_x_mean"} <= set(errors)
         signatures = tf.saved_model.load(str(root / name)).signatures
         out[name] = (model, signatures)
@@ -154,7 +154,9 @@ def test_the_check_catches_rows_that_depend_on_the_batch(decoders, tmp_path):
     archive.write_out(str(tmp_path / "broken"), verbose=False)
     signature = tf.saved_model.load(str(tmp_path / "broken")).signatures["generate"]
     with pytest.raises(ExportError, match="generate z"):
-        saved_model.check_row_seeded(model, signature, "generate", saved_model.check_seeds(8))
+        saved_model_checks.check_row_seeded(
+            model, signature, "generate", saved_model_checks.check_seeds(8)
+        )
 
 
 def test_a_default_export_records_generate_warmup_and_the_scorer(real_export):

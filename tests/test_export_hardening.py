@@ -26,8 +26,15 @@ import pytest
 import tensorflow as tf
 from helpers import TENSORFLOW_ONLY_PRELUDE, assert_exit_2_and_unchanged, run_python
 
-from keras_vae.export import ExportError, export_run, saved_model, scorer, tflite_models
-from keras_vae.export import tflite as litert
+from keras_vae.export import (
+    ExportError,
+    export_run,
+    litert,
+    litert_checks,
+    litert_models,
+    saved_model,
+    scorer,
+)
 from keras_vae.export.warmup import (
     WARMUP_PATH,
     masked_crc32c,
@@ -144,12 +151,12 @@ def litert_empty_batch_results(tmp_path_factory) -> dict:
     for kind in MODELS:
         model = tiny_model(kind)
         work = root / kind
-        tflite_models.write_litert_models(model, work / "tflite", work / "work", K, CALIBRATION)
-        files = {name: (work / "tflite" / name).read_bytes() for name in tflite_models.SIGNATURES}
-        litert.litert_archive(model).write_out(str(work / "decoder"), verbose=False)
-        files["decoder.tflite"] = litert.convert(work / "decoder")
+        litert.write_litert_models(model, work / "tflite", work / "work", K, CALIBRATION)
+        files = {name: (work / "tflite" / name).read_bytes() for name in litert_models.SIGNATURES}
+        litert_models.litert_archive(model).write_out(str(work / "decoder"), verbose=False)
+        files["decoder.tflite"] = litert_models.convert(work / "decoder")
         for file_name, content in files.items():
-            interp = litert.interpreter(content)
+            interp = litert_checks.interpreter(content)
             for signature in interp.get_signature_list():
                 runner = interp.get_signature_runner(signature)
                 feed = {}

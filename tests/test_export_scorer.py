@@ -27,10 +27,20 @@ from helpers import (
 
 from keras_vae import scores
 from keras_vae.calibration import calibration_record, is_anomaly, write_calibration
-from keras_vae.export import ExportError, export_run, list_versions, scorer, tflite_models
-from keras_vae.export import tflite as litert
+from keras_vae.export import (
+    ExportError,
+    export_run,
+    export_utils,
+    graph_ops,
+    list_versions,
+    litert,
+    litert_checks,
+    litert_models,
+    scorer,
+    scorer_checks,
+)
 from keras_vae.model import VAE
-from keras_vae.run_dir import load_model
+from keras_vae.run_reader import load_model
 
 K = 30  # importance samples of the calibration, so of the exported scorer
 NAMES = list(scores.SCORE_NAMES)
@@ -40,7 +50,7 @@ def assert_scores_close(got, expected, names=NAMES, err_msg=""):
     """Each score within 1e-5 relative to its largest |value| (`scaled_tolerance`)."""
     for name in names:
         want = np.asarray(expected[name], np.float32)
-        atol = scorer.scaled_tolerance(want)
+        atol = export_utils.scaled_tolerance(want)
         np.testing.assert_allclose(got[name], want, rtol=0, atol=atol, err_msg=f"{err_msg} {name}")
 
 
@@ -102,7 +112,7 @@ def test_export_json_records_the_scorer(exported, calibrated):
         "is_anomaly": {"dtype": "bool", "shape": [-1]},
     }
     files = record["tflite"]["files"]
-    assert sorted(files) == sorted([*litert.VARIANTS, "encoder.tflite", "scorer.tflite"])
+    assert sorted(files) == sorted([*litert_models.VARIANTS, "encoder.tflite", "scorer.tflite"])
     assert sorted(files["scorer.tflite"]["signatures"]) == ["score", "score_with_noise"]
     assert sorted(files["encoder.tflite"]["signatures"]) == ["encode", "posterior_sample"]
     assert files["scorer.tflite"]["score_samples"] == K
@@ -212,7 +222,7 @@ def test_litert_scorer_and_encoder_equal_the_saved_models(exported, calibrated, 
     with_noise = scorer_file.get_signature_runner("score_with_noise")
     assert_scores_close(with_noise(x=inputs, noise=noise), served, err_msg="baked noise")
     other = np.random.default_rng(3).standard_normal((K, 2)).astype(np.float32)
-    expected = scorer.expected_scores(model, inputs, other)
+    expected = scorer_checks.expected_scores(model, inputs, other)
     assert_scores_close(with_noise(x=inputs, noise=other), expected, err_msg="other noise")
     assert np.abs(expected["log_likelihood"] - served["log_likelihood"]).max() > 1e-4
     with pytest.raises((RuntimeError, ValueError)):
@@ -229,7 +239,7 @@ def test_litert_scorer_and_encoder_equal_the_saved_models(exported, calibrated, 
     for name in ("z", "log_q", "z_mean", "z_stddev"):
         np.testing.assert_allclose(drawn[name], want[name].numpy(), rtol=0, atol=1e-5)
     for name in ("encoder.tflite", "scorer.tflite"):
-        ops = litert.operators((out / "tflite" / name).read_bytes())  # ExportError on custom
+        ops = litert_checks.operators((out / "tflite" / name).read_bytes())  # ExportError on custom
         assert "FULLY_CONNECTED" in ops and not [op for op in ops if "FLEX" in op]
 
 
@@ -257,13 +267,15 @@ def test_a_conditional_vamp_scorer_takes_labels(tmp_path):
     )  # fmt: skip
     calibration = {"score": "kl", "threshold": 0.5, "anomaly_if": "above"}
     scorer.write_scorer(model, tmp_path / "scorer", 10, max_samples=8, calibration=calibration)
-    errors = scorer.check_scorer(model, tmp_path / "scorer", 10, 8, calibration)
+    errors = scorer_checks.check_scorer(
+        model, tmp_path / "scorer", scorer.ScorerSettings(10, 8, calibration)
+    )
     assert sorted(errors) == sorted(NAMES)
     signature = tf.saved_model.load(str(tmp_path / "scorer")).signatures["serving_default"]
     x = np.random.default_rng(5).uniform(size=(3, 6)).astype(np.float32)
     labels = np.array([0, 1, 2], np.int32)
     got = {k: v.numpy() for k, v in signature(x=tf.constant(x), label=tf.constant(labels)).items()}
-    expected = scorer.expected_scores(model, x, 10, labels, calibration)
+    expected = scorer_checks.expected_scores(model, x, 10, labels, calibration)
     assert_scores_close(got, expected)
     np.testing.assert_array_equal(got["is_anomaly"], expected["is_anomaly"])
     other = signature(x=tf.constant(x), label=tf.constant((labels + 1) % 3))
@@ -273,7 +285,7 @@ def test_a_conditional_vamp_scorer_takes_labels(tmp_path):
             signature(x=tf.constant(x), label=tf.constant(bad, tf.int32))
     with pytest.raises(tf.errors.InvalidArgumentError, match="<= 8 rows"):
         signature(x=tf.zeros([9, 6]), label=tf.zeros([9], tf.int32))
-    files = tflite_models.write_litert_models(
+    files = litert.write_litert_models(
         model, tmp_path / "tflite", tmp_path / "work", 10, calibration
     )
     assert all(entry["max_abs_error"] <= 1e-5 for entry in files.values())
@@ -288,11 +300,15 @@ def test_the_check_refuses_a_scorer_of_other_weights(tmp_path):
     a = VAE(data_shape=(6,), latent_dim=2, hidden_units=(8,))
     b = VAE(data_shape=(6,), latent_dim=2, hidden_units=(8,))
     scorer.write_scorer(a, tmp_path / "scorer", 5)
-    assert scorer.check_scorer(a, tmp_path / "scorer", 5)["elbo"] <= 1e-5
+    assert (
+        scorer_checks.check_scorer(a, tmp_path / "scorer", scorer.ScorerSettings(5))["elbo"] <= 1e-5
+    )
     with pytest.raises(ExportError, match="scorer elbo differs"):
-        scorer.check_scorer(b, tmp_path / "scorer", 5)
+        scorer_checks.check_scorer(b, tmp_path / "scorer", scorer.ScorerSettings(5))
     with pytest.raises(ExportError, match="outputs"):  # calibrated check, uncalibrated export
-        scorer.check_scorer(a, tmp_path / "scorer", 5, calibration=CALIBRATION)
+        scorer_checks.check_scorer(
+            a, tmp_path / "scorer", scorer.ScorerSettings(5, calibration=CALIBRATION)
+        )
 
 
 CALIBRATION = {"score": "elbo", "threshold": -3.0, "anomaly_if": "below"}
@@ -318,7 +334,7 @@ def test_a_nan_score_is_an_anomaly_in_a_graph(anomaly_if):
     """Traced as the exports are: TensorFlow's optimizer turns ``not (s >= t)`` into
     ``s < t`` (False for NaN), so `anomaly_flags` tests NaN explicitly."""
     calibration = {"score": "elbo", "threshold": 0.0, "anomaly_if": anomaly_if}
-    flags = tf.function(lambda s: scorer.anomaly_flags(s * 1.0, calibration))
+    flags = tf.function(lambda s: graph_ops.anomaly_flags(s * 1.0, calibration))
     got = flags(tf.constant([np.nan, -1.0, 1.0, 0.0], tf.float32)).numpy().tolist()
     assert got == (
         [True, True, False, False] if anomaly_if == "below" else [True, False, True, False]

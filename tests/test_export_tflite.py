@@ -13,10 +13,9 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from helpers import LATENT_DIM, assert_export_parity, keras_reference, train_run
 
-from keras_vae.export import ExportError, export_run
-from keras_vae.export import tflite as litert
+from keras_vae.export import ExportError, export_run, litert_checks, litert_models, litert_parity
 from keras_vae.model import VAE
-from keras_vae.run_dir import load_model
+from keras_vae.run_reader import load_model
 
 FILES = ("decoder.tflite", "decoder_float16.tflite", "decoder_dynamic_int8.tflite")
 # float32 must match Keras to 1e-5 (the issue). float16 weights carry a relative rounding
@@ -65,7 +64,7 @@ def test_files_hold_their_weights_and_sizes_are_recorded(mnist_export, mnist_mod
 
 def test_only_builtin_ops(mnist_export):
     for name in FILES:
-        ops = litert.operators((mnist_export / "tflite" / name).read_bytes())
+        ops = litert_checks.operators((mnist_export / "tflite" / name).read_bytes())
         assert "FULLY_CONNECTED" in ops
         assert not [op for op in ops if op.startswith("FLEX") or op == "CUSTOM"]
 
@@ -173,7 +172,7 @@ def test_export_json_still_records_minus_one_by_latent_dim(mnist_export):
         assert signatures["sample"]["inputs"]["noise"]["shape"] == [-1, LATENT_DIM]
         assert signatures["sample"]["outputs"]["z"]["shape"] == [-1, LATENT_DIM]
         assert record[name]["wrong_shapes_refused"] == 2 * len(
-            litert.wrong_latent_shapes(LATENT_DIM)
+            litert_checks.wrong_latent_shapes(LATENT_DIM)
         )
         assert "WHERE" in record[name]["ops"] and "GATHER" in record[name]["ops"]
 
@@ -212,26 +211,29 @@ def test_a_file_that_runs_wrong_ranks_never_passes(tmp_path):
             [tf.TensorSpec([None, 4], tf.float32, name=key)],
         )
     archive.write_out(str(tmp_path / "sm"), verbose=False)
-    content = litert.convert(tmp_path / "sm")
-    assert litert.run_signature(content, "decode", z=np.ones(4, np.float32))["x_mean"].size == 30
+    content = litert_models.convert(tmp_path / "sm")
+    assert (
+        litert_checks.run_signature(content, "decode", z=np.ones(4, np.float32))["x_mean"].size
+        == 30
+    )
     with pytest.raises(ExportError, match=r"ran on z of shape \(4,\)"):
-        litert.check_rejects_wrong_rank(litert.interpreter(content), 4)
+        litert_checks.check_rejects_wrong_rank(litert_checks.interpreter(content), 4)
     with pytest.raises(ExportError, match="instead of refusing"):
-        litert.check_variant(vae, content, "decoder.tflite", "none")
+        litert_parity.check_variant(vae, content, "decoder.tflite", "none")
     # The guarded archive of the same model passes, refusing every shape in both signatures.
-    litert.litert_archive(vae).write_out(str(tmp_path / "guarded"), verbose=False)
-    guarded = litert.interpreter(litert.convert(tmp_path / "guarded"))
-    expected = 2 * len(litert.wrong_latent_shapes(4))
-    assert litert.check_rejects_wrong_rank(guarded, 4) == expected
+    litert_models.litert_archive(vae).write_out(str(tmp_path / "guarded"), verbose=False)
+    guarded = litert_checks.interpreter(litert_models.convert(tmp_path / "guarded"))
+    expected = 2 * len(litert_checks.wrong_latent_shapes(4))
+    assert litert_checks.check_rejects_wrong_rank(guarded, 4) == expected
 
 
 def test_a_nan_decoder_never_passes(tmp_path):
     vae = VAE(data_shape=(6, 5), latent_dim=3, hidden_units=(8,))
     vae.decoder.set_weights([np.full(w.shape, np.nan, np.float32) for w in vae.decoder.weights])
-    litert.litert_archive(vae).write_out(str(tmp_path / "sm"), verbose=False)
-    content = litert.convert(tmp_path / "sm")
+    litert_models.litert_archive(vae).write_out(str(tmp_path / "sm"), verbose=False)
+    content = litert_models.convert(tmp_path / "sm")
     with pytest.raises(ExportError, match="NaN"):
-        litert.check_variant(vae, content, "decoder.tflite", "none")
+        litert_parity.check_variant(vae, content, "decoder.tflite", "none")
 
 
 def test_a_file_without_its_weights_never_passes(tmp_path):
@@ -248,7 +250,7 @@ def test_a_file_without_its_weights_never_passes(tmp_path):
         [tiny.decode.get_concrete_function()], tiny
     )
     with pytest.raises(ExportError, match="dropped weights"):
-        litert.check_variant(vae, converter.convert(), "decoder.tflite", "none")
+        litert_parity.check_variant(vae, converter.convert(), "decoder.tflite", "none")
 
 
 @pytest.mark.parametrize(

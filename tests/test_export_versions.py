@@ -20,7 +20,7 @@ from helpers import (
 from keras_vae.export import VersionExistsError, export_run, list_versions
 from keras_vae.export.layout import resolve_version
 from keras_vae.export.transaction import STAGING_PREFIX
-from keras_vae.run_dir import RunDirError, load_model
+from keras_vae.run_reader import RunDirError, load_model
 
 
 @pytest.fixture(scope="module")

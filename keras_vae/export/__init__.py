@@ -1,10 +1,15 @@
 """Export a trained VAE for TF Serving (SavedModel) and for devices (LiteRT / TFLite).
 
-One module per format, as in `keras.src.export`: `saved_model` (encoder and decoder with their
-serving signatures), `scorer` (the anomaly scorer SavedModel), `tflite` (the decoder for
-on-device sampling), `tflite_models` (the encoder and the scorer for devices), `warmup` (TF
-Serving warm-up requests), `layout` (numbered version folders written atomically) and
-`exporter` (`export_run`, which ties them together).
+One module per format, as in `keras.src.export`, building apart from checking:
+`saved_model` (encoder and decoder with their serving signatures; checked by
+`saved_model_checks`), `scorer` (the anomaly scorer SavedModel; `scorer_checks`), `litert`
+(the LiteRT files for devices: decoder, encoder and scorer; graphs in `litert_models` and
+`litert_ops`, checks in `litert_checks` and `litert_parity`; `tflite` keeps the old module
+name importable). The graphs share `graph_ops` (decode, encode, labels, row cap, scores) and
+`prior_draws` (the prior's seeded draws and baked parameters); the checks share
+`export_utils`. Then `warmup` (TF Serving warm-up requests), `layout` (numbered version
+folders), `transaction` (all or nothing) and `exporter` (`export_run`, which ties them
+together).
 
     >>> from keras_vae.export import export_run
     >>> export_run("runs/mnist", "export", tflite=True)["version"]   # doctest: +SKIP

@@ -1,4 +1,5 @@
-"""Helpers shared by the export formats: the error type, numeric checks, signature summaries.
+"""Helpers shared by the export formats' checks: the error type, numeric comparisons with
+their tolerances, refusal checks of a reloaded signature, signature summaries.
 
 >>> import numpy as np
 >>> max_abs_error(np.zeros(3), np.array([0.0, -2.0, 1.0]))
@@ -7,10 +8,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from keras_vae.signatures import LABEL, label_range
 
 # Exported float32 graphs must reproduce the Keras model to this absolute tolerance.
 FLOAT32_TOLERANCE = 1e-5
@@ -30,6 +34,18 @@ def check_labels(num_classes: int, rows: int) -> np.ndarray:
     return np.linspace(0, num_classes - 1, rows).round().astype(np.int32)
 
 
+def label_feed(model: Any, rows: int) -> dict[str, np.ndarray]:
+    """``{"label": check_labels(K, rows)}`` for a conditional `model`, {} for another: the
+    labels a check feeds beside its other inputs.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> label_feed(SimpleNamespace(conditional=True, num_classes=3), 2)["label"].tolist()
+        [0, 2]
+    """
+    return {LABEL: check_labels(int(model.num_classes), rows)} if model.conditional else {}
+
+
 def bad_labels(num_classes: int) -> list[int]:
     """Labels every signature of a conditional export must refuse: K, -1 and the int32 ends.
 
@@ -38,6 +54,21 @@ def bad_labels(num_classes: int) -> list[int]:
         [3, -1, 2147483647, -2147483648]
     """
     return [num_classes, -1, 2**31 - 1, -(2**31)]
+
+
+def bad_label_feeds(feed: Mapping[str, Any], num_classes: int) -> dict[str, dict[str, Any]]:
+    """{"label B": `feed` with its last label B} for each `bad_labels` value B.
+
+    Example:
+        >>> sorted(bad_label_feeds({"label": np.zeros(2, np.int32)}, 3))[:2]
+        ['label -1', 'label -2147483648']
+    """
+    cases = {}
+    for bad in bad_labels(num_classes):
+        wrong = np.array(feed[LABEL], copy=True)
+        wrong[-1] = bad
+        cases[f"label {bad}"] = {**feed, LABEL: wrong}
+    return cases
 
 
 class ExportError(RuntimeError):
@@ -81,6 +112,51 @@ def check_close(what: str, expected: Any, actual: Any, tolerance: float) -> floa
             f"{shapes}), more than the allowed {tolerance:g}; nothing was written."
         )
     return error
+
+
+def scaled_tolerance(expected: np.ndarray) -> float:
+    """`FLOAT32_TOLERANCE` relative to the largest |value| of `expected`, at least absolute:
+    an IAF's z can be large (each step scales it by up to e^3, and float32 rounding with it),
+    and log q sums latent_dim log-densities.
+
+    Example:
+        >>> scaled_tolerance(np.array([-300.0, 2.0]))
+        0.003
+    """
+    largest = float(np.max(np.abs(expected))) if np.size(expected) else 0.0
+    return FLOAT32_TOLERANCE * max(1.0, largest)
+
+
+def refuses(signature, **inputs: np.ndarray) -> bool:
+    """Whether a reloaded SavedModel signature fails with InvalidArgumentError on `inputs`."""
+    import tensorflow as tf
+
+    try:
+        signature(**{name: tf.constant(value) for name, value in inputs.items()})
+    except tf.errors.InvalidArgumentError:
+        return True
+    return False
+
+
+def check_refuses_bad_labels(
+    num_classes: int,
+    part: str,
+    signatures: Mapping[str, Any],
+    inputs: Mapping[str, Mapping[str, np.ndarray]],
+) -> None:
+    """Every signature of `part` refuses each `bad_labels` value in one row, and a label
+    batch of another size; `inputs` holds each signature's well-formed inputs (with
+    ``label``). `ExportError` naming the first one that ran."""
+    for key, feed in inputs.items():
+        cases = bad_label_feeds(feed, num_classes)
+        if len(feed) > 1:  # the label's row count must match the other inputs'
+            cases["one label fewer than the rows"] = {**feed, LABEL: feed[LABEL][:-1]}
+        for case, wrong_feed in cases.items():
+            if not refuses(signatures[key], **wrong_feed):
+                raise ExportError(
+                    f"The exported {part}'s {key} signature ran on {case} instead of refusing "
+                    f"it ({label_range(num_classes)}, one per row); nothing was written."
+                )
 
 
 def tensor_info(dtype: str, shape: Any) -> dict[str, Any]:

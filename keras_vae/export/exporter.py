@@ -39,7 +39,7 @@ from keras_vae.signatures import (
 )
 
 if TYPE_CHECKING:
-    from keras_vae.run_dir import Run
+    from keras_vae.run_reader import Run
 
 FORMAT_VERSION = 1
 
@@ -131,7 +131,7 @@ def export_run(
     Writes ``out_dir/encoder/<version>/``, ``out_dir/decoder/<version>/``,
     ``out_dir/scorer/<version>/`` (`keras_vae.export.scorer`) and, with `tflite`,
     ``out_dir/tflite/decoder{,_float16,_dynamic_int8}.tflite``, ``encoder.tflite`` and
-    ``scorer.tflite`` (`keras_vae.export.tflite_models`), then ``out_dir/export.json``, as one
+    ``scorer.tflite`` (`keras_vae.export.litert`), then ``out_dir/export.json``, as one
     transaction (`keras_vae.export.transaction`): all of them appear, or none does. Every
     SavedModel carries TF Serving warm-up requests (`keras_vae.export.warmup`), each replayed
     against it; every artifact is reloaded and compared with the Keras model before anything
@@ -139,7 +139,7 @@ def export_run(
 
     Args:
         run_dir: a folder written by `keras_vae.train.train_and_evaluate` (`keras-vae train`),
-            or a preset's `keras_vae.run_dir.Run` (`keras_vae.presets.preset_run`).
+            or a preset's `keras_vae.run_reader.Run` (`keras_vae.presets.preset_run`).
         out_dir: the export folder: missing, empty, marked for exports, or one keras-vae
             exported into before (`keras_vae.ownership`); created if missing.
         version: an integer in [1, 2**63 - 1]; None (default) takes one above the highest
@@ -157,7 +157,7 @@ def export_run(
         The record written to ``out_dir/export.json`` (without its history).
 
     Raises:
-        ValueError: the run directory is unusable (`keras_vae.run_dir.RunDirError`) or its
+        ValueError: the run directory is unusable (`keras_vae.run_reader.RunDirError`) or its
             calibration.json is (`keras_vae.calibration.CalibrationError`), the version or
             `score_samples` is invalid, the version exists (`layout.VersionExistsError`), or
             `out_dir` is not ours to write (`keras_vae.ownership.FolderNotOursError`);
@@ -168,7 +168,7 @@ def export_run(
         >>> export_run("runs/mnist", "export", version=1)   # doctest: +SKIP
     """
     from keras_vae import __version__
-    from keras_vae.run_dir import load_run
+    from keras_vae.run_reader import load_run
 
     max_samples = check_max_samples(max_samples_per_request)
     if score_samples is not None:
@@ -180,7 +180,7 @@ def export_run(
     out_path = Path(os.path.expanduser(str(out_dir)))
     layout.check_out_dir_is_ours(out_path)  # reads only
     if tflite:
-        from keras_vae.export.tflite import check_litert_available
+        from keras_vae.export.litert import check_litert_available
 
         check_litert_available()
     run = load_run(run_dir)  # RunDirError (a ValueError) for a missing or corrupt run
@@ -198,7 +198,7 @@ def export_run(
 
         import tensorflow as tf
 
-        from keras_vae.export import saved_model, scorer
+        from keras_vae.export import saved_model, saved_model_checks, scorer, scorer_checks
 
         record: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
@@ -224,20 +224,25 @@ def export_run(
             "tflite": None,
         }
         writers = {
-            "encoder": (saved_model.write_encoder, saved_model.check_encoder),
+            "encoder": (saved_model.write_encoder, saved_model_checks.check_encoder),
             "decoder": (
                 functools.partial(saved_model.write_decoder, max_samples=max_samples),
-                functools.partial(saved_model.check_decoder, max_samples=max_samples),
+                functools.partial(saved_model_checks.check_decoder, max_samples=max_samples),
             ),
-            SCORER: tuple(
+            SCORER: (
                 functools.partial(
-                    function,
+                    scorer.write_scorer,
                     score_samples=score_samples,
                     max_samples=max_samples,
                     calibration=calibration,
                     seed=score_seed,
-                )
-                for function in (scorer.write_scorer, scorer.check_scorer)
+                ),
+                functools.partial(
+                    scorer_checks.check_scorer,
+                    settings=scorer.ScorerSettings(
+                        score_samples, max_samples, calibration, score_seed
+                    ),
+                ),
             ),
         }
         with transaction.ExportTransaction(out_dir) as export:
@@ -258,8 +263,7 @@ def export_run(
                 scorer.scorer_record(score_samples, score_seed, calibration)
             )
             if tflite:
-                from keras_vae.export.tflite import write_tflite
-                from keras_vae.export.tflite_models import write_litert_models
+                from keras_vae.export.litert import write_litert_models, write_tflite
 
                 tflite_dir, work_dir = staging / layout.TFLITE_DIR, staging / "work"
                 record["tflite"] = {
