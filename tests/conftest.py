@@ -3,10 +3,13 @@ session (a tiny one on the bundled digits, one on 2,048 MNIST images) with one e
 MNIST run. Treat the session fixtures as read-only: `shutil.copytree` a run (or take
 `run_copy`) before changing anything inside; export into folders of your own."""
 
+import inspect
 import os
 import pathlib
+import re
 import shutil
 
+import helpers as shared_helpers
 import numpy as np
 import pytest
 from helpers import (
@@ -43,9 +46,8 @@ LONGEST_FILES_FIRST = (
     "test_resume.py",
     "test_conditional.py",
     "test_export_versions.py",
-    "test_export_families.py",
+    "test_export_model_kinds.py",
     "test_distribute.py",
-    "test_export_conditional.py",
     "test_cli_train.py",
     "test_export_tflite.py",
     "test_train.py",
@@ -58,7 +60,89 @@ LONGEST_FILES_FIRST = (
 )
 
 
+# The test tiers (CONTRIBUTING.md): `pytest -m "not slow and not integration"` is the fast one,
+# marked here by what the code does, read from its source:
+# - integration: a fixture the test uses (directly or through other fixtures) trains a run,
+#   exports a model, starts a (fake) server or another process, or runs a `keras-vae` command
+#   (conftest's tiny_run_dir, mnist_run and mnist_export, the test modules' own runs, exports
+#   and servers), or the test is in an export module (test_export_*.py: every test exports);
+# - slow: the test's own code, or a function of the tests that it calls, trains a run,
+#   exports, starts a server or a process, fits, evaluates or saves and reloads a model, or
+#   runs a `keras-vae` command to success (a refused one, exit 2, is quick); or it reads the
+#   real datasets (shared_data_dir); or it is a docstring example that fits or saves.
+# Everything else (config, argument and data checks, the maths on small tensors, the client
+# against fakes) is the fast tier. Every test still runs in CI (`pytest -q`).
+BUILDS = (
+    r"train_run|train_and_evaluate|export_run|write_checked_exports|write_encoder|write_decoder"
+    r"|write_scorer|write_litert_models|write_tflite|serving|run_python|run_command"
+    r"|run_result_program|subprocess\.run|Popen|Cluster"
+)
+FITS = r"fit|train_on_batch|evaluate|save|save_to_preset|load_model|from_preset|RunBackup"
+BUILDS_CALL = re.compile(rf"\b({BUILDS}|main)\(")
+# ...and in a test's code: a command run to success (`main([...]) == 0`), fixtures chosen at
+# run time (`request.getfixturevalue`: the rule cannot see which, so it assumes the worst)
+COSTLY_CALL = re.compile(rf"\b({BUILDS}|{FITS}|getfixturevalue)\(|\bmain\(.*\) == 0")
+CALLED_NAME = re.compile(r"\b([A-Za-z_]\w*)\(")
+TESTS_DIR = pathlib.Path(__file__).resolve().parent
+INTEGRATION_MODULES = "test_export_*.py"
+REAL_DATA_FIXTURE = "shared_data_dir"
+
+
+def source_of(function) -> str:
+    """`function`'s source, "" without one (a builtin fixture such as tmp_path)."""
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        return ""
+
+
+def is_costly(function, namespace: dict, pattern: re.Pattern, depth: int = 2) -> bool:
+    """Whether `function`'s source calls something `pattern` names, or calls a function of the
+    tests (found in `namespace`, its module's globals, or in helpers.py) that does, `depth`
+    calls down."""
+    source = source_of(function)
+    if pattern.search(source):
+        return True
+    if depth == 0:
+        return False
+    names = set(CALLED_NAME.findall(source))  # helpers.py's too: tests import it locally
+    helpers = [namespace.get(name, getattr(shared_helpers, name, None)) for name in names]
+    return any(
+        is_costly(helper, helper.__globals__, pattern, depth - 1)
+        for helper in helpers
+        if inspect.isfunction(helper) and helper is not function and _in_tests(helper)
+    )
+
+
+def _in_tests(function) -> bool:
+    return pathlib.Path(inspect.getsourcefile(function) or "").parent == TESTS_DIR
+
+
+def tier_marks(item) -> set[str]:
+    """The tier marks `item` gets: "integration" and/or "slow" (see the comment above)."""
+    function = getattr(item, "function", None)
+    if function is None:  # a docstring example of keras_vae
+        examples = getattr(getattr(item, "dtest", None), "examples", [])
+        fits = re.compile(rf"\b({FITS})\(")
+        return {"slow"} if any(fits.search(e.source) for e in examples) else set()
+    marks = set()
+    # pytest's resolved closure of the test's fixtures (no public API gives their functions)
+    fixtures = [defs[-1].func for defs in item._fixtureinfo.name2fixturedefs.values()]
+    if item.path.match(INTEGRATION_MODULES) or any(
+        is_costly(f, f.__globals__, BUILDS_CALL, depth=0) for f in fixtures
+    ):
+        marks.add("integration")
+    if REAL_DATA_FIXTURE in item.fixturenames or is_costly(
+        function, function.__globals__, COSTLY_CALL
+    ):
+        marks.add("slow")
+    return marks
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for mark in sorted(tier_marks(item) - {m.name for m in item.iter_markers()}):
+            item.add_marker(getattr(pytest.mark, mark))
     rank = {name: i for i, name in enumerate(LONGEST_FILES_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: same order within
 
@@ -126,7 +210,7 @@ def mnist_run(tmp_path_factory, shared_data_dir) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def mnist_model(mnist_run):
     """The `VAE` saved in `mnist_run`: the reference every export of it is compared with."""
-    from keras_vae.run_dir import load_model
+    from keras_vae.run_reader import load_model
 
     return load_model(mnist_run)
 

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import pathlib
@@ -27,6 +28,8 @@ from typing import Any
 
 import keras
 import numpy as np
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # The `mnist_run` fixture (conftest.py): a VAE fitted for two epochs on 2,048 MNIST images.
 LATENT_DIM = 20  # the default, so the serving README's literal 20-number examples fit
@@ -193,6 +196,19 @@ def assert_exit_2_and_unchanged(
     return line
 
 
+def assert_train_refused(
+    flags: Sequence[Any], tmp_path: pathlib.Path, capsys, *fragments: str
+) -> str:
+    """`keras-vae train FLAGS --output TMP_PATH/run` fails as `assert_exit_2_and_unchanged`
+    says (TMP_PATH unchanged) and creates no run folder. Returns the error line."""
+    out = tmp_path / "run"
+    line = assert_exit_2_and_unchanged(
+        ["train", *flags, "--output", out], [tmp_path], capsys, *fragments
+    )
+    assert not out.exists()
+    return line
+
+
 def run_command(
     command: Sequence[str], *, timeout: float = 300, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess:
@@ -206,6 +222,26 @@ def run_command(
 def run_python(code: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `python -c code args...` with this interpreter; TF's C++ logging kept quiet."""
     return run_command([sys.executable, "-c", code, *args], timeout=timeout)
+
+
+def run_result_program(script: pathlib.Path, *args: str, timeout: float = 600) -> dict:
+    """Run the test program `script` (e.g. tests/mirrored_main.py) with this interpreter in a
+    fresh process, from the repository (on its PYTHONPATH, TF_CONFIG unset), and return the
+    JSON of the last line it prints that starts with ``RESULT ``. Fails with its stderr's
+    tail unless it exits 0 having printed one."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CONFIG", None)
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO_ROOT,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def console_script(name: str = "keras-vae") -> pathlib.Path:
@@ -284,16 +320,16 @@ def write_checked_exports(models: Mapping[str, Any], root: pathlib.Path, max_sam
     """{name: (model, folder)}: folder/encoder/1 and folder/decoder/1 written and checked by
     `keras_vae.export.saved_model` (sample cap `max_samples`), folder/tflite by
     `write_tflite` (checked too), for each of `models`."""
-    from keras_vae.export import saved_model
-    from keras_vae.export.tflite import write_tflite
+    from keras_vae.export import saved_model, saved_model_checks
+    from keras_vae.export.litert import write_tflite
 
     exported = {}
     for name, model in models.items():
         folder = pathlib.Path(root) / name
         saved_model.write_encoder(model, folder / "encoder" / "1")
-        saved_model.check_encoder(model, folder / "encoder" / "1")
+        saved_model_checks.check_encoder(model, folder / "encoder" / "1")
         saved_model.write_decoder(model, folder / "decoder" / "1", max_samples=max_samples)
-        saved_model.check_decoder(model, folder / "decoder" / "1", max_samples=max_samples)
+        saved_model_checks.check_decoder(model, folder / "decoder" / "1", max_samples=max_samples)
         write_tflite(model, folder / "tflite", folder / "work")
         exported[name] = (model, folder)
     return exported

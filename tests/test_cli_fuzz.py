@@ -137,37 +137,23 @@ def test_evaluate(flag, value, workspace, capsys):
     assert_refused(["evaluate", str(run), "-k", "2", f"{flag}={value}"], workspace, capsys)
 
 
-@pytest.mark.parametrize(("flag", "value"), grid(SAMPLE))
-def test_sample(flag, value, workspace, capsys):
+# The commands that write an --out file or folder: its name under the workspace, their flags.
+WRITERS = {
+    "sample": ("samples.png", SAMPLE),
+    "reconstruct": ("reconstructions.png", RECONSTRUCT),
+    "export": ("export", EXPORT),
+    "score": ("scores.csv", SCORE),
+}
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "value"),
+    [(command, *bad) for command, (_, flags) in WRITERS.items() for bad in grid(flags)],
+)
+def test_a_writing_command(command, flag, value, workspace, capsys):
     root, run = workspace
-    out = root / "samples.png"
-    assert_refused(["sample", str(run), "--out", str(out), f"{flag}={value}"], workspace, capsys)
-    assert not out.exists()
-
-
-@pytest.mark.parametrize(("flag", "value"), grid(RECONSTRUCT))
-def test_reconstruct(flag, value, workspace, capsys):
-    root, run = workspace
-    out = root / "reconstructions.png"
-    argv = ["reconstruct", str(run), "--out", str(out), f"{flag}={value}"]
-    assert_refused(argv, workspace, capsys)
-    assert not out.exists()
-
-
-@pytest.mark.parametrize(("flag", "value"), grid(EXPORT))
-def test_export(flag, value, workspace, capsys):
-    root, run = workspace
-    assert_refused(
-        ["export", str(run), "--out", str(root / "export"), f"{flag}={value}"], workspace, capsys
-    )
-    assert not (root / "export").exists()
-
-
-@pytest.mark.parametrize(("flag", "value"), grid(SCORE))
-def test_score(flag, value, workspace, capsys):
-    root, run = workspace
-    out = root / "scores.csv"
-    assert_refused(["score", str(run), "--out", str(out), f"{flag}={value}"], workspace, capsys)
+    out = root / WRITERS[command][0]
+    assert_refused([command, str(run), "--out", str(out), f"{flag}={value}"], workspace, capsys)
     assert not out.exists()
 
 

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import pathlib
-import subprocess
-import sys
 import types
 
 import keras
@@ -22,11 +18,10 @@ import numpy as np
 import pytest
 import scipy.stats
 import tensorflow as tf
+from helpers import REPO_ROOT, run_result_program
 
 from keras_vae import compat, distribute, execution, replicas
 from keras_vae.noise import replica_normal, standard_normal, stateless_seed
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 RTOL = 1e-5
 METRICS = ("loss", "elbo", "reconstruction", "kl")
@@ -36,19 +31,7 @@ METRICS = ("loss", "elbo", "reconstruction", "kl")
 def mirrored(tmp_path_factory) -> dict:
     """The numbers of tests/mirrored_main.py (about a minute on 2 cores)."""
     run_root = tmp_path_factory.mktemp("mirrored_runs")
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("TF_CONFIG", None)
-    proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tests" / "mirrored_main.py"), str(run_root)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=REPO_ROOT,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT ") :])
+    return run_result_program(REPO_ROOT / "tests" / "mirrored_main.py", str(run_root))
 
 
 def relative_error(a: list, b: list) -> float:

@@ -15,15 +15,10 @@ over the local batch) misses it by far.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 FAMILIES = {
     "iwae": {"objective": "iwae", "num_samples": 5},
@@ -124,7 +119,7 @@ def main() -> dict:
         }
     # the negative control: the same comparison with each replica's loss averaged over its
     # local batch only (the all-reduce then doubles the gradient)
-    from keras_vae import model as model_module
+    from keras_vae import model_training as model_module
 
     correct = model_module.average_over_global_batch
     model_module.average_over_global_batch = lambda per_example, *_: tf.reduce_mean(per_example)
@@ -139,19 +134,9 @@ def main() -> dict:
 @pytest.fixture(scope="module")
 def mirrored() -> dict:
     """The numbers of this file run as a program (about half a minute on 2 cores)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("TF_CONFIG", None)
-    proc = subprocess.run(
-        [sys.executable, __file__],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=REPO_ROOT,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT ") :])
+    from helpers import run_result_program  # imports Keras: not when run as the program
+
+    return run_result_program(pathlib.Path(__file__))
 
 
 @pytest.mark.slow

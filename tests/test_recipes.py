@@ -15,7 +15,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from helpers import FailAt, assert_exit_2_and_unchanged, assert_same_results
+from helpers import FailAt, assert_same_results, assert_train_refused
 
 from keras_vae import recipes
 from keras_vae.cli import build_parser
@@ -160,44 +160,41 @@ def test_gated_dense_is_a_linear_map_times_a_sigmoid_gate(tmp_path):
 
 
 # ------------------------------------------------------------------------------ --recipe
-BURDA2015 = {  # written out from yburda/iwae, not read from keras_vae.recipes
-    "model": {"latent_dim": 50, "hidden_units": [200, 200], "activation": "tanh"},
-    "data": {"dataset": "mnist", "binarization": "dynamic", "validation_examples": 400},
-    "training": {
-        "recipe": "burda2015",
-        "epochs": 3280,
-        "batch_size": 20,
-        "optimizer": "adam",
-        "learning_rate": 1e-3,
-        "learning_rate_schedule": "burda",
-        "adam_beta_1": 0.99,
-        "adam_beta_2": 0.999,
-        "adam_epsilon": 5e-6,  # 1e-4 on their loss summed over the batch of 20
-        "init_output_bias": "data-mean",
-    },
+# Written out from the authors' code, not read from keras_vae.recipes: section -> field -> value
+BURDA2015 = {  # yburda/iwae
+    "model": dict(latent_dim=50, hidden_units=[200, 200], activation="tanh"),
+    "data": dict(dataset="mnist", binarization="dynamic", validation_examples=400),
+    "training": dict(
+        recipe="burda2015",
+        epochs=3280,
+        batch_size=20,
+        optimizer="adam",
+        learning_rate=1e-3,
+        learning_rate_schedule="burda",
+        adam_beta_1=0.99,
+        adam_beta_2=0.999,
+        adam_epsilon=5e-6,  # 1e-4 on their loss summed over the batch of 20
+        init_output_bias="data-mean",
+    ),
 }
 VAMPPRIOR2018 = {  # jmtomczak/vae_vampprior experiment.py defaults, model vae, static_mnist
-    "model": {
-        "latent_dim": 40,
-        "hidden_units": [300, 300],
-        "activation": "gated",
-        "prior": "vamp",
-        "prior_components": 500,
-    },
-    "data": {
-        "dataset": "binarized_mnist",
-        "binarization": "static",
-        "validation_examples": "source",
-    },
-    "training": {
-        "recipe": "vampprior2018",
-        "epochs": 2000,
-        "batch_size": 100,
-        "learning_rate": 5e-4,
-        "adam_epsilon": 1e-8,
-        "kl_warmup_epochs": 100,
-        "early_stopping_patience": 50,
-    },
+    "model": dict(
+        latent_dim=40,
+        hidden_units=[300, 300],
+        activation="gated",
+        prior="vamp",
+        prior_components=500,
+    ),
+    "data": dict(dataset="binarized_mnist", binarization="static", validation_examples="source"),
+    "training": dict(
+        recipe="vampprior2018",
+        epochs=2000,
+        batch_size=100,
+        learning_rate=5e-4,
+        adam_epsilon=1e-8,
+        kl_warmup_epochs=100,
+        early_stopping_patience=50,
+    ),
 }
 
 
@@ -227,39 +224,33 @@ def test_an_explicit_flag_wins_over_the_recipe():
 
 
 BAD_TRAIN_FLAGS = [
-    (["--recipe", "burda2016"], "--recipe"),
-    (["--learning-rate-schedule", "step"], "--learning-rate-schedule"),
-    (["--validation-examples", "1437"], "would leave no training example"),
-    (["--validation-examples", "-1"], "--validation-examples"),
-    (["--validation-examples", "some"], "validation"),
-    (["--validation-examples", "source"], "no validation split of its own"),
-    (["--learning-rate-schedule", "exponential", "--learning-rate-decay", "nan"], "decay"),
-    (["--learning-rate-schedule", "exponential", "--learning-rate-decay", "0"], "decay"),
-    (["--learning-rate-schedule", "exponential", "--learning-rate-decay", "1.5"], "decay"),
-    (["--learning-rate-schedule", "cosine", "--learning-rate-alpha", "inf"], "alpha"),
-    (["--learning-rate-schedule", "cosine", "--learning-rate-alpha", "-0.1"], "alpha"),
-    (["--learning-rate-decay", "0.5"], "belongs to the exponential schedule"),
-    (["--adam-beta-1", "1"], "adam_beta_1"),
-    (["--adam-beta-2", "-0.5"], "adam_beta_2"),
-    (["--adam-epsilon", "0"], "adam_epsilon"),
-    (["--optimizer", "sgd", "--adam-beta-1", "0.5"], "--optimizer adam"),
-    (["--early-stopping-patience", "3"], "--validation-examples"),
-    (["--early-stopping-patience", "-1"], "early_stopping_patience"),
-    (["--kl-warmup-epochs", "2", "--kl-warmup-steps", "5"], "not both"),
-    (["--kl-warmup-epochs", "-2"], "kl_warmup_epochs"),
-    (["--init-output-bias", "data-mean", "--architecture", "conv"], "per-pixel"),
-    (["--activation", "gated", "--architecture", "conv"], "mlp"),
-    (["--gradient-estimator", "dreg"], "--objective iwae"),
-    (["--objective", "iwae", "--prior", "vamp", "--gradient-estimator", "dreg"], "dreg"),
+    ("--recipe burda2016", "--recipe"),
+    ("--learning-rate-schedule step", "--learning-rate-schedule"),
+    ("--validation-examples 1437", "would leave no training example"),
+    ("--validation-examples -1", "--validation-examples"),
+    ("--validation-examples some", "validation"),
+    ("--validation-examples source", "no validation split of its own"),
+    ("--learning-rate-schedule exponential --learning-rate-decay nan", "decay"),
+    ("--learning-rate-schedule exponential --learning-rate-decay 0", "decay"),
+    ("--learning-rate-schedule exponential --learning-rate-decay 1.5", "decay"),
+    ("--learning-rate-schedule cosine --learning-rate-alpha inf", "alpha"),
+    ("--learning-rate-schedule cosine --learning-rate-alpha -0.1", "alpha"),
+    ("--learning-rate-decay 0.5", "belongs to the exponential schedule"),
+    ("--adam-beta-1 1", "adam_beta_1"),
+    ("--adam-beta-2 -0.5", "adam_beta_2"),
+    ("--adam-epsilon 0", "adam_epsilon"),
+    ("--optimizer sgd --adam-beta-1 0.5", "--optimizer adam"),
+    ("--early-stopping-patience 3", "--validation-examples"),
+    ("--early-stopping-patience -1", "early_stopping_patience"),
+    ("--kl-warmup-epochs 2 --kl-warmup-steps 5", "not both"),
+    ("--kl-warmup-epochs -2", "kl_warmup_epochs"),
+    ("--init-output-bias data-mean --architecture conv", "per-pixel"),
+    ("--activation gated --architecture conv", "mlp"),
+    ("--gradient-estimator dreg", "--objective iwae"),
+    ("--objective iwae --prior vamp --gradient-estimator dreg", "dreg"),
 ]
 
 
-@pytest.mark.parametrize(
-    ("flags", "fragment"),
-    BAD_TRAIN_FLAGS,
-    ids=lambda x: " ".join(x) if isinstance(x, list) else None,
-)
+@pytest.mark.parametrize(("flags", "fragment"), BAD_TRAIN_FLAGS)
 def test_bad_recipe_flags_exit_2_and_write_nothing(flags, fragment, tmp_path, capsys):
-    argv = ["train", "--dataset", "digits", *flags, "--output", tmp_path / "run"]
-    assert_exit_2_and_unchanged(argv, [tmp_path], capsys, fragment)
-    assert not (tmp_path / "run").exists()
+    assert_train_refused(["--dataset", "digits", *flags.split()], tmp_path, capsys, fragment)

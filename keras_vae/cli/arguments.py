@@ -1,18 +1,28 @@
-"""Arguments that several `keras-vae` subcommands share, and integer parsing for argparse.
+"""Arguments that several `keras-vae` subcommands share, integer parsing for argparse, and
+the keyword arguments and progress lines of the commands that read a held-out split.
 
 The ranges are `keras_vae.limits.check_at_least`'s, so a flag and the config (or library call)
 behind it refuse the same values with the same words.
+
+Example:
+
+    >>> parser = argparse.ArgumentParser()
+    >>> add_max_examples_argument(parser, "use only the first N")
+    >>> parser.parse_args(["--max-examples", "5"]).max_examples
+    5
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from keras_vae.limits import MAX_SEED, check_at_least
 
 if TYPE_CHECKING:
-    from keras_vae.run_dir import Run
+    from keras_vae.run_reader import Run
 
 MAX_IMAGES = 10_000  # keras_vae.visualize.MAX_GRID_IMAGES, without importing TensorFlow
 
@@ -71,6 +81,21 @@ def image_count(text: str) -> int:
     return integer_argument(text, "N", 1, MAX_IMAGES)
 
 
+def add_image_count_argument(
+    parser: argparse.ArgumentParser, flag: str, default: int, what: str
+) -> None:
+    """`-n`/`flag` of sample and reconstruct: how many images, 1 to `MAX_IMAGES`; `what`
+    names them in the help ("samples")."""
+    parser.add_argument(
+        "-n",
+        flag,
+        type=image_count,
+        default=default,
+        metavar="N",
+        help=f"{what}, 1 to {MAX_IMAGES:,} (default {default})",
+    )
+
+
 def add_run_dir_argument(parser: argparse.ArgumentParser) -> None:
     """The positional RUN_DIR of the commands that read a trained run."""
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `keras-vae train`")
@@ -97,7 +122,7 @@ def add_run_or_preset_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_or_preset(args: argparse.Namespace) -> str | Run:
     """What `add_run_or_preset_arguments` parsed: RUN_DIR as given, or the preset read as a
-    `keras_vae.run_dir.Run` (`keras_vae.presets.preset_run`; imports TensorFlow)."""
+    `keras_vae.run_reader.Run` (`keras_vae.presets.preset_run`; imports TensorFlow)."""
     if args.preset is None:
         return args.run_dir
     from keras_vae.presets import preset_run
@@ -116,18 +141,73 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, use: str) -> None:
     parser.add_argument("--data-dir", default=None, help="TFDS data_dir for --dataset")
 
 
-def add_png_argument(parser: argparse.ArgumentParser) -> None:
-    """The required --out FILE.png of the commands that draw a picture."""
+def add_out_argument(
+    parser: argparse.ArgumentParser,
+    metavar: str = "FILE.png",
+    help: str = "the PNG to write (its folder must exist)",
+) -> None:
+    """The required --out of the commands that write a file or folder (default: a picture)."""
+    parser.add_argument("--out", required=True, metavar=metavar, help=help)
+
+
+def add_seed_argument(
+    parser: argparse.ArgumentParser,
+    what: str,
+    default: int | None = 0,
+    default_text: str = "2**32 - 1, as for train; default 0",
+) -> None:
+    """--seed, 0 to `MAX_SEED` like train's (the range is checked by the library call); `what`
+    it seeds and `default_text` (the help's parenthesis) go into the help."""
     parser.add_argument(
-        "--out", required=True, metavar="FILE.png", help="the PNG to write (its folder must exist)"
+        "--seed", type=int, default=default, help=f"seeds {what}, 0 to {MAX_SEED} ({default_text})"
     )
 
 
-def add_seed_argument(parser: argparse.ArgumentParser, what: str) -> None:
-    """--seed, 0 to `MAX_SEED` like train's (the range is checked by the library call)."""
+def add_importance_samples_argument(
+    parser: argparse.ArgumentParser, maximum: int, default: int | None, default_text: str
+) -> None:
+    """--importance-samples/-k: K, 1 to `maximum` (checked by the library call)."""
     parser.add_argument(
-        "--seed",
+        "--importance-samples",
+        "-k",
         type=int,
-        default=0,
-        help=f"seeds {what}, 0 to {MAX_SEED} (2**32 - 1, as for train; default 0)",
+        default=default,
+        metavar="K",
+        help=f"importance samples per example, 1 to {maximum:,} ({default_text})",
     )
+
+
+def add_max_examples_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """--max-examples N: only the first N held-out examples (default: all)."""
+    parser.add_argument("--max-examples", type=int, default=None, metavar="N", help=help)
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """--verbose 0 or 1 (default 1): progress lines on stderr or none."""
+    parser.add_argument("--verbose", type=int, choices=(0, 1), default=1, help=help)
+
+
+def progress_printer(command: str) -> Callable[[int, int], None]:
+    """A progress callback printing "COMMAND: done/total examples" on stderr (stdout carries
+    only the JSON result)."""
+
+    def progress(done: int, total: int) -> None:
+        print(f"{command}: {done}/{total} examples", file=sys.stderr)
+
+    return progress
+
+
+def held_out_options(
+    args: argparse.Namespace, progress: Callable[[int, int], None]
+) -> dict[str, Any]:
+    """The keyword arguments that calibrate, score and evaluate pass on to their library call
+    from the flags they share: the held-out data, K, the seed, the example cap, and `progress`
+    when --verbose is 1 (else None)."""
+    return {
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "importance_samples": args.importance_samples,
+        "seed": args.seed,
+        "max_examples": args.max_examples,
+        "progress": progress if args.verbose else None,
+    }

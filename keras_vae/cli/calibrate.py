@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from keras_vae.cli.arguments import add_dataset_arguments, add_run_dir_argument, add_seed_argument
+from keras_vae.cli.arguments import (
+    add_dataset_arguments,
+    add_importance_samples_argument,
+    add_max_examples_argument,
+    add_run_dir_argument,
+    add_seed_argument,
+    add_verbose_argument,
+    held_out_options,
+    progress_printer,
+)
 from keras_vae.signatures import DEFAULT_SCORE_SAMPLES, MAX_SCORE_SAMPLES, SCORE_NAMES
 
 HELP = (
@@ -48,39 +56,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "others low ones)",
     )
     add_dataset_arguments(parser, "calibrate on")
-    parser.add_argument(
-        "--importance-samples",
-        "-k",
-        type=int,
-        default=DEFAULT_SCORE_SAMPLES,
-        metavar="K",
-        help=f"importance samples per example, 1 to {MAX_SCORE_SAMPLES:,} (default "
-        f"{DEFAULT_SCORE_SAMPLES})",
+    add_importance_samples_argument(
+        parser, MAX_SCORE_SAMPLES, DEFAULT_SCORE_SAMPLES, f"default {DEFAULT_SCORE_SAMPLES}"
     )
     add_seed_argument(parser, "the score noise")
-    parser.add_argument(
-        "--max-examples", type=int, default=None, metavar="N", help="use only the first N"
-    )
-    parser.add_argument("--verbose", type=int, choices=(0, 1), default=1)
-
-
-def _progress(done: int, total: int) -> None:
-    print(f"calibrate: {done}/{total} examples", file=sys.stderr)
+    add_max_examples_argument(parser, "use only the first N")
+    add_verbose_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from keras_vae.anomaly import calibrate_run  # imports TensorFlow: after parsing
 
-    record = calibrate_run(
-        args.run_dir,
-        args.false_positive_rate,
-        score=args.score,
-        dataset=args.dataset,
-        importance_samples=args.importance_samples,
-        data_dir=args.data_dir,
-        seed=args.seed,
-        max_examples=args.max_examples,
-        progress=_progress if args.verbose else None,
-    )
+    options = held_out_options(args, progress_printer("calibrate"))
+    record = calibrate_run(args.run_dir, args.false_positive_rate, score=args.score, **options)
     print(json.dumps(record, indent=2))
     return 0

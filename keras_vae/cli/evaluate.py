@@ -14,8 +14,12 @@ import time
 
 from keras_vae.cli.arguments import (
     add_dataset_arguments,
+    add_importance_samples_argument,
+    add_max_examples_argument,
     add_run_or_preset_arguments,
     add_seed_argument,
+    add_verbose_argument,
+    held_out_options,
     run_or_preset,
 )
 from keras_vae.limits import MAX_EVALUATION_BATCH_SIZE, MAX_IMPORTANCE_SAMPLES
@@ -35,14 +39,8 @@ HELP = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_or_preset_arguments(parser)
     add_dataset_arguments(parser, "evaluate on")
-    parser.add_argument(
-        "--importance-samples",
-        "-k",
-        type=int,
-        default=5000,
-        metavar="K",
-        help="importance samples per example, 1 to "
-        f"{MAX_IMPORTANCE_SAMPLES:,} (default 5000, the standard protocol)",
+    add_importance_samples_argument(
+        parser, MAX_IMPORTANCE_SAMPLES, 5000, "default 5000, the standard protocol"
     )
     parser.add_argument(
         "--batch-size",
@@ -58,14 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"importance samples per step, 1 to {MAX_IMPORTANCE_SAMPLES:,}, with chunk x "
         "batch x data dims below 2**31 (default: a few MB of decoder output per step)",
     )
-    parser.add_argument(
-        "--max-examples",
-        type=int,
-        default=None,
-        metavar="N",
-        help="evaluate only the first N >= 1 held-out examples (default: all; above the "
-        "split's size: all); fewer than all is stored under 'other_evaluations', not as the "
-        "headline",
+    add_max_examples_argument(
+        parser,
+        "evaluate only the first N >= 1 held-out examples (default: all; above the split's "
+        "size: all); fewer than all is stored under 'other_evaluations', not as the headline",
     )
     parser.add_argument(
         "--no-write",
@@ -74,13 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only print the result; leave RUN_DIR/metrics.json alone (without it, RUN_DIR "
         "and its metrics.json must be writable, checked before computing)",
     )
-    parser.add_argument(
-        "--verbose",
-        type=int,
-        choices=(0, 1),
-        default=1,
-        help="1: progress lines on stderr; 0: only the JSON result",
-    )
+    add_verbose_argument(parser, "1: progress lines on stderr; 0: only the JSON result")
 
 
 class _Progress:
@@ -103,15 +91,10 @@ def run(args: argparse.Namespace) -> int:
     write_metrics = args.write_metrics and args.preset is None  # a preset has no metrics.json
     result = evaluate_run(
         run_or_preset(args),
-        dataset=args.dataset,
-        importance_samples=args.importance_samples,
-        data_dir=args.data_dir,
         batch_size=args.batch_size,
-        seed=args.seed,
         chunk_size=args.chunk_size,
-        max_examples=args.max_examples,
         write_metrics=write_metrics,
-        progress=_Progress() if args.verbose else None,
+        **held_out_options(args, _Progress()),
     )
     if args.verbose and write_metrics and not result["headline"]:
         print(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from keras_vae.cli.arguments import add_run_or_preset_arguments, run_or_preset
+from keras_vae.cli.arguments import add_out_argument, add_run_or_preset_arguments, run_or_preset
 from keras_vae.signatures import (
     CALIBRATION_KEY,
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
@@ -31,18 +31,16 @@ HELP = (
     "DIR/scorer/<version> SavedModels) and, with --tflite, LiteRT (DIR/tflite/*.tflite)."
 )
 
+OUT_HELP = (
+    "export folder; DIR/encoder, DIR/decoder and DIR/scorer are TF Serving model base paths. "
+    "It must be missing, empty, or a folder keras-vae exported into before: files keras-vae "
+    "did not write are never replaced or deleted"
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_or_preset_arguments(parser)
-    parser.add_argument(
-        "--out",
-        required=True,
-        metavar="DIR",
-        help="export folder; DIR/encoder, DIR/decoder and DIR/scorer are TF Serving model "
-        "base paths. "
-        "It must be missing, empty, or a folder keras-vae exported into before: files "
-        "keras-vae did not write are never replaced or deleted",
-    )
+    add_out_argument(parser, "DIR", OUT_HELP)
     parser.add_argument(
         "--version",
         type=int,

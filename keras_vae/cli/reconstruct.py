@@ -11,11 +11,10 @@ import argparse
 import json
 
 from keras_vae.cli.arguments import (
-    MAX_IMAGES,
     add_dataset_arguments,
-    add_png_argument,
+    add_image_count_argument,
+    add_out_argument,
     add_run_or_preset_arguments,
-    image_count,
     run_or_preset,
 )
 
@@ -28,16 +27,9 @@ HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_or_preset_arguments(parser)
-    add_png_argument(parser)
+    add_out_argument(parser)
     add_dataset_arguments(parser, "take the examples from")
-    parser.add_argument(
-        "-n",
-        "--num-examples",
-        type=image_count,
-        default=10,
-        metavar="N",
-        help=f"examples to reconstruct, 1 to {MAX_IMAGES:,} (default 10)",
-    )
+    add_image_count_argument(parser, "--num-examples", 10, "examples to reconstruct")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,11 +12,10 @@ import argparse
 import json
 
 from keras_vae.cli.arguments import (
-    MAX_IMAGES,
-    add_png_argument,
+    add_image_count_argument,
+    add_out_argument,
     add_run_or_preset_arguments,
     add_seed_argument,
-    image_count,
     integer_or_word,
     run_or_preset,
 )
@@ -30,14 +29,7 @@ HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_or_preset_arguments(parser)
-    parser.add_argument(
-        "-n",
-        "--num-samples",
-        type=image_count,
-        default=64,
-        metavar="N",
-        help=f"samples, 1 to {MAX_IMAGES:,} (default 64)",
-    )
+    add_image_count_argument(parser, "--num-samples", 64, "samples")
     add_seed_argument(parser, "z")
     parser.add_argument(
         "--label",
@@ -47,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="conditional runs: the class to sample, 0 to K-1, or 'all' for one row of N "
         "samples per class (the same z down each column)",
     )
-    add_png_argument(parser)
+    add_out_argument(parser)
 
 
 def class_label(text: str) -> int | str:

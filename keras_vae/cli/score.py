@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from keras_vae.cli.arguments import (
     add_dataset_arguments,
+    add_importance_samples_argument,
+    add_max_examples_argument,
+    add_out_argument,
     add_run_or_preset_arguments,
+    add_seed_argument,
+    add_verbose_argument,
+    held_out_options,
+    progress_printer,
     run_or_preset,
 )
-from keras_vae.limits import MAX_SEED
 from keras_vae.signatures import DEFAULT_SCORE_SAMPLES, MAX_SCORE_SAMPLES
 
 HELP = (
@@ -30,25 +35,15 @@ HELP = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_or_preset_arguments(parser)
     add_dataset_arguments(parser, "score")
-    parser.add_argument("--out", required=True, metavar="FILE.csv", help="the CSV to write")
-    parser.add_argument(
-        "--importance-samples",
-        "-k",
-        type=int,
-        default=None,
-        metavar="K",
-        help=f"importance samples per example, 1 to {MAX_SCORE_SAMPLES:,} (default: the "
-        f"calibration's K, else {DEFAULT_SCORE_SAMPLES})",
+    add_out_argument(parser, "FILE.csv", "the CSV to write")
+    add_importance_samples_argument(
+        parser,
+        MAX_SCORE_SAMPLES,
+        None,
+        f"default: the calibration's K, else {DEFAULT_SCORE_SAMPLES}",
     )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help=f"seeds the score noise, 0 to {MAX_SEED} (default: the calibration's, else 0)",
-    )
-    parser.add_argument(
-        "--max-examples", type=int, default=None, metavar="N", help="score only the first N"
-    )
+    add_seed_argument(parser, "the score noise", None, "default: the calibration's, else 0")
+    add_max_examples_argument(parser, "score only the first N")
     parser.add_argument(
         "--is-anomaly",
         dest="require_calibration",
@@ -56,11 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="require the is_anomaly column: fail (exit 2) unless the run is calibrated for "
         "this K and seed",
     )
-    parser.add_argument("--verbose", type=int, choices=(0, 1), default=1)
-
-
-def _progress(done: int, total: int) -> None:
-    print(f"score: {done}/{total} examples", file=sys.stderr)
+    add_verbose_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,13 +60,8 @@ def run(args: argparse.Namespace) -> int:
     result = score_run(
         run_or_preset(args),
         args.out,
-        dataset=args.dataset,
-        importance_samples=args.importance_samples,
-        data_dir=args.data_dir,
-        seed=args.seed,
-        max_examples=args.max_examples,
         require_calibration=args.require_calibration,
-        progress=_progress if args.verbose else None,
+        **held_out_options(args, progress_printer("score")),
     )
     print(json.dumps(result, indent=2))
     return 0

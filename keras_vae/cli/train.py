@@ -200,11 +200,11 @@ def flag_table() -> str:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from keras_vae import run_folder  # reads the folder only
+    from keras_vae import run_setup  # reads the folder only
     from keras_vae.train import train_and_evaluate  # imports TensorFlow: after validation
 
-    plan = run_folder.prepare(args.output, config, overwrite=args.overwrite)
-    if plan.status == run_folder.FINISHED:
+    plan = run_setup.prepare(args.output, config, overwrite=args.overwrite)
+    if plan.status == run_setup.FINISHED:
         print(
             f"{args.output} already holds this finished run; nothing to train "
             "(pass --overwrite to train it again).",
