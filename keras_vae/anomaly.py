@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from keras_vae import calibration
-from keras_vae import run_dir as rd
+from keras_vae import run_reader as rd
 from keras_vae.atomic import check_output_file, finite_or_null, write_output
 from keras_vae.limits import MAX_SEED, check_at_least
 from keras_vae.signatures import DEFAULT_SCORE_SAMPLES, MAX_SCORE_SAMPLES, SCORE_NAMES

@@ -347,7 +347,7 @@ def write_calibration(run_dir: str | os.PathLike, record: dict[str, Any]) -> Pat
     ``train --overwrite`` removes it with the run it belongs to). A run of an older keras-vae
     (no manifest) gets one, adopting that run's files as `train` would when resuming it."""
     from keras_vae.ownership import Manifest
-    from keras_vae.run_folder import LEGACY_RUN_FILES
+    from keras_vae.run_paths import LEGACY_RUN_FILES
 
     folder = Path(run_dir)
     manifest = check_calibration_writable(folder)

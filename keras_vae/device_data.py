@@ -1,6 +1,6 @@
 """The training split held on the device, its batches drawn inside the compiled training loop.
 
-With blocks of steps (`keras_vae.execution.block_steps`), `keras-vae train` feeds `fit` one
+With blocks of steps (`keras_vae.blocks.block_steps`), `keras-vae train` feeds `fit` one
 block per call. On the streaming path a block is the stacked float batches themselves
 (`{"x_steps": xs}`), gathered, converted and stacked by tf.data threads that compete with the
 compiled loop for the same cores. On the device path (`TrainingConfig.device_data_limit_mb`)
@@ -11,7 +11,7 @@ gathers each batch and binarizes it inside the compiled loop (`block_batches`).
 
 The indices and seeds are those of the streaming path (`keras_vae.data.epoch_indices`: the
 k-th batch of epoch e is a function of (seed, e, k) alone) and the batch is made by the same
-function (`keras_vae.data.pipelines.batch_from_split`, whose Bernoulli noise XLA computes bit
+function (`keras_vae.data.epochs.batch_from_split`, whose Bernoulli noise XLA computes bit
 for bit as TensorFlow's kernel does: `keras_vae.noise.unit_uniform`), so both paths train on
 the same numbers, and a resumed run equals an uninterrupted one on either: which path ran is
 an execution detail, not part of what the run computes.
@@ -32,13 +32,13 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from keras_vae.blocks import INDEX_STEPS_KEY, LABEL_STEPS_KEY, SEED_STEPS_KEY, STEPS_KEY
 from keras_vae.config import DEVICE_DATA_AUTO_MB, DataConfig
-from keras_vae.data import Split, pipelines
-from keras_vae.data.pipelines import batch_from_split
-from keras_vae.execution import INDEX_STEPS_KEY, LABEL_STEPS_KEY, STEPS_KEY
+from keras_vae.data import Split
+from keras_vae.data import epochs as data_epochs  # a module attribute: tests patch it
+from keras_vae.data.epochs import batch_from_split
 from keras_vae.memory import machine_memory_bytes
 
-SEED_STEPS_KEY = "seed_steps"
 _ATTACHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -155,7 +155,7 @@ def index_blocks(
     """
 
     def one_epoch(epoch):
-        return pipelines.epoch_indices(num_examples, config, batch_size, seed, epoch)
+        return data_epochs.epoch_indices(num_examples, config, batch_size, seed, epoch)
 
     batches = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
     return batches.batch(steps).map(_as_index_block).prefetch(2)

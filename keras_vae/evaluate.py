@@ -2,8 +2,9 @@
 
 `evaluate_run` is what `keras-vae evaluate RUN_DIR` calls: it loads the run, estimates
 log p(x) on the held-out split with K importance samples per example (Burda et al., 2015; K =
-5000 is the standard protocol), prints nats per example and bits per dimension with their
-standard errors over the test set, and adds them to ``RUN_DIR/metrics.json``.
+5000 is the standard protocol; the estimator is `keras_vae.importance.estimate_log_likelihood`),
+prints nats per example and bits per dimension with their standard errors over the test set,
+and adds them to ``RUN_DIR/metrics.json``.
 
 What the numbers mean:
 
@@ -35,10 +36,10 @@ Limits (checked before anything is computed): ``importance_samples`` <= `MAX_IMP
 (1,000,000), ``batch_size`` <= `MAX_EVALUATION_BATCH_SIZE` (100,000), ``chunk_size`` <=
 `MAX_IMPORTANCE_SAMPLES` (a chunk larger than K is K), ``seed`` in [0, `MAX_SEED`] (2**32 - 1,
 the seeds `keras-vae train` takes), and one step's decoder output (chunk x batch x D) below
-`MAX_STEP_ELEMENTS` = 2**31 - 1 elements. ``max_examples`` has no maximum: it only caps the
-examples taken, and above the split's size means the whole split. With ``write_metrics`` (the
-default) the run folder and its metrics.json must be writable; that is checked before the
-model is loaded.
+`importance.MAX_STEP_ELEMENTS` = 2**31 - 1 elements. ``max_examples`` has no maximum: it only
+caps the examples taken, and above the split's size means the whole split. With
+``write_metrics`` (the default) the run folder and its metrics.json must be writable; that is
+checked before the model is loaded.
 
 Example:
 
@@ -49,17 +50,22 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from keras_vae import run_dir as rd
+from keras_vae import run_reader as rd
 from keras_vae.atomic import finite_or_null, write_json_atomically
+from keras_vae.importance import (
+    DEFAULT_BATCH_SIZE,
+    LogLikelihoodEstimate,
+    ProgressFn,
+    default_chunk_size,
+    estimate_log_likelihood,
+    standard_error,
+)
 from keras_vae.limits import (
     MAX_EVALUATION_BATCH_SIZE,
     MAX_IMPORTANCE_SAMPLES,
@@ -67,10 +73,6 @@ from keras_vae.limits import (
     check_at_least,
 )
 
-DEFAULT_BATCH_SIZE = 100
-# One step's decoder output, chunk_size x batch_size x D, must stay below TensorFlow's int32
-# element count limit of GPU kernels (and 8 GiB of float32).
-MAX_STEP_ELEMENTS = 2**31 - 1
 OTHER_EVALUATIONS = "other_evaluations"
 HEADLINE_KEYS = (
     "test_log_likelihood",
@@ -78,62 +80,6 @@ HEADLINE_KEYS = (
     "test_log_likelihood_stderr",
     "test_bits_per_dim",
 )
-ProgressFn = Callable[[int, int], None]
-
-
-@dataclasses.dataclass(frozen=True)
-class LogLikelihoodEstimate:
-    """Per-example results of the importance-weighted estimate on a dataset.
-
-    Attributes:
-        log_likelihood: [N] estimates of log p(x_i), nats.
-        elbo: [N] K-sample estimates of the ELBO from the same draws (<= `log_likelihood`).
-        mc_stderr: [N] Monte Carlo standard errors of `log_likelihood` (delta method).
-        num_samples: K.
-        data_dims: D, the number of data dimensions per example.
-    """
-
-    log_likelihood: np.ndarray
-    elbo: np.ndarray
-    mc_stderr: np.ndarray
-    num_samples: int
-    data_dims: int
-
-    def summary(self) -> dict[str, float | int | None]:
-        """Means and standard errors over the examples, in nats and bits per dimension.
-
-        Example:
-
-        >>> est = LogLikelihoodEstimate(
-        ...     np.array([-1.0, -3.0]), np.array([-2.0, -4.0]), np.zeros(2), 10, 1)
-        >>> est.summary()["test_log_likelihood"], est.summary()["test_log_likelihood_stderr"]
-        (-2.0, 1.0)
-        """
-        ll, elbo = self.log_likelihood.astype(np.float64), self.elbo.astype(np.float64)
-        nats_to_bpd = 1.0 / (self.data_dims * math.log(2))
-        ll_stderr = standard_error(ll)
-        return {
-            "num_examples": int(len(ll)),
-            "data_dims": self.data_dims,
-            "importance_samples": self.num_samples,
-            "test_log_likelihood": float(ll.mean()),
-            "test_log_likelihood_stderr": ll_stderr,
-            "test_log_likelihood_mc_stderr": float(np.sqrt(np.sum(self.mc_stderr**2))) / len(ll),
-            "test_log_likelihood_k": self.num_samples,
-            "test_elbo": float(elbo.mean()),
-            "test_elbo_stderr": standard_error(elbo),
-            "test_log_likelihood_minus_elbo": float((ll - elbo).mean()),
-            "test_log_likelihood_minus_elbo_stderr": standard_error(ll - elbo),
-            "test_bits_per_dim": float(-ll.mean() * nats_to_bpd),
-            "test_bits_per_dim_stderr": None if ll_stderr is None else ll_stderr * nats_to_bpd,
-        }
-
-
-def standard_error(values: np.ndarray) -> float | None:
-    """std(values, ddof=1) / sqrt(N); None for fewer than two values (undefined)."""
-    if len(values) < 2:
-        return None
-    return float(np.std(values, ddof=1) / math.sqrt(len(values)))
 
 
 def bits_per_dim_kind(likelihood: str, images: np.ndarray) -> str:
@@ -148,105 +94,6 @@ def bits_per_dim_kind(likelihood: str, images: np.ndarray) -> str:
         return "continuous_density"
     binary = bool(np.all((images == 0) | (images == 1)))
     return "discrete" if binary else "bernoulli_on_non_binary_data"
-
-
-def estimate_log_likelihood(
-    model,
-    images: np.ndarray,
-    num_samples: int = 5000,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    chunk_size: int | None = None,
-    seed: int = 0,
-    jit_compile: bool | str = "auto",
-    progress: ProgressFn | None = None,
-    labels: np.ndarray | None = None,
-) -> LogLikelihoodEstimate:
-    """`keras_vae.importance.importance_weighted_terms` over a whole dataset, batch by batch.
-
-    Batch b draws its noise from the seed pair fold_in([seed, 0], b), so results depend only on
-    (seed, batch_size, chunk_size) and examples in different batches never share draws. The
-    last batch is padded to the full size (padded rows are dropped), so XLA compiles once.
-
-    Args:
-        model: a `keras_vae.VAE`.
-        images: float32 ``(N, *data_shape)`` data as the model was trained on (checked).
-        num_samples: K. Default 5000.
-        batch_size: examples per step. Default 100.
-        chunk_size: importance samples per step (None:
-            `importance.default_chunk_size(model, batch_size)`, a few MB of decoder output).
-        seed: seeds the draws. Default 0.
-        jit_compile: XLA-compile the loop over chunks. Default "auto": on a GPU or TPU only
-            (see `keras_vae.importance.importance_weighted_terms`).
-        progress: called as ``progress(examples_done, total)`` after every batch.
-        labels: [N] class labels for a conditional model: then the estimates are of
-            log p(x|y).
-
-    Example:
-
-    >>> from keras_vae.model import VAE
-    >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
-    >>> est = estimate_log_likelihood(vae, np.zeros((5, 4), np.float32), num_samples=20)
-    >>> est.log_likelihood.shape, bool(np.all(est.log_likelihood >= est.elbo))
-    ((5,), True)
-    """
-    import tensorflow as tf
-
-    from keras_vae import importance
-
-    images = rd.check_data(images, model, "the data")
-    check_at_least("num_samples", num_samples, 1, maximum=MAX_IMPORTANCE_SAMPLES)
-    check_at_least("batch_size", batch_size, 1, maximum=MAX_EVALUATION_BATCH_SIZE)
-    check_at_least("seed", seed, 0, maximum=MAX_SEED)
-    batch_size = min(batch_size, len(images))
-    if chunk_size is None:
-        chunk_size = importance.default_chunk_size(model, batch_size)
-    check_at_least("chunk_size", chunk_size, 1, maximum=MAX_IMPORTANCE_SAMPLES)
-    check_step_size(min(chunk_size, num_samples), batch_size, int(np.prod(model.data_shape)))
-    parts = {"log_likelihood": [], "elbo": [], "mc_stderr": []}
-    base_seed = tf.constant([seed, 0], tf.int32)
-    if getattr(model, "conditional", False) and (labels is None or len(labels) != len(images)):
-        raise ValueError(
-            "A conditional model's log p(x|y) needs one label per image. Received: "
-            f"{'no labels' if labels is None else f'{len(labels)} labels'} for "
-            f"{len(images)} images"
-        )
-    for batch_index, start in enumerate(range(0, len(images), batch_size)):
-        batch = images[start : start + batch_size]
-        size = len(batch)
-        batch_labels = None if labels is None else np.asarray(labels[start : start + size])
-        if size < batch_size:
-            batch = np.concatenate([batch, np.repeat(batch[:1], batch_size - size, axis=0)])
-            if batch_labels is not None:
-                padding = np.repeat(batch_labels[:1], batch_size - size)
-                batch_labels = np.concatenate([batch_labels, padding])
-        terms = importance.importance_weighted_terms(
-            model,
-            batch,
-            num_samples=num_samples,
-            chunk_size=chunk_size,
-            seed=tf.random.fold_in(base_seed, batch_index),
-            jit_compile=jit_compile,
-            labels=batch_labels if getattr(model, "conditional", False) else None,
-        )
-        for name in parts:
-            parts[name].append(getattr(terms, name).numpy()[:size])
-        if progress is not None:
-            progress(start + size, len(images))
-    arrays = {name: np.concatenate(values) for name, values in parts.items()}
-    return LogLikelihoodEstimate(
-        **arrays, num_samples=num_samples, data_dims=int(np.prod(model.data_shape))
-    )
-
-
-def check_step_size(chunk_size: int, batch_size: int, data_dims: int) -> None:
-    """Raise a `ValueError` when one step's decoder output exceeds `MAX_STEP_ELEMENTS`."""
-    elements = chunk_size * batch_size * data_dims
-    if elements > MAX_STEP_ELEMENTS:
-        raise ValueError(
-            f"One evaluation step would decode chunk_size={chunk_size} x batch_size="
-            f"{batch_size} x {data_dims} dims = {elements} values, more than {MAX_STEP_ELEMENTS}; "
-            "pass a smaller --chunk-size or --batch-size."
-        )
 
 
 def check_metrics_writable(path: str | os.PathLike) -> None:
@@ -353,8 +200,6 @@ def evaluate_run(
     if write_metrics:
         check_metrics_writable(run_dir)  # before minutes of work that could not be saved
     run = rd.load_run(run_dir)
-    from keras_vae import importance  # TensorFlow is loaded now (the model is)
-
     test = rd.load_test_split(run, dataset, data_dir)
     images = test.images[:max_examples] if max_examples else test.images
     own_dataset = dataset is None or _same_dataset(dataset, run.config.data.dataset)
@@ -398,7 +243,7 @@ def evaluate_run(
         "batch_size": batch_size,
         "chunk_size": min(
             importance_samples,
-            chunk_size or importance.default_chunk_size(run.model, min(batch_size, len(images))),
+            chunk_size or default_chunk_size(run.model, min(batch_size, len(images))),
         ),
         "seconds": seconds,
         "headline": own_dataset and whole_split,

@@ -29,7 +29,7 @@ import shlex
 from typing import Any
 
 from keras_vae import presets
-from keras_vae import run_dir as rd
+from keras_vae import run_reader as rd
 from keras_vae.atomic import write_json_atomically
 from keras_vae.json_files import read_json_file
 

@@ -45,7 +45,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from keras_vae import run_dir as rd
+from keras_vae import run_reader as rd
 from keras_vae.atomic import TEMPORARY_MARK, current_umask, file_mode, write_json_atomically
 from keras_vae.config import Config, DataConfig, ModelConfig
 from keras_vae.data.checks import one_line
@@ -269,7 +269,7 @@ def load_preset(preset: str | os.PathLike) -> Preset:
 
 
 def preset_run(preset: str | os.PathLike) -> rd.Run:
-    """A preset as the `keras_vae.run_dir.Run` that `evaluate`, `sample`, `reconstruct`,
+    """A preset as the `keras_vae.run_reader.Run` that `evaluate`, `sample`, `reconstruct`,
     `score` and `export` read: its model, and the config of the run that made it (its
     dataset is their ``--dataset`` default). Nothing is ever written into it.
 

@@ -9,7 +9,7 @@ epoch's state or the new one, never a mixture, and continues from its last compl
 `save_state` / `restore_state` are that file's format, also used by the benchmarks' resumable
 runs (benchmarks/common.py).
 
-What a rerun does with an existing RUN_DIR is decided by `keras_vae.run_folder.prepare`.
+What a rerun does with an existing RUN_DIR is decided by `keras_vae.run_setup.prepare`.
 
 Example:
 
@@ -36,8 +36,8 @@ import keras
 import numpy as np
 
 from keras_vae.atomic import remove_temporaries, write_atomically
-from keras_vae.early_stopping import BestEpoch
-from keras_vae.run_folder import FIGURES_DIR, STATE_FILE, RunDirError
+from keras_vae.callbacks.best_epoch import BestEpoch
+from keras_vae.run_paths import FIGURES_DIR, STATE_FILE, RunDirError
 
 
 def training_variables(model: keras.Model) -> list[keras.Variable]:
@@ -150,7 +150,7 @@ class RunBackup(keras.callbacks.Callback):
 
     Args:
         backup_dir: the folder holding the state (``RUN_DIR/backup``); created when needed.
-        early_stopping: a `keras_vae.early_stopping.BestEpoch` whose state (best weights
+        early_stopping: a `keras_vae.callbacks.BestEpoch` whose state (best weights
             included) is saved and restored with the rest; place it before this callback.
             Default None.
 

@@ -20,14 +20,25 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from keras_vae import device_data, resume, run_folder, visualize
+from keras_vae import device_data, resume, run_paths, run_setup, visualize
 from keras_vae.atomic import (
     finite_or_null,
     save_model_atomically,
     write_atomically,
     write_json_atomically,
 )
-from keras_vae.callbacks import training_callbacks
+from keras_vae.blocks import (
+    block_steps,
+    largest_divisor_at_most,
+    stack_evaluation_steps,
+    stack_steps,
+)
+from keras_vae.callbacks import (
+    BestEpoch,
+    BlockValidation,
+    TrainingProgress,
+    training_callbacks,
+)
 from keras_vae.config import Config
 from keras_vae.data import (
     DatasetInfo,
@@ -43,22 +54,13 @@ from keras_vae.distribute import (
     shard_by_data,
     worker_output_dir,
 )
-from keras_vae.early_stopping import BestEpoch
-from keras_vae.execution import (
-    block_steps,
-    largest_divisor_at_most,
-    stack_evaluation_steps,
-    stack_steps,
-)
 from keras_vae.memory import check_training_memory
 from keras_vae.model import VAE
 from keras_vae.networks import OUTPUT_BIAS_LAYER, initial_output_bias
 from keras_vae.precision import dtype_policy
-from keras_vae.progress import TrainingProgress
 from keras_vae.replicas import check_global_batch
-from keras_vae.run_dir import load_metrics
+from keras_vae.run_reader import load_metrics
 from keras_vae.schedules import make_optimizer
-from keras_vae.validation import BlockValidation
 
 
 def build_model(config: Config, info: DatasetInfo, pipelines: Pipelines | None = None) -> VAE:
@@ -166,8 +168,8 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
     on across epoch ends, no iterator is built per epoch (each costs 0.2-1 s here in pipeline
     start-up), and a resumed run simply starts at its next epoch. With one replica and XLA
     the steps come in `{"x_steps": xs}` blocks of `steps_per_execution` batches, each trained
-    in one compiled loop (`VAE.train_step`, `keras_vae.execution.block_steps`), the held-out
-    batches in blocks too (`keras_vae.execution.stack_evaluation_steps`), validated by
+    in one compiled loop (`VAE.train_step`, `keras_vae.blocks.block_steps`), the held-out
+    batches in blocks too (`keras_vae.blocks.stack_evaluation_steps`), validated by
     `BlockValidation`: the same steps and numbers without Keras' per-step work between them
     (benchmarks/profile_train.py).
     """
@@ -262,7 +264,7 @@ def train_and_evaluate(
     callbacks: list[keras.callbacks.Callback] | None = None,
     overwrite: bool = False,
     strategy: tf.distribute.Strategy | None = None,
-    plan: run_folder.RunPlan | None = None,
+    plan: run_setup.RunPlan | None = None,
 ) -> dict[str, Any]:
     """Train on `config.data`, evaluate on its held-out split and fill `run_dir`.
 
@@ -284,7 +286,7 @@ def train_and_evaluate(
         overwrite: delete a previous run's outputs in `run_dir` and start over. Default False.
         strategy: a `tf.distribute.Strategy` to use instead of `config.runtime.strategy`
             (e.g. a `TPUStrategy`, or `MirroredStrategy` over logical devices). Default None.
-        plan: what `keras_vae.run_folder.prepare(run_dir, config, overwrite)` decided, when
+        plan: what `keras_vae.run_setup.prepare(run_dir, config, overwrite)` decided, when
             the caller has already asked (the CLI does, to print "finished"). Default None:
             decided here.
 
@@ -295,8 +297,8 @@ def train_and_evaluate(
     Returns:
         The metrics written to `run_dir/metrics.json`.
     """
-    plan = plan or run_folder.prepare(run_dir, config, overwrite)  # reads only; may refuse
-    if plan.status == run_folder.FINISHED:
+    plan = plan or run_setup.prepare(run_dir, config, overwrite)  # reads only; may refuse
+    if plan.status == run_setup.FINISHED:
         return load_metrics(plan.folder.root)
     # The first TensorFlow call: MultiWorkerMirroredStrategy must configure the runtime.
     strategy = strategy or get_strategy(config.runtime.strategy)
@@ -312,16 +314,16 @@ def train_and_evaluate(
     backup = resume.RunBackup(plan.folder.backup, stopper)
     with dtype_policy(config.runtime.mixed_precision), strategy.scope():
         model = build_model(config, info, pipelines)
-        initial_epoch = backup.restore(model) if plan.status == run_folder.RESUME else 0
+        initial_epoch = backup.restore(model) if plan.status == run_setup.RESUME else 0
     check_same_on_all_workers(strategy, initial_epoch, "the epoch to resume from")
     # Every worker runs all that follows; only the chief's files land in run_dir. All
     # workers restored the chief's backup above; each now backs up into its own out_dir.
-    out = run_folder.RunFolder(worker_output_dir(plan.folder.root, strategy))
+    out = run_paths.RunFolder(worker_output_dir(plan.folder.root, strategy))
     backup.backup_dir = out.backup
 
     manifest = plan.take(out.root)  # lists each file before it is written
     if config.runtime.tensorboard:
-        manifest.claim(run_folder.LOG_FILES, folders=run_folder.LOG_FOLDERS)
+        manifest.claim(run_paths.LOG_FILES, folders=run_paths.LOG_FOLDERS)
     resume.remove_stale_temporaries(out.root)
     write_atomically(out.config, config.to_json() + "\n")
     feed = make_feed(model, pipelines, initial_epoch, config)
@@ -384,10 +386,10 @@ def train_and_evaluate(
     }
     figures = visualize.render_figures(model, test_data, backup.history)
     manifest.claim(
-        run_folder.MODEL_FILE,
-        run_folder.METRICS_FILE,
-        *(f"{run_folder.FIGURES_DIR}/{name}" for name in figures),
-        folders=(run_folder.FIGURES_DIR,),
+        run_paths.MODEL_FILE,
+        run_paths.METRICS_FILE,
+        *(f"{run_paths.FIGURES_DIR}/{name}" for name in figures),
+        folders=(run_paths.FIGURES_DIR,),
     )
     visualize.save_figures(figures, out.figures)
     save_model_atomically(model, out.model)

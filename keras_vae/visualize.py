@@ -35,7 +35,7 @@ from keras_vae import figures
 from keras_vae.atomic import check_output_file, write_atomically, write_output, written_in_place
 
 if TYPE_CHECKING:
-    from keras_vae.run_dir import Run
+    from keras_vae.run_reader import Run
 
 NUM_RECONSTRUCTIONS = 10
 NUM_SAMPLES = 64
@@ -253,7 +253,7 @@ def sample_run(
         >>> sample_run("runs/mnist", "samples.png", num_samples=100, seed=1)  # doctest: +SKIP
         {'out': 'samples.png', 'num_samples': 100, 'seed': 1, 'width': 302, 'height': 302}
     """
-    from keras_vae.run_dir import input_paths, load_run
+    from keras_vae.run_reader import input_paths, load_run
 
     check_count("num_samples", num_samples)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -320,7 +320,7 @@ def reconstruct_run(
     Returns:
         {"out", "dataset", "num_examples", "width", "height"}.
     """
-    from keras_vae.run_dir import input_paths, load_run, load_test_split
+    from keras_vae.run_reader import input_paths, load_run, load_test_split
 
     check_count("num_examples", num_examples)
     out = check_png_path(out, input_paths(run_dir, dataset))

@@ -25,7 +25,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_vae import distribute  # noqa: E402
-from keras_vae import model as model_module  # noqa: E402
+from keras_vae import model_training as model_module  # noqa: E402
 from keras_vae.config import Config  # noqa: E402
 from keras_vae.model import VAE  # noqa: E402
 from keras_vae.noise import replica_normal, standard_normal  # noqa: E402

@@ -33,7 +33,7 @@ def raw_keras_logs(strategy, config: Config) -> str | None:
     """Fit the VAE WITHOUT `compat.reducible_logs`: Keras' error, or None if it works."""
     import tensorflow as tf
 
-    from keras_vae import model as model_module
+    from keras_vae import model_training as model_module
     from keras_vae.model import VAE
 
     data = tf.data.Dataset.from_tensor_slices(tf.fill([8, 3], 0.5)).batch(4)

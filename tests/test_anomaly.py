@@ -119,7 +119,7 @@ def test_a_digit_held_out_of_training_scores_as_anomalous(held_out_run, tmp_path
 
 @pytest.mark.slow
 def test_the_csv_holds_the_packages_scores(held_out_run, tmp_path, capsys):
-    from keras_vae.run_dir import load_run, load_test_split
+    from keras_vae.run_reader import load_run, load_test_split
 
     run_dir, data = held_out_run
     out = tmp_path / "scores.csv"

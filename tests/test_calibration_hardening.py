@@ -173,7 +173,7 @@ def test_class_3_calibrating_a_run_without_manifest_makes_it_readable(
     """A run of an older keras-vae (no manifest) gets one listing its files and the new
     calibration.json, so score --is-anomaly then reads the calibration it wrote."""
     from keras_vae.cli import main
-    from keras_vae.run_folder import LEGACY_RUN_FILES
+    from keras_vae.run_paths import LEGACY_RUN_FILES
 
     run = pathlib.Path(shutil.copytree(tiny_run_dir, tmp_path / "run"))
     (run / MANIFEST_FILE).unlink()

@@ -51,8 +51,9 @@ def conditional_run(mnist_run, tmp_path_factory) -> pathlib.Path:
 
 
 def test_the_label_carries_information(conditional_run, mnist_run, mnist_model):
-    from keras_vae.evaluate import estimate_log_likelihood, label_swap_gap
-    from keras_vae.run_dir import load_run
+    from keras_vae.evaluate import label_swap_gap
+    from keras_vae.importance import estimate_log_likelihood
+    from keras_vae.run_reader import load_run
 
     run = load_run(conditional_run)
     assert run.model.conditional and run.model.num_classes == 10
@@ -77,7 +78,7 @@ def test_the_label_carries_information(conditional_run, mnist_run, mnist_model):
 
 def test_samples_obey_their_label(shared_data_dir, tmp_path):
     from keras_vae.data import load_splits
-    from keras_vae.run_dir import load_model
+    from keras_vae.run_reader import load_model
 
     config = {
         "model": {"latent_dim": 2, "hidden_units": [400], "conditional": True},
@@ -106,7 +107,7 @@ def test_samples_obey_their_label(shared_data_dir, tmp_path):
 
 def test_the_same_z_down_a_column_changes_only_the_class(conditional_run):
     """samples.png's rows: one class each, the same z in a column; rows differ."""
-    from keras_vae.run_dir import load_model
+    from keras_vae.run_reader import load_model
     from keras_vae.visualize import class_sample_pixels
 
     model = load_model(conditional_run)
@@ -124,7 +125,7 @@ def test_the_same_z_down_a_column_changes_only_the_class(conditional_run):
 
 
 def test_a_conditional_model_round_trips_through_keras_files(conditional_run, tmp_path):
-    from keras_vae.run_dir import load_model
+    from keras_vae.run_reader import load_model
 
     model = load_model(conditional_run)
     path = tmp_path / "copy.keras"

@@ -21,12 +21,11 @@ import pytest
 import tensorflow as tf
 from helpers import FailAt, assert_exit_2_and_unchanged, assert_same_results
 
+from keras_vae.blocks import INDEX_STEPS_KEY, SEED_STEPS_KEY
 from keras_vae.config import Config, DataConfig
 from keras_vae.data import prepared_splits, to_unit_interval
-from keras_vae.data.pipelines import batch_from_split
+from keras_vae.data.epochs import batch_from_split
 from keras_vae.device_data import (
-    INDEX_STEPS_KEY,
-    SEED_STEPS_KEY,
     DeviceData,
     index_blocks,
     limit_megabytes,

@@ -12,9 +12,9 @@ import pytest
 from helpers import FailAt, assert_same_results
 
 from keras_vae import resume
+from keras_vae.callbacks import BestEpoch
 from keras_vae.config import Config, DataConfig
 from keras_vae.data import DataError, load_splits, prepared_splits
-from keras_vae.early_stopping import BestEpoch
 from keras_vae.model import VAE
 from keras_vae.train import train_and_evaluate
 

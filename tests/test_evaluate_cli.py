@@ -16,8 +16,9 @@ from helpers import (
 
 import keras_vae.evaluate as evaluate_module
 from keras_vae.cli import main
-from keras_vae.evaluate import HEADLINE_KEYS, estimate_log_likelihood, evaluate_run
-from keras_vae.run_dir import load_model, load_run, load_test_split
+from keras_vae.evaluate import HEADLINE_KEYS, evaluate_run
+from keras_vae.importance import estimate_log_likelihood
+from keras_vae.run_reader import load_model, load_run, load_test_split
 
 
 def run_cli(capsys, *argv):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_vae import VAE, execution
+from keras_vae import VAE, blocks, execution
 
 
 def repeated_batches(examples: int = 20, batch: int = 10) -> tf.data.Dataset:
@@ -119,7 +119,7 @@ def test_batches_per_epoch_of_every_input_kind():
 
 
 def test_largest_divisor_at_most():
-    assert [execution.largest_divisor_at_most(n, 50) for n in (468, 117, 100, 97, 7)] == [
+    assert [blocks.largest_divisor_at_most(n, 50) for n in (468, 117, 100, 97, 7)] == [
         39,
         39,
         50,
@@ -127,7 +127,7 @@ def test_largest_divisor_at_most():
         7,
     ]
     with pytest.raises(ValueError, match="positive integers"):
-        execution.largest_divisor_at_most(0, 50)
+        blocks.largest_divisor_at_most(0, 50)
 
 
 def test_module_examples_run():

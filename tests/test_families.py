@@ -65,7 +65,7 @@ def plain(mnist_run, mnist_model):
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_each_family_beats_the_plain_vae_after_the_same_steps(family, plain, mnist_run, tmp_path):
-    from keras_vae.run_dir import load_run
+    from keras_vae.run_reader import load_run
 
     x, plain_ll = plain
     base = json.loads((mnist_run / "config.json").read_text())
@@ -107,7 +107,7 @@ def test_a_run_written_before_the_parts_existed_loads_and_stays_finished(
     from helpers import tree_digest
 
     from keras_vae.cli import main
-    from keras_vae.run_dir import load_model
+    from keras_vae.run_reader import load_model
 
     run = pathlib.Path(shutil.copytree(tiny_run_dir, tmp_path / "run"))
     config_path = run / "config.json"

@@ -18,13 +18,13 @@ import pytest
 import tensorflow as tf
 from conftest import REPO_ROOT
 
+from keras_vae.blocks import stack_evaluation_steps, stack_steps
+from keras_vae.callbacks import BlockValidation
 from keras_vae.config import Config
 from keras_vae.data import make_pipelines
 from keras_vae.distribute import model_inputs
-from keras_vae.execution import stack_evaluation_steps, stack_steps
 from keras_vae.model import VAE
 from keras_vae.train import train_and_evaluate
-from keras_vae.validation import BlockValidation
 
 
 class StepCount(keras.callbacks.Callback):

@@ -14,7 +14,7 @@ from helpers import train_run
 from PIL import Image
 
 from keras_vae import distributions, figures, visualize
-from keras_vae.run_dir import load_run, load_test_split
+from keras_vae.run_reader import load_run, load_test_split
 
 RNG = np.random.default_rng(0)
 

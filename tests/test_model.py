@@ -348,3 +348,42 @@ def test_save_load_and_config_round_trip(options, data_shape, tmp_path):
         got = getattr(loaded, name)
         assert got == getattr(vae, name), name
     assert_config_round_trip(vae, x)
+
+
+def test_constructor_arguments_are_the_model_config_fields_with_their_defaults():
+    """The config is declared once: `VAE`'s keyword arguments are `ModelConfig`'s fields."""
+    import dataclasses
+    import inspect
+
+    from keras_vae.config import ModelConfig
+
+    parameters = dict(inspect.signature(VAE).parameters)
+    assert list(parameters)[0] == "data_shape" and list(parameters)[-2:] == ["seed", "kwargs"]
+    fields = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    given = {name: p.default for name, p in list(parameters.items())[1:-2]}
+    assert given == fields
+
+
+def test_get_config_keys_and_attributes_read_through_the_model_config():
+    vae = tiny_vae(prior="mixture", prior_components=3, num_classes=4)
+    config = vae.get_config()
+    model_keys = [key for key in config if key not in keras.Model().get_config()]
+    assert model_keys == [
+        "data_shape", "latent_dim", "architecture", "hidden_units", "activation", "likelihood",
+        "likelihood_scale", "estimator", "num_samples", "beta", "kl_warmup_steps", "posterior",
+        "flow_steps", "flow_hidden_units", "prior", "prior_components", "objective",
+        "gradient_estimator", "conditional", "num_classes", "seed",
+    ]  # fmt: skip
+    assert config["hidden_units"] == [16] and config["flow_hidden_units"] == []
+    assert (config["conditional"], config["num_classes"], config["prior"]) == (True, 4, "mixture")
+    assert tiny_vae().get_config()["num_classes"] is None and tiny_vae().num_classes == 0
+    assert (vae.latent_dim, vae.hidden_units, vae.estimator) == (2, (16,), "analytic_entropy")
+    assert (vae.posterior_name, vae.prior_name, vae.num_classes, vae.conditional) == (
+        "gaussian",
+        "mixture",
+        4,
+        True,
+    )
+    assert vae.config.prior_components == vae.prior_components == 3
+    with pytest.raises(AttributeError, match="no attribute 'latent_dimension'"):
+        vae.latent_dimension  # noqa: B018

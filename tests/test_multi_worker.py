@@ -22,7 +22,7 @@ import pytest
 
 from keras_vae.config import Config
 from keras_vae.data import make_datasets
-from keras_vae.run_dir import load_model
+from keras_vae.run_reader import load_model
 from keras_vae.train import train_and_evaluate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

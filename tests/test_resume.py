@@ -33,11 +33,11 @@ from helpers import (
     tree_digest,
 )
 
-from keras_vae import data, resume, run_folder
+from keras_vae import data, resume, run_setup
 from keras_vae.cli import main
 from keras_vae.config import Config
 from keras_vae.model import VAE
-from keras_vae.run_dir import RunDirError
+from keras_vae.run_reader import RunDirError
 from keras_vae.train import train_and_evaluate
 
 EPOCHS = 4
@@ -87,7 +87,7 @@ def test_interrupted_run_leaves_a_backup_and_no_outputs(interrupted_dir):
     assert (interrupted_dir / "config.json").is_file()
     assert not (interrupted_dir / "model.keras").exists()
     assert not (interrupted_dir / "metrics.json").exists()
-    assert run_folder.prepare(interrupted_dir, CONFIG).status == run_folder.RESUME
+    assert run_setup.prepare(interrupted_dir, CONFIG).status == run_setup.RESUME
 
 
 def test_rerun_resumes_and_matches_the_uninterrupted_run(interrupted_dir, uninterrupted, tmp_path):
@@ -110,7 +110,7 @@ def test_epoch_seeds_are_what_make_the_resume_exact(
     def as_epoch_zero(num_examples, config, batch_size, seed, epoch):
         return original(num_examples, config, batch_size, seed, 0)
 
-    monkeypatch.setattr(data.pipelines, "epoch_indices", as_epoch_zero)
+    monkeypatch.setattr(data.epochs, "epoch_indices", as_epoch_zero)
     metrics = train_and_evaluate(CONFIG, copy_of(interrupted_dir, tmp_path), verbose=0)
     resumed, reference = metrics["history"]["elbo"], uninterrupted[1]["history"]["elbo"]
     assert resumed[:2] == reference[:2]  # restored from the backup

@@ -18,7 +18,7 @@ from PIL import Image
 
 from keras_vae import figures
 from keras_vae.cli import main
-from keras_vae.run_dir import load_run, load_test_split
+from keras_vae.run_reader import load_run, load_test_split
 
 SCALE = 4  # 8x8 digits are drawn 4x enlarged
 

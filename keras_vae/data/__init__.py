@@ -8,7 +8,8 @@ One module per job; this file only re-exports:
 - `keras_vae.data.idx`: the IDX file format;
 - `keras_vae.data.checks`: the one set of value and shape checks (and their messages), used
   by loading, hence training, and by every command that reads a run directory;
-- `keras_vae.data.pipelines`: binarization, the tf.data pipelines and their epochs.
+- `keras_vae.data.pipelines`: binarization and the tf.data pipelines;
+- `keras_vae.data.epochs`: each epoch's order and batches, drawn from (seed, epoch) alone.
 
 Example:
 
@@ -18,19 +19,16 @@ Example:
 """
 
 from keras_vae.data.checks import DataError, check_class_labels
+from keras_vae.data.epochs import epoch_batches, epoch_indices, epoch_order, training_epochs
 from keras_vae.data.idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
 from keras_vae.data.pipelines import (
     DatasetInfo,
     Pipelines,
     binarize,
-    epoch_batches,
-    epoch_indices,
-    epoch_order,
     held_out_pipeline,
     make_datasets,
     make_pipelines,
     prepared_splits,
-    training_epochs,
     training_pipeline,
 )
 from keras_vae.data.sources import (

@@ -1,7 +1,7 @@
 """The one set of data checks: dtype, emptiness, NaN, inf, value ranges and shape vs a model.
 
 Loading (`keras_vae.data.load_splits`, hence training) and every command that reads a run
-directory (`keras_vae.run_dir`) call these functions, so the same bad data gets the same
+directory (`keras_vae.run_reader`) call these functions, so the same bad data gets the same
 one-line message everywhere. `what` names the data as a plural noun phrase ("the data",
 "mnist.npz: train images"); each message begins with it.
 

@@ -1,4 +1,4 @@
-"""Keras callbacks that show training as it happens: the learning rate, and TensorBoard images.
+"""TensorBoard: the epoch scalars and `ImageSummaries`, and `training_callbacks`, what `train` adds.
 
 `train --tensorboard` adds `tensorboard_callbacks(RUN_DIR / "logs", examples)`:
 
@@ -25,32 +25,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vae import visualize
-from keras_vae.run_folder import LOGS_DIR
-from keras_vae.schedules import current_learning_rate
+from keras_vae.callbacks.learning_rate import LearningRateLogger
+from keras_vae.run_paths import LOGS_DIR
 
 IMAGES_DIR = "images"  # under RUN_DIR/logs
-
-
-class LearningRateLogger(keras.callbacks.Callback):
-    """Add the learning rate of the epoch's last step to the epoch logs as ``learning_rate``.
-
-    It then appears in `History` (and `metrics.json`'s history), and in TensorBoard as
-    ``epoch_learning_rate``; place it before callbacks that read the logs.
-
-    Example:
-        >>> import numpy as np
-        >>> from keras_vae.model import VAE
-        >>> model = VAE(data_shape=(4,), latent_dim=1, hidden_units=(3,))
-        >>> model.compile(optimizer=keras.optimizers.SGD(0.25))
-        >>> history = model.fit(np.full((8, 4), 0.5), epochs=1, verbose=0,
-        ...                     callbacks=[LearningRateLogger()])
-        >>> history.history["learning_rate"]
-        [0.25]
-    """
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and self.model.optimizer is not None:
-            logs["learning_rate"] = current_learning_rate(self.model.optimizer)
 
 
 def _summary_image(pixels: np.ndarray) -> np.ndarray:

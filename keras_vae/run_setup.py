@@ -1,14 +1,4 @@
-"""A run directory's layout, and `prepare`: what training a config into it means, decided once.
-
-`RunFolder` knows every path of a run directory::
-
-    RUN_DIR/config.json            the resolved `Config` (enough to rerun)
-    RUN_DIR/model.keras            the trained VAE
-    RUN_DIR/metrics.json           train's (and evaluate's) results
-    RUN_DIR/figures/*.png          samples, reconstructions, learning curves, traversals
-    RUN_DIR/backup/state.npz       the training state while a run is unfinished (`resume`)
-    RUN_DIR/logs/...               TensorBoard event files (``--tensorboard``)
-    RUN_DIR/.keras-vae-manifest.json   what keras-vae wrote here (`keras_vae.ownership`)
+"""`prepare`: what training a config into a run directory means, decided once, reading only.
 
 `prepare(run_dir, config, overwrite)` reads the folder (nothing is written) and returns a
 `RunPlan` whose status says what `train` does:
@@ -21,7 +11,8 @@
   deleting exactly the files the previous run listed in its manifest;
 - anything else (a folder of the user's): refused, `overwrite` included; nothing touched.
 
-`RunPlan.take` then claims the folder for writing (the manifest first).
+`RunPlan.take` then claims the folder for writing (the manifest first). The folder's paths are
+`keras_vae.run_paths.RunFolder`'s.
 
     >>> import tempfile
     >>> from keras_vae.config import Config
@@ -41,79 +32,16 @@ from typing import Any
 from keras_vae import ownership
 from keras_vae.config import Config
 from keras_vae.json_files import JSONFileError, read_json_file
+from keras_vae.run_paths import (
+    BACKUP_DIR,
+    CONFIG_FILE,
+    LEGACY_RUN_FILES,
+    STATE_FILE,
+    RunDirError,
+    RunFolder,
+)
 
-MODEL_FILE = "model.keras"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
-BACKUP_DIR = "backup"
-STATE_FILE = "state.npz"
-LOGS_DIR = "logs"
-FIGURES_DIR = "figures"
-# What `--tensorboard` writes under RUN_DIR/logs (keras_vae.callbacks), listed in the manifest.
-LOG_FILES = f"{LOGS_DIR}/**/events.out.tfevents.*"
-LOG_FOLDERS = tuple(f"{LOGS_DIR}{sub}" for sub in ("", "/train", "/validation", "/images"))
-# The files a run of an older keras-vae (before manifests) wrote, adopted when it is resumed.
-LEGACY_RUN_FILES = (MODEL_FILE, METRICS_FILE, CONFIG_FILE, f"{BACKUP_DIR}/{STATE_FILE}")
 NEW, RESUME, FINISHED = "new", "resume", "finished"
-TRAIN_HINT = "pass the folder written by `keras-vae train --output RUN_DIR`"
-
-
-class RunDirError(ValueError):
-    """A run directory or the data given with it is unusable; the message says the fix."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RunFolder:
-    """The paths of one run directory (see the module docstring).
-
-    Example:
-        >>> RunFolder(Path("runs/x")).backup_state
-        PosixPath('runs/x/backup/state.npz')
-    """
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(os.path.expanduser(str(self.root))))
-
-    @property
-    def model(self) -> Path:
-        return self.root / MODEL_FILE
-
-    @property
-    def config(self) -> Path:
-        return self.root / CONFIG_FILE
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / METRICS_FILE
-
-    @property
-    def backup(self) -> Path:
-        return self.root / BACKUP_DIR
-
-    @property
-    def backup_state(self) -> Path:
-        return self.backup / STATE_FILE
-
-    @property
-    def logs(self) -> Path:
-        return self.root / LOGS_DIR
-
-    @property
-    def figures(self) -> Path:
-        return self.root / FIGURES_DIR
-
-    @property
-    def manifest(self) -> Path:
-        return self.root / ownership.MANIFEST_FILE
-
-    def has_backup(self) -> bool:
-        return self.backup_state.is_file()
-
-    def is_finished(self) -> bool:
-        """Model and metrics written and no backup left: the run ended."""
-        return self.model.is_file() and self.metrics.is_file() and not self.has_backup()
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -30,7 +30,7 @@ class BlockValidation(keras.callbacks.Callback):
 
     Args:
         blocks: a finite `tf.data.Dataset` of `{"x_steps": xs}` blocks (see
-            `keras_vae.execution.stack_evaluation_steps`); read into memory once.
+            `keras_vae.blocks.stack_evaluation_steps`); read into memory once.
     """
 
     def __init__(self, blocks: tf.data.Dataset):

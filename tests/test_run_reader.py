@@ -1,4 +1,4 @@
-"""Tests for keras_vae.run_dir: loading a run directory and checking data against its model."""
+"""Tests for keras_vae.run_reader: loading a run directory and checking data against its model."""
 
 import json
 
@@ -6,11 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from keras_vae import run_dir as rd
+from keras_vae import run_reader as rd
 from keras_vae.config import Config, DataConfig
 from keras_vae.data import make_datasets
 from keras_vae.model import VAE
-from keras_vae.run_dir import RunDirError
+from keras_vae.run_reader import RunDirError
 
 
 def assert_one_line_error(call, *fragments):

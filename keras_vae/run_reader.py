@@ -1,4 +1,4 @@
-"""Read a run directory and check data against its model, with one-line errors that say the fix.
+"""Read a finished run directory and check data against its model, with one-line errors.
 
 A run directory (``keras-vae train --output RUN_DIR``) holds ``model.keras``, ``config.json``
 and ``metrics.json``. Every command that reads one (evaluate, sample, reconstruct, export) goes
@@ -36,7 +36,7 @@ from keras_vae.data.checks import (
     one_line,
 )
 from keras_vae.json_files import JSONFileError, read_json_file
-from keras_vae.run_folder import (  # the layout lives there; re-exported for the commands
+from keras_vae.run_paths import (  # the layout lives there; re-exported for the commands
     CONFIG_FILE,
     METRICS_FILE,
     MODEL_FILE,

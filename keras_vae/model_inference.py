@@ -1,0 +1,286 @@
+"""What a `VAE` computes from data, z and labels: encode, decode, sample, densities, scores.
+
+`InferenceMixin` is the half of `keras_vae.model.VAE` that a trained model is used through
+(the other half, `keras_vae.model_training.TrainingMixin`, trains it): the posterior, prior and
+likelihood as distributions or their parameters, reconstructions and samples, and the
+importance-weighted log-likelihood (`keras_vae.importance`) and anomaly scores
+(`keras_vae.scores`). It reads the model's layers and settings, which `VAE.__init__` makes.
+
+>>> from keras_vae.model import VAE
+>>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
+>>> [tuple(t.shape) for t in vae.encode(tf.zeros((3, 4)))]
+[(3, 2), (3, 2)]
+>>> tuple(vae.decode(tf.zeros((3, 2))).shape)
+(3, 4)
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_vae import distributions, importance, scores
+from keras_vae.parts import priors
+
+LABEL_KEY = "label"  # the labels of a conditional model's dict inputs
+
+
+def batch_size_of(x) -> int | tf.Tensor:
+    """Axis 0 of a batch: static where known."""
+    shape = getattr(x, "shape", None)
+    if shape is not None and len(shape) and shape[0] is not None:
+        return int(shape[0])
+    return tf.shape(x)[0]
+
+
+def unpack_inputs(data: Any) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor | None]:
+    """(x, labels or None, noise or None) from x, (x,), (x, y[, w]) or
+    {"x": x, "label": y, "noise": eps}."""
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+    noise, labels = None, y
+    if isinstance(x, dict):
+        noise = x.get("noise")
+        labels = x.get(LABEL_KEY, labels)
+        x = x["x"]
+    return tf.cast(x, tf.float32), labels, noise
+
+
+class InferenceMixin:
+    """`VAE`'s methods on data, z and labels (mixed into `keras_vae.model.VAE`)."""
+
+    def checked_labels(self, labels, batch=None) -> tf.Tensor | None:
+        """int32 labels [batch] for a conditional model (None for an unconditional one);
+        a `ValueError` when they are missing or, where they are known (eager), not integers
+        in [0, num_classes)."""
+        if not self.conditional:
+            return None
+        if labels is None:
+            raise ValueError(
+                f"This VAE is conditional ({self.num_classes} classes): pass the labels, e.g. "
+                "fit on (x, y) pairs or {'x': x, 'label': y}, encode(x, labels), "
+                "decode(z, labels), sample(n, labels=...)."
+            )
+        if not tf.is_tensor(labels) or tf.executing_eagerly():
+            values = np.asarray(labels)
+            if values.dtype.kind not in "iu" and not (
+                values.dtype.kind == "f"
+                and np.all(np.isfinite(values))
+                and np.all(values == np.round(values))
+            ):
+                raise ValueError(
+                    "Labels must be integer class indices in "
+                    f"[0, {self.num_classes}). Received: dtype {values.dtype}"
+                )
+            if values.size and (values.min() < 0 or values.max() >= self.num_classes):
+                raise ValueError(
+                    f"Labels must lie in [0, {self.num_classes}) for this model. Received: "
+                    f"labels from {values.min()} to {values.max()}"
+                )
+            labels = tf.constant(values.astype(np.int32))
+            if batch is not None and labels.shape.rank == 0:
+                labels = tf.fill([batch], labels)
+        return tf.cast(labels, tf.int32)
+
+    def _encoder_inputs(self, x, labels):
+        return [x, labels] if self.conditional else x
+
+    def encode_all(self, x: tf.Tensor, training: bool = False, labels=None):
+        """(z_mean, z_stddev, context or None): the encoder's Gaussian and, for an IAF
+        posterior, the features its flow steps see (`labels` [batch]: conditional models)."""
+        labels = self.checked_labels(labels, batch_size_of(x))
+        outputs = self.encoder(self._encoder_inputs(x, labels), training=training)
+        context = outputs[2] if len(outputs) > 2 else None
+        return outputs[0], outputs[1], context
+
+    def posterior(self, x: tf.Tensor, training: bool = False, labels=None):
+        """q(z|x) as a `tfd.Distribution` with batch shape [batch], event shape [latent_dim]
+        (Gaussian posterior only: an IAF's density is `posterior_sample`'s log q)."""
+        if self.posterior_name != "gaussian":
+            raise ValueError(
+                f"The {self.posterior_name} posterior is not a closed-form distribution; use "
+                "`posterior_sample(x)`, which returns z and log q(z|x)."
+            )
+        z_mean, z_stddev, _ = self.encode_all(x, training, labels)
+        return distributions.posterior(z_mean, z_stddev)
+
+    def posterior_sample(
+        self, x, noise=None, seed: int | None = None, training: bool = False, labels=None
+    ):
+        """(z, log q(z|x)), each for one draw per example: z [batch, latent_dim], log q
+        [batch]; `noise` [batch, latent_dim] standard normal draws (default: drawn)."""
+        x = tf.cast(x, tf.float32)
+        z_mean, z_stddev, context = self.encode_all(x, training, labels)
+        if noise is None:
+            noise = keras.random.normal(
+                tf.shape(z_mean), seed=self.seed_generator if seed is None else seed
+            )
+        noise = tf.cast(noise, z_mean.dtype)[tf.newaxis]
+        z, log_q = self.posterior_layer.sample(z_mean, z_stddev, noise, context)
+        return z[0], log_q[0]
+
+    def prior_parameters(self, training: bool = False) -> priors.MixtureParams:
+        """p(z) as a Gaussian mixture's `MixtureParams` (the VampPrior encodes its
+        pseudo-inputs: call once per batch)."""
+
+        def encode(u):
+            # a conditional VampPrior's pseudo-input k has the fixed label k mod num_classes
+            labels = None
+            if self.conditional:
+                labels = tf.range(tf.shape(u)[0]) % self.num_classes
+            z_mean, z_stddev, _ = self.encode_all(u, training, labels)
+            return z_mean, z_stddev
+
+        return self.prior_layer.components(encode if self.prior_layer.uses_encoder else None)
+
+    def prior(self):
+        """p(z) as a `tfd.Distribution` with event shape [latent_dim]: N(0, I), or the
+        learned Gaussian mixture (`tfd.MixtureSameFamily`) of a vamp or mixture prior."""
+        return self.prior_layer.distribution(self.prior_parameters())
+
+    def likelihood_from_z(self, z: tf.Tensor, training: bool = False, labels=None):
+        """p(x|z) for z of shape [..., latent_dim]: a distribution over [..., *data_shape]."""
+        location, scale = self._likelihood_parameters(z, training, labels)
+        return distributions.likelihood(self.likelihood, location, len(self.data_shape), scale)
+
+    def log_likelihood_given_z(
+        self, x: tf.Tensor, z: tf.Tensor, training: bool = False, labels=None
+    ):
+        """log p(x|z), [...], for z of shape [..., latent_dim] and x broadcastable to
+        [..., *data_shape]: `likelihood_from_z(z).log_prob(x)` in closed form (cheaper; what
+        the training and importance-sampling losses use)."""
+        location, scale = self._likelihood_parameters(z, training, labels)
+        return distributions.log_likelihood(
+            self.likelihood, location, x, len(self.data_shape), scale
+        )
+
+    def _likelihood_parameters(self, z: tf.Tensor, training: bool, labels=None):
+        """(location, scale) of p(x|z[, y]), shaped [..., *data_shape] (scale may be a float);
+        `labels` [batch] for z [..., batch, latent_dim] (repeated over the leading axes)."""
+        leading = tf.shape(z)[:-1]
+        flat = tf.reshape(z, [-1, self.latent_dim])
+        inputs = flat
+        if self.conditional:
+            labels = self.checked_labels(labels)
+            repeats = tf.shape(flat)[0] // tf.maximum(tf.shape(labels)[0], 1)
+            inputs = [flat, tf.tile(labels, [repeats])]
+        outputs = self.decoder(inputs, training=training)
+        if self.learned_scale:
+            location, scale = outputs
+        else:
+            location, scale = outputs, self.likelihood_scale
+
+        def unflatten(t):
+            return tf.reshape(t, tf.concat([leading, self.data_shape], axis=0))
+
+        location = unflatten(location)
+        if self.learned_scale:
+            scale = unflatten(scale)
+        return location, scale
+
+    # ----------------------------------------------------------------- data in, data out
+    def call(self, inputs, training: bool = False):
+        """Deterministic reconstruction: E[x|z] at z = the posterior mean (for an IAF, the
+        flow of the Gaussian base's mean)."""
+        x, labels, _ = unpack_inputs(inputs)
+        labels = self.checked_labels(labels)
+        return self.decode(self.central_z(x, labels, training), labels, training=training)
+
+    def central_z(self, x, labels=None, training: bool = False) -> tf.Tensor:
+        """The z of zero noise, [batch, latent_dim]: the posterior mean, or its IAF image."""
+        z_mean, z_stddev, context = self.encode_all(tf.cast(x, tf.float32), training, labels)
+        if self.posterior_name == "gaussian":
+            return z_mean
+        z, _ = self.posterior_layer.sample(
+            z_mean, z_stddev, tf.zeros_like(z_mean)[tf.newaxis], context
+        )
+        return z[0]
+
+    def encode(self, x, labels=None, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+        """(z_mean, z_stddev) of q(z|x) (q(z|x, y) with `labels` [batch] for a conditional
+        model; of its Gaussian base, for an IAF), each [batch, latent_dim]."""
+        x = tf.cast(x, tf.float32)
+        z_mean, z_stddev, _ = self.encode_all(x, training, labels)
+        return z_mean, z_stddev
+
+    def decode(self, z, labels=None, training: bool = False) -> tf.Tensor:
+        """E[x|z] (E[x|z, y] with `labels` [batch] or one label for all rows, conditional
+        models): Bernoulli probabilities or the Gaussian mean, [batch, *data_shape]."""
+        z = tf.cast(z, tf.float32)
+        inputs = z
+        if self.conditional:
+            inputs = [z, self.checked_labels(labels, batch_size_of(z))]
+        outputs = self.decoder(inputs, training=training)
+        location = outputs[0] if self.learned_scale else outputs
+        return distributions.likelihood_mean(self.likelihood, location)
+
+    def reconstruct(self, x, labels=None) -> tf.Tensor:
+        """Same as `call`: the decoder mean at the posterior mean (with the true `labels` for a
+        conditional model)."""
+        if self.conditional:
+            return self({"x": x, LABEL_KEY: self.checked_labels(labels, batch_size_of(x))})
+        return self(x, training=False)
+
+    def sample(self, num_samples: int, seed: int | None = None, labels=None) -> tf.Tensor:
+        """E[x|z] for `num_samples` draws z ~ p(z); the same integer seed gives the same draws.
+        A conditional model needs `labels`: one class for all rows, or one per row."""
+        labels = self.checked_labels(labels, num_samples)
+        return self.decode(self.sample_prior(num_samples, seed), labels)
+
+    def sample_prior(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
+        """`num_samples` draws z ~ p(z), [num_samples, latent_dim] (a mixture: a component
+        by a uniform draw, then its Gaussian: `keras_vae.parts.priors.sample_from_noise`)."""
+        shape = (num_samples, self.latent_dim)
+        if self.prior_name == "normal":
+            return keras.random.normal(shape, seed=self.seed_generator if seed is None else seed)
+        generator = self.seed_generator if seed is None else keras.random.SeedGenerator(seed)
+        noise = keras.random.normal(shape, seed=generator)
+        uniform = keras.random.uniform((num_samples,), seed=generator)
+        z, _ = priors.sample_from_noise(self.prior_parameters(), noise, uniform)
+        return z
+
+    # ----------------------------------------------------------------- evaluation
+    # Thin: importance sampling lives in `keras_vae.importance`, scoring in `keras_vae.scores`.
+    importance_weighted_terms = importance.importance_weighted_terms
+    default_chunk_size = importance.default_chunk_size
+
+    def log_likelihood(self, x, *args, **kwargs) -> tf.Tensor:
+        """Importance-weighted estimate of log p(x) (log p(x|y) with `labels`, conditional
+        models) per example, in nats, shape [batch]: the `log_likelihood` of
+        `importance_weighted_terms`, which takes the same arguments (Burda et al., 2015;
+        `keras_vae.importance.importance_weighted_terms` tells them).
+
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
+            >>> vae.log_likelihood(tf.zeros((3, 4)), num_samples=100, seed=0).shape
+            TensorShape([3])
+        """
+        return self.importance_weighted_terms(x, *args, **kwargs).log_likelihood
+
+    log_likelihood.__signature__ = inspect.signature(  # the arguments shown are the real ones
+        importance.importance_weighted_terms
+    ).replace(return_annotation="tf.Tensor")
+
+    def score(
+        self,
+        x,
+        num_samples: int = 100,
+        seed: int = 0,
+        labels=None,
+    ) -> scores.Scores:
+        """Per-example anomaly scores in nats: `elbo`, importance-weighted `log_likelihood`
+        (K = `num_samples`), `reconstruction` and `kl`, each [batch]; deterministic (the same
+        x, seed and K give the same numbers whatever else is in the batch):
+        `keras_vae.scores.score`.
+
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
+            >>> vae.score(tf.fill((3, 4), 0.5), num_samples=10).elbo.shape
+            TensorShape([3])
+        """
+        return scores.score(self, x, num_samples, seed, labels)
