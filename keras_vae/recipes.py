@@ -87,7 +87,7 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         },
     },
 }
-assert tuple(RECIPES) == RECIPE_NAMES  # config.py lists the names without importing this
+assert tuple(RECIPES) == RECIPE_NAMES  # config/training.py lists the names without importing this
 
 
 def resolve(values: dict[str, dict[str, Any]]) -> Config:

@@ -77,7 +77,7 @@ def test_readme_is_read_in_five_minutes():
     assert len(readme.encode()) <= 15 * 1024
     targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme)
     assert "docs/flags.md" in targets and "ARCHITECTURE.md" in targets
-    missing = [t for t in targets if not (ROOT / t).exists() and t != "CONTRIBUTING.md"]
+    missing = [t for t in targets if not (ROOT / t).exists()]
     assert not missing, missing
 
 
@@ -88,7 +88,7 @@ def test_docs_pages_links_resolve():
     for page in pages:
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
             path = (page.parent / target).resolve()
-            assert path.exists() or path.name == "CONTRIBUTING.md", (page, target)
+            assert path.exists(), (page, target)
 
 
 def test_readme_headline_is_the_train_job_number():

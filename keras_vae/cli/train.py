@@ -1,7 +1,7 @@
 """`keras-vae train`: flags -> `Config` -> `keras_vae.train.train_and_evaluate`.
 
 The config flags are made from the config dataclasses (each field's `config.config_field`:
-flag, help, choices, default), so a new field reaches `--help`, config.json and the README's
+flag, help, choices, default), so a new field reaches `--help`, config.json and docs/flags.md's
 flag table (`flag_table`) from one place; tests/test_cli_flags.py checks that they agree.
 """
 
@@ -95,7 +95,7 @@ def flag_fields(section: type) -> list[dataclasses.Field]:
 
 
 def shown_default(value, field: dataclasses.Field | None = None) -> str:
-    """A default as `--help` and the README show it: 400,200, on/off, or the field's words."""
+    """A default as `--help` and docs/flags.md show it: 400,200, on/off, or the field's words."""
     if value is None and field is not None:
         return field.metadata["default_text"]
     if isinstance(value, bool):
@@ -165,7 +165,7 @@ def config_from_args(args: argparse.Namespace) -> cfg.Config:
 
 
 def flag_table() -> str:
-    """The README's Markdown table of `keras-vae train`'s flags, then the fields without one.
+    """docs/flags.md's Markdown table of `keras-vae train`'s flags, then the fields without one.
 
     Made from the parser `add_arguments` builds and the config fields' metadata, as `--help`.
     """

@@ -35,7 +35,7 @@ def config_field(
 ) -> Any:
     """A config field with its meaning and its `keras-vae train` flag, declared in one place.
 
-    `keras-vae train --help`, the README's flag table and the class docstring are all made
+    `keras-vae train --help`, docs/flags.md's table and the class docstring are all made
     from this metadata, and tests/test_cli_flags.py checks that they agree.
 
     Args:
