@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from keras_vae.atomic import write_json_atomically
+from keras_vae.atomic import json_text
 from keras_vae.json_files import JSONFileError, read_json_file
 from keras_vae.limits import FLOAT32_MAX, MAX_SEED
+from keras_vae.run_files import check_run_file_owned, check_run_file_writable, write_run_file
 from keras_vae.signatures import ANOMALY_IF, MAX_SCORE_SAMPLES, SCORE_NAMES
 
 if TYPE_CHECKING:
@@ -273,19 +274,7 @@ def check_record(record: Any) -> dict[str, Any]:
     }
 
 
-def check_owned(run_dir: str | os.PathLike, manifest: Manifest | None) -> None:
-    """Raise `CalibrationError` unless the run's `manifest` (`keras_vae.ownership.Manifest.read`
-    of it, None for none) lists ``calibration.json``: the one ownership check of every reader
-    and writer of an existing one (a copy from another run, or a user's file, is refused)."""
-    from keras_vae.ownership import MANIFEST_FILE
-
-    folder = Path(run_dir)
-    path = folder / CALIBRATION_FILE
-    if manifest is None or not manifest.owns(CALIBRATION_FILE):
-        raise CalibrationError(
-            f"{path} exists and keras-vae did not write it for this run ({folder / MANIFEST_FILE} "
-            "does not list it): move it away, then run `keras-vae calibrate` on this run."
-        )
+CALIBRATE = "keras-vae calibrate"
 
 
 _REWRITE = "run `keras-vae calibrate` again to rewrite it"
@@ -305,9 +294,8 @@ def read_calibration(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(run_dir) / CALIBRATION_FILE
     if not os.path.lexists(path):
         return None
-    from keras_vae.ownership import Manifest
 
-    check_owned(run_dir, Manifest.read(Path(run_dir), "run"))
+    check_run_file_owned(run_dir, CALIBRATION_FILE, CALIBRATE, error=CalibrationError)
     try:
         values = read_json_file(path, _REWRITE, MAX_FILE_BYTES)
     except JSONFileError as error:
@@ -320,40 +308,17 @@ def read_calibration(run_dir: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def check_calibration_writable(run_dir: str | os.PathLike) -> Manifest | None:
-    """The run's manifest (None for a run from before manifests), once
-    ``RUN_DIR/calibration.json`` may be (re)written: the folder is writable, the manifest
-    readable (it is written to at the end), and an existing file is one keras-vae wrote
-    (`check_owned`); checked before any scoring.
+    """The run's manifest once ``RUN_DIR/calibration.json`` may be (re)written
+    (`keras_vae.run_files.check_run_file_writable`); checked before any scoring.
 
     Raises:
         CalibrationError: it may not; `FolderNotOursError`: the manifest is unreadable.
     """
-    from keras_vae.ownership import Manifest
-
-    folder = Path(run_dir)
-    manifest = Manifest.read(folder, "run")
-    path = folder / CALIBRATION_FILE
-    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise CalibrationError(
-            f"Cannot write {path} (permission denied); fix the permissions of {folder}."
-        )
-    if os.path.lexists(path):
-        check_owned(folder, manifest)
-    return manifest
+    return check_run_file_writable(run_dir, CALIBRATION_FILE, CALIBRATE, CalibrationError)
 
 
 def write_calibration(run_dir: str | os.PathLike, record: dict[str, Any]) -> Path:
-    """Write ``RUN_DIR/calibration.json`` atomically, listed in the run's manifest first (so
-    ``train --overwrite`` removes it with the run it belongs to). A run of an older keras-vae
-    (no manifest) gets one, adopting that run's files as `train` would when resuming it."""
-    from keras_vae.ownership import Manifest
-    from keras_vae.run_paths import LEGACY_RUN_FILES
-
-    folder = Path(run_dir)
-    manifest = check_calibration_writable(folder)
-    if manifest is None:
-        manifest = Manifest.take(folder, "run", adopt=LEGACY_RUN_FILES)
-    manifest.claim(CALIBRATION_FILE)
-    path = folder / CALIBRATION_FILE
-    write_json_atomically(path, record)
-    return path
+    """Write ``RUN_DIR/calibration.json`` atomically, listed in the run's manifest first
+    (`keras_vae.run_files.write_run_file`), so ``train --overwrite`` removes it with the run
+    it belongs to."""
+    return write_run_file(run_dir, CALIBRATION_FILE, json_text(record), CALIBRATE, CalibrationError)

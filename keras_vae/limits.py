@@ -31,6 +31,10 @@ MAX_EVALUATION_BATCH_SIZE = 100_000  # examples per evaluation step
 # typo (an extra zero, 1e30) is refused before a tensor of that size is asked for.
 MAX_LAYER_WIDTH = 65_536  # latent_dim and each hidden layer's units or filters
 MAX_NUM_SAMPLES = 10_000  # L, samples of z per datapoint
+MAX_TEMPERATURE = 1_000.0  # a sampler's noise scale T (z ~ N(0, T^2 I) for the prior)
+SAMPLERS = ("prior", "aggregate")  # what `VAE.sample` draws z from (keras_vae.latent_draws)
+DEFAULT_SAMPLER_COMPONENTS = 10  # the aggregate sampler's mixture (keras_vae.aggregate_sampler)
+MAX_SAMPLER_COMPONENTS = 1_000
 MAX_COUNT = 2**31 - 1  # epochs, batch size, steps per execution (int32 in TensorFlow)
 MAX_STEPS = 2**62  # optimizer steps (the int64 `iterations` counter)
 
@@ -86,6 +90,21 @@ Received: beta=nan
             f"Received an invalid value for `{name}`, expected {kind}{bound}{note}. "
             f"Received: {name}={value!r}"
         )
+
+
+def check_sampler(sampler: Any, temperature: Any) -> float:
+    """`temperature` as a float after checking `sampler` is one of `SAMPLERS` and the
+    temperature a finite number in (0, `MAX_TEMPERATURE`].
+
+    Example:
+        >>> check_sampler("prior", 0.7)
+        0.7
+    """
+    check_choice("sampler", sampler, SAMPLERS)
+    check_at_least(
+        "temperature", temperature, 0, integer=False, maximum=MAX_TEMPERATURE, exclusive=True
+    )
+    return float(temperature)
 
 
 def parse_likelihood_scale(value: Any) -> float | str:

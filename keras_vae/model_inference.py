@@ -23,7 +23,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vae import distributions, importance, scores
+from keras_vae import distributions, importance, latent_draws, scores
+from keras_vae.limits import check_sampler
 from keras_vae.parts import priors
 
 LABEL_KEY = "label"  # the labels of a conditional model's dict inputs
@@ -224,23 +225,96 @@ class InferenceMixin:
             return self({"x": x, LABEL_KEY: self.checked_labels(labels, batch_size_of(x))})
         return self(x, training=False)
 
-    def sample(self, num_samples: int, seed: int | None = None, labels=None) -> tf.Tensor:
-        """E[x|z] for `num_samples` draws z ~ p(z); the same integer seed gives the same draws.
-        A conditional model needs `labels`: one class for all rows, or one per row."""
-        labels = self.checked_labels(labels, num_samples)
-        return self.decode(self.sample_prior(num_samples, seed), labels)
+    def sample(
+        self,
+        num_samples: int,
+        seed=None,
+        labels=None,
+        sampler: str = "prior",
+        temperature: float = 1.0,
+    ) -> tf.Tensor:
+        """E[x|z] for `num_samples` draws of z (`sample_latent`); a conditional model needs
+        `labels`: one class for all rows, or one per row.
 
-    def sample_prior(self, num_samples: int, seed: int | None = None) -> tf.Tensor:
-        """`num_samples` draws z ~ p(z), [num_samples, latent_dim] (a mixture: a component
-        by a uniform draw, then its Gaussian: `keras_vae.parts.priors.sample_from_noise`)."""
-        shape = (num_samples, self.latent_dim)
-        if self.prior_name == "normal":
-            return keras.random.normal(shape, seed=self.seed_generator if seed is None else seed)
-        generator = self.seed_generator if seed is None else keras.random.SeedGenerator(seed)
-        noise = keras.random.normal(shape, seed=generator)
-        uniform = keras.random.uniform((num_samples,), seed=generator)
-        z, _ = priors.sample_from_noise(self.prior_parameters(), noise, uniform)
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
+            >>> vae.sample(3, seed=1, temperature=0.7).shape
+            TensorShape([3, 4])
+        """
+        labels = self.checked_labels(labels, num_samples)
+        return self.decode(
+            self.sample_latent(num_samples, seed, labels, sampler, temperature), labels
+        )
+
+    def sample_latent(
+        self,
+        num_samples: int,
+        seed=None,
+        labels=None,
+        sampler: str = "prior",
+        temperature: float = 1.0,
+    ) -> tf.Tensor:
+        """`num_samples` draws z [num_samples, latent_dim] from `sampler`: ``"prior"`` (p(z))
+        or ``"aggregate"`` (the mixture fitted to the training codes, `aggregate_sampler`,
+        per class for a conditional model, which then needs `labels`), with the Gaussian
+        noise scaled by `temperature` (`keras_vae.latent_draws.draw_latent`).
+
+        `seed`: None draws from the model's seed generator; an integer gives the draws of the
+        exported decoder's ``sample`` for that seed; a sequence of `num_samples` integers
+        draws row i from seeds[i] alone, as the exported ``generate`` does."""
+        temperature = check_sampler(sampler, temperature)
+        mixture = self.latent_mixture(sampler)
+        per_class = mixture is not None and mixture.num_classes > 1
+        labels = self.checked_labels(labels, num_samples) if per_class else None
+        noise, uniform = self.latent_noise(num_samples, seed, uniform=mixture is not None)
+        z, _ = latent_draws.draw_latent(mixture, noise, uniform, labels, temperature)
         return z
+
+    def sample_prior(self, num_samples: int, seed=None) -> tf.Tensor:
+        """`num_samples` draws z ~ p(z), [num_samples, latent_dim]: `sample_latent`."""
+        return self.sample_latent(num_samples, seed)
+
+    aggregate_sampler = None  # an `AggregateSampler` (keras_vae.aggregate_sampler) once fitted
+
+    def latent_mixture(self, sampler: str = "prior") -> latent_draws.LatentMixture | None:
+        """The Gaussian mixture `sampler` draws z from (None: N(0, I)), as constants."""
+        if sampler == "aggregate":
+            if self.aggregate_sampler is None:
+                raise ValueError(
+                    "This model has no aggregate sampler: fit one with `keras-vae fit-sampler "
+                    "RUN_DIR` (or `keras_vae.aggregate_sampler.fit_aggregate_sampler`), or "
+                    "draw from the prior (--sampler prior)."
+                )
+            return self.aggregate_sampler.mixture
+        params = latent_draws.baked_prior(self)
+        return None if params is None else latent_draws.LatentMixture.of_prior(params)
+
+    def latent_noise(
+        self, num_samples: int, seed=None, uniform: bool = True
+    ) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """(standard normal noise [n, latent_dim], uniforms [n] or None without `uniform`)
+        for `sample_latent`'s `seed`: the model's seed generator, the exported ``sample``'s
+        draws of one integer seed, or ``generate``'s rows of one seed each."""
+        n, width = int(num_samples), int(self.latent_dim)
+        if seed is None:
+            noise = keras.random.normal((n, width), seed=self.seed_generator)
+            return noise, keras.random.uniform((n,), seed=self.seed_generator) if uniform else None
+        if np.ndim(seed) == 0:
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+                raise ValueError(f"`seed` must be an integer. Received: seed={seed!r}")
+            count, key = tf.constant(n), tf.constant(latent_draws.keras_seed(seed))
+            noise = latent_draws.prior_noise(count, key, width)
+            return noise, latent_draws.prior_uniform(count, key) if uniform else None
+        seeds = np.asarray(seed)
+        if seeds.shape != (n,) or seeds.dtype.kind not in "iu":
+            raise ValueError(
+                f"`seed` must be an integer or {n} integers, one per sample. Received: seed "
+                f"of shape {seeds.shape} and dtype {seeds.dtype}"
+            )
+        seeds = tf.constant(seeds.astype(np.int64))
+        noise = latent_draws.row_prior_noise(seeds, width)
+        return noise, latent_draws.row_prior_uniform(seeds) if uniform else None
 
     # ----------------------------------------------------------------- evaluation
     # Thin: importance sampling lives in `keras_vae.importance`, scoring in `keras_vae.scores`.

@@ -59,6 +59,7 @@ __all__ = [
     "load_metrics",
     "load_model",
     "load_run",
+    "load_split",
     "load_test_split",
 ]
 
@@ -253,6 +254,10 @@ def load_run(run_dir: str | os.PathLike | Run, with_model: bool = True) -> Run:
     config = load_config(path)
     metrics = load_metrics(path)
     model = load_model(path) if with_model else None
+    if model is not None:
+        from keras_vae.aggregate_sampler import attach_aggregate_sampler
+
+        attach_aggregate_sampler(model, path)
     return Run(path=path, config=config, metrics=metrics, model=model)
 
 
@@ -322,8 +327,11 @@ def check_data(images: np.ndarray, model, source: str = "the data") -> np.ndarra
         return check_model_input(images, model.data_shape, model.likelihood, source)
 
 
-def load_test_split(run: Run, dataset: str | None = None, data_dir: str | None = None) -> Split:
-    """The held-out split a run is evaluated on, as float32 in [0, 1], checked against its model.
+def load_split(
+    run: Run, dataset: str | None = None, data_dir: str | None = None, split: str = "test"
+) -> Split:
+    """The held-out split a run is evaluated on (or its ``split``: "train" for the training
+    images, "validation"), as float32 in [0, 1], checked against its model.
 
     The same examples as `keras_vae.data.make_datasets` yields for the run's test pipeline
     (same hold-out, same binarization draw), from the run's own dataset unless `dataset` names
@@ -345,11 +353,14 @@ def load_test_split(run: Run, dataset: str | None = None, data_dir: str | None =
         config = dataclasses.replace(config, dataset=dataset, data_dir=data_dir)
     elif data_dir is not None:
         config = dataclasses.replace(config, data_dir=data_dir)
-    test = prepared_splits(config, run.config.runtime.seed, ["test"])["test"]
-    source = f"{config.dataset}: test images"  # as loading names them
+    test = prepared_splits(config, run.config.runtime.seed, [split])[split]
+    source = f"{config.dataset}: {split} images"  # as loading names them
     likelihood = run.model.likelihood if run.model is not None else run.config.model.likelihood
     with _as_run_dir_error():
         check_shape(test.images.shape[1:], run.data_shape, source)
         images = to_unit_interval(test.images)
         check_values(images, likelihood, source)
     return Split(images, test.labels)
+
+
+load_test_split = load_split  # the name callers use for the held-out split (its default)

@@ -43,6 +43,7 @@ WARMUP_RECORDS_KEY = "warmup_records"
 EXPORT_JSON = "export.json"
 # export.json key of the per-request cap on generated rows (the decoder's `sample` signature).
 MAX_SAMPLES_KEY = "max_samples_per_request"
+SAMPLER_KEY = "sampler"  # export.json: what the decoder's sample and generate draw z from
 DEFAULT_MAX_SAMPLES_PER_REQUEST = 10_000
 # The cap must fit the int32 `num_samples` input of the `sample` signature.
 MAX_SAMPLES_LIMIT = 2**31 - 1

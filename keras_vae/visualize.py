@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from keras_vae import figures
 from keras_vae.atomic import check_output_file, write_atomically, write_output, written_in_place
+from keras_vae.limits import check_sampler
 
 if TYPE_CHECKING:
     from keras_vae.run_reader import Run
@@ -108,11 +109,16 @@ def kl_per_dimension(z_mean: np.ndarray, z_stddev: np.ndarray) -> np.ndarray:
 
 
 def sample_pixels(
-    model, num_samples: int = NUM_SAMPLES, seed: int = SAMPLE_SEED, label: int | None = None
+    model,
+    num_samples: int = NUM_SAMPLES,
+    seed: int = SAMPLE_SEED,
+    label: int | None = None,
+    **sampler,
 ) -> np.ndarray:
-    """uint8 grid of `num_samples` prior samples (of class `label`, conditional models); the
-    same integer seed gives the same pixels."""
-    samples = np.asarray(model.sample(num_samples, seed=seed, labels=label))
+    """uint8 grid of `num_samples` samples (of class `label`, conditional models; `sampler`:
+    the `sampler` and `temperature` of `VAE.sample`); the same integer seed gives the same
+    pixels."""
+    samples = np.asarray(model.sample(num_samples, seed=seed, labels=label, **sampler))
     return figures.sample_grid(samples, model.data_shape)
 
 
@@ -121,13 +127,16 @@ def class_sample_pixels(
     columns: int = CLASS_SAMPLE_COLUMNS,
     seed: int = SAMPLE_SEED,
     classes: Sequence[int] | None = None,
+    **sampler,
 ) -> np.ndarray:
     """uint8 grid of a conditional model's samples, one row per class of `classes` (default:
-    the first `MAX_CLASS_ROWS`), the same `columns` draws z ~ p(z) in every row: down a
-    column only the label changes, so the style is held fixed."""
+    the first `MAX_CLASS_ROWS`), every row from the same `columns` seeded draws: from the
+    prior, the same z down a column, so only the label changes and the style is held fixed;
+    from a per-class aggregate sampler, the same noise through each class's mixture."""
     classes = list(range(min(model.num_classes, MAX_CLASS_ROWS))) if classes is None else classes
-    z = np.asarray(model.sample_prior(columns, seed=seed))
-    codes = np.tile(z, (len(classes), 1))
+    codes = np.concatenate(
+        [np.asarray(model.sample_latent(columns, seed, k, **sampler)) for k in classes]
+    )
     labels = np.repeat(np.asarray(classes, np.int32), columns)
     images = figures.to_images(decode(model, codes, labels), model.data_shape)
     return figures.image_grid(images, columns)
@@ -238,24 +247,29 @@ def sample_run(
     num_samples: int = NUM_SAMPLES,
     seed: int = SAMPLE_SEED,
     label: int | str | None = None,
+    sampler: str = "prior",
+    temperature: float = 1.0,
 ) -> dict:
-    """Write a grid of `num_samples` prior samples of a trained run (a run directory, or a
-    preset's `Run` from `keras_vae.presets.preset_run`) to the PNG `out`.
+    """Write a grid of `num_samples` samples of a trained run (a run directory, or a preset's
+    `Run` from `keras_vae.presets.preset_run`) to the PNG `out`, z drawn by `sampler` at
+    `temperature` (`VAE.sample_latent`).
 
     Everything is checked before `out` is written; the same seed gives the same PNG bytes.
     A conditional run needs `label`: a class in [0, K) (`num_samples` images of it) or "all"
     (one row per class, `num_samples` per row, the same z down each column).
 
     Returns:
-        {"out", "num_samples", "seed", "width", "height"} (pixels), and "label".
+        {"out", "num_samples", "seed", "sampler", "temperature", "width", "height"}
+        (pixels), and "label".
 
     Example:
         >>> sample_run("runs/mnist", "samples.png", num_samples=100, seed=1)  # doctest: +SKIP
-        {'out': 'samples.png', 'num_samples': 100, 'seed': 1, 'width': 302, 'height': 302}
+        {'out': 'samples.png', 'num_samples': 100, 'seed': 1, 'sampler': 'prior', ...}
     """
     from keras_vae.run_reader import input_paths, load_run
 
     check_count("num_samples", num_samples)
+    drawn = {"sampler": sampler, "temperature": check_sampler(sampler, temperature)}
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(
             f"Received an invalid value for `seed`, expected an integer >= 0. Received: {seed!r}"
@@ -263,12 +277,13 @@ def sample_run(
     out = check_png_path(out, input_paths(run_dir))
     model = load_run(run_dir).model
     label = check_sample_label(model, label, num_samples)
+    model.latent_mixture(sampler)  # a ValueError if the run has no fitted aggregate sampler
     if label == "all":
-        pixels = class_sample_pixels(model, num_samples, seed, range(model.num_classes))
+        pixels = class_sample_pixels(model, num_samples, seed, range(model.num_classes), **drawn)
     else:
-        pixels = sample_pixels(model, num_samples, seed, label)
+        pixels = sample_pixels(model, num_samples, seed, label, **drawn)
     extra = {} if label is None else {"label": label}
-    return _write_png(pixels, out, num_samples=num_samples, seed=seed, **extra)
+    return _write_png(pixels, out, num_samples=num_samples, seed=seed, **drawn, **extra)
 
 
 def check_sample_label(model, label: int | str | None, num_samples: int) -> int | str | None:

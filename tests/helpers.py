@@ -44,7 +44,7 @@ SEED = 0
 _TF_LOG_LINE = re.compile(
     r"^([IWEF]\d{4} |WARNING: All log messages before absl|To enable the following instructions)"
 )
-_CLI_ERROR = re.compile(r"^keras-vae( \w+)?: error: ")
+_CLI_ERROR = re.compile(r"^keras-vae( [\w-]+)?: error: ")
 
 
 # ---------------------------------------------------------------------------- numbers

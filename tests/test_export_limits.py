@@ -91,7 +91,7 @@ def test_cli_refuses_bad_caps_before_writing(tiny_run_dir, tmp_path, capsys, val
 
 def test_the_samples_drawn_under_the_cap_are_unchanged(capped, tiny_run_dir):
     """The check adds no randomness: the same seed still gives the same rows as before."""
-    from keras_vae.export.prior_draws import prior_noise
+    from keras_vae.latent_draws import prior_noise
 
     sample = sample_signature(capped)
     got = sample(num_samples=tf.constant(7), seed=tf.constant(11))["z"].numpy()

@@ -60,7 +60,7 @@ from keras_vae.export import (
     saved_model_checks,
 )
 from keras_vae.export.export_utils import bad_labels
-from keras_vae.export.prior_draws import baked_prior
+from keras_vae.latent_draws import LatentMixture, baked_prior
 from keras_vae.model import VAE
 from keras_vae.parts.priors import sample_from_noise
 from keras_vae.serving import ServingClient, ServingError
@@ -857,7 +857,7 @@ def test_a_sample_without_the_uniform_guard_never_passes(exports, tmp_path):
     """A mixture ``sample`` converted without `exact_uniform` runs a [n, 1] or one-row
     uniform (it broadcasts), and the export check refuses the file."""
     model = exports["gaussian-vamp"].model
-    tables = litert_ops.prior_tables(baked_prior(model))
+    tables = litert_ops.mixture_tables(LatentMixture.of_prior(baked_prior(model)))
 
     def sample(noise, uniform):
         noise = litert_ops.exact_latents(noise, FAMILY_LATENT)

@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "reconstruct": "reconstruct",
     "score": "score",
     "calibrate": "calibrate",
+    "fit-sampler": "fit_sampler",
 }
 EXIT_USAGE = 2
 

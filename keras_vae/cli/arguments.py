@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from keras_vae.limits import MAX_SEED, check_at_least
+from keras_vae.limits import MAX_SEED, MAX_TEMPERATURE, SAMPLERS, check_at_least
 
 if TYPE_CHECKING:
     from keras_vae.run_reader import Run
@@ -160,6 +160,25 @@ def add_seed_argument(
     it seeds and `default_text` (the help's parenthesis) go into the help."""
     parser.add_argument(
         "--seed", type=int, default=default, help=f"seeds {what}, 0 to {MAX_SEED} ({default_text})"
+    )
+
+
+def add_sampler_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """--sampler and --temperature: what `what` draws z from (`VAE.sample_latent`)."""
+    parser.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default="prior",
+        help=f"what {what} draws z from: prior (p(z), the default) or aggregate (the Gaussian "
+        "mixture `keras-vae fit-sampler RUN_DIR` fitted to the training images' codes)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        metavar="T",
+        help=f"scales the sampler's Gaussian noise (z ~ N(0, T^2 I) for a normal prior), in "
+        f"(0, {MAX_TEMPERATURE:g}]; default 1",
     )
 
 

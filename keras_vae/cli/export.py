@@ -12,7 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from keras_vae.cli.arguments import add_out_argument, add_run_or_preset_arguments, run_or_preset
+from keras_vae.cli.arguments import (
+    add_out_argument,
+    add_run_or_preset_arguments,
+    add_sampler_arguments,
+    run_or_preset,
+)
 from keras_vae.signatures import (
     CALIBRATION_KEY,
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
@@ -21,6 +26,7 @@ from keras_vae.signatures import (
     MAX_SAMPLES_LIMIT,
     MAX_SCORE_ROW_SAMPLES,
     MAX_SCORE_SAMPLES,
+    SAMPLER_KEY,
     SCORE_SAMPLES_KEY,
     SCORER,
     check_score_budget,
@@ -73,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{MAX_SCORE_ROW_SAMPLES:,}, which bounds one scorer request's time; recorded in "
         "export.json",
     )
+    add_sampler_arguments(
+        parser, "the decoder's sample and generate signatures (and LiteRT sample), baked in,"
+    )
     parser.add_argument(
         "--tflite",
         action="store_true",
@@ -88,6 +97,7 @@ def summary(record: dict) -> dict:
         "run_dir": record["run_dir"],
         **({"preset": record["preset"]} if "preset" in record else {}),
         MAX_SAMPLES_KEY: record[MAX_SAMPLES_KEY],
+        SAMPLER_KEY: record[SAMPLER_KEY],
         SCORE_SAMPLES_KEY: record["models"][SCORER][SCORE_SAMPLES_KEY],
         "calibrated": record["models"][SCORER][CALIBRATION_KEY] is not None,
         "models": {
@@ -122,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         tflite=args.tflite,
         max_samples_per_request=args.max_samples_per_request,
         score_samples=args.score_samples,
+        sampler=args.sampler,
+        temperature=args.temperature,
     )
     print(json.dumps(summary(record), indent=2))
     return 0

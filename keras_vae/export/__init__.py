@@ -6,7 +6,7 @@ One module per format, as in `keras.src.export`, building apart from checking:
 (the LiteRT files for devices: decoder, encoder and scorer; graphs in `litert_models` and
 `litert_ops`, checks in `litert_checks` and `litert_parity`; `tflite` keeps the old module
 name importable). The graphs share `graph_ops` (decode, encode, labels, row cap, scores) and
-`prior_draws` (the prior's seeded draws and baked parameters); the checks share
+`keras_vae.latent_draws` (the prior's seeded draws and baked parameters); the checks share
 `export_utils`. Then `warmup` (TF Serving warm-up requests), `layout` (numbered version
 folders), `transaction` (all or nothing) and `exporter` (`export_run`, which ties them
 together).

@@ -21,6 +21,7 @@ from keras_vae.atomic import write_json_atomically
 from keras_vae.export import layout, transaction
 from keras_vae.export.export_utils import ExportError, saved_model_signatures
 from keras_vae.json_files import read_json_file
+from keras_vae.limits import check_sampler
 from keras_vae.ownership import MANIFEST_FILE
 from keras_vae.signatures import (
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
@@ -31,6 +32,7 @@ from keras_vae.signatures import (
     NUM_CLASSES_KEY,
     POSTERIOR_SAMPLE,
     SAMPLE,
+    SAMPLER_KEY,
     SCORER,
     SERVING_DEFAULT,
     WARMUP_RECORDS_KEY,
@@ -125,6 +127,8 @@ def export_run(
     tflite: bool = False,
     max_samples_per_request: int = DEFAULT_MAX_SAMPLES_PER_REQUEST,
     score_samples: int | None = None,
+    sampler: str = "prior",
+    temperature: float = 1.0,
 ) -> dict[str, Any]:
     """Export a trained run as TF Serving SavedModels (and LiteRT files) into `out_dir`.
 
@@ -152,6 +156,10 @@ def export_run(
         score_samples: K importance samples the scorer uses per example, in [1, 100000].
             Default None: the K the run was calibrated with (``RUN_DIR/calibration.json``),
             else 100. A calibrated run refuses another K (its threshold holds for its K).
+        sampler: what the decoder's ``sample`` and ``generate`` (and the LiteRT ``sample``)
+            draw z from: "prior" (default) or "aggregate", the mixture `keras-vae
+            fit-sampler` fitted to the run's training codes, baked in as constants.
+        temperature: the scale T of their Gaussian noise, in (0, 1000]. Default 1.
 
     Returns:
         The record written to ``out_dir/export.json`` (without its history).
@@ -171,6 +179,7 @@ def export_run(
     from keras_vae.run_reader import load_run
 
     max_samples = check_max_samples(max_samples_per_request)
+    temperature = check_sampler(sampler, temperature)
     if score_samples is not None:
         from keras_vae.scores import check_score_samples
 
@@ -185,6 +194,7 @@ def export_run(
         check_litert_available()
     run = load_run(run_dir)  # RunDirError (a ValueError) for a missing or corrupt run
     model = run.model
+    model.latent_mixture(sampler)  # a ValueError if the run has no fitted aggregate sampler
     # A preset is scored as an uncalibrated run: calibration.json belongs to run folders.
     calibrated_in = None if run.preset else run.path
     score_samples, score_seed, calibration = _scoring(calibrated_in, score_samples)
@@ -198,6 +208,7 @@ def export_run(
 
         import tensorflow as tf
 
+        from keras_vae.aggregate_sampler import sampler_record
         from keras_vae.export import saved_model, saved_model_checks, scorer, scorer_checks
 
         record: dict[str, Any] = {
@@ -220,14 +231,17 @@ def export_run(
                 **model_condition(model),
             },
             MAX_SAMPLES_KEY: max_samples,
+            SAMPLER_KEY: sampler_record(model, sampler, temperature),
             "models": {},
             "tflite": None,
         }
         writers = {
             "encoder": (saved_model.write_encoder, saved_model_checks.check_encoder),
-            "decoder": (
-                functools.partial(saved_model.write_decoder, max_samples=max_samples),
-                functools.partial(saved_model_checks.check_decoder, max_samples=max_samples),
+            "decoder": tuple(
+                functools.partial(
+                    function, max_samples=max_samples, sampler=sampler, temperature=temperature
+                )
+                for function in (saved_model.write_decoder, saved_model_checks.check_decoder)
             ),
             SCORER: (
                 functools.partial(
@@ -269,7 +283,7 @@ def export_run(
                 record["tflite"] = {
                     "path": layout.TFLITE_DIR,
                     "version": version,
-                    **write_tflite(model, tflite_dir, work_dir),
+                    **write_tflite(model, tflite_dir, work_dir, sampler, temperature),
                 }
                 record["tflite"]["files"].update(
                     write_litert_models(

@@ -15,7 +15,7 @@ The decoder: three files, each with two signatures:
   float32 [n] in [0, 1) (e.g. ``java.util.Random.nextFloat``) -> ``x_mean``, ``z`` and
   ``component`` int32 [n]: the mapping of `keras_vae.parts.priors.sample_from_noise` (component
   c = #{j < K-1: u >= cdf_j}, z = loc_c + scale_c * noise) with the prior's parameters baked in
-  at export (`keras_vae.export.prior_draws.baked_prior`), as the SavedModel's ``sample``
+  at export (`keras_vae.latent_draws.baked_prior`), as the SavedModel's ``sample``
   does, so the same (noise, uniform) give the same z and component as the SavedModel's
   ``sample`` for its own eps and u (a u below 0 picks the first component, one of 1 or more
   the last). The parameters are stored as int32 bit patterns (`prior_tables`) and u is
@@ -140,25 +140,35 @@ def check_litert_available() -> None:
         )
 
 
-def write_tflite(model: keras.Model, out_dir: str | Path, work_dir: str | Path) -> dict[str, Any]:
+def write_tflite(
+    model: keras.Model,
+    out_dir: str | Path,
+    work_dir: str | Path,
+    sampler: str = "prior",
+    temperature: float = 1.0,
+) -> dict[str, Any]:
     """Convert, check and write the three decoder files into `out_dir`.
 
     Args:
         model: the trained `VAE`.
         out_dir: folder for the .tflite files (created).
         work_dir: scratch folder for the intermediate SavedModel.
+        sampler: what ``sample`` maps its noise through: "prior" or "aggregate".
+        temperature: the scale of ``sample``'s Gaussian noise.
 
     Returns:
         ``{"files": {file name: {size_bytes, max_abs_error, ops, signatures, ...}}, ...}``.
     """
     out_dir, work_dir = Path(out_dir), Path(work_dir)
     source = work_dir / "litert_saved_model"
-    litert_archive(model).write_out(str(source), verbose=False)
+    litert_archive(model, sampler, temperature).write_out(str(source), verbose=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {}
     for file_name, quantization in VARIANTS.items():
         content = convert(source, quantization)
-        files[file_name] = check_variant(model, content, file_name, quantization)
+        files[file_name] = check_variant(
+            model, content, file_name, quantization, sampler, temperature
+        )
         (out_dir / file_name).write_bytes(content)
     return {
         "files": files,
@@ -166,8 +176,8 @@ def write_tflite(model: keras.Model, out_dir: str | Path, work_dir: str | Path) 
         "checked_on": f"{CHECK_BATCH} draws z ~ N(0, I) against the Keras decoder"
         + (
             ""
-            if model.prior_name == "normal"
-            else "; sample also with uniforms at every cdf boundary, against the Keras prior"
+            if model.latent_mixture(sampler) is None
+            else f"; sample also with uniforms at every cdf boundary, against the Keras {sampler}"
         )
         + (
             f"; labels spread over [0, {model.num_classes}), and the labels "

@@ -41,11 +41,12 @@ from keras_vae.export.litert_ops import (
     exact_labels,
     exact_latents,
     exact_uniform,
-    prior_tables,
+    mixture_tables,
     same_rows,
     sample_from_tables,
+    temperature_table,
 )
-from keras_vae.export.prior_draws import baked_prior
+from keras_vae.limits import check_sampler
 from keras_vae.signatures import COMPONENT, POSTERIOR_SAMPLE
 
 DECODE = "decode"
@@ -72,14 +73,21 @@ def _label_at(model: keras.Model, position: int) -> int | None:
     return position if model.conditional else None
 
 
-def litert_archive(model: keras.Model) -> keras.export.ExportArchive:
+def litert_archive(
+    model: keras.Model, sampler: str = "prior", temperature: float = 1.0
+) -> keras.export.ExportArchive:
     """The decoder with the TFLite signatures ``decode`` (z[, label]) and ``sample`` (noise[,
-    label], and uniform for a mixture or vamp prior), each of which refuses inputs that are
-    not [n, latent_dim] (`exact_latents`), [n] (`exact_uniform`) or labels in [0, K)
-    (`exact_labels`)."""
+    label], and uniform when `sampler` draws from a mixture: a mixture or vamp prior, or the
+    aggregate sampler), each of which refuses inputs that are not [n, latent_dim]
+    (`exact_latents`), [n] (`exact_uniform`) or labels in [0, K) (`exact_labels`). ``sample``
+    maps its noise as `keras_vae.latent_draws.draw_latent` does at `temperature`."""
     latent_dim = int(model.latent_dim)
-    params = baked_prior(model)
-    tables = None if params is None else prior_tables(params)
+    temperature = check_sampler(sampler, temperature)
+    mixture = model.latent_mixture(sampler)
+    if mixture is None:
+        tables = temperature_table(temperature)
+    else:
+        tables = mixture_tables(mixture, temperature)
 
     def decode(z, label=None):
         z = exact_latents(z, latent_dim)
@@ -89,10 +97,11 @@ def litert_archive(model: keras.Model) -> keras.export.ExportArchive:
         noise = exact_latents(noise, latent_dim)
         rows = tf.shape(noise)[0]
         label = _guarded_label(model, label, rows)
-        if uniform is None:
-            return {"x_mean": decoded(model, noise, label), "z": tf.identity(noise)}
-        z, component = sample_from_tables(tables, noise, exact_uniform(uniform, rows))
-        return {"x_mean": decoded(model, z, label), "z": z, COMPONENT: component}
+        if uniform is not None:
+            uniform = exact_uniform(uniform, rows)
+        z, component = sample_from_tables(tables, noise, uniform, label)
+        extra = {} if component is None else {COMPONENT: component}
+        return {"x_mean": decoded(model, z, label), "z": tf.identity(z), **extra}
 
     archive = keras.export.ExportArchive()
     archive.track(model.decoder)
@@ -100,7 +109,7 @@ def litert_archive(model: keras.Model) -> keras.export.ExportArchive:
     z_spec = tf.TensorSpec(spec, tf.float32, name="z")
     add_endpoint(archive, DECODE, decode, [z_spec], _label_at(model, 1))
     sample_specs = [tf.TensorSpec(spec, tf.float32, name="noise")]
-    if tables is not None:
+    if mixture is not None:
         sample_specs.append(tf.TensorSpec([None], tf.float32, name="uniform"))
     add_endpoint(archive, SAMPLE, sample, sample_specs, _label_at(model, 1))
     return archive

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_vae.parts.priors import MixtureParams
+from keras_vae.latent_draws import LatentMixture, mixture_cdf, scaled_noise
 
 
 def runtime_dims(tensor: tf.Tensor, rank: int) -> tf.Tensor:
@@ -113,32 +113,74 @@ def same_rows(tensor: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
     return tensor + tf.cast(offset, tensor.dtype)
 
 
-def prior_tables(params: MixtureParams) -> dict[str, np.ndarray]:
-    """The int32 bit patterns of a baked prior's float32 ``cdf`` [K-1] (cumsum(exp(
-    log_weights)) but the last, as `keras_vae.parts.priors.component_from_uniform` computes
-    it), ``loc`` and ``scale`` [K, D]: integer constants, which no quantization touches."""
-    cdf = tf.cumsum(tf.exp(tf.constant(params.log_weights, tf.float32)))[:-1]
-    tables = {"cdf": np.asarray(cdf, np.float32), "loc": params.loc, "scale": params.scale}
-    return {name: np.ascontiguousarray(a, np.float32).view(np.int32) for name, a in tables.items()}
+def mixture_tables(mixture: LatentMixture, temperature: float = 1.0) -> dict[str, np.ndarray]:
+    """The int32 bit patterns of a baked mixture (`keras_vae.latent_draws.LatentMixture`): its
+    float32 ``cdf`` [C, K-1] (cumsum(exp(log_weights)) but the last, as
+    `keras_vae.parts.priors.component_from_uniform` computes it), ``loc`` [C*K, D], ``scale``
+    [C*K, D] or [C*K, D, D], and the ``temperature``: integer constants, which no
+    quantization touches."""
+    classes, components = mixture.log_weights.shape
+    flat = classes * components
+    tables = {
+        "cdf": mixture_cdf(mixture),
+        "loc": np.reshape(mixture.loc, (flat, -1)),
+        "scale": np.reshape(mixture.scale, (flat, *mixture.scale.shape[2:])),
+    }
+    bits = {name: np.ascontiguousarray(a, np.float32).view(np.int32) for name, a in tables.items()}
+    return {**bits, **temperature_table(temperature)}
+
+
+def temperature_table(temperature: float) -> dict[str, np.ndarray]:
+    """``{"temperature": its float32 bits as an int32 scalar}``: the table of `sample_from_tables`
+    for z = T * noise (N(0, I)), and part of `mixture_tables`."""
+    return {"temperature": np.array(temperature, np.float32).reshape(()).view(np.int32)}
+
+
+def floats_at(table: np.ndarray, index: tf.Tensor) -> tf.Tensor:
+    """The float32 rows `index` of an int32 bit-pattern `table`, gathered before the BITCAST:
+    a bitcast of the whole constant would be folded into a float constant, which float16
+    quantization would then round."""
+    return tf.bitcast(tf.gather(tf.constant(table), index), tf.float32)
 
 
 def component_from_bits(cdf_bits: tf.Tensor, uniform: tf.Tensor) -> tf.Tensor:
-    """#{j: u >= cdf_j} as int32 [n], comparing bit patterns: for float32 numbers >= 0 their
-    order is that of their int32 bits, and a u < 0 (negative bits) reaches no cdf_j >= 0,
-    so this equals the float comparison for every u but NaN (-0.0 is taken as 0)."""
+    """#{j: u >= cdf_j} as int32 [n] for `cdf_bits` [K-1] or one row per u [n, K-1],
+    comparing bit patterns: for float32 numbers >= 0 their order is that of their int32 bits,
+    and a u < 0 (negative bits) reaches no cdf_j >= 0, so this equals the float comparison
+    for every u but NaN (-0.0 is taken as 0)."""
     bits = tf.bitcast(uniform, tf.int32) * tf.cast(tf.abs(uniform) > 0, tf.int32)
-    reached = tf.cast(bits[:, tf.newaxis] >= tf.constant(cdf_bits), tf.int32)
+    reached = tf.cast(bits[:, tf.newaxis] >= cdf_bits, tf.int32)
     return tf.reduce_sum(reached, axis=-1)
 
 
 def sample_from_tables(
-    tables: dict[str, np.ndarray], noise: tf.Tensor, uniform: tf.Tensor
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """(z [n, D], component int32 [n]) from `prior_tables`, in builtin ops: the same numbers
-    as `keras_vae.export.prior_draws.sample_baked` of the same parameters."""
-    component = component_from_bits(tables["cdf"], uniform)
-
-    def row(name: str) -> tf.Tensor:
-        return tf.bitcast(tf.gather(tf.constant(tables[name]), component), tf.float32)
-
-    return row("loc") + row("scale") * noise, component
+    tables: dict[str, np.ndarray | None],
+    noise: tf.Tensor,
+    uniform: tf.Tensor | None,
+    label: tf.Tensor | None = None,
+) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """(z [n, D], component int32 [n] or None) from `mixture_tables` (only a ``temperature``
+    for N(0, I)), in builtin ops: the same numbers as `keras_vae.latent_draws.draw_latent` of
+    the same mixture and temperature (row i's class mixture is label_i's when there is one
+    per class)."""
+    temperature = float(np.asarray(tables["temperature"]).reshape(()).view(np.float32))
+    if temperature != 1.0:
+        # T gathered per row by an index the converter cannot fold (0, or 1 for a NaN noise
+        # row, from the table [T, T]), so that no float16 quantization rounds it.
+        index = tf.cast(tf.math.is_nan(noise[:, 0]), tf.int32)
+        table = np.repeat(tables["temperature"].reshape(1), 2)
+        noise = noise * floats_at(table, index)[:, tf.newaxis]
+    if "cdf" not in tables:
+        return noise, None
+    classes = tables["cdf"].shape[0]
+    components = tables["loc"].shape[0] // classes
+    cdf = tf.constant(tables["cdf"])
+    if classes == 1:
+        component = component_from_bits(cdf[0], uniform)
+        index = component
+    else:
+        label = tf.cast(label, tf.int32)
+        component = component_from_bits(tf.gather(cdf, label), uniform)
+        index = label * components + component
+    loc = floats_at(tables["loc"], index)
+    return loc + scaled_noise(floats_at(tables["scale"], index), noise), component

@@ -39,7 +39,7 @@ from keras_vae.export.litert_checks import (
     wrong_inputs,
 )
 from keras_vae.export.litert_models import DECODE, SAMPLE, SCORE, SCORER_FILE, SIGNATURES
-from keras_vae.parts.priors import sample_from_noise
+from keras_vae.latent_draws import LatentMixture, draw_latent, mixture_cdf
 from keras_vae.scores import SCORE_NAMES
 from keras_vae.signatures import COMPONENT, IS_ANOMALY, LABEL, POSTERIOR_SAMPLE
 
@@ -57,11 +57,11 @@ def x_mean_weight_count(model: keras.Model) -> int:
     return sum(int(np.prod(w.shape)) for w in decoder.weights)
 
 
-def check_uniforms(model: keras.Model, rows: int) -> np.ndarray:
-    """`rows` uniforms from `CHECK_SEED`, then every cdf boundary of the Keras prior and the
-    float32 just below it (where a component mapping that rounds differently would differ)."""
-    params = model.prior_parameters(training=False)
-    cdf = np.asarray(tf.cumsum(tf.exp(params.log_weights))[:-1], np.float32)
+def check_uniforms(mixture: LatentMixture, rows: int) -> np.ndarray:
+    """`rows` uniforms from `CHECK_SEED`, then every cdf boundary of the mixture (of every
+    class row) and the float32 just below it (where a component mapping that rounds
+    differently would differ)."""
+    cdf = mixture_cdf(mixture).ravel()
     drawn = np.random.default_rng(CHECK_SEED + 1).uniform(size=rows).astype(np.float32)
     below = np.nextafter(cdf, np.float32(-np.inf))
     return np.concatenate([drawn, cdf, below]).astype(np.float32)
@@ -74,28 +74,35 @@ def _keras_decode(model: keras.Model, z: np.ndarray, labels: dict[str, np.ndarra
 
 
 def check_sample(
-    model: keras.Model, interp, file_name: str, noise: np.ndarray, tolerance: float
+    model: keras.Model,
+    interp,
+    file_name: str,
+    noise: np.ndarray,
+    tolerance: float,
+    sampler: str = "prior",
+    temperature: float = 1.0,
 ) -> float:
-    """Run ``sample`` on `noise` (and, for a mixture or vamp prior, `check_uniforms`, with
-    more noise rows for the boundaries; for a conditional model, labels spread over [0, K))
-    against the Keras prior and decoder: z (which no quantization changes) to
-    `FLOAT32_TOLERANCE`, the component exactly, x_mean to `tolerance`. Returns the largest
-    error; `ExportError` when one is off."""
-    if model.prior_name == "normal":
-        labels = label_feed(model, len(noise))
-        sampled = run_signature(interp, SAMPLE, noise=noise, **labels)
-        check_close(f"{file_name} sample z", noise, sampled["z"], 0.0)
-        expected = _keras_decode(model, noise, labels)
-        return check_close(f"{file_name} sample x_mean", expected, sampled["x_mean"], tolerance)
-    uniform = check_uniforms(model, len(noise))
-    extra = np.random.default_rng(CHECK_SEED + 2).standard_normal(
-        (len(uniform) - len(noise), noise.shape[1])
-    )
-    noise = np.concatenate([noise, extra]).astype(np.float32)
+    """Run ``sample`` on `noise` (and, when `sampler` draws from a mixture, `check_uniforms`,
+    with more noise rows for the boundaries; for a conditional model, labels spread over
+    [0, K)) against `keras_vae.latent_draws.draw_latent` of the Keras model's mixture at
+    `temperature` and its decoder: z (which no quantization changes) to `FLOAT32_TOLERANCE`,
+    the component exactly, x_mean to `tolerance`. Returns the largest error; `ExportError`
+    when one is off."""
+    mixture = model.latent_mixture(sampler)
+    feed = {}
+    if mixture is not None:
+        feed["uniform"] = check_uniforms(mixture, len(noise))
+        extra = np.random.default_rng(CHECK_SEED + 2).standard_normal(
+            (len(feed["uniform"]) - len(noise), noise.shape[1])
+        )
+        noise = np.concatenate([noise, extra]).astype(np.float32)
     labels = label_feed(model, len(noise))
-    sampled = run_signature(interp, SAMPLE, noise=noise, uniform=uniform, **labels)
-    z, component = sample_from_noise(model.prior_parameters(training=False), noise, uniform)
-    check_close(f"{file_name} sample component", component, sampled[COMPONENT], 0.0)
+    sampled = run_signature(interp, SAMPLE, noise=noise, **feed, **labels)
+    z, component = draw_latent(
+        mixture, tf.constant(noise), feed.get("uniform"), labels.get(LABEL), temperature
+    )
+    if component is not None:
+        check_close(f"{file_name} sample component", component, sampled[COMPONENT], 0.0)
     z_error = check_close(f"{file_name} sample z", z, sampled["z"], FLOAT32_TOLERANCE)
     expected = _keras_decode(model, np.asarray(z), labels)
     x_error = check_close(f"{file_name} sample x_mean", expected, sampled["x_mean"], tolerance)
@@ -103,7 +110,12 @@ def check_sample(
 
 
 def check_variant(
-    model: keras.Model, content: bytes, file_name: str, quantization: str
+    model: keras.Model,
+    content: bytes,
+    file_name: str,
+    quantization: str,
+    sampler: str = "prior",
+    temperature: float = 1.0,
 ) -> dict[str, Any]:
     """Run a converted file against the Keras decoder; raise `ExportError` if it is broken."""
     minimum = check_size(content, file_name, x_mean_weight_count(model), quantization)
@@ -120,7 +132,7 @@ def check_variant(
     expected = _keras_decode(model, z, labels)
     decoded = run_signature(interp, DECODE, z=z, **labels)["x_mean"]
     error = check_close(f"{file_name} decode x_mean", expected, decoded, tolerance)
-    sample_error = check_sample(model, interp, file_name, z, tolerance)
+    sample_error = check_sample(model, interp, file_name, z, tolerance, sampler, temperature)
     return {
         "quantization": quantization,
         "size_bytes": len(content),

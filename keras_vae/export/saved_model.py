@@ -16,7 +16,7 @@
   mixture or vamp prior, also ``component`` int32 [num_samples]: u =
   `tf.random.stateless_uniform` [num_samples] with seed [seed, 1], and z, component =
   `keras_vae.parts.priors.sample_from_noise(params, eps, u)` with the prior's mixture
-  parameters evaluated once at export (`keras_vae.export.prior_draws.baked_prior`) and
+  parameters evaluated once at export (`keras_vae.latent_draws.baked_prior`) and
   stored as constants, so the decoder needs neither the encoder nor the pseudo-inputs.
   ``num_samples`` must be in [0, max_samples_per_request] (default 10,000, set with
   ``keras-vae export --max-samples-per-request``, recorded in export.json): a larger
@@ -68,6 +68,7 @@ Each signature is written once, taking ``label=None`` for an unconditional model
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -81,15 +82,15 @@ from keras_vae.export.graph_ops import (
     row_cap,
     track_encoder,
 )
-from keras_vae.export.prior_draws import (
-    baked_prior,
+from keras_vae.latent_draws import (
+    LatentMixture,
+    draw_latent,
     prior_noise,
     prior_uniform,
     row_prior_noise,
     row_prior_uniform,
-    sample_baked,
 )
-from keras_vae.parts.priors import MixtureParams
+from keras_vae.limits import check_sampler
 from keras_vae.signatures import (
     COMPONENT,
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
@@ -150,14 +151,14 @@ def encoder_archive(model: keras.Model) -> keras.export.ExportArchive:
 
 def generated_rows(
     model: keras.Model,
-    params: MixtureParams | None,
+    draws: Draws,
     max_samples: int,
     seed: tf.Tensor,
     label: tf.Tensor | None = None,
 ) -> dict[str, tf.Tensor]:
     """The decoder's ``generate`` (the rows of a conditional decoder's ``sample``): one row per
     int64 seed, eps `row_prior_noise` and u `row_prior_uniform` of seed i alone, z (and component)
-    from the prior (`baked_prior` `params`), x_mean decoded (with label i). At most
+    by `draws` (the sampler's mixture and temperature), x_mean decoded (with label i). At most
     `max_samples` rows, and for a conditional model one label per seed, each checked
     (`checked_label`); InvalidArgumentError otherwise."""
     seed = tf.ensure_shape(seed, [None], name="check_seed_shape")
@@ -171,25 +172,47 @@ def generated_rows(
         label = checked_label(label, num_classes, tf.shape(seed)[0], "seed", (cap,))
         with tf.control_dependencies([label]):
             seed = tf.identity(seed)
-    extra = {}
-    z = row_prior_noise(seed, int(model.latent_dim))
-    if params is not None:
-        z, extra[COMPONENT] = sample_baked(params, z, row_prior_uniform(seed))
+    noise = row_prior_noise(seed, int(model.latent_dim))
+    uniform = None if draws.mixture is None else row_prior_uniform(seed)
+    return drawn_outputs(model, draws, noise, uniform, label)
+
+
+class Draws(NamedTuple):
+    """What the decoder's ``sample`` and ``generate`` map their noise through: the sampler's
+    mixture (None: N(0, I)) and the temperature (`keras_vae.latent_draws.draw_latent`)."""
+
+    mixture: LatentMixture | None
+    temperature: float = 1.0
+
+
+def drawn_outputs(
+    model: keras.Model,
+    draws: Draws,
+    noise: tf.Tensor,
+    uniform: tf.Tensor | None,
+    label: tf.Tensor | None = None,
+) -> dict[str, tf.Tensor]:
+    """``x_mean``, ``z`` (and ``component`` for a mixture) of the draws' noise and uniforms."""
+    z, component = draw_latent(draws.mixture, noise, uniform, label, draws.temperature)
+    extra = {} if component is None else {COMPONENT: component}
     return {"x_mean": decoded(model, z, label), "z": z, **extra}
 
 
 def decoder_archive(
-    model: keras.Model, max_samples: int = DEFAULT_MAX_SAMPLES_PER_REQUEST
+    model: keras.Model,
+    max_samples: int = DEFAULT_MAX_SAMPLES_PER_REQUEST,
+    sampler: str = "prior",
+    temperature: float = 1.0,
 ) -> keras.export.ExportArchive:
     """An `ExportArchive` of `model.decoder` with ``serving_default`` (z[, label]),
     ``generate`` (seed[, label]) and ``sample``: (num_samples, seed), or for a conditional
     model (label, seed) giving ``generate``'s rows; at most `max_samples` rows per request,
-    from the model's prior (`baked_prior`)."""
+    z drawn by `sampler` at `temperature` (`VAE.sample_latent`), its mixture baked in."""
     max_samples = check_max_samples(max_samples)
     latent_dim = int(model.latent_dim)
     z_shape = [None, latent_dim]
     num_classes = int(model.num_classes)
-    params = baked_prior(model)
+    draws = Draws(model.latent_mixture(sampler), check_sampler(sampler, temperature))
 
     def serving_default(z, label=None):
         z = tf.ensure_shape(z, z_shape, name="check_z_shape")
@@ -198,7 +221,7 @@ def decoder_archive(
         return {"x_mean": decoded(model, z, label)}
 
     def generate(seed, label=None):
-        return generated_rows(model, params, max_samples, seed, label)
+        return generated_rows(model, draws, max_samples, seed, label)
 
     def sample(num_samples, seed):
         num_samples = tf.ensure_shape(num_samples, [], name="check_num_samples_shape")
@@ -209,12 +232,10 @@ def decoder_archive(
             ),
             row_cap(num_samples, max_samples, "num_samples", rows=False),
         ]
-        extra = {}
         with tf.control_dependencies(checks):
-            z = prior_noise(num_samples, seed, latent_dim)
-            if params is not None:
-                z, extra[COMPONENT] = sample_baked(params, z, prior_uniform(num_samples, seed))
-        return {"x_mean": decoded(model, z), "z": z, **extra}
+            noise = prior_noise(num_samples, seed, latent_dim)
+            uniform = None if draws.mixture is None else prior_uniform(num_samples, seed)
+        return drawn_outputs(model, draws, noise, uniform)
 
     archive = keras.export.ExportArchive()
     archive.track(model.decoder)
@@ -240,7 +261,13 @@ def write_encoder(model: keras.Model, path: str | Path) -> None:
 
 
 def write_decoder(
-    model: keras.Model, path: str | Path, max_samples: int = DEFAULT_MAX_SAMPLES_PER_REQUEST
+    model: keras.Model,
+    path: str | Path,
+    max_samples: int = DEFAULT_MAX_SAMPLES_PER_REQUEST,
+    sampler: str = "prior",
+    temperature: float = 1.0,
 ) -> None:
-    """Write the decoder SavedModel to `path` (a folder that must not exist yet)."""
-    decoder_archive(model, max_samples).write_out(str(path), verbose=False)
+    """Write the decoder SavedModel to `path` (a folder that must not exist yet), drawing z by
+    `sampler` at `temperature` in ``sample`` and ``generate``."""
+    archive = decoder_archive(model, max_samples, sampler, temperature)
+    archive.write_out(str(path), verbose=False)

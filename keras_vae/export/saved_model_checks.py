@@ -27,8 +27,7 @@ from keras_vae.export.export_utils import (
     scaled_tolerance,
 )
 from keras_vae.export.graph_ops import decoded
-from keras_vae.export.prior_draws import prior_noise, prior_uniform
-from keras_vae.parts.priors import sample_from_noise
+from keras_vae.latent_draws import draw_latent, prior_noise, prior_uniform
 from keras_vae.signatures import (
     COMPONENT,
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
@@ -101,21 +100,30 @@ def check_encoder(model: keras.Model, path: str | Path) -> dict[str, float]:
     return errors
 
 
-def expected_sample(model: keras.Model, num_samples: int, seed: int) -> dict[str, np.ndarray]:
+def expected_draws(
+    model: keras.Model, noise, uniform, labels, sampler: str, temperature: float
+) -> dict[str, np.ndarray]:
+    """z (and component) of `noise` and `uniform` through the Keras model's live mixture of
+    `sampler` (`VAE.latent_mixture`) at `temperature`, and x_mean decoded from z."""
+    z, component = draw_latent(model.latent_mixture(sampler), noise, uniform, labels, temperature)
+    expected = {} if component is None else {COMPONENT: np.asarray(component, np.int32)}
+    z = np.asarray(z, np.float32)
+    return {"z": z, "x_mean": np.asarray(decoded(model, z, labels)), **expected}
+
+
+def expected_sample(
+    model: keras.Model, num_samples: int, seed: int, sampler: str = "prior", temperature=1.0
+) -> dict[str, np.ndarray]:
     """What the decoder's ``sample`` must return for (`num_samples`, `seed`), from the Keras
-    model: z (and component) from its live prior parameters, x_mean decoded from z."""
+    model (`expected_draws` of eps [seed, 0] and u [seed, 1])."""
     n, s = tf.constant(num_samples, tf.int32), tf.constant(seed, tf.int32)
-    z = prior_noise(n, s, int(model.latent_dim))
-    expected = {}
-    if model.prior_name != "normal":
-        z, component = sample_from_noise(
-            model.prior_parameters(training=False), z, prior_uniform(n, s)
-        )
-        expected[COMPONENT] = np.asarray(component, np.int32)
-    return {"z": np.asarray(z), "x_mean": np.asarray(decoded(model, z)), **expected}
+    noise, uniform = prior_noise(n, s, int(model.latent_dim)), prior_uniform(n, s)
+    return expected_draws(model, noise, uniform, None, sampler, temperature)
 
 
-def check_count_sample(model: keras.Model, signature, max_samples: int) -> dict[str, float]:
+def check_count_sample(
+    model: keras.Model, signature, max_samples: int, sampler: str = "prior", temperature=1.0
+) -> dict[str, float]:
     """Check an unconditional decoder's ``sample`` (num_samples, seed): `CHECK_SAMPLE_ROWS`
     rows (at most `max_samples`) twice with one seed (identical outputs required), its ``z``
     (and ``component``) against the Keras prior's draws from the same eps and u
@@ -133,7 +141,7 @@ def check_count_sample(model: keras.Model, signature, max_samples: int) -> dict[
             "decoder sample x_mean", decoded(model, first["z"]), first["x_mean"], FLOAT32_TOLERANCE
         )
     }
-    expected = expected_sample(model, rows, seed)
+    expected = expected_sample(model, rows, seed, sampler, temperature)
     errors["sample_z"] = check_close(
         "decoder sample z", expected["z"], first["z"], FLOAT32_TOLERANCE
     )
@@ -151,9 +159,14 @@ def check_count_sample(model: keras.Model, signature, max_samples: int) -> dict[
 
 
 def check_decoder(
-    model: keras.Model, path: str | Path, max_samples: int = DEFAULT_MAX_SAMPLES_PER_REQUEST
+    model: keras.Model,
+    path: str | Path,
+    max_samples: int = DEFAULT_MAX_SAMPLES_PER_REQUEST,
+    sampler: str = "prior",
+    temperature: float = 1.0,
 ) -> dict[str, float]:
-    """Reload the decoder SavedModel and compare its signatures with Keras.
+    """Reload the decoder SavedModel and compare its signatures with Keras, z drawn by
+    `sampler` at `temperature` as the decoder was written.
 
     ``serving_default`` on z ~ N(0, I) (and labels spread over [0, K)) against the Keras
     decoder; an unconditional ``sample`` by `check_count_sample`; ``generate`` (and a
@@ -173,9 +186,15 @@ def check_decoder(
     row_labels, seeds = label_feed(model, rows), check_seeds(rows)
     row_seeded = (SAMPLE, GENERATE) if model.conditional else (GENERATE,)
     if not model.conditional:
-        errors.update(check_count_sample(model, signatures[SAMPLE], max_samples))
+        errors.update(
+            check_count_sample(model, signatures[SAMPLE], max_samples, sampler, temperature)
+        )
     for key in row_seeded:
-        errors.update(check_row_seeded(model, signatures[key], key, seeds, row_labels.get(LABEL)))
+        errors.update(
+            check_row_seeded(
+                model, signatures[key], key, seeds, row_labels.get(LABEL), sampler, temperature
+            )
+        )
     if model.conditional:
         check_refuses_bad_labels(
             int(model.num_classes),
@@ -215,7 +234,11 @@ def check_seeds(rows: int) -> np.ndarray:
 
 
 def expected_row_sample(
-    model: keras.Model, labels: np.ndarray | None, seeds: np.ndarray
+    model: keras.Model,
+    labels: np.ndarray | None,
+    seeds: np.ndarray,
+    sampler: str = "prior",
+    temperature: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """What a per-row ``generate`` (a conditional ``sample``) must return for `seeds` (and
     `labels`), from the Keras model, one row at a time (`tf.random.stateless_normal` /
@@ -232,19 +255,16 @@ def expected_row_sample(
             for s in seeds.tolist()
         ]
     ).reshape(len(seeds), latent_dim)
-    expected = {}
-    if model.prior_name != "normal":
-        u = np.array(
-            [
-                tf.random.stateless_uniform([], seed=pair(s, 1), alg="philox").numpy()
-                for s in seeds.tolist()
-            ],
-            np.float32,
-        )
-        z, component = sample_from_noise(model.prior_parameters(training=False), z, u)
-        expected[COMPONENT] = np.asarray(component, np.int32)
-    z = np.asarray(z, np.float32)
-    return {"z": z, "x_mean": np.asarray(decoded(model, z, labels)), **expected}
+    u = np.array(
+        [
+            tf.random.stateless_uniform([], seed=pair(s, 1), alg="philox").numpy()
+            for s in seeds.tolist()
+        ],
+        np.float32,
+    )
+    z, u = tf.constant(z, tf.float32), tf.constant(u)
+    row_labels = None if labels is None else tf.constant(labels, tf.int32)
+    return expected_draws(model, z, u, row_labels, sampler, temperature)
 
 
 def check_refuses_above_cap(
@@ -277,6 +297,8 @@ def check_row_seeded(
     key: str,
     seeds: np.ndarray,
     labels: np.ndarray | None = None,
+    sampler: str = "prior",
+    temperature: float = 1.0,
 ) -> dict[str, float]:
     """Check a per-row signature (``generate``, a conditional ``sample``) on `seeds` (and
     `labels`): twice the same outputs, against `expected_row_sample` (z to
@@ -294,7 +316,7 @@ def check_row_seeded(
     what = "seeds" if labels is None else "labels and seeds"
     for name in first:
         check_close(f"decoder {key} {name} (same {what} twice)", first[name], again[name], 0.0)
-    expected = expected_row_sample(model, labels, seeds)
+    expected = expected_row_sample(model, labels, seeds, sampler, temperature)
     _check_output_names(model, key, first, expected)
     errors = {
         f"{key}_z": check_close(f"decoder {key} z", expected["z"], first["z"], FLOAT32_TOLERANCE),

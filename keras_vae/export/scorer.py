@@ -10,7 +10,7 @@ importance samples are fixed at export (``keras-vae export --score-samples``): t
 every row is scored with the same K rows, so a row's scores depend on that row alone and equal
 `VAE.score(x, num_samples=K, seed=seed)`. The rows are scored in chunks of bounded memory
 (`keras_vae.scores.bounded_score_graph`), the prior's mixture parameters baked in
-(`keras_vae.export.prior_draws.baked_prior`).
+(`keras_vae.latent_draws.baked_prior`).
 
 The checks against `VAE.score` are in `keras_vae.export.scorer_checks`. Every input is
 checked before anything is computed (TF Serving feeds tensors without comparing
@@ -47,7 +47,7 @@ from keras_vae.export.graph_ops import (
     score_outputs,
     track_model,
 )
-from keras_vae.export.prior_draws import baked_prior
+from keras_vae.latent_draws import baked_prior
 from keras_vae.scores import (
     ANOMALY_IF,
     DEFAULT_SCORE_SEED,

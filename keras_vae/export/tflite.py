@@ -34,7 +34,7 @@ from keras_vae.export.litert_ops import (
     exact_labels,
     exact_latents,
     exact_uniform,
-    prior_tables,
+    mixture_tables,
     sample_from_tables,
 )
 from keras_vae.export.litert_parity import (
@@ -67,7 +67,7 @@ __all__ = [
     "interpreter",
     "litert_archive",
     "operators",
-    "prior_tables",
+    "mixture_tables",
     "run_signature",
     "sample_from_tables",
     "write_tflite",

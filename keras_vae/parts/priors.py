@@ -65,6 +65,11 @@ def mixture_log_prob(z: tf.Tensor, params: MixtureParams) -> tf.Tensor:
     return tf.reduce_logsumexp(log_n + params.log_weights, axis=-1)
 
 
+def component_cdf(log_weights: tf.Tensor) -> tf.Tensor:
+    """The cumulative weights but the last, [K-1]: cumsum(exp(log_weights))[:-1] in float32."""
+    return tf.cumsum(tf.exp(log_weights))[:-1]
+
+
 def component_from_uniform(log_weights: tf.Tensor, uniform: tf.Tensor) -> tf.Tensor:
     """int32 component indices for uniforms in [0, 1): the number of cumulative weights (all
     but the last) that u reaches, so component k is drawn with probability pi_k.
@@ -73,7 +78,7 @@ def component_from_uniform(log_weights: tf.Tensor, uniform: tf.Tensor) -> tf.Ten
         >>> component_from_uniform(tf.math.log([0.25, 0.75]), tf.constant([0.1, 0.3])).numpy()
         array([0, 1], dtype=int32)
     """
-    cdf = tf.cumsum(tf.exp(log_weights))[:-1]
+    cdf = component_cdf(log_weights)
     reached = tf.cast(uniform[..., tf.newaxis] >= cdf, tf.int32)
     return tf.reduce_sum(reached, axis=-1)
 
