@@ -5,7 +5,8 @@ them with the run they belong to), and read back only when the manifest lists th
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
-    >>> write_run_file(folder, "notes.json", b"{}", "keras-vae calibrate")
+    >>> write_run_file(folder, "notes.json", b"{}", "keras-vae calibrate").name
+    'notes.json'
     >>> check_run_file_owned(folder, "notes.json", "keras-vae calibrate")
 """
 

@@ -57,16 +57,19 @@ EVALUATE = {
     "--max-examples": [v for v in INTEGER_BAD if v != HUGE] + ["0"],  # huge = the whole split
     "--verbose": INTEGER_BAD + ["2"],
 }
+TEMPERATURE = {"--temperature": FLOAT_BAD + ["0", "1001"]}
 SAMPLE = {
     "--num-samples": INTEGER_BAD + ["0"],
     "--seed": INTEGER_BAD + [str(2**32)],
     "--label": INTEGER_BAD + ["0", "alll"],  # the run is not conditional: any label is refused
+    **TEMPERATURE,
 }
 RECONSTRUCT = {"--num-examples": INTEGER_BAD + ["0"]}
 EXPORT = {
     "--version": INTEGER_BAD + ["0", str(2**63)],
     "--max-samples-per-request": INTEGER_BAD + ["0", str(2**31)],
     "--score-samples": INTEGER_BAD + ["0", "100001"],
+    **TEMPERATURE,
 }
 SCORE = {
     "--importance-samples": INTEGER_BAD + ["0", "100001"],
@@ -75,6 +78,10 @@ SCORE = {
     "--verbose": INTEGER_BAD + ["2"],
 }
 CALIBRATE = {**SCORE, "--false-positive-rate": FLOAT_BAD + ["0", "1", "1.0", "2"]}
+FIT_SAMPLER = {
+    "--components": INTEGER_BAD + ["0", "1001"],
+    "--seed": INTEGER_BAD + [str(2**32)],
+}
 
 
 # calibration.json fields edited by hand (raw JSON text): every reader refuses them.
@@ -164,6 +171,12 @@ def test_calibrate(flag, value, workspace, capsys):
     assert_refused(["calibrate", str(run), *rate, f"{flag}={value}"], workspace, capsys)
 
 
+@pytest.mark.parametrize(("flag", "value"), grid(FIT_SAMPLER))
+def test_fit_sampler(flag, value, workspace, capsys):
+    _, run = workspace
+    assert_refused(["fit-sampler", str(run), f"{flag}={value}"], workspace, capsys)
+
+
 @pytest.fixture(scope="module")
 def calibrated_workspace(tiny_run_dir, tmp_path_factory):
     """A copy of a run with a calibration.json keras-vae wrote (its text kept to edit)."""
@@ -224,6 +237,7 @@ def test_the_grid_covers_every_numeric_flag():
         "export": set(EXPORT),
         "score": set(SCORE),
         "calibrate": set(CALIBRATE),
+        "fit-sampler": set(FIT_SAMPLER),
     }
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "command").choices
