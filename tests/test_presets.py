@@ -32,6 +32,9 @@ from keras_vae.ownership import FolderNotOursError
 SHIPPED = keras_vae.list_presets()
 QUICK = "mnist_vae_quick"
 MAX_PRESET_BYTES = 3 * 2**20  # the limit per preset (float32 weights, no optimizer)
+# The paper-size VampPrior (1,508,864 float32 parameters) cannot meet it in float32; it ships
+# at its size, the one exception (docs/presets.md says why), with a bound of its own.
+OVERSIZE_PRESETS = {"mnist_vampprior2018": 6_200_000}
 
 
 def h5_dtypes(path) -> list[str]:
@@ -85,7 +88,7 @@ def test_shipped_presets_are_complete_small_and_float32():
         folder = presets.SHIPPED / name
         assert sorted(p.name for p in folder.iterdir()) == sorted(presets.PRESET_FILES)
         size = sum(p.stat().st_size for p in folder.iterdir())
-        assert size <= MAX_PRESET_BYTES, (name, size)
+        assert size <= OVERSIZE_PRESETS.get(name, MAX_PRESET_BYTES), (name, size)
         dtypes = h5_dtypes(folder / presets.WEIGHTS_FILE)
         assert dtypes and set(dtypes) == {"float32"}, (name, dtypes)  # no optimizer state
         metadata = json.loads((folder / presets.METADATA_FILE).read_text())
