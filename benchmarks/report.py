@@ -8,7 +8,8 @@ markers) and every table of `--tables FILE` (default benchmarks/README.md, betwe
 TABLES_BEGIN and TABLES_END markers). Every number in those sections comes from here, so
 they always match the JSON files they cite; a missing results file gets a one-line note.
 The sections are by topic: `report_training` (the job's speed), `report_inference`
-(decoding, evaluation, GPU), `report_papers` (reproductions, estimators), `report_anomaly`.
+(decoding, evaluation, GPU), `report_papers` (reproductions, estimators), `report_anomaly`,
+`report_generation` (sample quality).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ if str(BENCHMARKS) not in sys.path:  # loaded by path (the tests): its topic mod
 
 from report_anomaly import anomaly  # noqa: E402
 from report_format import RESULTS, load, table  # noqa: E402
+from report_generation import generation  # noqa: E402
+from report_generation import glance as glance_generation  # noqa: E402
 from report_inference import evaluate_speed, gpu_check, sampling  # noqa: E402
 from report_papers import aevb, estimators, nll, reproductions_table  # noqa: E402
 from report_training import (  # noqa: E402
@@ -52,6 +55,7 @@ SECTIONS: dict[str, Callable[[dict], str]] = {
     "reproduce_nll": lambda r: nll(r, link_prefix="../"),  # links from benchmarks/README.md
     "estimators": estimators,
     "anomaly": anomaly,
+    "generation": generation,
 }
 
 
@@ -119,6 +123,7 @@ def glance_anomaly(result: dict) -> str:
 GLANCE: dict[str, Callable[[dict], str]] = {
     "train_job": glance_speed,
     "reproduce_nll": glance_papers,
+    "generation": glance_generation,
     "anomaly": glance_anomaly,
 }
 

@@ -244,6 +244,17 @@ def run_result_program(script: pathlib.Path, *args: str, timeout: float = 600) -
     return json.loads(lines[-1][len("RESULT ") :])
 
 
+def load_benchmark_modules(*names: str) -> list:
+    """benchmarks/<name>.py as modules (their sibling imports from beside them)."""
+    import importlib
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        return [importlib.import_module(name) for name in names]
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+
+
 def console_script(name: str = "keras-vae") -> pathlib.Path:
     """An installed console script beside this interpreter (`keras-vae`, `saved_model_cli`)."""
     script = pathlib.Path(sys.executable).parent / name

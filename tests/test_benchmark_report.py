@@ -1,25 +1,15 @@
 """The README's results at a glance and benchmarks/README.md's tables are exactly what
 benchmarks/report.py renders from the JSON."""
 
-import importlib
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_benchmark_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES_PAGE = ROOT / "benchmarks" / "README.md"
-
-
-def load_benchmark_modules(*names):
-    """benchmarks/<name>.py as modules (their sibling imports from beside them)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        return [importlib.import_module(name) for name in names]
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
 
 
 report, training, inference, papers, anomaly_report, metrics = load_benchmark_modules(

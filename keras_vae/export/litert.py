@@ -18,16 +18,22 @@ The decoder: three files, each with two signatures:
   at export (`keras_vae.latent_draws.baked_prior`), as the SavedModel's ``sample``
   does, so the same (noise, uniform) give the same z and component as the SavedModel's
   ``sample`` for its own eps and u (a u below 0 picks the first component, one of 1 or more
-  the last). The parameters are stored as int32 bit patterns (`prior_tables`) and u is
+  the last). The parameters are stored as int32 bit patterns (`mixture_tables`) and u is
   compared with the cdf as bits (`component_from_bits`, the same order as the floats'), so
   the quantized files, which turn every float constant into float16 or int8, still sample
   exactly this prior: only their decoder is approximate. (This uses the BITCAST builtin,
   in TFLite/LiteRT runtimes since TF 2.13.)
+* ``sample`` with ``keras-vae export --sampler aggregate``: ``noise`` and ``uniform`` as for a
+  mixture prior, through the aggregate sampler's mixture (`keras_vae.aggregate_sampler`;
+  full covariances as z = loc_c + L_c noise, in MUL and SUM builtins), with ``--temperature T``
+  the noise scaled by T first (T also stored as bits): `keras_vae.latent_draws.draw_latent`,
+  the numbers of the SavedModel's ``sample`` and ``generate``.
 
 A conditional model's files take a class label too, ``label`` int32 [n] in [0, K):
 ``decode`` (z, label) and ``sample`` (noise, label[, uniform]), z and component as above
-(the prior is not conditioned) and x_mean decoded with each row's label, the same numbers as
-the SavedModel's for the same noise (its ``sample`` draws eps and u per row from the seeds).
+(the prior is not conditioned; a per-class aggregate sampler draws row i from label i's
+mixture) and x_mean decoded with each row's label, the same numbers as the SavedModel's for
+the same noise (its ``sample`` draws eps and u per row from the seeds).
 A label outside [0, K), of another rank or row count makes the run fail (`exact_labels`:
 GATHER from the table [0, ..., K-1] at the label), never an output.
 

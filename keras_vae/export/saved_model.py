@@ -23,6 +23,14 @@
   request fails with InvalidArgumentError naming the cap before anything is allocated, so
   no request can make the server allocate more than that many rows.
 
+* The draws of ``sample`` and ``generate`` go through `keras_vae.latent_draws.draw_latent`
+  with the sampler chosen at export (``keras-vae export --sampler prior|aggregate
+  --temperature T``, recorded in export.json under ``sampler``): eps is scaled by T, and with
+  ``--sampler aggregate`` z is drawn from the Gaussian mixture ``keras-vae fit-sampler`` fitted
+  to the training codes (per class for a conditional model, full or diagonal covariances),
+  baked in as constants, with ``component`` among the outputs. Their inputs do not change.
+  `VAE.sample(n, seed, labels, sampler=..., temperature=...)` gives the same numbers (an
+  integer seed: ``sample``'s; one seed per row: ``generate``'s).
 * decoder, ``generate``: ``seed`` int64 [batch] -> ``x_mean``, ``z`` (and ``component``),
   batched on axis 0 so TF Serving's batcher can merge requests: row i from seed i alone
   (`row_prior_noise` and `row_prior_uniform`, as the conditional ``sample`` below), so the
