@@ -44,6 +44,7 @@ from keras_vae.limits import (
 from keras_vae.run_files import check_run_file_owned
 
 SAMPLER_FILE = "aggregate_sampler.npz"
+FIGURE_FILE = "figures/samples_aggregate.png"  # figures/samples.png's grid, from this sampler
 FIT_SAMPLER = "keras-vae fit-sampler"
 FORMAT_VERSION = 1
 DEFAULT_COMPONENTS = DEFAULT_SAMPLER_COMPONENTS
@@ -273,8 +274,11 @@ def fit_sampler_run(
     images (or `dataset`'s, prepared as the run's) and write ``RUN_DIR/aggregate_sampler.npz``.
     Dynamically binarized training data is binarized once, with `seed`, as the encoder saw it.
 
+    Also draws ``figures/samples.png``'s grid from the new sampler into
+    ``RUN_DIR/figures/samples_aggregate.png`` (`samples_figure`).
+
     Returns:
-        {"out", "examples", "components", "covariance", "seed", "log_likelihood",
+        {"out", "figure", "examples", "components", "covariance", "seed", "log_likelihood",
         "iterations"}.
 
     Raises:
@@ -304,8 +308,24 @@ def fit_sampler_run(
         from keras_vae.evaluate import check_run_labels
 
         labels = check_run_labels(run.model, labels, dataset or run.config.data.dataset)
+    check_run_file_writable(folder, FIGURE_FILE, FIT_SAMPLER, SamplerFileError)
     sampler = fit_aggregate_sampler(run.model, images, labels, components, covariance, seed)
     path = write_run_file(
         folder, SAMPLER_FILE, sampler_bytes(sampler), FIT_SAMPLER, SamplerFileError
     )
-    return {"out": str(path), **sampler.summary()}
+    run.model.aggregate_sampler = sampler
+    figure = write_run_file(
+        folder, FIGURE_FILE, samples_figure(run.model), FIT_SAMPLER, SamplerFileError
+    )
+    return {"out": str(path), "figure": str(figure), **sampler.summary()}
+
+
+def samples_figure(model) -> bytes:
+    """The PNG of ``figures/samples.png``'s grid drawn by the aggregate sampler: 64 samples,
+    seed 0 (one row per class of a conditional model)."""
+    from keras_vae import figures, visualize
+
+    drawn = {"sampler": "aggregate"}
+    if model.conditional:
+        return figures.png_bytes(visualize.class_sample_pixels(model, **drawn))
+    return figures.png_bytes(visualize.sample_pixels(model, **drawn))

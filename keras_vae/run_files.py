@@ -13,7 +13,7 @@ them with the run they belong to), and read back only when the manifest lists th
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from keras_vae.atomic import write_atomically
 from keras_vae.ownership import MANIFEST_FILE, Manifest
@@ -60,7 +60,8 @@ def check_run_file_writable(
     folder = Path(folder)
     manifest = Manifest.read(folder, "run")
     path = folder / name
-    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    parent = path.parent if path.parent.is_dir() else folder  # e.g. figures/, made if missing
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise error(f"Cannot write {path} (permission denied); fix the permissions of {folder}.")
     if os.path.lexists(path):
         check_run_file_owned(folder, name, command, manifest, error)
@@ -74,7 +75,8 @@ def write_run_file(
     command: str,
     error: type[ValueError] = ValueError,
 ) -> Path:
-    """Write ``folder/name`` atomically, listed in the run's manifest first. A run of an older
+    """Write ``folder/name`` atomically, listed in the run's manifest first (and its subfolder,
+    e.g. ``figures``, made if missing and listed as ours to remove once empty). A run of an older
     keras-vae (no manifest) gets one, adopting that run's files as `train` would when
     resuming it."""
     from keras_vae.run_paths import LEGACY_RUN_FILES
@@ -83,7 +85,9 @@ def write_run_file(
     manifest = check_run_file_writable(folder, name, command, error)
     if manifest is None:
         manifest = Manifest.take(folder, "run", adopt=LEGACY_RUN_FILES)
-    manifest.claim(name)
+    subfolder = str(PurePosixPath(name).parent)
+    manifest.claim(name, folders=[] if subfolder == "." else [subfolder])
     path = folder / name
+    path.parent.mkdir(exist_ok=True)
     write_atomically(path, content)
     return path
