@@ -221,7 +221,7 @@ class ServingClient:
         """`n` prior samples from the decoder's ``sample`` signature; the same seed gives the
         same samples. `n` may be at most `max_samples_per_request` (checked before sending).
         ``component`` holds each draw's mixture component when the served model outputs it
-        (a mixture or vamp prior), else None.
+        (a mixture or vamp prior, or ``export --sampler aggregate``), else None.
 
         A conditional export samples by rows instead: ``sample(labels=..., seeds=...)``, one
         class index in [0, K) (or one for all rows) and one int64 seed per row; row i is a
@@ -252,7 +252,8 @@ class ServingClient:
 
         Returns:
             `Samples`: ``x_mean`` [rows, *data_shape], ``z`` [rows, latent_dim] and, for a
-            mixture or vamp prior, ``component`` int32 [rows] (else None). All arguments are
+            mixture (a mixture or vamp prior, the aggregate sampler), ``component`` int32 [rows]
+            (else None). All arguments are
             checked before anything is sent.
         """
         seeds = given.check_seeds(seeds)

@@ -40,10 +40,10 @@ class _SampleArrays(NamedTuple):
 
 
 class Samples(_SampleArrays):
-    """Prior samples: ``x_mean`` [n, *data_shape] decoded from ``z`` [n, latent_dim], and
-    ``component`` int32 [n], each draw's mixture component, for a mixture or vamp prior
-    (None for N(0, I)). It unpacks as ``x_mean, z`` whatever the prior; read ``component``
-    by name."""
+    """Samples: ``x_mean`` [n, *data_shape] decoded from ``z`` [n, latent_dim], and
+    ``component`` int32 [n], each draw's mixture component, for a mixture or vamp prior or an
+    export drawing from the aggregate sampler (None for N(0, I)). It unpacks as ``x_mean, z``
+    whatever the prior; read ``component`` by name."""
 
     component: np.ndarray | None
 
