@@ -47,6 +47,7 @@ SECTIONS: dict[str, Callable[[dict], str]] = {
     "train_job": train_job,
     "profile_train_classic_b128": profile_train,
     "profile_train_burda_b20": profile_train,
+    "profile_train_conv_b128": profile_train,
     "throughput": lambda r: targets(r) + "\n\n" + throughput(r),
     "sampling": sampling,
     "evaluate_speed": evaluate_speed,
