@@ -49,7 +49,8 @@ FIT_SAMPLER = "keras-vae fit-sampler"
 FORMAT_VERSION = 1
 DEFAULT_COMPONENTS = DEFAULT_SAMPLER_COMPONENTS
 MAX_COMPONENTS = MAX_SAMPLER_COMPONENTS
-MAX_FILE_BYTES = 512 * 2**20  # C * K * D * D float32 of the largest sensible mixture
+MAX_SCALE_ENTRIES = 2**25  # C * K * D (* D): 256 MB in EM's float64, 128 MB in a file
+MAX_FILE_BYTES = 512 * 2**20  # the largest mixture's arrays, with room to spare
 ARRAYS = ("log_weights", "loc", "scale")
 ENCODE_BATCH = 1_000
 MIN_WEIGHT = 1e-30  # the weight of a component EM emptied (log 0 would not be finite)
@@ -99,6 +100,28 @@ def central_codes(model, images: np.ndarray, labels: np.ndarray | None = None) -
     return np.concatenate(codes) if codes else np.zeros((0, int(model.latent_dim)))
 
 
+def check_mixture_size(model, components: int, covariance: str) -> int:
+    """The mixture's scale entries (C x K x D, or x D again for full covariances), after
+    checking they stay within `MAX_SCALE_ENTRIES`: what EM holds in float64, the file and
+    every export in float32. A one-line `ValueError` naming the fix otherwise.
+
+    Example:
+        >>> from keras_vae.model import VAE
+        >>> check_mixture_size(VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,)), 10, "full")
+        40
+    """
+    classes = int(model.num_classes) if model.conditional else 1
+    width = int(model.latent_dim)
+    entries = classes * components * width * (width if covariance == "full" else 1)
+    if entries > MAX_SCALE_ENTRIES:
+        raise ValueError(
+            f"A {covariance}-covariance mixture of {components} components x {classes} "
+            f"class(es) in {width} latent dimensions has {entries:,} scale entries, over the "
+            f"{MAX_SCALE_ENTRIES:,} allowed; use --covariance diag or fewer --components."
+        )
+    return entries
+
+
 def fit_aggregate_sampler(
     model,
     images: np.ndarray,
@@ -111,12 +134,14 @@ def fit_aggregate_sampler(
     for a conditional model, their `labels` (one mixture per class).
 
     Raises:
-        ValueError: bad `components`, `covariance` or `seed`, missing labels, or a class with
-            fewer images than `components`.
+        ValueError: bad `components`, `covariance` or `seed`, a mixture over
+            `check_mixture_size`, missing labels, or a class with fewer images than
+            `components`.
     """
     check_at_least("components", components, 1, maximum=MAX_COMPONENTS)
     check_choice("covariance", covariance, COVARIANCE_TYPES)
     check_at_least("seed", seed, 0, maximum=MAX_SEED)
+    check_mixture_size(model, components, covariance)
     if model.conditional and labels is None:
         raise ValueError(
             "A conditional model's aggregate sampler is fitted per class: pass labels."

@@ -239,6 +239,17 @@ def test_fit_sampler_refuses_bad_input(flags, fragment, runs, tmp_path, capsys):
     assert_exit_2_and_unchanged(["fit-sampler", run_dir, *flags], [tmp_path], capsys, fragment)
 
 
+def test_a_mixture_too_large_to_hold_is_refused_before_any_work(tmp_path, capsys):
+    """1,000 full 200 x 200 covariances per class, 10 classes: 400M entries, refused before
+    the training images are encoded; nothing written."""
+    run_dir = tmp_path / "run"
+    args = ["--dataset", "digits", "--epochs", "1", "--latent-dim", "200", "--conditional"]
+    assert main(["train", *args, "--output", str(run_dir), "--verbose", "0"]) == 0
+    capsys.readouterr()  # train's own output
+    argv = ["fit-sampler", run_dir, "--components", "1000"]
+    assert_exit_2_and_unchanged(argv, [tmp_path], capsys, "400,000,000 scale entries", "diag")
+
+
 def test_a_sampler_file_keras_vae_did_not_write_is_never_read_or_replaced(
     runs, tiny_run_dir, tmp_path, capsys
 ):
