@@ -277,6 +277,28 @@ class InferenceMixin:
 
     aggregate_sampler = None  # an `AggregateSampler` (keras_vae.aggregate_sampler) once fitted
 
+    def fit_sampler(
+        self, x, labels=None, components: int = 10, covariance: str = "full", seed: int = 0
+    ):
+        """Fit the ``aggregate`` sampler on training images `x` (and, conditional, their
+        `labels`) and keep it as `aggregate_sampler`: what ``keras-vae fit-sampler`` does
+        for a run folder (`keras_vae.aggregate_sampler.fit_aggregate_sampler`). It is not
+        part of ``vae.save``; a run folder stores it beside the model.
+
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
+            >>> x = np.random.default_rng(0).uniform(size=(64, 4)).astype("float32")
+            >>> vae.fit_sampler(x, components=2).components
+            2
+        """
+        from keras_vae.aggregate_sampler import fit_aggregate_sampler
+
+        self.aggregate_sampler = fit_aggregate_sampler(
+            self, x, labels, components, covariance, seed
+        )
+        return self.aggregate_sampler
+
     def latent_mixture(self, sampler: str = "prior") -> latent_draws.LatentMixture | None:
         """The Gaussian mixture `sampler` draws z from (None: N(0, I)), as constants."""
         if sampler == "aggregate":
