@@ -52,7 +52,6 @@ MAX_COMPONENTS = MAX_SAMPLER_COMPONENTS
 MAX_SCALE_ENTRIES = 2**25  # C * K * D (* D): 256 MB in EM's float64, 128 MB in a file
 MAX_FILE_BYTES = 512 * 2**20  # the largest mixture's arrays, with room to spare
 ARRAYS = ("log_weights", "loc", "scale")
-ENCODE_BATCH = 1_000
 MIN_WEIGHT = 1e-30  # the weight of a component EM emptied (log 0 would not be finite)
 _REFIT = f"run `{FIT_SAMPLER} RUN_DIR` again to rewrite it"
 
@@ -91,13 +90,24 @@ class AggregateSampler:
 
 
 def central_codes(model, images: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-    """The codes z of zero noise (`VAE.central_z`) of `images`, float64 [n, latent_dim]."""
-    codes = []
-    for start in range(0, len(images), ENCODE_BATCH):
-        stop = start + ENCODE_BATCH
-        given = None if labels is None else labels[start:stop]
-        codes.append(np.asarray(model.central_z(images[start:stop], given), np.float64))
+    """The codes z of zero noise (`VAE.central_z`) of `images`, float64 [n, latent_dim], in
+    `keras_vae.visualize.in_batches`."""
+    from keras_vae.visualize import in_batches
+
+    codes = [np.asarray(z, np.float64) for z in in_batches(model.central_z, images, labels)]
     return np.concatenate(codes) if codes else np.zeros((0, int(model.latent_dim)))
+
+
+def check_fit_arguments(components: Any, covariance: Any, seed: Any) -> None:
+    """`ValueError` unless `components` is an integer in [1, `MAX_COMPONENTS`], `covariance`
+    one of `COVARIANCE_TYPES` and `seed` an integer in [0, `MAX_SEED`].
+
+    Example:
+        >>> check_fit_arguments(10, "full", 0)
+    """
+    check_at_least("components", components, 1, maximum=MAX_COMPONENTS)
+    check_choice("covariance", covariance, COVARIANCE_TYPES)
+    check_at_least("seed", seed, 0, maximum=MAX_SEED)
 
 
 def check_mixture_size(model, components: int, covariance: str) -> int:
@@ -138,9 +148,7 @@ def fit_aggregate_sampler(
             `check_mixture_size`, missing labels, or a class with fewer images than
             `components`.
     """
-    check_at_least("components", components, 1, maximum=MAX_COMPONENTS)
-    check_choice("covariance", covariance, COVARIANCE_TYPES)
-    check_at_least("seed", seed, 0, maximum=MAX_SEED)
+    check_fit_arguments(components, covariance, seed)
     check_mixture_size(model, components, covariance)
     if model.conditional and labels is None:
         raise ValueError(
@@ -318,9 +326,7 @@ def fit_sampler_run(
     from keras_vae.data.pipelines import binarize
     from keras_vae.run_files import check_run_file_writable, write_run_file
 
-    check_at_least("components", components, 1, maximum=MAX_COMPONENTS)
-    check_choice("covariance", covariance, COVARIANCE_TYPES)
-    check_at_least("seed", seed, 0, maximum=MAX_SEED)
+    check_fit_arguments(components, covariance, seed)
     folder = rd.check_run_dir(run_dir)
     check_run_file_writable(folder, SAMPLER_FILE, FIT_SAMPLER, SamplerFileError)
     run = rd.load_run(folder, with_model=False)  # the old sampler file is not read: replaced

@@ -144,10 +144,6 @@ class LatentMixture(NamedTuple):
     def num_classes(self) -> int:
         return int(self.log_weights.shape[0])
 
-    @property
-    def full_covariance(self) -> bool:
-        return self.scale.ndim == 4
-
 
 def mixture_cdf(mixture: LatentMixture) -> np.ndarray:
     """float32 [C, K-1]: each class row's cumulative weights but the last, as
@@ -165,10 +161,16 @@ def mixture_cdf(mixture: LatentMixture) -> np.ndarray:
         return np.stack([np.asarray(row, np.float32) for row in rows])
 
 
+def mixture_index(component: tf.Tensor, label: tf.Tensor | None, components: int) -> tf.Tensor:
+    """Each row's component as a row of the flattened [C * K, ...] tables: `component`
+    itself for one class row, label * K + component for one mixture per class."""
+    return component if label is None else tf.cast(label, tf.int32) * components + component
+
+
 def mixture_rows(mixture: LatentMixture, component: tf.Tensor, label: tf.Tensor | None):
     """(loc [n, D], scale [n, D] or [n, D, D]) of each row's component (of its class row)."""
     classes, components = mixture.log_weights.shape
-    index = component if label is None else tf.cast(label, tf.int32) * components + component
+    index = mixture_index(component, label, components)
     flat = classes * components
 
     def gathered(a: np.ndarray) -> tf.Tensor:

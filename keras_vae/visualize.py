@@ -74,10 +74,16 @@ def _rows(labels, i: int):
     return None if labels is None else labels[i : i + BATCH]
 
 
+def in_batches(call, x: np.ndarray, labels=None) -> list:
+    """``call(batch, its labels or None)`` for each batch of `BATCH` rows of `x`, in order
+    (`labels` [N]: a conditional model's)."""
+    return [call(x[i : i + BATCH], _rows(labels, i)) for i in range(0, len(x), BATCH)]
+
+
 def encode(model, x: np.ndarray, labels=None) -> tuple[np.ndarray, np.ndarray]:
     """Posterior means and standard deviations [N, latent_dim], in batches of `BATCH`
     (`labels` [N]: a conditional model's)."""
-    parts = [model.encode(x[i : i + BATCH], _rows(labels, i)) for i in range(0, len(x), BATCH)]
+    parts = in_batches(model.encode, x, labels)
     return (
         np.concatenate([np.asarray(mean) for mean, _ in parts]),
         np.concatenate([np.asarray(stddev) for _, stddev in parts]),
@@ -89,12 +95,7 @@ def decode(model, z: np.ndarray, labels=None) -> np.ndarray:
     rows or one per row, for a conditional model)."""
     if labels is not None and np.ndim(labels) == 0:
         labels = np.full(len(z), int(labels))
-    return np.concatenate(
-        [
-            np.asarray(model.decode(z[i : i + BATCH], _rows(labels, i)))
-            for i in range(0, len(z), BATCH)
-        ]
-    )
+    return np.concatenate([np.asarray(x) for x in in_batches(model.decode, z, labels)])
 
 
 def kl_per_dimension(z_mean: np.ndarray, z_stddev: np.ndarray) -> np.ndarray:

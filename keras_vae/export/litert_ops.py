@@ -19,7 +19,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_vae.latent_draws import LatentMixture, mixture_cdf, scaled_noise
+from keras_vae.latent_draws import LatentMixture, mixture_cdf, mixture_index, scaled_noise
+
+ONE_BITS = np.float32(1.0).view(np.int32)  # T = 1: the noise as it is
 
 
 def runtime_dims(tensor: tf.Tensor, rank: int) -> tf.Tensor:
@@ -131,9 +133,10 @@ def mixture_tables(mixture: LatentMixture, temperature: float = 1.0) -> dict[str
 
 
 def temperature_table(temperature: float) -> dict[str, np.ndarray]:
-    """``{"temperature": its float32 bits as an int32 scalar}``: the table of `sample_from_tables`
-    for z = T * noise (N(0, I)), and part of `mixture_tables`."""
-    return {"temperature": np.array(temperature, np.float32).reshape(()).view(np.int32)}
+    """``{"temperature": [T, T] as float32 bits in int32}``: the table of `sample_from_tables`
+    for z = T * noise (N(0, I)), and part of `mixture_tables`. Two copies, so that a row
+    gathers T by an index the converter cannot fold (`sample_from_tables`)."""
+    return {"temperature": np.full(2, temperature, np.float32).view(np.int32)}
 
 
 def floats_at(table: np.ndarray, index: tf.Tensor) -> tf.Tensor:
@@ -163,24 +166,20 @@ def sample_from_tables(
     for N(0, I)), in builtin ops: the same numbers as `keras_vae.latent_draws.draw_latent` of
     the same mixture and temperature (row i's class mixture is label_i's when there is one
     per class)."""
-    temperature = float(np.asarray(tables["temperature"]).reshape(()).view(np.float32))
-    if temperature != 1.0:
+    if tables["temperature"][0] != ONE_BITS:
         # T gathered per row by an index the converter cannot fold (0, or 1 for a NaN noise
         # row, from the table [T, T]), so that no float16 quantization rounds it.
-        index = tf.cast(tf.math.is_nan(noise[:, 0]), tf.int32)
-        table = np.repeat(tables["temperature"].reshape(1), 2)
-        noise = noise * floats_at(table, index)[:, tf.newaxis]
+        rows = tf.cast(tf.math.is_nan(noise[:, 0]), tf.int32)
+        noise = noise * floats_at(tables["temperature"], rows)[:, tf.newaxis]
     if "cdf" not in tables:
         return noise, None
     classes = tables["cdf"].shape[0]
-    components = tables["loc"].shape[0] // classes
     cdf = tf.constant(tables["cdf"])
     if classes == 1:
-        component = component_from_bits(cdf[0], uniform)
-        index = component
+        label, cdf_rows = None, cdf[0]
     else:
-        label = tf.cast(label, tf.int32)
-        component = component_from_bits(tf.gather(cdf, label), uniform)
-        index = label * components + component
+        cdf_rows = tf.gather(cdf, tf.cast(label, tf.int32))
+    component = component_from_bits(cdf_rows, uniform)
+    index = mixture_index(component, label, tables["loc"].shape[0] // classes)
     loc = floats_at(tables["loc"], index)
     return loc + scaled_noise(floats_at(tables["scale"], index), noise), component
