@@ -45,8 +45,11 @@ def get_strategy(
 
     Args:
         name: "auto" (multi-worker when TF_CONFIG names several workers, else mirrored when
-            more than one GPU is visible, else one device), "one_device" (the first GPU, or
-            the CPU), "mirrored" (`MirroredStrategy` over all visible GPUs; the CPU when there
+            more than one GPU is visible, else TensorFlow's default strategy: one device,
+            the GPU when there is one, as Keras runs with no strategy), "one_device"
+            (`OneDeviceStrategy` pinned to the first GPU, or the CPU: Keras then distributes
+            every input block to it, which made `keras-vae train` 18-33% slower per epoch on
+            this project's 2-core CPU, docs/performance.md), "mirrored" (`MirroredStrategy` over all visible GPUs; the CPU when there
             is none) or "multi_worker" (`MultiWorkerMirroredStrategy` configured from
             TF_CONFIG; every worker runs the same program).
         devices: for "mirrored" only: the devices to mirror over, e.g. ["/cpu:0", "/cpu:1"]
@@ -67,8 +70,10 @@ def get_strategy(
     if name == "auto":
         if _tf_config_workers() > 1:
             name = "multi_worker"
-        else:
-            name = "mirrored" if len(gpus) > 1 else "one_device"
+        elif len(gpus) > 1:
+            name = "mirrored"
+        else:  # one device: no input distribution around each step (see the docstring)
+            return tf.distribute.get_strategy()
     key = (name, None if devices is None else tuple(devices))
     if key not in _STRATEGIES:
         if name == "one_device":

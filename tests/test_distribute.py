@@ -130,6 +130,42 @@ def test_get_strategy_by_name_and_cached():
     assert distribute.is_chief(one) and not distribute.is_multi_worker(one)
 
 
+def test_auto_on_one_device_is_tensorflows_default_strategy(monkeypatch):
+    """No input distribution around each block (OneDeviceStrategy's cost 18-33% an epoch
+    on CPU, docs/performance.md); the strategy in scope when there is one."""
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert distribute.get_strategy("auto") is tf.distribute.get_strategy()
+    assert not isinstance(distribute.get_strategy("auto"), tf.distribute.OneDeviceStrategy)
+
+
+def test_the_train_job_under_auto_equals_one_device_bit_for_bit(tmp_path, monkeypatch):
+    """Which of the two single-device strategies runs is an execution detail: the same
+    metrics, history and weights, exactly."""
+    from keras_vae.config import Config
+    from keras_vae.train import train_and_evaluate
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    results = {}
+    for name in ("auto", "one_device"):
+        config = Config.from_dict(
+            {
+                "model": {"latent_dim": 2, "hidden_units": [16]},
+                "data": {"binarization": "dynamic"},
+                "training": {"epochs": 2, "batch_size": 64, "steps_per_execution": 11},
+                "runtime": {"seed": 5, "strategy": name},
+            }
+        )
+        metrics = train_and_evaluate(config, tmp_path / name, verbose=0)
+        weights = keras.saving.load_model(tmp_path / name / "model.keras").get_weights()
+        results[name] = (metrics, weights)
+    (auto, auto_weights), (one, one_weights) = results["auto"], results["one_device"]
+    assert {k: v for k, v in auto.items() if k != "examples_per_second"} == {
+        k: v for k, v in one.items() if k != "examples_per_second"
+    }
+    for a, b in zip(auto_weights, one_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -33,7 +33,8 @@ class RuntimeConfig:
         "tf.distribute strategy: 'mirrored' = all visible GPUs, 'multi_worker' = "
         "MultiWorkerMirroredStrategy from TF_CONFIG (run the same command on every worker), "
         "'one_device', or 'auto' = multi_worker if TF_CONFIG lists several workers, else "
-        "mirrored with 2+ GPUs, else one_device; the batch size is global",
+        "mirrored with 2+ GPUs, else TensorFlow's default strategy (one device, as Keras "
+        "runs with none); the batch size is global",
         flag="--strategy",
         choices=STRATEGIES,
     )
