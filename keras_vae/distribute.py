@@ -49,9 +49,10 @@ def get_strategy(
             the GPU when there is one, as Keras runs with no strategy), "one_device"
             (`OneDeviceStrategy` pinned to the first GPU, or the CPU: Keras then distributes
             every input block to it, which made `keras-vae train` 18-33% slower per epoch on
-            this project's 2-core CPU, docs/performance.md), "mirrored" (`MirroredStrategy` over all visible GPUs; the CPU when there
-            is none) or "multi_worker" (`MultiWorkerMirroredStrategy` configured from
-            TF_CONFIG; every worker runs the same program).
+            this project's 2-core CPU, docs/performance.md), "mirrored"
+            (`MirroredStrategy` over all visible GPUs; the CPU when there is none) or
+            "multi_worker" (`MultiWorkerMirroredStrategy` configured from TF_CONFIG; every
+            worker runs the same program).
         devices: for "mirrored" only: the devices to mirror over, e.g. ["/cpu:0", "/cpu:1"]
             for logical CPU devices in tests. Default None: all visible GPUs.
 

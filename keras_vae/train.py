@@ -28,6 +28,7 @@ from keras_vae.atomic import (
     write_json_atomically,
 )
 from keras_vae.blocks import (
+    DEVICE_BLOCK_STEPS,
     block_steps,
     largest_divisor_at_most,
     stack_evaluation_steps,
@@ -179,8 +180,13 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
     held_out = model_inputs(pipelines.held_out, labels)
     test_inputs = model_inputs(pipelines.test, labels)
     separate_test = pipelines.validation is not None
+    train_split = pipelines.splits["train"]
+    on_device = split_megabytes(train_split) <= limit_megabytes(config.runtime.device_data_limit_mb)
+    steps_setting = model.compiled_steps_per_execution
+    if on_device and config.training.steps_per_execution == "auto":
+        steps_setting = DEVICE_BLOCK_STEPS  # a block is only indices: a whole epoch of them
     block = block_steps(
-        model.compiled_steps_per_execution,
+        steps_setting,
         steps_per_epoch,
         replicas=model.distribute_strategy.num_replicas_in_sync,
         jit_compile=bool(model.jit_compile),
@@ -202,9 +208,6 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
         )
 
     steps = steps_per_epoch // block  # block divides it
-    train_split = pipelines.splits["train"]
-    limit = limit_megabytes(config.runtime.device_data_limit_mb)
-    on_device = split_megabytes(train_split) <= limit
     if on_device:  # one replica: blocks are never split over replicas
         dynamic = config.data.binarization == "dynamic"
         with model.distribute_strategy.scope():  # on the strategy's device

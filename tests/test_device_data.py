@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -186,3 +187,44 @@ def test_a_split_over_the_limit_streams_and_the_run_says_so(tmp_path, capsys):
 def test_a_bad_device_data_limit_exits_2_and_writes_nothing(value, tmp_path, capsys):
     argv = ["train", "--dataset", "digits", "--device-data-limit-mb", value]
     assert_exit_2_and_unchanged([*argv, "--output", tmp_path / "run"], [tmp_path], capsys, "limit")
+
+
+class _CallCounter(keras.callbacks.Callback):
+    """Calls into the compiled train function per epoch (Keras' batch hooks run per call)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[int] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.calls.append(0)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.calls[-1] += 1
+
+
+@pytest.mark.parametrize(
+    ("limit_mb", "steps_per_execution", "calls"),
+    [
+        (1024, "auto", 1),  # on the device: the whole epoch (119 steps) in one block
+        (0, "auto", 7),  # streaming: blocks of 17, the largest divisor of 119 up to 50
+        (1024, 17, 7),  # an explicit setting is kept on either path
+    ],
+)
+def test_auto_runs_a_whole_epoch_per_call_on_the_device_path(
+    tmp_path, limit_mb, steps_per_execution, calls
+):
+    """Digits at batch 12: 119 = 7 x 17 steps an epoch; the same numbers whatever the block
+    (test_the_device_path_trains_exactly_as_the_streaming_path, tests/test_fast_path.py)."""
+    config = Config.from_dict(
+        {
+            "model": {"latent_dim": 2, "hidden_units": [16]},
+            "training": {"epochs": 2, "batch_size": 12, "steps_per_execution": steps_per_execution},
+            "runtime": {"seed": SEED, "device_data_limit_mb": limit_mb},
+        }
+    )
+    counter = _CallCounter()
+    metrics = train_and_evaluate(config, tmp_path / "run", verbose=0, callbacks=[counter])
+    assert counter.calls == [calls, calls]
+    assert metrics["data_path"] == ("device" if limit_mb else "stream")
+    assert len(metrics["history"]["elbo"]) == 2
