@@ -156,3 +156,9 @@ def stack_evaluation_steps(
     if num_examples % batch_size:
         blocks = blocks.concatenate(dataset.skip(full_batches).batch(1))
     return blocks.map(_as_block).prefetch(1)
+
+
+def with_length(dataset: tf.data.Dataset, length: int) -> tf.data.Dataset:
+    """`dataset` with its known number of elements declared (a joined `flat_map` of epochs has
+    none), so Keras expects its end instead of warning that the data "ran out"."""
+    return dataset.apply(tf.data.experimental.assert_cardinality(length))

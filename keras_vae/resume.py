@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -68,6 +69,13 @@ def save_state(
         >>> read_progress(path), restore_state(path, model, "delete it")
         ({'epoch': 3}, {'epoch': 3})
     """
+    write_atomically(path, state_bytes(model, progress, extra_arrays))
+
+
+def state_bytes(
+    model: keras.Model, progress: dict[str, Any], extra_arrays: list[np.ndarray] = ()
+) -> bytes:
+    """The content of `save_state`'s file: a snapshot of the variables taken now."""
     variables = training_variables(model)
     metadata = {**progress, "variables": [[v.path, list(v.shape)] for v in variables]}
     arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
@@ -76,7 +84,7 @@ def save_state(
         arrays.update({f"e{i}": np.asarray(a) for i, a in enumerate(extra_arrays)})
     buffer = io.BytesIO()
     np.savez(buffer, metadata=np.array(json.dumps(metadata)), **arrays)
-    write_atomically(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def _read(
@@ -180,6 +188,8 @@ class RunBackup(keras.callbacks.Callback):
         self.history: dict[str, list[float]] = {}
         self.epoch_seconds: list[float] = []
         self._epoch_start = time.perf_counter()
+        self._writer: threading.Thread | None = None
+        self._write_error: BaseException | None = None
 
     @property
     def state_path(self) -> Path:
@@ -200,7 +210,13 @@ class RunBackup(keras.callbacks.Callback):
         self.save(self.model)
 
     def save(self, model: keras.Model) -> None:
-        """Write the state of `model` and the run's progress as ONE atomically replaced file."""
+        """Write the state of `model` and the run's progress as ONE atomically replaced file.
+
+        The state is snapshotted here; the file is written (and synced to disk) by a thread
+        while the next epoch trains, one write at a time. A kill before it lands resumes from
+        the epoch before, to the same numbers. `wait` returns once it has landed, and raises
+        its error if it failed.
+        """
         progress = {
             "epoch": self.epochs_done,
             "history": self.history,
@@ -209,8 +225,31 @@ class RunBackup(keras.callbacks.Callback):
         extra: list[np.ndarray] = []
         if self.early_stopping is not None:
             progress["early_stopping"], extra = self.early_stopping.state()
+        payload = state_bytes(model, progress, extra)
+        self.wait()
         self.backup_dir.mkdir(parents=True, exist_ok=True)
-        save_state(self.state_path, model, progress, extra)
+        self._writer = threading.Thread(
+            target=self._write, args=(self.state_path, payload), name="keras-vae-backup"
+        )
+        self._writer.start()
+
+    def _write(self, path: Path, payload: bytes) -> None:
+        try:
+            write_atomically(path, payload)
+        except BaseException as error:  # raised on the training thread by `wait`
+            self._write_error = error
+
+    def wait(self) -> None:
+        """Block until the last backup is on disk; raise the error its write met, if any."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        error, self._write_error = self._write_error, None
+        if error is not None:
+            raise error
+
+    def on_train_end(self, logs=None):
+        self.wait()
 
     # ----------------------------------------------------------------- restoring
     def restore(self, model: keras.Model) -> int:
@@ -221,6 +260,7 @@ class RunBackup(keras.callbacks.Callback):
         Raises:
             RunDirError: the backup is unreadable or was written by a different model.
         """
+        self.wait()
         remove_stale_temporaries(self.backup_dir)
         if not self.exists():
             return 0
@@ -242,6 +282,7 @@ class RunBackup(keras.callbacks.Callback):
     def delete(self) -> None:
         """Remove the backup (after the run's outputs are all written): its state file, its
         temporaries and the folder once empty; nothing else."""
+        self.wait()
         self.state_path.unlink(missing_ok=True)
         remove_temporaries(self.backup_dir)
         with contextlib.suppress(OSError):  # missing, or holds a file of the user's

@@ -33,6 +33,7 @@ from keras_vae.blocks import (
     largest_divisor_at_most,
     stack_evaluation_steps,
     stack_steps,
+    with_length,
 )
 from keras_vae.callbacks import (
     BestEpoch,
@@ -66,9 +67,8 @@ from keras_vae.schedules import make_optimizer
 
 def build_model(config: Config, info: DatasetInfo, pipelines: Pipelines | None = None) -> VAE:
     """The compiled VAE for `config`; call inside the strategy's scope and dtype policy (a
-    conditional model takes K from `config.model.num_classes`, else from the data).
-
-    The KL warm-up in epochs becomes steps here (epochs x steps per epoch); with
+    conditional model takes K from `config.model.num_classes`, else from the data). The KL
+    warm-up in epochs becomes steps here (epochs x steps per epoch); with
     ``init_output_bias="data-mean"`` the decoder's output bias starts at the logit of the mean
     of `pipelines`' training split (`keras_vae.networks.initial_output_bias`)."""
     training = config.training
@@ -242,12 +242,6 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
     )
 
 
-def with_length(dataset: tf.data.Dataset, length: int) -> tf.data.Dataset:
-    """`dataset` with its known number of elements declared (a joined `flat_map` of epochs has
-    none), so Keras expects its end instead of warning that the data "ran out"."""
-    return dataset.apply(tf.data.experimental.assert_cardinality(length))
-
-
 DATA_PATH_NOTES = {
     "device": "Training data: on the device, batches drawn inside the compiled loop",
     "stream": "Training data: streamed through tf.data",
@@ -290,8 +284,7 @@ def train_and_evaluate(
         strategy: a `tf.distribute.Strategy` to use instead of `config.runtime.strategy`
             (e.g. a `TPUStrategy`, or `MirroredStrategy` over logical devices). Default None.
         plan: what `keras_vae.run_setup.prepare(run_dir, config, overwrite)` decided, when
-            the caller has already asked (the CLI does, to print "finished"). Default None:
-            decided here.
+            the caller has already asked (the CLI does, to print "finished"); None: ask it.
 
     Distributed runs (see `keras_vae.distribute`): `config.training.batch_size` is the global
     batch, split over the replicas; every worker of a multi-worker run calls this function
@@ -333,29 +326,34 @@ def train_and_evaluate(
     stopped = stopper is not None and stopper.stopped
     if initial_epoch < config.training.epochs and not stopped:  # else killed after the backup
         validation = feed.fit_validation()
-        model.fit(
-            feed.train,
-            epochs=config.training.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=feed.steps,
-            validation_data=validation["validation_data"],
-            shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
-            callbacks=[
-                *validation["callbacks"],  # first: it adds val_* to the epoch logs
-                *(callbacks or []),
-                *training_callbacks(out.root, test_data, config.runtime.tensorboard),
-                TrainingProgress(
-                    feed.optimizer_steps,
-                    batch_size,
-                    config.training.epochs,
-                    _verbosity(verbose),
-                    note=DATA_PATH_NOTES[feed.data_path],
-                ),
-                *([stopper] if stopper is not None else []),  # before the backup, which saves it
-                backup,  # the backup last: it commits the epoch
-            ],
-            verbose=0,  # TrainingProgress prints
-        )
+        try:
+            model.fit(
+                feed.train,
+                epochs=config.training.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=feed.steps,
+                validation_data=validation["validation_data"],
+                shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
+                callbacks=[
+                    *validation["callbacks"],  # first: it adds val_* to the epoch logs
+                    *(callbacks or []),
+                    *training_callbacks(out.root, test_data, config.runtime.tensorboard),
+                    TrainingProgress(
+                        feed.optimizer_steps,
+                        batch_size,
+                        config.training.epochs,
+                        _verbosity(verbose),
+                        note=DATA_PATH_NOTES[feed.data_path],
+                    ),
+                    *(
+                        [stopper] if stopper is not None else []
+                    ),  # before the backup, which saves it
+                    backup,  # the backup last: it commits the epoch
+                ],
+                verbose=0,  # TrainingProgress prints
+            )
+        finally:  # also when fit raised: the last epoch's backup is on disk
+            backup.wait()
     if stopper is not None:
         stopper.restore_best(model)
     test = feed.evaluate_held_out(model)

@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -197,6 +198,7 @@ def test_backup_write_is_atomic(tmp_path, monkeypatch):
     backup = resume.RunBackup(tmp_path)
     backup.epochs_done = 1
     backup.save(model)
+    backup.wait()
     before = (tmp_path / "state.npz").read_bytes()
     model.encoder.trainable_variables[0].assign_add(np.ones((3, 2), "float32"))
     backup.epochs_done = 2
@@ -205,12 +207,43 @@ def test_backup_write_is_atomic(tmp_path, monkeypatch):
         raise KeyboardInterrupt("killed")
 
     monkeypatch.setattr(os, "replace", dies)
+    backup.save(model)  # written by a thread: its error is raised by `wait`
     with pytest.raises(KeyboardInterrupt):
-        backup.save(model)
+        backup.wait()
     monkeypatch.undo()
     assert (tmp_path / "state.npz").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.npz"]  # no temporary left
     assert resume.RunBackup(tmp_path).restore(model) == 1
+
+
+def test_backups_are_written_off_the_training_thread_and_land_before_train_returns(
+    tmp_path, monkeypatch
+):
+    """Each epoch's file is written by one thread while the next epoch trains, one write at
+    a time; when training dies the last completed epoch's backup is on disk all the same."""
+    writes = []
+    write = resume.write_atomically
+
+    def slow_write(path, payload):
+        time.sleep(0.2)  # slower than an epoch of this run
+        write(path, payload)
+        writes.append((threading.current_thread().name, resume.read_progress(path)["epoch"]))
+
+    monkeypatch.setattr(resume, "write_atomically", slow_write)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train_and_evaluate(CONFIG, tmp_path / "run", verbose=0, callbacks=[FailAt(epoch=2)])
+    assert writes == [("keras-vae-backup", 1), ("keras-vae-backup", 2)]
+    assert resume.read_progress(tmp_path / "run" / "backup" / "state.npz")["epoch"] == 2
+
+
+def test_a_failed_backup_write_stops_the_run_with_its_error(tmp_path, monkeypatch):
+    def full_disk(path, payload):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(resume, "write_atomically", full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
+        train_and_evaluate(CONFIG, tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run" / "metrics.json").exists()
 
 
 def test_restore_refuses_a_backup_of_another_model(tmp_path):
