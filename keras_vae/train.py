@@ -56,6 +56,7 @@ from keras_vae.distribute import (
     shard_by_data,
     worker_output_dir,
 )
+from keras_vae.execution import DEFAULT_STEPS_PER_EXECUTION
 from keras_vae.memory import check_training_memory
 from keras_vae.model import VAE
 from keras_vae.networks import OUTPUT_BIAS_LAYER, initial_output_bias
@@ -153,12 +154,12 @@ class Feed:
         return blocks.evaluate()
 
     def training_set(self) -> tf.data.Dataset:
-        """Epoch 0's training batches for the final `evaluate`, blocked like `train`."""
-
+        """Epoch 0's training batches for the final `evaluate`, stacked <= 50 to a block."""
         batches = model_inputs(self.pipelines.epochs(1), labels=self.labels)
-        if self.block > 1:
-            batches = stack_steps(batches, self.block)
-        return with_length(batches, self.steps)
+        block = largest_divisor_at_most(self.block, DEFAULT_STEPS_PER_EXECUTION)
+        if block > 1:
+            batches = stack_steps(batches, block)
+        return with_length(batches, self.optimizer_steps // block)
 
 
 def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Config) -> Feed:
@@ -290,8 +291,7 @@ def train_and_evaluate(
     batch, split over the replicas; every worker of a multi-worker run calls this function
     with the same arguments, and only the chief writes into `run_dir`.
 
-    Returns:
-        The metrics written to `run_dir/metrics.json`.
+    Returns the metrics written to `run_dir/metrics.json`.
     """
     plan = plan or run_setup.prepare(run_dir, config, overwrite)  # reads only; may refuse
     if plan.status == run_setup.FINISHED:

@@ -228,3 +228,24 @@ def test_auto_runs_a_whole_epoch_per_call_on_the_device_path(
     assert counter.calls == [calls, calls]
     assert metrics["data_path"] == ("device" if limit_mb else "stream")
     assert len(metrics["history"]["elbo"]) == 2
+
+
+def test_the_final_training_set_evaluation_stacks_at_most_50_batches_a_block():
+    """A whole-epoch training block is only indices; the final `evaluate` of the training set
+    stacks images, so its blocks stay those of the streaming path (119 = 7 x 17 here)."""
+    from keras_vae import train
+    from keras_vae.blocks import STEPS_KEY
+
+    config = Config.from_dict(
+        {
+            "model": {"latent_dim": 2, "hidden_units": [16]},
+            "training": {"epochs": 1, "batch_size": 12},
+            "runtime": {"seed": SEED},
+        }
+    )
+    pipelines = train.make_pipelines(config.data, 12, SEED)
+    model = train.build_model(config, pipelines.info, pipelines)
+    feed = train.make_feed(model, pipelines, 0, config)
+    assert (feed.data_path, feed.block) == ("device", 119)
+    shapes = [block[STEPS_KEY].shape.as_list() for block in feed.training_set()]
+    assert shapes == [[17, 12, 8, 8]] * 7
