@@ -56,7 +56,6 @@ from keras_vae.distribute import (
     shard_by_data,
     worker_output_dir,
 )
-from keras_vae.execution import DEFAULT_STEPS_PER_EXECUTION
 from keras_vae.memory import check_training_memory
 from keras_vae.model import VAE
 from keras_vae.networks import OUTPUT_BIAS_LAYER, initial_output_bias
@@ -122,6 +121,8 @@ class Feed:
         tester: with blocks, the `BlockValidation` of `test`; else None.
         data_path: "device" (the training split on the device, batches drawn in the
             compiled loop: `keras_vae.device_data`) or "stream" (tf.data batches).
+        stacked_block: batches per block of stacked images (the streaming path's `block`,
+            also the final `evaluate` of the training set's), 1 when not blocked.
     """
 
     train: tf.data.Dataset
@@ -135,6 +136,7 @@ class Feed:
     test: tf.data.Dataset | None = None
     tester: BlockValidation | None = None
     data_path: str = "stream"
+    stacked_block: int = 1
 
     def fit_validation(self) -> dict[str, Any]:
         """`fit`'s validation arguments: validation_data, or the validator callback."""
@@ -154,12 +156,11 @@ class Feed:
         return blocks.evaluate()
 
     def training_set(self) -> tf.data.Dataset:
-        """Epoch 0's training batches for the final `evaluate`, stacked <= 50 to a block."""
+        """Epoch 0's training batches for the final `evaluate`, in `stacked_block` blocks."""
         batches = model_inputs(self.pipelines.epochs(1), labels=self.labels)
-        block = largest_divisor_at_most(self.block, DEFAULT_STEPS_PER_EXECUTION)
-        if block > 1:
-            batches = stack_steps(batches, block)
-        return with_length(batches, self.optimizer_steps // block)
+        if self.stacked_block > 1:
+            batches = stack_steps(batches, self.stacked_block)
+        return with_length(batches, self.optimizer_steps // self.stacked_block)
 
 
 def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Config) -> Feed:
@@ -183,15 +184,11 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
     separate_test = pipelines.validation is not None
     train_split = pipelines.splits["train"]
     on_device = split_megabytes(train_split) <= limit_megabytes(config.runtime.device_data_limit_mb)
-    steps_setting = model.compiled_steps_per_execution
-    if on_device and config.training.steps_per_execution == "auto":
-        steps_setting = DEVICE_BLOCK_STEPS  # a block is only indices: a whole epoch of them
-    block = block_steps(
-        steps_setting,
-        steps_per_epoch,
-        replicas=model.distribute_strategy.num_replicas_in_sync,
-        jit_compile=bool(model.jit_compile),
-    )
+    replicas, jit = model.distribute_strategy.num_replicas_in_sync, bool(model.jit_compile)
+    stacked = block_steps(model.compiled_steps_per_execution, steps_per_epoch, replicas, jit)
+    block = stacked
+    if on_device and config.training.steps_per_execution == "auto":  # a block of indices
+        block = block_steps(DEVICE_BLOCK_STEPS, steps_per_epoch, replicas, jit)
     epochs = config.training.epochs
     remaining = max(0, epochs - initial_epoch)
     if block == 1:
@@ -240,6 +237,7 @@ def make_feed(model: VAE, pipelines: Pipelines, initial_epoch: int, config: Conf
         test,
         tester,
         "device" if on_device else "stream",
+        stacked,
     )
 
 
@@ -326,6 +324,20 @@ def train_and_evaluate(
     stopped = stopper is not None and stopper.stopped
     if initial_epoch < config.training.epochs and not stopped:  # else killed after the backup
         validation = feed.fit_validation()
+        fit_callbacks = [
+            *validation["callbacks"],  # first: it adds val_* to the epoch logs
+            *(callbacks or []),
+            *training_callbacks(out.root, test_data, config.runtime.tensorboard),
+            TrainingProgress(
+                feed.optimizer_steps,
+                batch_size,
+                config.training.epochs,
+                _verbosity(verbose),
+                note=DATA_PATH_NOTES[feed.data_path],
+            ),
+            *([stopper] if stopper is not None else []),  # before the backup, which saves it
+            backup,  # the backup last: it commits the epoch
+        ]
         try:
             model.fit(
                 feed.train,
@@ -334,22 +346,7 @@ def train_and_evaluate(
                 steps_per_epoch=feed.steps,
                 validation_data=validation["validation_data"],
                 shuffle=False,  # the tf.data pipeline shuffles, seeded per epoch
-                callbacks=[
-                    *validation["callbacks"],  # first: it adds val_* to the epoch logs
-                    *(callbacks or []),
-                    *training_callbacks(out.root, test_data, config.runtime.tensorboard),
-                    TrainingProgress(
-                        feed.optimizer_steps,
-                        batch_size,
-                        config.training.epochs,
-                        _verbosity(verbose),
-                        note=DATA_PATH_NOTES[feed.data_path],
-                    ),
-                    *(
-                        [stopper] if stopper is not None else []
-                    ),  # before the backup, which saves it
-                    backup,  # the backup last: it commits the epoch
-                ],
+                callbacks=fit_callbacks,
                 verbose=0,  # TrainingProgress prints
             )
         finally:  # also when fit raised: the last epoch's backup is on disk
