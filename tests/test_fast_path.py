@@ -24,7 +24,7 @@ from keras_vae.config import Config
 from keras_vae.data import make_pipelines
 from keras_vae.distribute import model_inputs
 from keras_vae.model import VAE
-from keras_vae.train import train_and_evaluate
+from keras_vae.train import DATA_PATH_NOTES, train_and_evaluate
 
 
 class StepCount(keras.callbacks.Callback):
@@ -150,16 +150,25 @@ def progress_lines(text: str) -> list[tuple[int, int]]:
 @pytest.mark.parametrize(
     ("verbose", "steps_per_execution"), [(1, "auto"), (1, 5), (2, "auto"), (2, 5)]
 )
-def test_progress_bar_counts_the_steps_run(tmp_path, capsys, verbose, steps_per_execution):
-    """Digits, batch 64: 22 steps per epoch, in one block ("auto") or, asked for 5, blocks of 2:
-    the count never passes 22, every epoch ends on 22/22, and examples/s is shown."""
+@pytest.mark.parametrize(("limit", "data_path"), [("auto", "device"), (0, "stream")])
+def test_progress_bar_counts_the_steps_run(
+    tmp_path, capsys, verbose, steps_per_execution, limit, data_path
+):
+    """Digits, batch 64: 22 steps per epoch, in one block ("auto") or, asked for 5, blocks of 2,
+    on the device path and streamed: the optimizer makes exactly 44 steps, the count never
+    passes 22, every epoch ends on 22/22, examples/s is shown, and metrics.json names the path,
+    its 2 epochs and its examples/s over 22 x 64 examples an epoch."""
     config = {
         "model": {"latent_dim": 2, "hidden_units": [16]},
         "training": {"epochs": 2, "batch_size": 64, "steps_per_execution": steps_per_execution},
+        "runtime": {"device_data_limit_mb": limit},
     }
-    _, steps = run(config, tmp_path / "run", verbose=verbose)
+    metrics, steps = run(config, tmp_path / "run", verbose=verbose)
     out = capsys.readouterr().out
     assert steps == 2 * 22
+    assert (metrics["data_path"], metrics["epochs"]) == (data_path, 2)
+    assert metrics["examples_per_second"] > 0
+    assert DATA_PATH_NOTES[data_path] in out  # the progress output says which path ran
     counts = [c for c in progress_lines(out) if c[1] == 22]
     assert counts, out
     assert max(count for count, _ in counts) == 22
