@@ -9,7 +9,8 @@ functions and never reaches into a library's internals itself.
 - `replica_gradients`: `VAE._gradients`, for benchmarks/step_breakdown.py;
 - `tflite_schema`: the TFLite flatbuffer bindings, to list a converted model's operators;
 - `saved_model_proto`: the `SavedModel` protocol buffer, to read signatures as TF Serving does;
-- `keras_hub_preset_file`: keras-hub's preset file getter, for ``hf://`` / ``kaggle://`` presets.
+- `keras_hub_preset_file`: keras-hub's preset file getter, for ``hf://`` / ``kaggle://`` presets;
+- `in_xla_context`: whether ops traced now will be XLA-compiled (`jit_compile=True`).
 
 >>> logs = {"loss": tf.constant(1.0)}
 >>> reducible_logs(logs) is logs  # one worker: nothing to work around
@@ -155,3 +156,21 @@ def keras_hub_preset_file(handle: str, name: str) -> str:
     from keras_hub.src.utils.preset_utils import get_file
 
     return get_file(handle, name)
+
+
+def in_xla_context() -> bool:
+    """Whether the graph being traced (or one it is nested in) will be compiled by XLA.
+
+    No public API says whether a `tf.function(jit_compile=True)` is tracing; TensorFlow's own
+    gradient and control-flow code asks `control_flow_util.GraphOrParentsInXlaContext`, and so
+    do we (`keras_vae.networks.OneFilterConv2D` picks its kernel by it). Replace it if
+    TensorFlow ever exposes the question. Eagerly: False.
+
+    Example:
+        >>> in_xla_context()
+        False
+    """
+    from tensorflow.python.framework import ops
+    from tensorflow.python.ops import control_flow_util
+
+    return bool(control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()))
