@@ -31,6 +31,7 @@ from report_inference import evaluate_speed, gpu_check, sampling  # noqa: E402
 from report_papers import aevb, estimators, nll, reproductions_table  # noqa: E402
 from report_training import (  # noqa: E402
     TRAIN_JOB_MODELS,
+    conv_layers,
     profile_train,
     step_breakdown,
     targets,
@@ -52,6 +53,7 @@ SECTIONS: dict[str, Callable[[dict], str]] = {
     "sampling": sampling,
     "evaluate_speed": evaluate_speed,
     "step_breakdown": step_breakdown,
+    "conv_layers": conv_layers,
     "reproduce_aevb": aevb,
     "reproduce_nll": lambda r: nll(r, link_prefix="../"),  # links from benchmarks/README.md
     "estimators": estimators,

@@ -37,13 +37,14 @@ from keras_vae.replicas import batch_layout
 from keras_vae.train import build_model
 
 
-def looped(part, steps: int):
-    """An XLA-compiled function running `part(shift)` `steps` times; `part` returns a scalar.
+def looped(part, steps: int, jit_compile: bool = True):
+    """A compiled function (XLA unless `jit_compile` is False) running `part(shift)` `steps`
+    times in one loop; `part` returns a scalar.
 
     `shift` is a loop-carried float32 zero the part adds to its inputs.
     """
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=jit_compile)
     def run():
         total = tf.constant(0.0)
         for _ in tf.range(steps):
