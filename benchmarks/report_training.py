@@ -182,8 +182,9 @@ def step_breakdown(result: dict) -> str:
             [row["batch_size"]]
             + [f"{ms[p]:.3f} ({share[p]:.2f})" for p in parts]
             + [f"{row['adam_update_ms']:.3f}", f"{row['matmul_gflops']:.0f}"]
+            + [_rate(row.get("matmul_gflops_without_xla"))]
         )
-    header = ["batch", *parts, "Adam update + metrics", "matmul GFLOP/s"]
+    header = ["batch", *parts, "Adam update + metrics", "matmul GFLOP/s", "the same without XLA"]
     out.append(table(header, rows))
     out += ["", "(in brackets: the fraction of the whole step)"]
     return "\n".join(out)
@@ -216,6 +217,10 @@ def conv_layers(result: dict) -> str:
     header = ["layer", "shape", "forward", "forward + backward", "of the step", "GFLOP/s"]
     out.append(table(header, rows))
     return "\n".join(out)
+
+
+def _rate(gflops: float | None) -> str:
+    return "-" if gflops is None else f"{gflops:.0f}"
 
 
 TRAIN_JOB_MODELS = {

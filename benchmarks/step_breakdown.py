@@ -10,7 +10,8 @@ whole step down:
 - ``train_step_sgd``: the same with plain SGD (the update without Adam's moments);
 - ``gradients``: loss and gradients, no update (the gradients are summed so none is skipped);
 - ``forward``: the loss alone;
-- ``matmuls``: the step's matrix multiplies alone, with distinct operands (see throughput.py).
+- ``matmuls``: the step's matrix multiplies alone, with distinct operands (see throughput.py);
+  their rate is also measured outside XLA, in TensorFlow's own (oneDNN) kernels.
 
     python benchmarks/step_breakdown.py            # batch 128 and 512, about 2 minutes
 
@@ -113,6 +114,9 @@ def measure(batch_size: int, steps: int, repeats: int, mnist: str) -> dict[str, 
     result = {}
     for name, part in functions.items():
         result[name] = seconds_per_step(looped(part, steps), steps, repeats)
+    # The same matmuls in TensorFlow's own (oneDNN) kernels, outside XLA, for comparison.
+    tf_matmuls = looped(functions["matmuls"], steps, jit_compile=False)
+    tf_matmul_seconds = seconds_per_step(tf_matmuls, steps, repeats)
     sgd_vae = build_model(config, info)
     sgd_vae.compile(optimizer=keras.optimizers.SGD(1e-3), jit_compile=True)
     sgd_vae.fit(train.take(2), epochs=1, verbose=0)
@@ -126,6 +130,7 @@ def measure(batch_size: int, steps: int, repeats: int, mnist: str) -> dict[str, 
         "fraction_of_step": {name: round(s / step, 3) for name, s in result.items()},
         "adam_update_ms": round(1e3 * (step - result["gradients"]), 4),
         "matmul_gflops": round(flops / result["matmuls"] / 1e9, 1),
+        "matmul_gflops_without_xla": round(flops / tf_matmul_seconds / 1e9, 1),
         "step_examples_per_second": round(batch_size / step),
         "parameters": int(sum(np.prod(v.shape) for v in variables)),
     }
