@@ -6,14 +6,14 @@ Each row is one run directory, ``benchmarks/reproductions/<row>``, made by the C
     keras-vae evaluate benchmarks/reproductions/<row> -k 5000    # once the run has finished
 
 The driver trains nothing itself. It starts those commands as subprocesses under `nice`, the
-rows in the order of ``--rows`` (``--parallel`` at once), and stops them with SIGTERM (SIGKILL
-after a grace period; SIGCONT too, for a trainer paused with SIGSTOP) once
-``--budget-minutes`` are spent or it gets SIGTERM or SIGINT itself. A stopped run keeps the
-backup of its last completed epoch (the epoch under way is lost); the next invocation reruns
-the SAME command, which resumes it. A run has finished when its metrics.json exists and its
-backup is gone (`keras_vae.run_paths.RunFolder.is_finished`); only then is it evaluated, on
-its whole test split, so no row has an NLL before it trained to its recipe's end (or early
-stop). A row that another process trains (the sitting's background runs) is left alone.
+rows in the order of ``--rows`` (``--parallel`` at once, each pinned to its share of the CPUs:
+`cpu_slots`), and stops them with SIGTERM (SIGKILL after a grace period; SIGCONT too, for a
+trainer paused with SIGSTOP) once ``--budget-minutes`` are spent or it gets SIGTERM or SIGINT
+itself. A stopped run keeps the backup of its last completed epoch (the epoch under way is
+lost); the next invocation reruns the SAME command, which resumes it. A run has finished
+when its metrics.json exists and its backup is gone (`RunFolder.is_finished`); only then is
+it evaluated, on its whole test split, so no row has an NLL before it trained to its recipe's
+end (or early stop). A row another process trains (a sitting's background run) is left alone.
 
 Every invocation, ``--status`` too (which starts nothing), writes
 ``benchmarks/results/reproduce_nll.json`` (report.py renders it into the README and
@@ -44,6 +44,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import common  # first: puts the repository on sys.path
@@ -175,6 +176,26 @@ class Plan:
         return f"nice -n {self.nice} {shlex.join(words)}"
 
 
+def cpu_slots(parallel: int, cpus: Sequence[int] | None = None) -> list[tuple[int, ...] | None]:
+    """The CPUs each of `parallel` rows at once is pinned to: `cpus` (default: those this
+    process may use) split evenly, so that rows side by side do not fight over cores (see the
+    status page); None (not pinned) for one row, more rows than CPUs, or an OS that cannot pin.
+
+    >>> cpu_slots(2, [0, 1, 2, 3, 4])
+    [(0, 1), (2, 3)]
+    >>> cpu_slots(1, [0, 1]), cpu_slots(3, [0, 1])
+    ([None], [None, None, None])
+    """
+    if cpus is None:
+        if not hasattr(os, "sched_getaffinity"):
+            return [None] * parallel
+        cpus = sorted(os.sched_getaffinity(0))
+    if parallel == 1 or parallel > len(cpus):
+        return [None] * parallel
+    share = len(cpus) // parallel
+    return [tuple(cpus[i * share : (i + 1) * share]) for i in range(parallel)]
+
+
 def keras_vae_executable() -> list[str]:
     """The `keras-vae` of this Python's environment (or the module, where there is none)."""
     script = Path(sys.executable).with_name("keras-vae")
@@ -183,18 +204,17 @@ def keras_vae_executable() -> list[str]:
 
 @dataclasses.dataclass
 class Job:
-    """One running command of one row."""
+    """One running command of one row, and the CPUs it is pinned to (`cpu_slots`)."""
 
     row: Row
     stage: str  # "train" or "evaluate"
     process: subprocess.Popen
     first_epoch: int
+    cpus: tuple[int, ...] | None = None
 
 
 class Sitting:
     """The rows' commands as subprocesses, `parallel` rows at once, within a wall-clock budget.
-
-    Example:
 
     >>> Sitting(Plan(), [ROWS["vae"]], budget_minutes=0.0).run()  # doctest: +SKIP
     {'vae': 'not started: the budget was spent'}
@@ -204,6 +224,7 @@ class Sitting:
         self.plan = plan
         self.pending = list(rows)
         self.parallel = parallel
+        self.slots = cpu_slots(parallel)
         self.budget = invocation.Budget(budget_minutes)
         self.jobs: list[Job] = []
         self.outcomes: dict[str, str] = {}
@@ -237,9 +258,11 @@ class Sitting:
     def _folder(self, row: Row) -> RunFolder:
         return RunFolder(Path(self.plan.run_dir(row)))
 
-    def _next_job(self, row: Row, trained: bool = False) -> Job | None:
-        """Start what `row` needs next: train, or evaluate once finished; None: nothing.
-        `trained`: its train command has just succeeded (it is not started again)."""
+    def _next_job(
+        self, row: Row, cpus: tuple[int, ...] | None, trained: bool = False
+    ) -> Job | None:
+        """Start what `row` needs next, pinned to `cpus`: train, or evaluate once finished;
+        None: nothing. `trained`: its train command has just succeeded (not started again)."""
         folder = self._folder(row)
         pid = status.trainers().get(folder.root.resolve())
         if pid is not None:
@@ -251,13 +274,15 @@ class Sitting:
             return None
         if metrics is None:
             command = [*self.plan.train_command(row), "--verbose", "2"]
-            return self._launch(row, "train", command)
+            return self._launch(row, "train", command, cpus)
         if not status.is_evaluated(metrics, self.plan.importance_samples):
-            return self._launch(row, "evaluate", self.plan.evaluate_command(row))
+            return self._launch(row, "evaluate", self.plan.evaluate_command(row), cpus)
         self.outcomes.setdefault(row.name, "finished and evaluated before: nothing to do")
         return None
 
-    def _launch(self, row: Row, stage: str, command: list[str]) -> Job:
+    def _launch(
+        self, row: Row, stage: str, command: list[str], cpus: tuple[int, ...] | None
+    ) -> Job:
         log, first_epoch = self.plan.log(row), status.epoch_done(self._folder(row))
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as handle:
@@ -269,9 +294,11 @@ class Sitting:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # the terminal's Ctrl-C reaches the driver only
+                preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
             )
-        print(f"{row.name}: {stage} (pid {process.pid}): {shlex.join(command)}", flush=True)
-        return Job(row, stage, process, first_epoch)
+        print(f"{row.name}: {stage} (pid {process.pid}, CPUs {cpus or 'any'}): ", end="")
+        print(shlex.join(command), flush=True)
+        return Job(row, stage, process, first_epoch, cpus)
 
     def _trained(self, job: Job) -> str:
         return f"trained epochs {job.first_epoch} -> {status.epoch_done(self._folder(job.row))}"
@@ -291,13 +318,15 @@ class Sitting:
                 self.outcomes[name] = f"{before}; evaluated"
                 continue
             self.outcomes[name] = f"{done}: finished"
-            follow = self._next_job(job.row, trained=True)  # the evaluation, in the same slot
+            follow = self._next_job(job.row, job.cpus, trained=True)  # evaluate, same slot
             if follow is not None:
                 self.jobs.append(follow)
 
     def _fill(self) -> None:
         while len(self.jobs) < self.parallel and self.pending:
-            job = self._next_job(self.pending.pop(0))
+            taken = [job.cpus for job in self.jobs]
+            cpus = next(c for c in self.slots if c is None or c not in taken)
+            job = self._next_job(self.pending.pop(0), cpus)
             if job is not None:
                 self.jobs.append(job)
 

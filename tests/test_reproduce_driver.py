@@ -145,3 +145,29 @@ def test_a_row_another_process_trains_is_left_alone(tmp_path):
         other.kill()
         other.wait()
     assert not Path(output).exists()  # nothing written into its folder
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="pinning two rows needs two CPUs",
+)
+def test_rows_side_by_side_are_each_pinned_to_their_own_cpus(tmp_path, monkeypatch):
+    """`--parallel 2`: each command runs on its own half of the CPUs (what the fake command,
+    standing in for keras-vae, reads from the OS); the driver itself stays unpinned."""
+    fake = tmp_path / "fake_keras_vae.py"
+    fake.write_text(
+        "import json, os, sys, time\n"
+        "out = sys.argv[sys.argv.index('--output') + 1]\n"
+        "open(out + '.cpus', 'w').write(json.dumps(sorted(os.sched_getaffinity(0))))\n"
+        "time.sleep(0.5)\n"
+    )
+    monkeypatch.setattr(driver, "keras_vae_executable", lambda: [sys.executable, str(fake)])
+    plan = plan_for(tmp_path)
+    (tmp_path / "reproductions").mkdir()
+    rows = [driver.ROWS["vae"], driver.ROWS["iaf"]]
+    before = os.sched_getaffinity(0)
+    driver.Sitting(plan, rows, budget_minutes=1, parallel=2).run()
+    pinned = [json.loads(Path(plan.run_dir(row) + ".cpus").read_text()) for row in rows]
+    assert pinned == [list(cpus) for cpus in driver.cpu_slots(2)]
+    assert pinned[0] and pinned[1] and not set(pinned[0]) & set(pinned[1])
+    assert os.sched_getaffinity(0) == before
