@@ -178,11 +178,12 @@ def step_breakdown(result: dict) -> str:
     rows = []
     for row in result["rows"]:
         ms, share = row["milliseconds_per_step"], row["fraction_of_step"]
+        without_xla = row.get("matmul_gflops_without_xla")  # absent from older results
         rows.append(
             [row["batch_size"]]
             + [f"{ms[p]:.3f} ({share[p]:.2f})" for p in parts]
             + [f"{row['adam_update_ms']:.3f}", f"{row['matmul_gflops']:.0f}"]
-            + [_rate(row.get("matmul_gflops_without_xla"))]
+            + ["-" if without_xla is None else f"{without_xla:.0f}"]
         )
     header = ["batch", *parts, "Adam update + metrics", "matmul GFLOP/s", "the same without XLA"]
     out.append(table(header, rows))
@@ -217,10 +218,6 @@ def conv_layers(result: dict) -> str:
     header = ["layer", "shape", "forward", "forward + backward", "of the step", "GFLOP/s"]
     out.append(table(header, rows))
     return "\n".join(out)
-
-
-def _rate(gflops: float | None) -> str:
-    return "-" if gflops is None else f"{gflops:.0f}"
 
 
 TRAIN_JOB_MODELS = {

@@ -296,8 +296,8 @@ class Sitting:
                 start_new_session=True,  # the terminal's Ctrl-C reaches the driver only
                 preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
             )
-        print(f"{row.name}: {stage} (pid {process.pid}, CPUs {cpus or 'any'}): ", end="")
-        print(shlex.join(command), flush=True)
+        where = f"pid {process.pid}, CPUs {cpus or 'any'}"
+        print(f"{row.name}: {stage} ({where}): {shlex.join(command)}", flush=True)
         return Job(row, stage, process, first_epoch, cpus)
 
     def _trained(self, job: Job) -> str:
