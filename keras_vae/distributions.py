@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -96,7 +97,7 @@ def log_likelihood(
     """
     x = tf.cast(x, location.dtype)
     if name == "bernoulli":
-        log_p = x * location - tf.nn.softplus(location)
+        log_p = x * location - softplus(location)
     elif name == "gaussian":
         if scale is None:
             raise ValueError("The Gaussian likelihood needs a `scale`. Received: scale=None")
@@ -111,6 +112,26 @@ def log_likelihood(
 
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def softplus(logits: tf.Tensor) -> tf.Tensor:
+    """log(1 + exp(logits)) as `tf.nn.softplus` computes it, with log(1 + e) for log1p(e).
+
+    The same branches: `logits` above -(log(epsilon) + 2) (13.9 in float32) as is, below
+    log(epsilon) + 2 as exp(logits), and between them log(1 + exp(logits)), which differs from
+    log1p's value by at most half an ulp of 1 (6e-8 in float32). XLA's CPU log1p is slow: on
+    the Bernoulli log-likelihood of an IWAE k=50 step (50 x 20 x 784 logits) this takes the
+    loss and its gradient from 2.1 to 1.2 ms (docs/performance.md). Its gradient is the
+    sigmoid's in every branch (0.5 at 0); a NaN logit gives a NaN value.
+
+    Example:
+        >>> float(softplus(tf.constant(0.0)))  # log 2
+        0.6931471824645996
+    """
+    high = -(math.log(np.finfo(logits.dtype.as_numpy_dtype).eps) + 2.0)
+    exp = tf.exp(tf.minimum(logits, high))  # min: no overflow in the branch not taken
+    moderate = tf.where(logits < -high, exp, tf.math.log(1.0 + exp))
+    return tf.where(logits > high, logits, moderate)
 
 
 def likelihood_mean(name: str, location: tf.Tensor) -> tf.Tensor:

@@ -77,7 +77,8 @@ def standard_normal(shape, seed: tf.Tensor) -> tf.Tensor:
     bits = philox_bits([2, *shape], seed)
     uniform = (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) * 2.0**-24
     radius = tf.sqrt(-2.0 * tf.math.log(uniform[0]))
-    return radius * tf.cos((2.0 * math.pi) * uniform[1])
+    draws = radius * tf.cos((2.0 * math.pi) * uniform[1])
+    return _computed_once(draws) if _in_xla_on_cpu() else draws
 
 
 def philox_bits(shape, seed: tf.Tensor) -> tf.Tensor:
@@ -92,11 +93,7 @@ def philox_bits(shape, seed: tf.Tensor) -> tf.Tensor:
         >>> philox_bits([3], tf.constant([1, 2])).dtype
         tf.uint32
     """
-    # Imported here: they import Keras, which imports modules that import this one.
-    from keras_vae.compat import in_xla_context
-    from keras_vae.execution import has_accelerator
-
-    if in_xla_context() and not has_accelerator():
+    if _in_xla_on_cpu():
         return philox_in_graph(shape, seed)
     return tf.random.stateless_uniform(
         shape, seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg=RNG_ALG
@@ -126,7 +123,7 @@ def philox_in_graph(shape, seed: tf.Tensor) -> tf.Tensor:
     seed = tf.bitcast(tf.cast(seed, tf.int64), tf.uint64)
     words = (*_halves(seed[0]), *_halves(seed[1]))
     scramble = tuple(tf.constant(k, tf.uint32) for k in _SEED_SCRAMBLE_KEY)
-    key0, key1, high0, high1 = _computed_once(_philox_rounds(words, scramble))
+    key0, key1, high0, high1 = tf.unstack(_computed_once(tf.stack(_philox_rounds(words, scramble))))
     count = tf.reduce_prod(tf.cast(shape, tf.int32))
     block = tf.cast(tf.range((count + 3) // 4), tf.uint32)
     zero = tf.zeros_like(block)
@@ -134,12 +131,25 @@ def philox_in_graph(shape, seed: tf.Tensor) -> tf.Tensor:
     return tf.reshape(tf.reshape(tf.stack(lanes, axis=-1), [-1])[:count], shape)
 
 
-def _computed_once(words: tuple) -> list[tf.Tensor]:
-    """`words` (uint32 scalars) unchanged, through a reduction: XLA does not fuse a reduction
-    into the elementwise loop that reads it, and fused there, the ten rounds of seed mixing
-    were recomputed for every draw (1,600 against 34 us for a batch of 20 MNIST images)."""
-    stacked = tf.stack(words)
-    return tf.unstack(tf.reduce_max(tf.stack([stacked, tf.zeros_like(stacked)]), axis=0))
+def _in_xla_on_cpu() -> bool:
+    """Whether the graph being traced is compiled by XLA for a CPU (no GPU or TPU present)."""
+    # Imported here: they import Keras, which imports modules that import this one.
+    from keras_vae.compat import in_xla_context
+    from keras_vae.execution import has_accelerator
+
+    return in_xla_context() and not has_accelerator()
+
+
+def _computed_once(tensor: tf.Tensor) -> tf.Tensor:
+    """`tensor` (uint32 or float32, finite) unchanged, through a reduction: XLA does not fuse a
+    reduction into the elementwise loops that read it, so what made `tensor` runs once.
+
+    Fused into its readers instead, XLA on a CPU recomputed it in each of them: the ten rounds
+    of Philox seed mixing for every draw (1,600 against 34 us for a batch of 20 MNIST images),
+    and the Box-Muller cosine in each of the five loops that read an IWAE step's noise.
+    """
+    floor = tf.fill(tf.shape(tensor), tf.constant(tensor.dtype.min, tensor.dtype))
+    return tf.reduce_max(tf.stack([tensor, floor]), axis=0)
 
 
 def _halves(word: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

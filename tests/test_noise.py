@@ -79,3 +79,24 @@ def test_standard_normal_under_xla_is_the_same_draws_to_float_rounding():
     in_xla = tf.function(lambda s: standard_normal([3, 20, 50], s), jit_compile=True)(seed)
     eager = standard_normal([3, 20, 50], seed)
     np.testing.assert_allclose(in_xla.numpy(), eager.numpy(), rtol=0, atol=5e-7)
+
+
+def test_an_iwae_step_under_xla_draws_its_noise_once():
+    """XLA on a CPU fused the Box-Muller cosine into each of the five loops that read an
+    IWAE step's noise (its reparameterisation, log q, log p and their gradients), 2 of a
+    17 ms k=50 step; `standard_normal` makes it compute the draws once."""
+    from keras_vae.compat import replica_gradients
+    from keras_vae.model import VAE
+    from keras_vae.replicas import batch_layout
+
+    vae = VAE(data_shape=(12,), latent_dim=3, hidden_units=(8,), objective="iwae", num_samples=5)
+    x = tf.cast(tf.random.stateless_uniform([4, 12], seed=[1, 2]) < 0.5, tf.float32)
+    vae.compile(optimizer="adam")
+    vae(x)
+
+    @tf.function(jit_compile=True)
+    def gradients(x):
+        return replica_gradients(vae, x, None, batch_layout(x))[1]
+
+    hlo = gradients.experimental_get_compiler_ir(x)(stage="optimized_hlo")
+    assert hlo.count(" cosine(") == 1
