@@ -30,13 +30,13 @@ from report_generation import glance as glance_generation  # noqa: E402
 from report_inference import evaluate_speed, gpu_check, sampling  # noqa: E402
 from report_papers import aevb, estimators, nll, reproductions_table  # noqa: E402
 from report_training import (  # noqa: E402
-    TRAIN_JOB_MODELS,
     conv_layers,
     profile_train,
     step_breakdown,
     targets,
     throughput,
     train_job,
+    train_job_model,
 )
 
 BEGIN = "<!-- benchmarks:begin (python benchmarks/report.py --readme README.md) -->"
@@ -86,7 +86,7 @@ def glance_speed(result: dict) -> str:
         torch, jax = summary.get("pytorch_example"), summary.get("jax_scan")
         rows.append(
             [
-                TRAIN_JOB_MODELS[case["model"]],
+                train_job_model(case),
                 case["batch_size"],
                 f"{summary['keras_vae_train']:,}",
                 f"{summary['vs_pytorch']:.2f}x" if torch else "-",

@@ -5,8 +5,8 @@ VAE's step layer by layer (conv_layers.json).
 
 Example:
 
->>> TRAIN_JOB_MODELS["classic"], met(2.69 >= TARGET_PYTORCH_RATIO)
-('784-400-20 MLP', 'met')
+>>> train_job_model({"model": "burda", "num_samples": 50}), met(2.69 >= TARGET_PYTORCH_RATIO)
+('784-200-200-50 tanh, dynamic binarization, IWAE k=50', 'met')
 """
 
 from __future__ import annotations
@@ -173,19 +173,20 @@ def targets(result: dict) -> str:
 
 def step_breakdown(result: dict) -> str:
     title = "One training step, part by part (`benchmarks/step_breakdown.py`)"
-    out = heading(title, result, f"{result['model']}; milliseconds per step:")
+    out = heading(title, result, f"{result['setting']}; milliseconds per step:")
     parts = ["train_step", "train_step_sgd", "gradients", "forward", "matmuls"]
     rows = []
-    for row in result["rows"]:
+    for row in result["cases"].values():
         ms, share = row["milliseconds_per_step"], row["fraction_of_step"]
         without_xla = row.get("matmul_gflops_without_xla")  # absent from older results
         rows.append(
-            [row["batch_size"]]
+            [row["model"], row["batch_size"]]
             + [f"{ms[p]:.3f} ({share[p]:.2f})" for p in parts]
             + [f"{row['adam_update_ms']:.3f}", f"{row['matmul_gflops']:.0f}"]
             + ["-" if without_xla is None else f"{without_xla:.0f}"]
         )
-    header = ["batch", *parts, "Adam update + metrics", "matmul GFLOP/s", "the same without XLA"]
+    header = ["model", "batch", *parts, "Adam update + metrics", "matmul GFLOP/s"]
+    header.append("the same without XLA")
     out.append(table(header, rows))
     out += ["", "(in brackets: the fraction of the whole step)"]
     return "\n".join(out)
@@ -227,6 +228,12 @@ TRAIN_JOB_MODELS = {
 }
 
 
+def train_job_model(case: dict) -> str:
+    """What a train_job case trains: its network, and the IWAE bound's draws if it has them."""
+    samples = case.get("num_samples", 1)
+    return TRAIN_JOB_MODELS[case["model"]] + (f", IWAE k={samples}" if samples > 1 else "")
+
+
 def train_job(result: dict) -> str:
     """The headline: `keras-vae train` itself against PyTorch's example and the JAX scan."""
     out = heading(
@@ -243,7 +250,7 @@ def train_job(result: dict) -> str:
         first = summary.get("first_epoch_seconds")
         rows.append(
             [
-                TRAIN_JOB_MODELS[case["model"]],
+                train_job_model(case),
                 case["batch_size"],
                 f"{summary['keras_vae_train']:,}",
                 f"{torch:,}" if torch else "-",

@@ -17,8 +17,9 @@ Each round runs, one after the other on the same idle machine:
 Cases: the classic 784-400-20 ReLU VAE at batch 128 and 512, the conv VAE (32-64 filters)
 at batch 128, and the reproductions' 784-200-200-50 tanh VAE with dynamic binarization at
 batch 20 (`--recipe burda2015`'s network and batch; JAX only: PyTorch's example has no such
-network). Each keras-vae run also gives its first epoch's seconds (tracing and compilation
-included), read from its progress line. Rounds are interleaved (keras, torch, jax, then
+network), and that network on the IWAE bound with 50 draws per example (the iwae_k50
+reproduction's step). Each keras-vae run also gives its first epoch's seconds (tracing and
+compilation included), read from its progress line. Rounds are interleaved (keras, torch, jax, then
 again), so a change of the background load hits all alike; the JSON keeps every round, and
 the summary gives medians over rounds and their ratios.
 
@@ -52,6 +53,14 @@ CASES = {
     "classic_b512": {"model": "classic", "batch_size": 512, "epochs": 4, "torch_examples": 0},
     "conv_b128": {"model": "conv", "batch_size": 128, "epochs": 3, "torch_examples": 15000},
     "burda_b20": {"model": "burda", "batch_size": 20, "epochs": 4, "torch_examples": None},
+    # the same network on the IWAE bound with 50 draws per example (the iwae_k50 reproduction)
+    "iwae_k50_b20": {
+        "model": "burda",
+        "batch_size": 20,
+        "epochs": 3,
+        "torch_examples": None,
+        "num_samples": 50,
+    },
 }
 MODEL_FLAGS = {
     "classic": ["--hidden-units", "400", "--activation", "relu", "--latent-dim", "20"],
@@ -81,6 +90,7 @@ def keras_vae_train(case: dict, mnist: Path) -> dict:
         "--batch-size",
         str(case["batch_size"]),
         *MODEL_FLAGS[case["model"]],
+        *objective_flags(case),
         "--output",
         str(run_dir / "run"),
         "--verbose",
@@ -104,6 +114,12 @@ def keras_vae_train(case: dict, mnist: Path) -> dict:
         "epochs": metrics["epochs"],
         "command": " ".join(["keras-vae", *command[3:-4]]),
     }
+
+
+def objective_flags(case: dict) -> list[str]:
+    """`--objective iwae --num-samples K` for a case with K > 1 draws per example, else none."""
+    samples = case.get("num_samples", 1)
+    return ["--objective", "iwae", "--num-samples", str(samples)] if samples > 1 else []
 
 
 def reference(python: str, script: str, case: dict, mnist: Path, extra: list[str]) -> dict:
@@ -159,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                     args.torch, "pytorch_baseline.py", case, mnist, torch_extra
                 )
             if case["model"] in JAX_MODELS:
-                jax_extra = ["--model", case["model"], "--epochs", "3"]
+                jax_extra = ["--model", case["model"], "--epochs", str(case["epochs"] - 1)]
+                jax_extra += ["--num-samples", str(case.get("num_samples", 1))]
                 row["jax_scan"] = reference(args.jax, "jax_reference.py", case, mnist, jax_extra)
             rounds.append(row)
             print(name, json.dumps(row), flush=True)
