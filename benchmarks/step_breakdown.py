@@ -1,4 +1,5 @@
-"""Where one training step's time goes: the classic MLP VAE, the default settings (XLA).
+"""Where one training step's time goes: the classic MLP VAE and the IWAE k=50 reproduction's
+network, the default settings (XLA).
 
 Each part runs `--steps` times inside one XLA-compiled `tf.while_loop`, so no Python or call
 overhead is counted; a part's time is the loop's median time over `--repeats` runs divided by
@@ -13,13 +14,19 @@ whole step down:
 - ``matmuls``: the step's matrix multiplies alone, with distinct operands (see throughput.py);
   their rate is also measured outside XLA, in TensorFlow's own (oneDNN) kernels.
 
-    python benchmarks/step_breakdown.py            # batch 128 and 512, about 2 minutes
+Cases: ``classic_b128`` and ``classic_b512`` (784-400-20 ReLU, Adam) and ``iwae_k50_b20``
+(784-200-200-50 tanh, dynamically binarized MNIST, the IWAE bound with 50 draws per example,
+batch 20: the iwae_k50 row of benchmarks/reproductions, whose decoder runs on 1,000 rows).
 
-Writes ``benchmarks/results/step_breakdown.json``.
+    python benchmarks/step_breakdown.py            # all three, about 3 minutes
+    python benchmarks/step_breakdown.py --cases iwae_k50_b20
+
+Writes ``benchmarks/results/step_breakdown.json`` (``--cases`` keeps the other cases' results).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import sys
 import time
@@ -33,6 +40,7 @@ import tensorflow as tf
 import throughput
 
 from keras_vae.compat import replica_gradients
+from keras_vae.config import Config, ModelConfig
 from keras_vae.data import make_datasets
 from keras_vae.replicas import batch_layout
 from keras_vae.train import build_model
@@ -80,7 +88,7 @@ def parts(vae, x) -> dict[str, Any]:
         terms = vae.elbo_terms(x + shift, None, training=True, layout=layout)
         return tf.reduce_mean(terms.reconstruction - terms.kl)
 
-    shapes = throughput.step_matmuls(vae, int(x.shape[0]))
+    shapes = throughput.step_matmuls(vae, int(x.shape[0]), vae.num_samples)
     operands = [
         (tf.random.normal([m, k], seed=i), tf.random.normal([k, n], seed=i + 1))
         for i, (m, k, n) in enumerate(shapes)
@@ -102,9 +110,37 @@ def parts(vae, x) -> dict[str, Any]:
     )
 
 
-def measure(batch_size: int, steps: int, repeats: int, mnist: str) -> dict[str, Any]:
-    case = throughput.Case("classic", batch_size, True, 50)
-    config = throughput.run_config(case, mnist)
+# name: (batch size, the model if not the classic one, binarization)
+CASES = {
+    "classic_b128": (128, None, None),
+    "classic_b512": (512, None, None),
+    "iwae_k50_b20": (
+        20,
+        ModelConfig(
+            latent_dim=50,
+            hidden_units=(200, 200),
+            activation="tanh",
+            objective="iwae",
+            num_samples=50,
+        ),
+        "dynamic",
+    ),
+}
+
+
+def case_config(name: str, mnist: str) -> Config:
+    """The run configuration of case `name`: Adam 1e-3, XLA, 50 steps per execution."""
+    batch_size, model, binarization = CASES[name]
+    config = throughput.run_config(throughput.Case("classic", batch_size, True, 50), mnist)
+    if model is None:
+        return config
+    data = dataclasses.replace(config.data, binarization=binarization)
+    return dataclasses.replace(config, model=model, data=data)
+
+
+def measure(name: str, steps: int, repeats: int, mnist: str) -> dict[str, Any]:
+    config = case_config(name, mnist)
+    batch_size = config.training.batch_size
     train, _, info = make_datasets(config.data, batch_size)
     batch = next(iter(train))
     x = batch[0] if isinstance(batch, tuple) else batch
@@ -112,8 +148,8 @@ def measure(batch_size: int, steps: int, repeats: int, mnist: str) -> dict[str, 
     vae.fit(train.take(2), epochs=1, verbose=0)  # builds the optimizer and metrics
     functions, variables, flops = parts(vae, x)
     result = {}
-    for name, part in functions.items():
-        result[name] = seconds_per_step(looped(part, steps), steps, repeats)
+    for part_name, part in functions.items():
+        result[part_name] = seconds_per_step(looped(part, steps), steps, repeats)
     # The same matmuls in TensorFlow's own (oneDNN) kernels, outside XLA, for comparison.
     tf_matmuls = looped(functions["matmuls"], steps, jit_compile=False)
     tf_matmul_seconds = seconds_per_step(tf_matmuls, steps, repeats)
@@ -123,11 +159,15 @@ def measure(batch_size: int, steps: int, repeats: int, mnist: str) -> dict[str, 
     sgd_step = looped(lambda shift: sgd_vae.train_step(x + shift)["loss"], steps)
     result["train_step_sgd"] = seconds_per_step(sgd_step, steps, repeats)
     step = result["train_step"]
-    ms = {name: round(1e3 * seconds, 4) for name, seconds in result.items()}
+    ms = {part: round(1e3 * seconds, 4) for part, seconds in result.items()}
+    model = config.model
+    widths = "-".join(map(str, (784, *model.hidden_units, model.latent_dim)))
+    objective = "ELBO" if model.objective == "elbo" else f"IWAE k={model.num_samples}"
     return {
+        "model": f"{widths} {model.activation}, {objective}",
         "batch_size": batch_size,
         "milliseconds_per_step": ms,
-        "fraction_of_step": {name: round(s / step, 3) for name, s in result.items()},
+        "fraction_of_step": {part: round(s / step, 3) for part, s in result.items()},
         "adam_update_ms": round(1e3 * (step - result["gradients"]), 4),
         "matmul_gflops": round(flops / result["matmuls"] / 1e9, 1),
         "matmul_gflops_without_xla": round(flops / tf_matmul_seconds / 1e9, 1),
@@ -138,19 +178,18 @@ def measure(batch_size: int, steps: int, repeats: int, mnist: str) -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = invocation.argument_parser(__doc__)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--steps", type=int, default=200, help="steps per timed loop")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--data", default=None, help="MNIST IDX folder (default: shared data)")
     args, run = invocation.start("step_breakdown", parser, argv)
     mnist = args.data or str(common.shared_data_dir() / "mnist")
-    rows = []
-    for batch_size in args.batch_sizes:
-        rows.append(measure(batch_size, args.steps, args.repeats, mnist))
-        print(rows[-1], flush=True)
-    return invocation.finish(
-        run, {"model": "classic 784-400-20 ReLU, Bernoulli, Adam, XLA", "rows": rows}
-    )
+    cases = {}
+    for name in args.cases:
+        cases[name] = measure(name, args.steps, args.repeats, mnist)
+        print(name, cases[name], flush=True)
+    setting = "Bernoulli likelihood, Adam, XLA, 50 steps per execution"
+    return invocation.finish(run, {"setting": setting, "cases": cases}, merge="cases")
 
 
 if __name__ == "__main__":

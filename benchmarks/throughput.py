@@ -154,23 +154,25 @@ def run_config(case: Case, mnist: str) -> Config:
     )
 
 
-def step_matmuls(vae, batch_size: int) -> list[tuple[int, int, int]]:
+def step_matmuls(vae, batch_size: int, samples: int = 1) -> list[tuple[int, int, int]]:
     """(m, k, n) of every matmul of one MLP training step: forward, input and weight gradients.
 
-    Only for MLPs (all hidden layers Dense); the first layer has no input gradient.
+    Only for MLPs (all hidden layers Dense); the first layer has no input gradient, and the
+    decoder's layers run on `samples` draws of z per example.
     """
     dense = [
-        layer
-        for layer in [*vae.encoder.layers, *vae.decoder.layers]
+        (rows, layer)
+        for rows, network in ((batch_size, vae.encoder), (batch_size * samples, vae.decoder))
+        for layer in network.layers
         if isinstance(layer, keras.layers.Dense)
     ]
     shapes = []
-    for i, layer in enumerate(dense):
+    for i, (rows, layer) in enumerate(dense):
         fan_in, units = (int(d) for d in layer.kernel.shape)
-        shapes.append((batch_size, fan_in, units))  # forward
-        shapes.append((fan_in, batch_size, units))  # weight gradient x^T @ dy
+        shapes.append((rows, fan_in, units))  # forward
+        shapes.append((fan_in, rows, units))  # weight gradient x^T @ dy
         if i > 0:
-            shapes.append((batch_size, units, fan_in))  # input gradient dy @ W^T
+            shapes.append((rows, units, fan_in))  # input gradient dy @ W^T
     return shapes
 
 

@@ -249,6 +249,23 @@ def test_benchmark_flop_count_matches_a_hand_count():
     assert common.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
 
 
+def test_step_matmuls_run_the_decoder_on_every_draw():
+    """step_breakdown's matmul count for the IWAE k=50 step: the encoder on the batch, the
+    decoder on batch x draws rows, by hand."""
+    from helpers import load_benchmark_modules
+
+    (throughput,) = load_benchmark_modules("throughput")
+    vae = VAE(data_shape=(28, 28), latent_dim=50, hidden_units=(200, 200), num_samples=50)
+    vae(tf.zeros([1, 28, 28]))
+    shapes = throughput.step_matmuls(vae, 20, samples=50)
+    flops = sum(2 * m * k * n for m, k, n in shapes)
+    encoder = 784 * 200 + 200 * 200 + 2 * 200 * 50  # two hidden layers, z_mean and z_stddev
+    decoder = 50 * 200 + 200 * 200 + 200 * 784
+    input_gradients = 200 * 200 + 2 * 200 * 50  # the encoder's, but not its first layer's
+    assert flops == 2 * (20 * (2 * encoder + input_gradients) + 1000 * 3 * decoder)
+    assert throughput.step_matmuls(vae, 20) == throughput.step_matmuls(vae, 20, samples=1)
+
+
 def test_auto_settings_resolve_to_the_measured_fastest():
     vae = VAE(data_shape=(6,), latent_dim=2, hidden_units=(8,))
     vae.compile(optimizer=keras.optimizers.Adam(1e-3))
