@@ -174,3 +174,18 @@ def in_xla_context() -> bool:
     from tensorflow.python.ops import control_flow_util
 
     return bool(control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()))
+
+
+def in_xla_on_cpu() -> bool:
+    """Whether the graph being traced will be compiled by XLA for a CPU (no GPU or TPU seen).
+
+    There some ops lower slowly and keras-vae writes them out (`keras_vae.noise.philox_bits`,
+    `keras_vae.distributions.softplus`); elsewhere it keeps TensorFlow's op.
+
+    Example:
+        >>> in_xla_on_cpu()
+        False
+    """
+    from keras_vae.execution import has_accelerator  # it imports this module
+
+    return in_xla_context() and not has_accelerator()

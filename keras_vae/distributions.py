@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from keras_vae.compat import in_xla_on_cpu
+
 tfd = tfp.distributions
 
 
@@ -115,19 +117,23 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def softplus(logits: tf.Tensor) -> tf.Tensor:
-    """log(1 + exp(logits)) as `tf.nn.softplus` computes it, with log(1 + e) for log1p(e).
+    """log(1 + exp(logits)): `tf.nn.softplus`, but compiled by XLA for a CPU, with log(1 + e)
+    for its log1p(e).
 
-    The same branches: `logits` above -(log(epsilon) + 2) (13.9 in float32) as is, below
-    log(epsilon) + 2 as exp(logits), and between them log(1 + exp(logits)), which differs from
-    log1p's value by at most half an ulp of 1 (6e-8 in float32). XLA's CPU log1p is slow: on
-    the Bernoulli log-likelihood of an IWAE k=50 step (50 x 20 x 784 logits) this takes the
-    loss and its gradient from 2.1 to 1.2 ms (docs/performance.md). Its gradient is the
-    sigmoid's in every branch (0.5 at 0); a NaN logit gives a NaN value.
+    XLA's CPU log1p is slow: on the Bernoulli log-likelihood of an IWAE k=50 step (50 x 20 x
+    784 logits) this takes the loss and its gradient from 2.1 to 1.2 ms (docs/performance.md).
+    The op's branches are kept: `logits` above -(log(epsilon) + 2) (13.9 in float32) as is,
+    below log(epsilon) + 2 as exp(logits), and between them log(1 + exp(logits)), which
+    differs from log1p's value by at most half an ulp of 1 (6e-8 in float32). The gradient is
+    the sigmoid's in every branch (0.5 at 0); a NaN logit gives a NaN value. Elsewhere (no
+    XLA, where the op is faster, or a GPU or TPU) it is the op itself.
 
     Example:
         >>> float(softplus(tf.constant(0.0)))  # log 2
         0.6931471824645996
     """
+    if not in_xla_on_cpu():
+        return tf.nn.softplus(logits)
     high = -(math.log(np.finfo(logits.dtype.as_numpy_dtype).eps) + 2.0)
     exp = tf.exp(tf.minimum(logits, high))  # min: no overflow in the branch not taken
     moderate = tf.where(logits < -high, exp, tf.math.log(1.0 + exp))

@@ -15,6 +15,7 @@ import math
 
 import tensorflow as tf
 
+from keras_vae.compat import in_xla_on_cpu
 from keras_vae.replicas import BatchLayout
 
 # The stateless RNG algorithm of the reparameterisation and importance-sampling noise. The
@@ -78,7 +79,7 @@ def standard_normal(shape, seed: tf.Tensor) -> tf.Tensor:
     uniform = (tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) + 0.5) * 2.0**-24
     radius = tf.sqrt(-2.0 * tf.math.log(uniform[0]))
     draws = radius * tf.cos((2.0 * math.pi) * uniform[1])
-    return _computed_once(draws) if _in_xla_on_cpu() else draws
+    return _computed_once(draws) if in_xla_on_cpu() else draws
 
 
 def philox_bits(shape, seed: tf.Tensor) -> tf.Tensor:
@@ -93,7 +94,7 @@ def philox_bits(shape, seed: tf.Tensor) -> tf.Tensor:
         >>> philox_bits([3], tf.constant([1, 2])).dtype
         tf.uint32
     """
-    if _in_xla_on_cpu():
+    if in_xla_on_cpu():
         return philox_in_graph(shape, seed)
     return tf.random.stateless_uniform(
         shape, seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg=RNG_ALG
@@ -129,15 +130,6 @@ def philox_in_graph(shape, seed: tf.Tensor) -> tf.Tensor:
     zero = tf.zeros_like(block)
     lanes = _philox_rounds((block, zero, zero + high0, zero + high1), (key0, key1))
     return tf.reshape(tf.reshape(tf.stack(lanes, axis=-1), [-1])[:count], shape)
-
-
-def _in_xla_on_cpu() -> bool:
-    """Whether the graph being traced is compiled by XLA for a CPU (no GPU or TPU present)."""
-    # Imported here: they import Keras, which imports modules that import this one.
-    from keras_vae.compat import in_xla_context
-    from keras_vae.execution import has_accelerator
-
-    return in_xla_context() and not has_accelerator()
 
 
 def _computed_once(tensor: tf.Tensor) -> tf.Tensor:
