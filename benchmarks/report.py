@@ -1,11 +1,12 @@
 """Markdown tables from benchmarks/results/*.json, for the README and benchmarks/README.md.
 
     python benchmarks/report.py                     # print every table
-    python benchmarks/report.py --readme README.md  # rewrite both pages' generated sections
+    python benchmarks/report.py --readme README.md  # rewrite the pages' generated sections
 
 `--readme FILE` rewrites FILE's "results at a glance" (a few rows, between the BEGIN and END
-markers) and every table of `--tables FILE` (default benchmarks/README.md, between the
-TABLES_BEGIN and TABLES_END markers). Every number in those sections comes from here, so
+markers), every table of `--tables FILE` (default benchmarks/README.md, between the
+TABLES_BEGIN and TABLES_END markers) and docs/presets.md's table of the shipped presets
+(`report_presets`, from their metadata). Every number in those sections comes from here, so
 they always match the JSON files they cite; a missing results file gets a one-line note.
 The sections are by topic: `report_training` (the job's speed), `report_inference`
 (decoding, evaluation, GPU), `report_papers` (reproductions, estimators), `report_anomaly`,
@@ -23,6 +24,7 @@ BENCHMARKS = Path(__file__).resolve().parent
 if str(BENCHMARKS) not in sys.path:  # loaded by path (the tests): its topic modules beside it
     sys.path.insert(0, str(BENCHMARKS))
 
+import report_presets  # noqa: E402
 from report_anomaly import anomaly  # noqa: E402
 from report_format import RESULTS, load, table  # noqa: E402
 from report_generation import generation  # noqa: E402
@@ -168,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     write_atomically(args.readme, splice(args.readme.read_text(), render_glance()))
     tables = splice(args.tables.read_text(), render(), TABLES_BEGIN, TABLES_END)
     write_atomically(args.tables, tables)
-    print("updated", args.readme, "and", args.tables)
+    page = report_presets.PAGE
+    shipped = report_presets.presets_table()
+    write_atomically(
+        page, splice(page.read_text(), shipped, report_presets.BEGIN, report_presets.END)
+    )
+    print("updated", args.readme, args.tables, "and", page)
     return 0
 
 

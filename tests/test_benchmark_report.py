@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TABLES_PAGE = ROOT / "benchmarks" / "README.md"
 
 
-report, training, inference, papers, anomaly_report, metrics = load_benchmark_modules(
+report, training, inference, papers, anomaly_report, metrics, presets = load_benchmark_modules(
     "report", "report_training", "report_inference", "report_papers", "report_anomaly",
-    "detection_metrics",
+    "detection_metrics", "report_presets",
 )  # fmt: skip
 
 
@@ -30,6 +30,24 @@ def test_benchmarks_page_tables_match_the_results_json():
     assert page.count(report.TABLES_BEGIN) == 1, "benchmarks/README.md lost its table markers"
     expected = report.splice(page, report.render(), report.TABLES_BEGIN, report.TABLES_END)
     assert page == expected, "run: python benchmarks/report.py --readme README.md"
+
+
+def test_presets_page_table_is_the_shipped_presets_metadata(tmp_path):
+    """docs/presets.md's numbers are the presets' own claims (which tests/test_presets.py
+    re-measures from the shipped files); a preset added or changed shows here."""
+    page = presets.PAGE.read_text()
+    assert page.count(presets.BEGIN) == 1, "docs/presets.md lost its table markers"
+    expected = report.splice(page, presets.presets_table(), presets.BEGIN, presets.END)
+    assert page == expected, "run: python benchmarks/report.py --readme README.md"
+    names = [line.split("`")[1] for line in presets.presets_table().splitlines()[2:]]
+    assert names == sorted(path.name for path in presets.SHIPPED.iterdir())
+    # A folder of presets other than the package's is read as it is.
+    (tmp_path / "copy").mkdir()
+    for path in (presets.SHIPPED / names[0]).iterdir():
+        (tmp_path / "copy" / path.name).write_bytes(path.read_bytes())
+    assert presets.presets_table(tmp_path).splitlines()[2] == (
+        presets.presets_table().splitlines()[2].replace(names[0], "copy")
+    )
 
 
 def test_readme_quotes_every_results_file():
