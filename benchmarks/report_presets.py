@@ -17,7 +17,7 @@ from pathlib import Path
 
 from report_format import table
 
-from keras_vae.presets import METADATA_FILE, SHIPPED, list_presets
+from keras_vae.presets import METADATA_FILE, SHIPPED
 
 BEGIN = "<!-- presets:begin (python benchmarks/report.py --readme README.md) -->"
 END = "<!-- presets:end -->"
@@ -25,8 +25,9 @@ PAGE = Path(__file__).resolve().parents[1] / "docs" / "presets.md"
 
 
 def presets_table(folder: Path = SHIPPED) -> str:
-    """One row per preset in `folder` (the package's shipped presets by default)."""
-    names = list_presets() if folder == SHIPPED else sorted(p.name for p in folder.iterdir())
+    """One row per preset in `folder` (the package's shipped presets by default): each
+    subfolder with a metadata.json, as `keras_vae.list_presets` finds them."""
+    names = sorted(p.name for p in folder.iterdir() if (p / METADATA_FILE).is_file())
     rows = []
     for name in names:
         metadata = json.loads((folder / name / METADATA_FILE).read_text())

@@ -163,8 +163,8 @@ def in_xla_context() -> bool:
 
     No public API says whether a `tf.function(jit_compile=True)` is tracing; TensorFlow's own
     gradient and control-flow code asks `control_flow_util.GraphOrParentsInXlaContext`, and so
-    do we (`keras_vae.networks.OneFilterConv2D` and `keras_vae.noise.philox_bits` pick their
-    kernels by it). Replace it if TensorFlow ever exposes the question. Eagerly: False.
+    do we (`keras_vae.networks.OneFilterConv2D` picks its kernel by it, and `in_xla_on_cpu`
+    builds on it). Replace it if TensorFlow ever exposes the question. Eagerly: False.
 
     Example:
         >>> in_xla_context()

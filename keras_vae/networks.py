@@ -307,10 +307,9 @@ def build_decoder(
         crop = ((0, small_h * 2**blocks - height), (0, small_w * 2**blocks - width))
         raw = []
         for head in heads:
-            out_conv = OneFilterConv2D(
-                channels, 3, padding="same", dtype="float32", name=f"{head}_conv"
+            r = OneFilterConv2D(channels, 3, padding="same", dtype="float32", name=f"{head}_conv")(
+                h
             )
-            r = out_conv(h)
             r = keras.layers.Cropping2D(crop, dtype="float32", name=f"{head}_crop")(r)
             raw.append(keras.layers.Reshape(data_shape, dtype="float32", name=f"{head}_raw")(r))
     else:
