@@ -38,7 +38,7 @@ from keras_vae.run_setup import prepare
 
 if TYPE_CHECKING:
     from invocation import ResultsRun
-    from reproduce_nll import Plan, Row
+    from reproduction_rows import Plan, Row
 
 SPEED_WINDOW = 50  # the speed is the median of the latest epochs (the machine's load changes)
 FIGURE = "reproduce_nll.png"
@@ -306,7 +306,9 @@ def status_page(payload: dict[str, Any]) -> str:
         "`config.json`, `metrics.json` with its `keras-vae evaluate` result, `model.keras` "
         "and `figures/`; `keras-vae train` deletes its backup when it finishes, so the backup "
         "leaves the tree. A row's test NLL is shown only once it has trained to its recipe's "
-        "end (or its early stop) and been evaluated on all its test images.",
+        "end (or its early stop) and been evaluated on all its test images. An evaluated row "
+        "ships inside keras-vae as a preset: `python benchmarks/ship_reproduction.py ROW` "
+        "(docs/presets.md).",
         "",
         "## Rows",
         "",

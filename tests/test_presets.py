@@ -98,6 +98,11 @@ def test_shipped_presets_are_complete_small_and_float32():
         assert metadata["measured"]["importance_samples"] == 500
         assert metadata["measured"]["examples"] == 500
         assert metadata["run_config"]["data"]["dataset"] == metadata["data"]["dataset"]
+        run = metadata["run_metrics"]
+        if "test_log_likelihood_k" in run:  # an evaluated run: the description says its NLL
+            nll = -run["test_log_likelihood"]
+            claim = f"test NLL {nll:.2f} +- {run['test_log_likelihood_stderr']:.2f} nats (k = "
+            assert f"{claim}{run['test_log_likelihood_k']:,}" in metadata["description"], name
 
 
 def test_every_shipped_preset_loads_in_a_fresh_process_without_network(tmp_path):
