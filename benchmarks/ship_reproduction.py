@@ -12,8 +12,11 @@ description written from the row and its evaluation, which measures the preset's
 
 Example:
 
->>> network({"hidden_units": [200, 200], "latent_dim": 50, "activation": "tanh"}, (28, 28))
+>>> mlp = {"hidden_units": [200, 200], "latent_dim": 50, "activation": "tanh"}
+>>> network({**mlp, "posterior": "gaussian"}, (28, 28))
 '784-200-200-50 tanh MLPs'
+>>> network({**mlp, "posterior": "iaf", "flow_steps": 2, "flow_hidden_units": [128, 128]}, (784,))
+'784-200-200-50 tanh MLPs, 2 IAF steps of 128-128 MADEs'
 """
 
 from __future__ import annotations
@@ -45,9 +48,14 @@ class ShipError(ValueError):
 
 
 def network(model: dict[str, Any], data_shape: tuple[int, ...]) -> str:
-    """The MLPs' widths from the data to the latent space, and their activation."""
+    """The MLPs' widths from the data to the latent space, their activation, and the flow's
+    steps and MADE widths for an IAF posterior."""
     widths = [math.prod(data_shape), *model["hidden_units"], model["latent_dim"]]
-    return f"{'-'.join(str(width) for width in widths)} {model['activation']} MLPs"
+    text = f"{'-'.join(str(width) for width in widths)} {model['activation']} MLPs"
+    if model["posterior"] == "iaf":
+        made = "-".join(str(width) for width in model["flow_hidden_units"])
+        text += f", {model['flow_steps']} IAF steps of {made} MADEs"
+    return text
 
 
 def evaluated_metrics(row: Row, plan: Plan) -> dict[str, Any]:
