@@ -27,7 +27,7 @@ relative to the repository's root, where the commands run.
     python benchmarks/reproduce_nll.py --rows vae --dataset digits --output-dir /tmp/r \
         --results /tmp/r --train-flags "--epochs 2 --hidden-units 16" --budget-minutes 5
 
-The rows and the commands they run are `reproduction_rows`'; a finished row ships as a preset
+The rows and their commands live in `reproduction_rows`; a finished row ships as a preset
 with `ship_reproduction.py`.
 """
 

@@ -125,7 +125,7 @@ def ship(
         folder,
         command=shlex.join(command),
         dataset=None if plan.dataset else TFDS_NAMES[row.data],
-        description=f"{text}. {note}".strip() if note else text,
+        description=f"{text}. {note}" if note else text,
     )
 
 
@@ -134,12 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("row", choices=list(ORDER), help="the finished row to ship")
     parser.add_argument("--out", type=Path, help="the preset folder (default: the row's own)")
     parser.add_argument("--note", default="", help="a sentence added to the description")
-    parser.add_argument("--even-if-missed", action="store_true", help="ship a missed target")
+    parser.add_argument(
+        "--even-if-missed",
+        action="store_true",
+        help="ship a row that misses its target or baseline",
+    )
     add_plan_arguments(parser)
     args = parser.parse_args(argv)
     row, plan = ROWS[args.row], plan_from_args(args)
     folder = args.out.resolve() if args.out else SHIPPED / row.preset
-    os.chdir(common.REPO_ROOT)  # the rows' commands and folders are the repository's
+    os.chdir(common.REPO_ROOT)  # the rows' commands, folders and data paths are relative to it
     try:
         metadata = ship(row, plan, folder, args.note, args.even_if_missed)
     except (ShipError, PresetError, FolderNotOursError) as error:

@@ -44,6 +44,12 @@ def plan(tmp_path_factory) -> rows.Plan:
     return plan
 
 
+@pytest.fixture
+def at_root(monkeypatch) -> None:
+    """main() moves to the repository's root (the rows' paths are relative to it); restored."""
+    monkeypatch.chdir(ROOT)
+
+
 def plan_args(plan: rows.Plan) -> list[str]:
     return ["--dataset", "digits", "--train-flags", TINY, "--output-dir", plan.output_dir,
             "-k", str(K)]  # fmt: skip
@@ -60,7 +66,7 @@ def refused(capsys, argv: list[str], *words: str) -> None:
     assert err.count("\n") == 1 and all(word in err for word in words), err
 
 
-def test_a_finished_row_ships_with_its_numbers_and_command(plan, tmp_path, capsys):
+def test_a_finished_row_ships_with_its_numbers_and_command(plan, tmp_path, capsys, at_root):
     out = tmp_path / "preset"
     assert ship.main(["vae", "--out", str(out), *plan_args(plan)]) == 0
     metrics = metrics_of(plan, "vae")
@@ -81,7 +87,9 @@ def test_a_finished_row_ships_with_its_numbers_and_command(plan, tmp_path, capsy
     assert f"shipped row 'vae' as {out}" in capsys.readouterr().out
 
 
-def test_a_row_that_does_not_beat_its_baseline_is_refused_unless_asked(plan, tmp_path, capsys):
+def test_a_row_that_does_not_beat_its_baseline_is_refused_unless_asked(
+    plan, tmp_path, capsys, at_root
+):
     iwae = Path(plan.run_dir(rows.ROWS["iwae_k5"])) / "metrics.json"
     kept = iwae.read_text()
     worse = {**json.loads(kept)}
@@ -98,7 +106,7 @@ def test_a_row_that_does_not_beat_its_baseline_is_refused_unless_asked(plan, tmp
         iwae.write_text(kept)
 
 
-def test_unfinished_unevaluated_or_foreign_targets_are_refused(plan, tmp_path, capsys):
+def test_unfinished_unevaluated_or_foreign_targets_are_refused(plan, tmp_path, capsys, at_root):
     out = tmp_path / "preset"
     # iwae_k50 never ran; vae evaluated with another K does not count.
     refused(capsys, ["iwae_k50", "--out", str(out), *plan_args(plan)], "has not finished")
