@@ -2,6 +2,7 @@
 refuses (one line, exit 2, nothing written) a row that is unfinished, unevaluated, or misses
 its target or the row it must beat; tiny rows on digits, trained by the real commands."""
 
+import dataclasses
 import json
 import shlex
 import subprocess
@@ -50,11 +51,6 @@ def at_root(monkeypatch) -> None:
     monkeypatch.chdir(ROOT)
 
 
-def plan_args(plan: rows.Plan) -> list[str]:
-    return ["--dataset", "digits", "--train-flags", TINY, "--output-dir", plan.output_dir,
-            "-k", str(K)]  # fmt: skip
-
-
 def metrics_of(plan: rows.Plan, name: str) -> dict:
     return json.loads((Path(plan.run_dir(rows.ROWS[name])) / "metrics.json").read_text())
 
@@ -68,7 +64,7 @@ def refused(capsys, argv: list[str], *words: str) -> None:
 
 def test_a_finished_row_ships_with_its_numbers_and_command(plan, tmp_path, capsys, at_root):
     out = tmp_path / "preset"
-    assert ship.main(["vae", "--out", str(out), *plan_args(plan)]) == 0
+    assert ship.main(["vae", "--out", str(out), *plan.flags()]) == 0
     metrics = metrics_of(plan, "vae")
     preset = load_preset(out)
     metadata = preset.metadata
@@ -97,9 +93,9 @@ def test_a_row_that_does_not_beat_its_baseline_is_refused_unless_asked(
     iwae.write_text(json.dumps(worse))
     try:
         out = tmp_path / "preset"
-        refused(capsys, ["iwae_k5", "--out", str(out), *plan_args(plan)], "not below row 'vae'")
+        refused(capsys, ["iwae_k5", "--out", str(out), *plan.flags()], "not below row 'vae'")
         assert not out.exists()
-        argv = ["iwae_k5", "--out", str(out), "--even-if-missed", *plan_args(plan)]
+        argv = ["iwae_k5", "--out", str(out), "--even-if-missed", *plan.flags()]
         assert ship.main(argv) == 0
         assert load_preset(out).metadata["run_metrics"]["test_log_likelihood_k"] == K
     finally:
@@ -109,14 +105,15 @@ def test_a_row_that_does_not_beat_its_baseline_is_refused_unless_asked(
 def test_unfinished_unevaluated_or_foreign_targets_are_refused(plan, tmp_path, capsys, at_root):
     out = tmp_path / "preset"
     # iwae_k50 never ran; vae evaluated with another K does not count.
-    refused(capsys, ["iwae_k50", "--out", str(out), *plan_args(plan)], "has not finished")
-    refused(capsys, ["vae", "--out", str(out), *plan_args(plan)[:-1], "100"], "k = 100")
+    refused(capsys, ["iwae_k50", "--out", str(out), *plan.flags()], "has not finished")
+    other_k = dataclasses.replace(plan, importance_samples=100)
+    refused(capsys, ["vae", "--out", str(out), *other_k.flags()], "k = 100")
     assert not out.exists()
     # A folder keras-vae did not write is left as it was.
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    refused(capsys, ["vae", "--out", str(foreign), *plan_args(plan)], str(foreign))
+    refused(capsys, ["vae", "--out", str(foreign), *plan.flags()], str(foreign))
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
 
