@@ -19,6 +19,7 @@ user's, and the next write of a file removes the leftovers of its killed writes
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import json
@@ -28,7 +29,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -260,3 +261,45 @@ def written_in_place(path: str | os.PathLike) -> bool:
     except OSError:
         return False
     return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+@contextlib.contextmanager
+def folders_removed_on_failure(
+    path: str | os.PathLike, own_files: Sequence[str] = ()
+) -> Iterator[None]:
+    """Undo the folders a write creates (`path` and its missing parents) when it fails.
+
+    On an exception each folder missing on entry is removed, deepest first, once it holds
+    nothing but `own_files` (deleted) or nothing; a folder that existed before, or holds
+    anything else, stays as it is. The exception propagates.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> base = pathlib.Path(tempfile.mkdtemp())
+        >>> try:
+        ...     with folders_removed_on_failure(base / "a" / "b"):
+        ...         (base / "a" / "b").mkdir(parents=True)
+        ...         raise OSError("disk full")
+        ... except OSError:
+        ...     pass
+        >>> list(base.iterdir())
+        []
+    """
+    created = []
+    folder = Path(path).absolute()
+    while not os.path.lexists(folder):
+        created.append(folder)
+        folder = folder.parent
+    try:
+        yield
+    except BaseException:
+        for folder in created:
+            if not folder.is_dir() or folder.is_symlink():
+                break
+            names = os.listdir(folder)
+            if not set(names) <= set(own_files):
+                break
+            for name in names:
+                (folder / name).unlink()
+            folder.rmdir()
+        raise

@@ -323,7 +323,7 @@ class VAE(TrainingMixin, InferenceMixin, keras.Model):
         return model
 
     def save_to_preset(self, preset_dir: str | os.PathLike) -> Path:
-        """Write this VAE as a preset folder (`keras_vae.presets.save_preset`): its config,
+        """Write this VAE as a preset folder (`keras_vae.preset_writer.save_preset`): its config,
         float32 weights (no optimizer state) and metadata, atomically, into a missing or
         empty folder or over a preset keras-vae wrote (any other folder is refused).
 
@@ -334,6 +334,6 @@ class VAE(TrainingMixin, InferenceMixin, keras.Model):
             >>> VAE.from_preset(folder).get_config() == vae.get_config()
             True
         """
-        from keras_vae.presets import save_preset
+        from keras_vae.preset_writer import save_preset
 
         return save_preset(self, preset_dir)

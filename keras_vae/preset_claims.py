@@ -32,6 +32,7 @@ from keras_vae import presets
 from keras_vae import run_reader as rd
 from keras_vae.atomic import write_json_atomically
 from keras_vae.json_files import read_json_file
+from keras_vae.preset_writer import save_preset
 
 # The protocol of ``measured``: k = 500 importance samples on the first 500 test images, seed 0,
 # 100 images per batch (the draws depend on the seed, the batch size and the chunk size).
@@ -107,7 +108,7 @@ def save_run_as_preset(
 ) -> dict[str, Any]:
     """Make a preset of a finished run, then measure its numbers on the saved weights.
 
-    Writes the run's model with `keras_vae.presets.save_preset`, recording `command`, the
+    Writes the run's model with `keras_vae.preset_writer.save_preset`, recording `command`, the
     recipe, epochs and the run's config with `dataset` in place of the run's own (e.g.
     "mnist", TFDS's name, for a run trained on a local copy of MNIST's IDX files, so that the
     preset evaluates anywhere; the data actually used stays under ``trained_on``). Then
@@ -138,7 +139,7 @@ def save_run_as_preset(
         "run_metrics": {key: run.metrics[key] for key in RUN_METRIC_KEYS if key in run.metrics},
         **({"description": description} if description else {}),
     }
-    folder = presets.save_preset(run.model, folder, metadata)
+    folder = save_preset(run.model, folder, metadata)
     measured = measure_preset(folder, **trained_on)
     path = folder / presets.METADATA_FILE
     written = {**read_json_file(path, "save the preset again"), "measured": measured}

@@ -170,3 +170,24 @@ def test_the_next_write_removes_what_a_killed_write_left(argv, target, run_copy,
     assert main(argv) == 0
     assert not stale.exists()
     assert in_flight.exists() and all(p.read_text() == "the user's" for p in users)
+
+
+def test_a_failure_removes_only_the_folders_it_created_and_only_when_empty(tmp_path):
+    kept = tmp_path / "kept"
+    kept.mkdir()
+
+    def fail_after(write) -> None:
+        undo = atomic.folders_removed_on_failure(kept / "a" / "b", own_files=("ours",))
+        with pytest.raises(OSError, match="disk full"), undo:
+            (kept / "a" / "b").mkdir(parents=True)
+            write(kept / "a" / "b")
+            raise OSError("disk full")
+
+    fail_after(lambda folder: (folder / "ours").write_text("ours"))  # only its own file
+    assert list(kept.iterdir()) == []
+    fail_after(lambda folder: (folder.parent / "theirs").write_text("theirs"))
+    assert sorted(p.name for p in kept.rglob("*")) == ["a", "theirs"]  # b removed, a kept
+    (kept / "a" / "theirs").unlink()
+    (kept / "a").rmdir()
+    fail_after(lambda folder: [(folder / n).write_text(n) for n in ("ours", "theirs")])
+    assert sorted(p.name for p in (kept / "a" / "b").iterdir()) == ["ours", "theirs"]

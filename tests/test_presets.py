@@ -264,6 +264,28 @@ def test_save_writes_only_into_an_empty_folder_or_over_its_own_preset(tiny_prese
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "file", "mixed", "notes"]
 
 
+def test_a_failed_save_leaves_no_new_folder_and_keeps_the_old_preset(
+    tiny_preset, tmp_path, monkeypatch
+):
+    """An internal failure after the parents were made (here the read-back) removes the
+    parents this save created, and a preset being replaced stays as it was."""
+    from keras_vae import preset_writer
+
+    vae = VAE.from_preset(tiny_preset)
+    old = tmp_path / "old"
+    shutil.copytree(tiny_preset, old)
+    before = tree_digest(tmp_path, modes=True)
+
+    def disk_full(folder):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(preset_writer, "load_preset", disk_full)
+    for target in (tmp_path / "a" / "b" / "preset", old):
+        with pytest.raises(OSError, match="disk full"):
+            vae.save_to_preset(target)
+        assert tree_digest(tmp_path, modes=True) == before
+
+
 # ---------------------------------------------------------------------------- the commands
 @pytest.mark.parametrize("command", ["sample", "reconstruct", "score", "export"])
 def test_each_command_reads_a_preset_and_writes_only_its_out(command, shared_data_dir, cwd):

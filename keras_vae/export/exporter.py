@@ -9,15 +9,13 @@ See `keras_vae.export.layout` for the folder layout and how versions appear atom
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import functools
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keras_vae.atomic import write_json_atomically
+from keras_vae.atomic import folders_removed_on_failure, write_json_atomically
 from keras_vae.export import layout, transaction
 from keras_vae.export.export_utils import ExportError, saved_model_signatures
 from keras_vae.json_files import read_json_file
@@ -200,7 +198,7 @@ def export_run(
     score_samples, score_seed, calibration = _scoring(calibrated_in, score_samples)
     check_score_budget(score_samples, max_samples)  # K may come from calibration.json
     # Everything above only read; a failure from here on leaves no new folder behind.
-    with _removed_on_failure(out_path):
+    with folders_removed_on_failure(out_path, own_files=(MANIFEST_FILE,)):
         manifest = layout.take_out_dir(out_path)
         out_dir = manifest.folder
         transaction.recover(out_dir)  # a killed export's leftovers, before counting versions
@@ -329,30 +327,6 @@ def _scoring(run_path: Path | None, score_samples: int | None) -> tuple[int, int
 def _now() -> str:
     """The UTC time, to the second, export.json records."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-@contextlib.contextmanager
-def _removed_on_failure(out_path: Path) -> Iterator[None]:
-    """Undo the folders an export creates (`out_path` and its missing parents) when it fails:
-    each is removed, deepest first, once it holds nothing but the manifest this export wrote
-    (or nothing). A folder that existed before, or holds anything else, stays as it is."""
-    created = []
-    folder = out_path.absolute()
-    while not os.path.lexists(folder):
-        created.append(folder)
-        folder = folder.parent
-    try:
-        yield
-    except BaseException:
-        for folder in created:
-            if not folder.is_dir() or folder.is_symlink():
-                break
-            if os.listdir(folder) == [MANIFEST_FILE]:
-                (folder / MANIFEST_FILE).unlink()
-            if os.listdir(folder):
-                break
-            folder.rmdir()
-        raise
 
 
 def _warm_up(saved_model_dir: Path, name: str, max_rows: int) -> int:
