@@ -280,7 +280,7 @@ def status_page(payload: dict[str, Any]) -> str:
     progress = [
         [
             f"`{name}`",
-            r["state"] + (f" (pid {r['pid']})" if "pid" in r else ""),
+            r["state"],  # its pid stays in the JSON: stale in a page read next sitting
             f"{r.get('epoch', 0):,} of {r['epochs']:,}" if "epochs" in r else "-",
             r.get("seconds_per_epoch", "-"),
             f"{r['examples_per_second']:,}" if "examples_per_second" in r else "-",
@@ -324,12 +324,14 @@ def status_page(payload: dict[str, Any]) -> str:
         "",
         "Rerunning a row's train command resumes it from its last completed epoch; on a "
         "finished run it does nothing. On this machine the rows run in the background at the "
-        "lowest priority; pause one with `kill -STOP PID` while benchmarking, `kill -CONT PID` "
-        "after; the driver stops its commands with SIGTERM when its budget is spent. Two rows "
-        "at once get a core each (`--parallel 2` pins them; by hand, prefix the background "
-        "commands with `taskset -c 0` and `taskset -c 1`): on this 2-core machine IWAE k=5 and "
-        "IAF side by side, each with TensorFlow's two threads, trained at 8.8-9.2 and 6.0-6.5 s "
-        "an epoch, pinned to a core each at 7.1-7.4 and 4.9-5.1 s (2026-12-05, their logs).",
+        "lowest priority; pause one while benchmarking with `pkill -STOP -f 'output "
+        "benchmarks/reproductions/ROW( |$)'` (ROW its folder), resume it with `pkill -CONT` and"
+        " the same pattern; the driver stops its commands with SIGTERM when its budget is "
+        "spent. Two rows at once get a core each (`--parallel 2` pins them; by hand, prefix the"
+        " background commands with `taskset -c 0` and `taskset -c 1`): on this 2-core machine "
+        "IWAE k=5 and IAF side by side, each with TensorFlow's two threads, trained at 8.8-9.2 "
+        "and 6.0-6.5 s an epoch, pinned to a core each at 7.1-7.4 and 4.9-5.1 s (2026-12-05, "
+        "their logs).",
     ]
     for name, r in rows.items():
         out += [
