@@ -99,7 +99,7 @@ def resolve_preset(preset: str | os.PathLike) -> tuple[Path, str]:
     """(local folder, name) of a preset name, folder or hub handle; a handle is downloaded.
 
     Raises:
-        PresetError: an unknown name, a path that is not a folder, or a failed download.
+        PresetError: an empty or unknown name, a path that is not a folder, or a failed download.
     """
     if not isinstance(preset, (str, os.PathLike)):
         raise PresetError(
@@ -107,6 +107,11 @@ def resolve_preset(preset: str | os.PathLike) -> tuple[Path, str]:
             f"Received: preset={preset!r}"
         )
     text = os.fspath(preset)
+    if not text.strip():
+        raise PresetError(
+            "A preset cannot be empty: pass a shipped name (see keras_vae.list_presets()), "
+            f"a preset folder or an hf:// or kaggle:// handle. Received: preset={text!r}"
+        )
     if text.startswith(HUB_PREFIXES):
         return _download(text), text
     if text in list_presets():

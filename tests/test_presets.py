@@ -330,6 +330,8 @@ def test_evaluate_a_preset_saved_from_a_model_alone_needs_a_dataset(tiny_preset,
         (["calibrate", "--preset", QUICK, "--false-positive-rate", "0.1"], "unrecognized"),
         (["score", "--preset", QUICK, "--is-anomaly", "--out", "{tmp}/s.csv"], "calibrat"),
         (["sample", "--preset", "no_such_preset", "--out", "{tmp}/s.png"], "Unknown preset"),
+        (["sample", "--preset", "", "--out", "{tmp}/s.png"], "A preset cannot be empty"),
+        (["evaluate", "--preset", " ", "-k", "2"], "A preset cannot be empty"),
     ],
 )
 def test_run_dir_or_preset_exactly_one(argv, fragment, tmp_path, capsys):
