@@ -33,6 +33,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keras_vae.limits import user_path
+
 if TYPE_CHECKING:
     import keras
 
@@ -192,7 +194,7 @@ def check_output_file(
         ValueError: The folder of the output path does not exist: /nonexistent-folder; \
 create it first or write elsewhere.
     """
-    path = Path(os.path.expanduser(str(path)))
+    path = user_path("out", path)
     target = Path(os.path.realpath(path))  # through symlinks (a dangling one: its target)
     if target.is_dir():
         raise ValueError(f"Output path {path} is a folder; pass a file name {example}.")
@@ -232,7 +234,7 @@ def write_output(path: str | os.PathLike, data: str | bytes) -> None:
         >>> path.read_text()
         'index,elbo'
     """
-    target = Path(os.path.realpath(os.path.expanduser(str(path))))
+    target = Path(os.path.realpath(user_path("out", path)))
     try:
         if written_in_place(target):
             with open(target, "wb" if isinstance(data, bytes) else "w") as handle:

@@ -1,4 +1,5 @@
-"""The limits every size and seed is checked against, and the checks that say so (no TensorFlow).
+"""The limits every size and seed is checked against, and the checks that say so (no TensorFlow);
+also `user_path`, the check of every path a user gives.
 
 Every module that validates an argument (the config, the CLI, evaluation, scoring, the
 serving client) uses these, so a limit and its message are written once.
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 MAX_FLOW_STEPS = 64
@@ -37,6 +40,25 @@ DEFAULT_SAMPLER_COMPONENTS = 10  # the aggregate sampler's mixture (keras_vae.ag
 MAX_SAMPLER_COMPONENTS = 1_000
 MAX_COUNT = 2**31 - 1  # epochs, batch size, steps per execution (int32 in TensorFlow)
 MAX_STEPS = 2**62  # optimizer steps (the int64 `iterations` counter)
+
+
+def user_path(name: str, value: Any) -> Path:
+    """`value` (a str or `os.PathLike`) as a `Path` with ``~`` expanded, refusing an empty or
+    blank one: it would silently mean the working folder.
+
+    >>> user_path("out", "")
+    Traceback (most recent call last):
+    ...
+    ValueError: Received an invalid value for `out`, expected a non-empty path (an empty one \
+would mean the working folder: pass . for that). Received: out=''
+    """
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(
+            f"Received an invalid value for `{name}`, expected a non-empty path (an empty one "
+            f"would mean the working folder: pass . for that). Received: {name}={value!r}"
+        )
+    return Path(os.path.expanduser(text))
 
 
 def check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:

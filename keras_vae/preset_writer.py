@@ -34,6 +34,7 @@ from keras_vae.atomic import (
     write_json_atomically,
 )
 from keras_vae.json_files import read_json_file
+from keras_vae.limits import user_path
 from keras_vae.ownership import FolderNotOursError
 from keras_vae.presets import (
     CONFIG_FILE,
@@ -105,7 +106,7 @@ def save_preset(
 
     from keras_vae import __version__
 
-    folder = Path(os.path.expanduser(os.fspath(folder)))
+    folder = user_path("folder", folder)
     _check_ours(folder)
     values = {
         "format": FORMAT,

@@ -46,6 +46,7 @@ from keras_vae import run_reader as rd
 from keras_vae.config import Config, DataConfig, ModelConfig
 from keras_vae.data.checks import one_line
 from keras_vae.json_files import JSONFileError, read_json_file
+from keras_vae.limits import user_path
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -116,7 +117,7 @@ def resolve_preset(preset: str | os.PathLike) -> tuple[Path, str]:
         return _download(text), text
     if text in list_presets():
         return SHIPPED / text, text
-    path = Path(os.path.expanduser(text))
+    path = user_path("preset", text)
     if path.is_dir():
         shipped = path.resolve().parent == SHIPPED
         return path, path.name if shipped else str(path)

@@ -20,10 +20,10 @@ is read by `keras_vae.run_reader` (no TensorFlow here).
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 from keras_vae import ownership
+from keras_vae.limits import user_path
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -62,7 +62,7 @@ class RunFolder:
     root: Path
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(os.path.expanduser(str(self.root))))
+        object.__setattr__(self, "root", user_path("run_dir", self.root))
 
     model = _below_root(MODEL_FILE)
     config = _below_root(CONFIG_FILE)

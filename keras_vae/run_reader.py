@@ -36,6 +36,7 @@ from keras_vae.data.checks import (
     one_line,
 )
 from keras_vae.json_files import JSONFileError, read_json_file
+from keras_vae.limits import user_path
 from keras_vae.run_paths import (  # the layout lives there; re-exported for the commands
     CONFIG_FILE,
     METRICS_FILE,
@@ -113,7 +114,7 @@ def check_run_dir(run_dir: str | os.PathLike) -> Path:
     ...     print(str(error)[:40])
     Run directory not found: /no/such/run; p
     """
-    path = Path(os.path.expanduser(str(run_dir)))
+    path = user_path("run_dir", run_dir)
     if not path.exists():
         raise RunDirError(f"Run directory not found: {path}; {TRAIN_HINT}.")
     if not path.is_dir():
@@ -223,7 +224,7 @@ def input_paths(run: str | os.PathLike | Run, dataset: str | None = None) -> lis
         >>> input_paths("runs/none", "digits")
         [PosixPath('runs/none')]
     """
-    folder = run.path if isinstance(run, Run) else Path(os.path.expanduser(str(run)))
+    folder = run.path if isinstance(run, Run) else user_path("run_dir", run)
     manifest = None
     if not is_preset(run) and folder.is_dir():
         manifest = ownership.Manifest.read(folder, "run")

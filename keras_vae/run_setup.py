@@ -32,6 +32,7 @@ from typing import Any
 from keras_vae import ownership
 from keras_vae.config import Config
 from keras_vae.json_files import JSONFileError, read_json_file
+from keras_vae.limits import user_path
 from keras_vae.run_paths import (
     BACKUP_DIR,
     CONFIG_FILE,
@@ -132,7 +133,7 @@ def prepare(run_dir: str | os.PathLike, config: Config, overwrite: bool = False)
         RunDirError: `run_dir` is not ours to write (a file, not writable, a folder of the
             user's whatever `overwrite` says) or holds another run; nothing is written.
     """
-    folder = RunFolder(Path(run_dir))
+    folder = RunFolder(user_path("run_dir", run_dir))
     root = folder.root
     try:
         ownership.check_writable_folder(root, "run")

@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from keras_vae import figures
 from keras_vae.atomic import check_output_file, write_atomically, write_output, written_in_place
-from keras_vae.limits import check_sampler
+from keras_vae.limits import check_sampler, user_path
 
 if TYPE_CHECKING:
     from keras_vae.run_reader import Run
@@ -228,7 +228,7 @@ def check_png_path(path: str | os.PathLike, inputs: Sequence[str | os.PathLike] 
     Raises:
         ValueError: the name does not end in .png, or `check_output_file` refuses it.
     """
-    path = Path(os.path.expanduser(str(path)))
+    path = user_path("out", path)
     named_file = not path.is_dir() and not written_in_place(path)  # /dev/stdout: any name
     if named_file and path.suffix.lower() != ".png":
         raise ValueError(

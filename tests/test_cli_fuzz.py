@@ -268,3 +268,56 @@ NUMERIC_TYPES = {
     "_rate",
 }
 STRING_PARSED_NUMBERS = {"--likelihood-scale"}
+
+
+# Every path argument given empty or blank, run from the watched folder: an empty path would
+# silently mean that folder (export and train wrote into it, TFDS downloaded into it).
+TRAIN_BASE = ["--dataset=digits", "--epochs=1", "--latent-dim=2", "--hidden-units=8"]
+PATH_ARGUMENTS = {  # (command, dest): argv with P where the path goes; RUN the finished run
+    ("train", "output"): ["train", "--output", "P", *TRAIN_BASE],
+    ("train", "data_dir"): ["train", "--output", "new_run", *TRAIN_BASE, "--data-dir", "P"],
+    ("evaluate", "run_dir"): ["evaluate", "P", "-k", "2"],
+    ("evaluate", "data_dir"): ["evaluate", "RUN", "--dataset", "mnist", "--data-dir", "P"],
+    ("sample", "run_dir"): ["sample", "P", "--out", "s.png"],
+    ("sample", "out"): ["sample", "RUN", "--out", "P"],
+    ("reconstruct", "run_dir"): ["reconstruct", "P", "--out", "r.png"],
+    ("reconstruct", "out"): ["reconstruct", "RUN", "--out", "P"],
+    ("reconstruct", "data_dir"): ["reconstruct", "RUN", "--out", "r.png", "--data-dir", "P"],
+    ("export", "run_dir"): ["export", "P", "--out", "export"],
+    ("export", "out"): ["export", "RUN", "--out", "P"],
+    ("score", "run_dir"): ["score", "P", "--out", "s.csv"],
+    ("score", "out"): ["score", "RUN", "--out", "P"],
+    ("score", "data_dir"): ["score", "RUN", "--out", "s.csv", "--data-dir", "P"],
+    ("calibrate", "run_dir"): ["calibrate", "P", "--false-positive-rate=0.1"],
+    ("calibrate", "data_dir"): ["calibrate", "RUN", "--false-positive-rate=0.1", "--data-dir", "P"],
+    ("fit-sampler", "run_dir"): ["fit-sampler", "P"],
+    ("fit-sampler", "data_dir"): ["fit-sampler", "RUN", "--data-dir", "P"],
+}
+
+
+@pytest.mark.parametrize("value", ["", " "])
+@pytest.mark.parametrize("case", sorted(PATH_ARGUMENTS), ids="-".join)
+def test_an_empty_path_is_refused_by_name(case, value, workspace, capsys, monkeypatch):
+    root, run = workspace
+    monkeypatch.chdir(root)
+    argv = [{"P": value, "RUN": str(run)}.get(arg, arg) for arg in PATH_ARGUMENTS[case]]
+    assert_exit_2_and_unchanged(argv, [root], capsys, "expected a non-empty path")
+
+
+def test_every_path_argument_is_checked_and_in_the_grid():
+    """A new path argument must refuse an empty value and join PATH_ARGUMENTS."""
+    from keras_vae.cli import build_parser
+    from keras_vae.cli.arguments import path_text
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    paths = {"output", "out", "run_dir", "data_dir"}
+    found = set()
+    for name, sub in subparsers.items():
+        for action in sub._actions:
+            if action.dest in paths:
+                found.add((name, action.dest))
+                # train's --data-dir is a config field: DataConfig refuses it (same message)
+                checked_by_config = (name, action.dest) == ("train", "data_dir")
+                assert action.type is path_text or checked_by_config, (name, action)
+    assert found == set(PATH_ARGUMENTS)

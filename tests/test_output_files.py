@@ -191,3 +191,33 @@ def test_a_failure_removes_only_the_folders_it_created_and_only_when_empty(tmp_p
     (kept / "a").rmdir()
     fail_after(lambda folder: [(folder / n).write_text(n) for n in ("ours", "theirs")])
     assert sorted(p.name for p in (kept / "a" / "b").iterdir()) == ["ours", "theirs"]
+
+
+def test_the_library_refuses_an_empty_path_and_expands_a_home_one(
+    tiny_run_dir, tmp_path, monkeypatch
+):
+    """What the CLI refuses (tests/test_cli_fuzz.py) the library refuses too, from the
+    working folder it would otherwise have written into; ``~`` means HOME everywhere."""
+    from keras_vae.config import Config, DataConfig
+    from keras_vae.export.exporter import export_run
+    from keras_vae.run_reader import load_run
+    from keras_vae.run_setup import NEW, prepare
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    run = load_run(tiny_run_dir)
+    before = tree_digest(tmp_path, modes=True)
+    calls = {
+        "run_dir": lambda value: prepare(value, run.config),
+        "out_dir": lambda value: export_run(run, value),
+        "folder": lambda value: run.model.save_to_preset(value),
+        "out": lambda value: atomic.check_output_file(value, "such as s.png"),
+        "data_dir": lambda value: DataConfig(data_dir=value),
+    }
+    for name, call in calls.items():
+        for value in ("", "  "):
+            with pytest.raises(ValueError, match=f"`{name}`, expected a non-empty path"):
+                call(value)
+    assert tree_digest(tmp_path, modes=True) == before
+    plan = prepare("~/runs/a", Config())
+    assert plan.status == NEW and plan.folder.root == tmp_path / "home" / "runs" / "a"

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from keras_vae.limits import MAX_SEED, MAX_TEMPERATURE, SAMPLERS, check_at_least
+from keras_vae.limits import MAX_SEED, MAX_TEMPERATURE, SAMPLERS, check_at_least, user_path
 
 if TYPE_CHECKING:
     from keras_vae.run_reader import Run
@@ -76,6 +76,20 @@ def integer_or_word(text: str, name: str, word: str, minimum: int, expected: str
         ) from None
 
 
+def path_text(text: str) -> str:
+    """argparse type of every path flag: `text` as given, refused when empty or blank (it
+    would silently mean the working folder), with `keras_vae.limits.user_path`'s message.
+
+    >>> path_text("runs/mnist")
+    'runs/mnist'
+    """
+    try:
+        user_path("path", text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def image_count(text: str) -> int:
     """argparse type of `-n` of sample and reconstruct: an integer from 1 to `MAX_IMAGES`."""
     return integer_argument(text, "N", 1, MAX_IMAGES)
@@ -98,7 +112,9 @@ def add_image_count_argument(
 
 def add_run_dir_argument(parser: argparse.ArgumentParser) -> None:
     """The positional RUN_DIR of the commands that read a trained run."""
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `keras-vae train`")
+    parser.add_argument(
+        "run_dir", type=path_text, metavar="RUN_DIR", help="a folder written by `keras-vae train`"
+    )
 
 
 def add_run_or_preset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +123,7 @@ def add_run_or_preset_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument(
         "run_dir",
+        type=path_text,
         metavar="RUN_DIR",
         nargs="?",
         help="a folder written by `keras-vae train` (or pass --preset instead)",
@@ -130,15 +147,20 @@ def run_or_preset(args: argparse.Namespace) -> str | Run:
     return preset_run(args.preset)
 
 
-def add_dataset_arguments(parser: argparse.ArgumentParser, use: str) -> None:
-    """--dataset and --data-dir of a command reading a held-out split; `use`: "evaluate on"."""
+def add_dataset_arguments(
+    parser: argparse.ArgumentParser, use: str, split: str = "held-out"
+) -> None:
+    """--dataset and --data-dir of a command reading a run's data; `use`: "evaluate on",
+    `split`: which split ("held-out" or "training")."""
     parser.add_argument(
         "--dataset",
         default=None,
-        help=f"{use} this dataset's held-out split (default: the run's own dataset); any form "
-        "train --dataset accepts",
+        help=f"{use} this dataset's {split} split, prepared as the run's (default: the run's "
+        "own dataset); any form train --dataset accepts",
     )
-    parser.add_argument("--data-dir", default=None, help="TFDS data_dir for --dataset")
+    parser.add_argument(
+        "--data-dir", type=path_text, default=None, help="TFDS data_dir for --dataset"
+    )
 
 
 def add_out_argument(
@@ -147,7 +169,7 @@ def add_out_argument(
     help: str = "the PNG to write (its folder must exist)",
 ) -> None:
     """The required --out of the commands that write a file or folder (default: a picture)."""
-    parser.add_argument("--out", required=True, metavar=metavar, help=help)
+    parser.add_argument("--out", type=path_text, required=True, metavar=metavar, help=help)
 
 
 def add_seed_argument(

@@ -12,7 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from keras_vae.cli.arguments import add_run_dir_argument, add_seed_argument
+from keras_vae.cli.arguments import (
+    add_dataset_arguments,
+    add_run_dir_argument,
+    add_seed_argument,
+)
 from keras_vae.gaussian_mixture import COVARIANCE_TYPES
 from keras_vae.limits import DEFAULT_SAMPLER_COMPONENTS, MAX_SAMPLER_COMPONENTS
 
@@ -40,13 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="each component's covariance: full (default) or diag",
     )
     add_seed_argument(parser, "the mixture's initialisation (and a dynamic binarization)")
-    parser.add_argument(
-        "--dataset",
-        default=None,
-        help="fit on this dataset's training split, prepared as the run's (default: the run's "
-        "own dataset); any form train --dataset accepts",
-    )
-    parser.add_argument("--data-dir", default=None, help="TFDS data_dir for --dataset")
+    add_dataset_arguments(parser, "fit on", split="training")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import sys
 
 from keras_vae import config as cfg
 from keras_vae import recipes
-from keras_vae.cli.arguments import integer_argument, integer_or_word
+from keras_vae.cli.arguments import integer_argument, integer_or_word, path_text
 
 HELP = (
     "Train a VAE, evaluate it on held-out data and write RUN_DIR (model.keras, config.json, "
@@ -127,6 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output",
         "-o",
+        type=path_text,
         required=True,
         metavar="RUN_DIR",
         help="run directory to write model.keras, config.json, metrics.json; rerunning the "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from keras_vae.config.fields import config_field, document_fields
-from keras_vae.limits import check_at_least, check_choice
+from keras_vae.limits import check_at_least, check_choice, user_path
 
 BINARIZATIONS = ("none", "static", "dynamic")
 SOURCE_VALIDATION = "source"  # validation_examples: the source's own validation split
@@ -64,6 +64,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check_choice("binarization", self.binarization, BINARIZATIONS)
+        if self.data_dir is not None:  # "" would be the working folder, where TFDS downloads
+            user_path("data_dir", self.data_dir)
         fraction = self.test_fraction
         number = isinstance(fraction, (int, float)) and not isinstance(fraction, bool)
         if not (number and 0 < fraction < 1):  # also refuses NaN, inf and strings

@@ -19,7 +19,7 @@ from keras_vae.atomic import folders_removed_on_failure, write_json_atomically
 from keras_vae.export import layout, transaction
 from keras_vae.export.export_utils import ExportError, saved_model_signatures
 from keras_vae.json_files import read_json_file
-from keras_vae.limits import check_sampler
+from keras_vae.limits import check_sampler, user_path
 from keras_vae.ownership import MANIFEST_FILE
 from keras_vae.signatures import (
     DEFAULT_MAX_SAMPLES_PER_REQUEST,
@@ -184,7 +184,7 @@ def export_run(
         score_samples = check_score_samples(score_samples)
     if version is not None:
         layout.check_version(version)
-    out_path = Path(os.path.expanduser(str(out_dir)))
+    out_path = user_path("out_dir", out_dir)
     layout.check_out_dir_is_ours(out_path)  # reads only
     if tflite:
         from keras_vae.export.litert import check_litert_available

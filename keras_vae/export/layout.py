@@ -31,6 +31,7 @@ from pathlib import Path
 
 from keras_vae import ownership
 from keras_vae.json_files import read_json_file
+from keras_vae.limits import user_path
 from keras_vae.signatures import DECODER, ENCODER, EXPORT_JSON, MAX_VERSION, SCORER
 
 MODEL_NAMES = (ENCODER, DECODER, SCORER)
@@ -89,7 +90,7 @@ def take_out_dir(out_dir: str | os.PathLike) -> ownership.Manifest:
         ownership.FolderNotOursError: the folder is a file, not writable, or holds files
             keras-vae did not write; nothing is touched.
     """
-    path = Path(os.path.expanduser(str(out_dir)))
+    path = user_path("out_dir", out_dir)
     adopt, trees = older_export(path)
     manifest = ownership.Manifest.take(path, "export", adopt=adopt)
     if trees:
