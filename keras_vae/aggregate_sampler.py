@@ -28,7 +28,6 @@ import json
 import os
 from pathlib import Path
 from typing import Any
-from zipfile import BadZipFile
 
 import numpy as np
 
@@ -41,6 +40,7 @@ from keras_vae.limits import (
     check_at_least,
     check_choice,
 )
+from keras_vae.npz_files import read_npz
 from keras_vae.run_files import check_run_file_owned
 
 SAMPLER_FILE = "aggregate_sampler.npz"
@@ -243,12 +243,9 @@ def read_aggregate_sampler(run_dir: str | os.PathLike, model) -> AggregateSample
         size = path.stat().st_size
         if not path.is_file() or size > MAX_FILE_BYTES:
             raise ValueError(f"it is not a regular file of at most {MAX_FILE_BYTES:,} bytes")
-        with np.load(path, allow_pickle=False) as archive:
-            if sorted(archive.files) != sorted((*ARRAYS, "metadata")):
-                raise ValueError(
-                    f"it holds {sorted(archive.files)}, expected {[*ARRAYS, 'metadata']}"
-                )
-            arrays = {name: archive[name] for name in (*ARRAYS, "metadata")}
+        arrays = read_npz(path, stored_only=True)
+        if sorted(arrays) != sorted((*ARRAYS, "metadata")):
+            raise ValueError(f"it holds {sorted(arrays)}, expected {[*ARRAYS, 'metadata']}")
         metadata = json.loads(str(arrays.pop("metadata")))
         if not isinstance(metadata, dict) or metadata.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"its metadata is not format_version {FORMAT_VERSION}")
@@ -274,8 +271,6 @@ def read_aggregate_sampler(run_dir: str | os.PathLike, model) -> AggregateSample
         TypeError,
         KeyError,
         RecursionError,
-        EOFError,
-        BadZipFile,
     ) as error:
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise SamplerFileError(f"{path} is invalid ({detail}); {_REFIT}.") from None

@@ -29,7 +29,6 @@ import io
 import json
 import threading
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ import numpy as np
 
 from keras_vae.atomic import remove_temporaries, write_atomically
 from keras_vae.callbacks.best_epoch import BestEpoch
+from keras_vae.npz_files import read_npz
 from keras_vae.run_paths import FIGURES_DIR, STATE_FILE, RunDirError
 
 
@@ -92,11 +92,11 @@ def _read(
 ) -> tuple[dict[str, Any], list[np.ndarray], list[np.ndarray]]:
     """The metadata, the variables' arrays and the extra arrays, in one read of the file."""
     try:
-        with np.load(path, allow_pickle=False) as state:
-            metadata = json.loads(str(state["metadata"]))
-            variables = [state[f"v{i}"] for i in range(len(metadata["variables"]))]
-            extras = [state[f"e{i}"] for i in range(int(metadata.get("extra_arrays", 0)))]
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
+        state = read_npz(path, stored_only=True)
+        metadata = json.loads(str(state["metadata"]))
+        variables = [state[f"v{i}"] for i in range(len(metadata["variables"]))]
+        extras = [state[f"e{i}"] for i in range(int(metadata.get("extra_arrays", 0)))]
+    except (ValueError, KeyError, TypeError) as error:
         raise RunDirError(f"Cannot read {what} {path} ({error}); {fix}.") from None
     except RecursionError:  # metadata nested too deep for json
         raise RunDirError(f"Cannot read {what} {path} (nested too deep); {fix}.") from None

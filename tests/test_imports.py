@@ -18,7 +18,7 @@ from keras_vae.registration import KERAS_MODULES
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "keras_vae"
 HEAVY = ("tensorflow", "keras", "tensorflow_probability")
 LOADED_HEAVY = f"[m for m in {HEAVY!r} if m in sys.modules]"
-LIGHT = ("serving", "config", "limits", "signatures", "json_files")
+LIGHT = ("serving", "config", "limits", "signatures", "json_files", "npz_files")
 # keras_vae.__all__, the public API (a name added there is added here too).
 CONFIGS = ["Config", "DataConfig", "ModelConfig", "RuntimeConfig", "TrainingConfig"]
 DATA = ["DataError", "load_splits", "make_datasets"]

@@ -27,13 +27,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import zipfile
-import zlib
 
 import numpy as np
 
 from keras_vae.data.checks import DataError, check_intensities, one_line
 from keras_vae.data.idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
+from keras_vae.npz_files import read_npz
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -219,9 +218,8 @@ def _load_npz(
     """keras.datasets layout, binarized MNIST (Larochelle) or one ``images`` array (Frey faces):
     (train, test), and binarized MNIST's ``valid`` third when `validation`."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        arrays = read_npz(path)
+    except ValueError as error:
         raise DataError(
             f"Cannot read {path} ({one_line(error)}): expected an uncorrupted .npz of "
             "numeric arrays (np.savez, no pickled objects)."
