@@ -3,6 +3,7 @@
 import gzip
 import pathlib
 import struct
+import tracemalloc
 import types
 
 import numpy as np
@@ -142,6 +143,27 @@ def test_idx_truncated(idx_folder):
     overwrite(idx_folder, "test_images", idx_bytes(idx_folder.arrays["test_images"])[:-7])
     with pytest.raises(DataError, match=r"is truncated: header says \(5, 4, 3\) = 60 bytes"):
         load_splits(str(idx_folder.path))
+
+
+def test_idx_reads_no_more_than_its_files_hold_nor_its_header_declares(idx_folder):
+    """A header declaring 2**31 images over 60 bytes, and a gzip inflating to 64 MB behind a
+    header of 60 bytes: each refused in one line, holding a few MB at most (the file was
+    read whole, and a gzip inflated whole, before the header was checked)."""
+    huge = struct.pack(">4I", 0x0803, 2**31, 4, 3) + bytes(60)
+    inflating = idx_bytes(idx_folder.arrays["test_images"]) + bytes(64 * 2**20)
+    for payload, fragment in [
+        (huge, r"is truncated: header says \(2147483648, 4, 3\)"),
+        (inflating, r"has trailing bytes: header says \(5, 4, 3\) = 60 bytes of data, found more"),
+    ]:
+        overwrite(idx_folder, "test_images", payload)
+        tracemalloc.start()
+        try:
+            with pytest.raises(DataError, match=fragment):
+                load_splits(str(idx_folder.path))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 20 * 2**20, peak
 
 
 def test_idx_label_count_mismatch(idx_folder):

@@ -19,6 +19,7 @@ import gzip
 import math
 import struct
 import zlib
+from typing import BinaryIO
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from keras_vae.data.checks import DataError, one_line
 
 IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (N, rows, cols)
 IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (N,)
+_BLOCK_BYTES = 2**24
 
 
 def read_idx(path: str, magic: int) -> np.ndarray:
@@ -51,35 +53,54 @@ def read_idx(path: str, magic: int) -> np.ndarray:
     >>> read_idx(path, IDX_IMAGES_MAGIC)
     array([[[  0, 255]]], dtype=uint8)
     """
+    ndim = magic & 0xFF
+    header_size = 4 + 4 * ndim
     try:
         with open(path, "rb") as f:
-            raw = f.read()
-        if path.endswith(".gz") or raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+            compressed = path.endswith(".gz") or f.read(2) == b"\x1f\x8b"
+        with (gzip.open if compressed else open)(path, "rb") as f:
+            header = f.read(header_size)
+            _check_header(path, header, magic)
+            dims = struct.unpack(f">{ndim}I", header[4:])
+            expected = math.prod(dims)
+            data = _read_at_most(f, expected + 1)
     except (OSError, EOFError, zlib.error) as error:
         raise DataError(
             f"Cannot read {path} ({one_line(error)}): the file is corrupt or not gzip; "
             "re-download it."
         ) from None
+    if len(data) != expected:
+        problem = (
+            f"is truncated: header says {dims} = {expected} bytes of data, found {len(data)}"
+            if len(data) < expected
+            else f"has trailing bytes: header says {dims} = {expected} bytes of data, found more"
+        )
+        raise DataError(f"{path} {problem}; re-download it.")
+    if dims[0] == 0:
+        raise DataError(f"{path} holds no examples; re-download it.")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+def _read_at_most(stream: BinaryIO, limit: int) -> bytearray:
+    """Up to `limit` bytes of `stream`, read in blocks: memory grows with the bytes there are,
+    never with what a header claims, and a small gzip inflating to gigabytes stops at `limit`."""
+    data = bytearray()
+    while len(data) < limit:
+        block = stream.read(min(_BLOCK_BYTES, limit - len(data)))
+        if not block:
+            break
+        data += block
+    return data
+
+
+def _check_header(path: str, header: bytes, magic: int) -> None:
+    """Refuse a header that is short or has another magic number than `magic`."""
     ndim = magic & 0xFF
-    header_size = 4 + 4 * ndim
-    if len(raw) < 4 or struct.unpack(">I", raw[:4])[0] != magic:
-        found = f"0x{struct.unpack('>I', raw[:4])[0]:08X}" if len(raw) >= 4 else "nothing"
+    if len(header) < 4 or struct.unpack(">I", header[:4])[0] != magic:
+        found = f"0x{struct.unpack('>I', header[:4])[0]:08X}" if len(header) >= 4 else "nothing"
         raise DataError(
             f"{path} is not an IDX file of {ndim}-d unsigned bytes: magic number {found}, "
             f"expected 0x{magic:08X}; check the file name and re-download it."
         )
-    if len(raw) < header_size:
+    if len(header) < 4 + 4 * ndim:
         raise DataError(f"{path} is truncated inside its IDX header; re-download it.")
-    dims = struct.unpack(f">{ndim}I", raw[4:header_size])
-    expected = math.prod(dims)
-    found = len(raw) - header_size
-    if found != expected:
-        problem = "is truncated" if found < expected else "has trailing bytes"
-        raise DataError(
-            f"{path} {problem}: header says {dims} = {expected} bytes of data, found {found}; "
-            "re-download it."
-        )
-    if dims[0] == 0:
-        raise DataError(f"{path} holds no examples; re-download it.")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(dims)
