@@ -53,17 +53,28 @@ def read_json_file(path: str | os.PathLike, fix: str, max_bytes: int = MAX_JSON_
         raise JSONFileError(f"Cannot read {path} ({reason}); {fix}.") from None
     except UnicodeDecodeError:
         raise JSONFileError(f"{path} is not UTF-8 text; {fix}.") from None
+    return parse_json_text(text, str(path), fix)
+
+
+def parse_json_text(text: str, name: str, fix: str) -> Any:
+    """`text` (JSON read by the caller, at most `MAX_JSON_BYTES`) parsed within the depth
+    and integer bounds of `read_json_file`, whose errors name `name` and end with `fix`.
+
+    Example:
+        >>> parse_json_text('{"a": 1}', "model.keras:config.json", "retrain")
+        {'a': 1}
+    """
     if nesting_depth(text) > MAX_JSON_DEPTH:
-        raise JSONFileError(f"{path} is nested deeper than {MAX_JSON_DEPTH} levels; {fix}.")
+        raise JSONFileError(f"{name} is nested deeper than {MAX_JSON_DEPTH} levels; {fix}.")
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise JSONFileError(
-            f"{path} is not valid JSON ({error.msg} at line {error.lineno}); {fix}."
+            f"{name} is not valid JSON ({error.msg} at line {error.lineno}); {fix}."
         ) from None
     except (ValueError, RecursionError) as error:  # e.g. an integer of 5,000 digits
         reason = " ".join(str(error).split())
-        raise JSONFileError(f"{path} is not valid JSON ({reason}); {fix}.") from None
+        raise JSONFileError(f"{name} is not valid JSON ({reason}); {fix}.") from None
 
 
 def nesting_depth(text: str) -> int:

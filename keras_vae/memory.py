@@ -22,8 +22,10 @@ import dataclasses
 import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
-from keras_vae.config import Config
+from keras_vae.config import Config, ModelConfig
+from keras_vae.registration import VAE_REGISTERED_NAME
 
 FLOAT_BYTES = 4
 PARAMETER_COPIES = 4  # weights, gradients, Adam's first and second moments
@@ -172,13 +174,53 @@ def check_training_memory(config: Config, data_shape: Sequence[int]) -> MemoryEs
     return estimate
 
 
+def check_saved_weights_fit(values: Any, weights_bytes: int) -> int:
+    """The parameters of the VAE a saved Keras config describes (``{"config":
+    VAE.get_config(), ...}``: a preset's config.json, a .keras file's), counted without
+    building it, after refusing (`ValueError`, the reason) a config that is not a VAE's or
+    whose float32 parameters a weights file of `weights_bytes` cannot hold: a few edited bytes
+    of config would otherwise have the model built, gigabytes of it, before any check.
+
+    Example:
+        >>> arguments = {"data_shape": [28, 28], "hidden_units": [65536, 65536]}
+        >>> saved = {"registered_name": "keras_vae>VAE", "config": arguments}
+        >>> check_saved_weights_fit(saved, 2_653_016)
+        Traceback (most recent call last):
+        ...
+        ValueError: it describes a VAE of 8,696,890,168 parameters (34.8 GB of float32), more \
+than its 2,653,016-byte weights file holds
+    """
+    if not isinstance(values, dict) or values.get("registered_name") != VAE_REGISTERED_NAME:
+        found = values.get("class_name") if isinstance(values, dict) else type(values).__name__
+        raise ValueError(f"it holds a {found}, not a keras_vae VAE")
+    try:
+        arguments = values["config"]
+        data_shape = tuple(int(size) for size in arguments["data_shape"])
+        if not data_shape or min(data_shape) < 1:
+            raise ValueError(f"data_shape {data_shape} is not one or more positive sizes")
+        parameters = training_memory(
+            Config(model=ModelConfig.from_arguments(arguments)), data_shape
+        ).parameters
+    except (TypeError, KeyError, IndexError, OverflowError) as error:
+        reason = f"{type(error).__name__}: {error}"
+        raise ValueError(f"it is not a saved VAE config ({reason})") from None
+    if FLOAT_BYTES * parameters > weights_bytes:
+        raise ValueError(
+            f"it describes a VAE of {parameters:,} parameters ({_size(FLOAT_BYTES * parameters)} "
+            f"of float32), more than its {weights_bytes:,}-byte weights file holds"
+        )
+    return parameters
+
+
 def _size(num_bytes: float) -> str:
     """Bytes as people read them: '1.5 GB', '12 MB'.
 
     Example:
-        >>> _size(1.5e9), _size(2**20)
-        ('1.5 GB', '1 MB')
+        >>> _size(1.5e9), _size(2**20), _size(9176)
+        ('1.5 GB', '1 MB', '9,176 bytes')
     """
     if num_bytes >= 1e9:
         return f"{num_bytes / 1e9:,.1f} GB"
-    return f"{num_bytes / 2**20:,.0f} MB"
+    if num_bytes >= 2**20:
+        return f"{num_bytes / 2**20:,.0f} MB"
+    return f"{int(num_bytes):,} bytes"

@@ -118,11 +118,8 @@ class VAE(TrainingMixin, InferenceMixin, keras.Model):
     ):
         # The arguments above are `ModelConfig`'s fields (tests/test_model.py checks that the
         # names and defaults agree), gathered here into the one `ModelConfig` the model keeps.
-        options = {name: value for name, value in locals().items() if name in MODEL_FIELDS}
+        config = ModelConfig.from_arguments(locals())
         super().__init__(**kwargs)
-        options["conditional"] = bool(conditional or num_classes)
-        options["num_classes"] = num_classes or None
-        config = ModelConfig(**options)
         if config.conditional and config.num_classes is None:
             raise ValueError(
                 "A conditional VAE needs `num_classes`, the number of classes K (labels lie in "

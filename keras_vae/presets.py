@@ -47,6 +47,7 @@ from keras_vae.config import Config, DataConfig, ModelConfig
 from keras_vae.data.checks import one_line
 from keras_vae.json_files import JSONFileError, read_json_file
 from keras_vae.limits import user_path
+from keras_vae.registration import VAE_REGISTERED_NAME
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -57,7 +58,6 @@ FORMAT_VERSION = 1
 SHIPPED = Path(__file__).resolve().parent / "preset_folders"
 HUB_PREFIXES = ("hf://", "kaggle://")
 CONFIG_KEYS = {"module", "class_name", "config", "registered_name"}
-REGISTERED_NAME = "keras_vae>VAE"
 # metadata.json: every key below is present (null where it does not apply); "description" may be.
 RUN_KEYS = ("command", "recipe", "epochs", "data", "trained_on", "run_config", "run_metrics")
 VERSION_KEYS = ("keras_vae_version", "keras_version", "tensorflow_version")
@@ -190,21 +190,27 @@ def check_metadata(values: Any, path: str | os.PathLike) -> dict[str, Any]:
     return values
 
 
-def _build_model(values: Any, path: Path):
-    """The VAE of a config.json's contents (weights not loaded)."""
+def _build_model(values: Any, path: Path, weights_bytes: int):
+    """The VAE of a config.json's contents (weights not loaded), built only once its
+    parameters are known to fit in the `weights_bytes` of model.weights.h5."""
     import keras
 
+    from keras_vae.memory import check_saved_weights_fit
     from keras_vae.model import VAE
 
     if (
         not isinstance(values, dict)
         or set(values) != CONFIG_KEYS
-        or values["registered_name"] != REGISTERED_NAME
+        or values["registered_name"] != VAE_REGISTERED_NAME
     ):
         raise PresetError(
             f"{path} is not a keras_vae VAE's config (expected the keys {sorted(CONFIG_KEYS)} "
-            f"with registered_name {REGISTERED_NAME!r}); {_FIX}."
+            f"with registered_name {VAE_REGISTERED_NAME!r}); {_FIX}."
         )
+    try:
+        check_saved_weights_fit(values, weights_bytes)
+    except ValueError as error:
+        raise PresetError(f"{path}: {error}; {_FIX}.") from None
     try:
         model = keras.saving.deserialize_keras_object(values)
     except Exception as error:  # Keras re-raises constructor errors as several types
@@ -214,27 +220,45 @@ def _build_model(values: Any, path: Path):
     return model
 
 
-def _load_weights(model, path: Path) -> None:
-    """Load `path` into `model` after checking it holds float32 arrays, one per weight."""
-    import h5py
-    import numpy as np
+_WEIGHTS_FIX = f"restore {CONFIG_FILE} and {WEIGHTS_FILE} from one save, or save the preset again"
 
-    fix = f"restore {CONFIG_FILE} and {WEIGHTS_FILE} from one save, or save the preset again"
-    arrays: list[Any] = []
+
+def _weight_arrays(path: Path) -> list[tuple[Any, tuple[int, ...]]]:
+    """(dtype, shape) of every array in the weights file, read from its metadata only."""
+    import h5py
+
+    arrays: list[tuple[Any, tuple[int, ...]]] = []
 
     def collect(_: str, item: Any) -> None:
         if isinstance(item, h5py.Dataset):
-            arrays.append(item.dtype)
+            arrays.append((item.dtype, tuple(item.shape)))
 
     try:
         with h5py.File(path, "r") as handle:
             handle.visititems(collect)
     except OSError as error:
-        raise PresetError(f"{path} is corrupt or truncated ({one_line(error)}); {fix}.") from None
-    if len(arrays) != len(model.weights) or any(dtype != np.float32 for dtype in arrays):
         raise PresetError(
-            f"{path} holds {len(arrays)} arrays ({sorted({str(d) for d in arrays})}), but the "
-            f"VAE of {CONFIG_FILE} has {len(model.weights)} float32 weights; {fix}."
+            f"{path} is corrupt or truncated ({one_line(error)}); {_WEIGHTS_FIX}."
+        ) from None
+    return arrays
+
+
+def _load_weights(model, path: Path, arrays: list[tuple[Any, tuple[int, ...]]]) -> None:
+    """Load `path` into `model` after checking its `arrays` are float32, one per weight, of
+    the weights' shapes (so no array is read that is larger than the model's)."""
+    import numpy as np
+
+    dtypes = [dtype for dtype, _ in arrays]
+    if len(arrays) != len(model.weights) or any(dtype != np.float32 for dtype in dtypes):
+        raise PresetError(
+            f"{path} holds {len(arrays)} arrays ({sorted({str(d) for d in dtypes})}), but the "
+            f"VAE of {CONFIG_FILE} has {len(model.weights)} float32 weights; {_WEIGHTS_FIX}."
+        )
+    shapes = sorted(shape for _, shape in arrays)
+    if shapes != sorted(tuple(weight.shape) for weight in model.weights):
+        raise PresetError(
+            f"{path} does not fit {CONFIG_FILE} (its arrays have other shapes than the "
+            f"VAE's weights); {_WEIGHTS_FIX}."
         )
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -246,7 +270,7 @@ def _load_weights(model, path: Path) -> None:
             raise ValueError(str(skipped[0].message))
     except Exception as error:  # Keras and h5py raise many types; all mean "does not fit"
         raise PresetError(
-            f"{path} does not fit {CONFIG_FILE} ({one_line(error)[:300]}); {fix}."
+            f"{path} does not fit {CONFIG_FILE} ({one_line(error)[:300]}); {_WEIGHTS_FIX}."
         ) from None
 
 
@@ -264,8 +288,9 @@ def load_preset(preset: str | os.PathLike) -> Preset:
     metadata = check_metadata(_read_json(folder / METADATA_FILE), folder / METADATA_FILE)
     config = _read_json(folder / CONFIG_FILE)
     weights = _require_file(folder / WEIGHTS_FILE)  # before building the model
-    model = _build_model(config, folder / CONFIG_FILE)
-    _load_weights(model, weights)
+    arrays = _weight_arrays(weights)  # metadata only: a corrupt file is refused first
+    model = _build_model(config, folder / CONFIG_FILE, weights.stat().st_size)
+    _load_weights(model, weights, arrays)
     return Preset(path=folder, name=name, model=model, metadata=metadata)
 
 

@@ -30,6 +30,8 @@ KERAS_MODULES = (
     "keras_vae.parts.priors",
     "keras_vae.model",
 )
+# `VAE`'s registered name, as a saved config (.keras file, preset) names its class.
+VAE_REGISTERED_NAME = "keras_vae>VAE"
 # Packages that import Keras while they load: registering waits until none of them (nor any
 # keras_vae module) is half-loaded, since the KERAS_MODULES import them at their top.
 WATCHED = ("keras", "tensorflow", "tensorflow_probability", "tf_keras")

@@ -35,7 +35,7 @@ from keras_vae.data.checks import (
     check_values,
     one_line,
 )
-from keras_vae.json_files import JSONFileError, read_json_file
+from keras_vae.json_files import MAX_JSON_BYTES, JSONFileError, parse_json_text, read_json_file
 from keras_vae.limits import user_path
 from keras_vae.run_paths import (  # the layout lives there; re-exported for the commands
     CONFIG_FILE,
@@ -45,6 +45,11 @@ from keras_vae.run_paths import (  # the layout lives there; re-exported for the
     RunDirError,
     RunFolder,
 )
+
+# A .keras archive (written by Keras' saving_lib): its model's config and its own metadata;
+# every other member holds weights.
+ARCHIVE_CONFIG = "config.json"
+ARCHIVE_JSON = (ARCHIVE_CONFIG, "metadata.json")
 
 __all__ = [
     "CONFIG_FILE",
@@ -200,6 +205,7 @@ def load_model(run_dir: str | os.PathLike, compile: bool = False):
         ) from None
     if not readable:
         raise RunDirError(f"{path} is corrupt (not a .keras zip archive); {fix}.")
+    _check_archive_config(path, fix)
     try:
         model = keras.saving.load_model(path, compile=compile)
     except Exception as error:  # Keras and h5py raise many types; all mean "cannot load"
@@ -209,6 +215,27 @@ def load_model(run_dir: str | os.PathLike, compile: bool = False):
             f"{path} holds a {type(model).__name__}, not a keras_vae VAE; {TRAIN_HINT}."
         )
     return model
+
+
+def _check_archive_config(path: Path, fix: str) -> None:
+    """Refuse a .keras archive whose config.json is not bounded JSON describing a VAE that its
+    weights can hold (`keras_vae.memory.check_saved_weights_fit`), before Keras builds it."""
+    from keras_vae.memory import check_saved_weights_fit
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename: info for info in archive.infolist()}
+            config = members.get(ARCHIVE_CONFIG)
+            if config is None or config.file_size > MAX_JSON_BYTES:
+                raise ValueError(f"no {ARCHIVE_CONFIG} of at most {MAX_JSON_BYTES:,} bytes")
+            text = archive.read(config).decode("utf-8")
+        values = parse_json_text(text, f"{path}:{ARCHIVE_CONFIG}", fix)
+        weights = sum(m.file_size for m in members.values() if m.filename not in ARCHIVE_JSON)
+        check_saved_weights_fit(values, weights)
+    except JSONFileError as error:
+        raise RunDirError(str(error)) from None
+    except (ValueError, OSError, zipfile.BadZipFile) as error:  # UnicodeDecodeError: a ValueError
+        raise RunDirError(f"Cannot load {path} ({_one_line(error)[:300]}); {fix}.") from None
 
 
 def input_paths(run: str | os.PathLike | Run, dataset: str | None = None) -> list[Path]:

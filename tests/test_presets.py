@@ -351,12 +351,24 @@ def _break(folder, case: str) -> None:
         metadata.write_text("not json")
     elif case == "truncated_weights":
         weights.write_bytes(weights.read_bytes()[:5000])
-    elif case in ("config_keys", "config_latent_dim", "config_layers"):
+    elif case == "huge_array":  # 4 GB declared in a few bytes (chunked, nothing stored)
+        import h5py
+
+        with h5py.File(weights, "r+") as handle:
+            names: list[str] = []
+            handle.visititems(
+                lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None
+            )
+            del handle[names[0]]
+            handle.create_dataset(names[0], shape=(10**9,), dtype="f4", chunks=(1024,))
+    elif case in ("config_keys", "config_latent_dim", "config_layers", "config_huge"):
         values = json.loads(config.read_text())
         if case == "config_keys":
             del values["registered_name"]
         elif case == "config_latent_dim":
             values["config"]["latent_dim"] = 4
+        elif case == "config_huge":  # 2.2 GB of weights: refused before anything is built
+            values["config"]["hidden_units"] = [16384, 16384]
         else:
             values["config"]["hidden_units"] = [16, 16]
         config.write_text(json.dumps(values))
@@ -379,9 +391,11 @@ def _break(folder, case: str) -> None:
         ("bad_json_config", "config.json is not valid JSON"),
         ("bad_json_metadata", "metadata.json is not valid JSON"),
         ("truncated_weights", "model.weights.h5 is corrupt or truncated"),
+        ("huge_array", "its arrays have other shapes than the VAE's weights"),
         ("config_keys", "config.json is not a keras_vae VAE's config"),
         ("config_latent_dim", "model.weights.h5 does not fit config.json"),
         ("config_layers", "model.weights.h5 holds 10 arrays"),
+        ("config_huge", "parameters (2.2 GB of float32), more than its"),
         ("metadata_keys", "metadata.json has wrong keys"),
         ("format_version", "Received: format_version=2"),
     ],

@@ -1,6 +1,8 @@
 """Tests for keras_vae.run_reader: loading a run directory and checking data against its model."""
 
 import json
+import zipfile
+from unittest import mock
 
 import keras
 import numpy as np
@@ -10,6 +12,7 @@ from keras_vae import run_reader as rd
 from keras_vae.config import Config, DataConfig
 from keras_vae.data import make_datasets
 from keras_vae.model import VAE
+from keras_vae.registration import VAE_REGISTERED_NAME
 from keras_vae.run_reader import RunDirError
 
 
@@ -86,6 +89,43 @@ def test_model_that_is_not_a_vae(run_copy):
     other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     other.save(run_copy / "model.keras")
     assert_one_line_error(lambda: rd.load_model(run_copy), "holds a Sequential, not a keras_vae")
+
+
+def rewrite_archive_config(path, edit) -> None:
+    """Replace the config.json inside the .keras archive `path` by `edit(its text)`."""
+    with zipfile.ZipFile(path) as archive:
+        members = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in members:
+            archive.writestr(info, edit(data.decode()) if info.filename == "config.json" else data)
+
+
+def grow(text: str) -> str:
+    values = json.loads(text)
+    values["config"]["hidden_units"] = [16384, 16384]  # 2.2 GB of float32 weights
+    return json.dumps(values)
+
+
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (grow, "parameters (2.2 GB of float32), more than its"),
+        (lambda text: "[" * 10_000 + "]" * 10_000, "config.json is nested deeper than 64"),
+        (lambda text: text.replace('"keras_vae>VAE"', '"keras_vae>Other"'), "not a keras_vae VAE"),
+    ],
+    ids=["huge", "deep", "not_a_vae"],
+)
+def test_an_edited_archive_config_is_refused_before_keras_builds_it(run_copy, edit, fragment):
+    """A few edited bytes of model.keras's config.json asked Keras to build gigabytes (5 GB
+    of memory for this one) before anything was checked; now they are one line, and nothing
+    is built."""
+    rewrite_archive_config(run_copy / "model.keras", edit)
+    with mock.patch("keras.saving.load_model", side_effect=AssertionError("built")):
+        assert_one_line_error(lambda: rd.load_model(run_copy), fragment, "retrain the run")
+
+
+def test_the_registered_name_is_the_vaes():
+    assert keras.saving.get_registered_name(VAE) == VAE_REGISTERED_NAME
 
 
 def test_corrupt_or_invalid_config(run_copy):

@@ -12,6 +12,8 @@ config.json records the model that was built.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 from keras_vae.config.fields import config_field, document_fields
 from keras_vae.limits import (
@@ -283,6 +285,21 @@ class ModelConfig:
                 f"{' or '.join(applicable)}. Received: estimator={self.estimator!r}"
             )
         return self.estimator
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> ModelConfig:
+        """The config of `VAE`'s constructor arguments, or of a saved `VAE.get_config()`
+        (other keys ignored; a missing one takes its default, as in an older save): a
+        `num_classes` makes the model conditional, as `VAE` does.
+
+        >>> ModelConfig.from_arguments({"num_classes": 10, "name": "vae"}).conditional
+        True
+        """
+        names = [field.name for field in dataclasses.fields(cls)]
+        options = {name: arguments[name] for name in names if name in arguments}
+        options["conditional"] = bool(options.get("conditional") or options.get("num_classes"))
+        options["num_classes"] = options.get("num_classes") or None
+        return cls(**options)
 
     @property
     def default_parts(self) -> bool:
