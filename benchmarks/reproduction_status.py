@@ -322,9 +322,10 @@ def status_page(payload: dict[str, Any]) -> str:
         "",
         "## Commands",
         "",
-        "Rerunning a row's train command resumes it from its last completed epoch; on a "
-        "finished run it does nothing. On this machine the rows run in the background at the "
-        "lowest priority; pause one while benchmarking with `pkill -STOP -f 'output "
+        "Rerunning a row's train command resumes it from its last completed epoch (refused "
+        "while the row still trains); on a finished run it does nothing. On this machine the "
+        "rows run in the background at the lowest priority; pause one while benchmarking "
+        "with `pkill -STOP -f 'output "
         "benchmarks/reproductions/ROW( |$)'` (ROW its folder), resume it with `pkill -CONT` and"
         " the same pattern; the driver stops its commands with SIGTERM when its budget is "
         "spent. Two rows at once get a core each (`--parallel 2` pins them; by hand, prefix the"

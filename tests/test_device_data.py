@@ -235,6 +235,7 @@ def test_the_final_training_set_evaluation_stacks_at_most_50_batches_a_block():
     stacks images, so its blocks stay those of the streaming path (119 = 7 x 17 here)."""
     from keras_vae import train
     from keras_vae.blocks import STEPS_KEY
+    from keras_vae.feed import make_feed
 
     config = Config.from_dict(
         {
@@ -245,7 +246,7 @@ def test_the_final_training_set_evaluation_stacks_at_most_50_batches_a_block():
     )
     pipelines = train.make_pipelines(config.data, 12, SEED)
     model = train.build_model(config, pipelines.info, pipelines)
-    feed = train.make_feed(model, pipelines, 0, config)
+    feed = make_feed(model, pipelines, 0, config)
     assert (feed.data_path, feed.block) == ("device", 119)
     shapes = [block[STEPS_KEY].shape.as_list() for block in feed.training_set()]
     assert shapes == [[17, 12, 8, 8]] * 7

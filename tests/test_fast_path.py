@@ -23,8 +23,9 @@ from keras_vae.callbacks import BlockValidation
 from keras_vae.config import Config
 from keras_vae.data import make_pipelines
 from keras_vae.distribute import model_inputs
+from keras_vae.feed import DATA_PATH_NOTES
 from keras_vae.model import VAE
-from keras_vae.train import DATA_PATH_NOTES, train_and_evaluate
+from keras_vae.train import train_and_evaluate
 
 
 class StepCount(keras.callbacks.Callback):

@@ -37,6 +37,7 @@ from helpers import (
 from keras_vae import data, resume, run_setup
 from keras_vae.cli import main
 from keras_vae.config import Config
+from keras_vae.folder_lock import FolderBusyError, FolderLock
 from keras_vae.model import VAE
 from keras_vae.run_reader import RunDirError
 from keras_vae.train import train_and_evaluate
@@ -157,6 +158,19 @@ def test_overwrite_starts_over(interrupted_dir, tmp_path):
     assert Config.from_json((run_dir / "config.json").read_text()) == config
     assert not (run_dir / "backup").exists()
     assert (run_dir / "notes.txt").read_text() == "mine"  # only the run's own outputs go
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_a_run_being_trained_is_refused_and_left_alone(
+    overwrite, interrupted_dir, tmp_path, capsys
+):
+    """Rerunning the command (to resume, or --overwrite) while another train holds the run
+    folder: one line, exit 2, nothing changed; once the other lets go, it resumes."""
+    run_dir = copy_of(interrupted_dir, tmp_path)
+    argv = ["train", f"--output={run_dir}", *CLI_FLAGS, *overwrite]
+    with FolderLock(run_dir).acquire():  # what a running train holds
+        assert_exit_2_and_unchanged(argv, [run_dir], capsys, "being written by another")
+    assert train_and_evaluate(CONFIG, run_dir, verbose=0)["resumed_from_epoch"] == 2
 
 
 def test_corrupt_backup_exits_2_and_changes_nothing(interrupted_dir, tmp_path, capsys):
@@ -322,6 +336,8 @@ def test_kill_minus_9_mid_run_then_same_command_finishes_with_same_metrics(tmp_p
             assert victim.poll() is None, victim.communicate()[1][-2000:]
             assert time.monotonic() < deadline, "no backup appeared"
             time.sleep(0.02)
+        with pytest.raises(FolderBusyError, match="being written by another keras-vae process"):
+            train_and_evaluate(KILL_CONFIG, killed_dir, verbose=0)  # the same run, meanwhile
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=60)
     finally:
