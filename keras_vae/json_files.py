@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 MAX_JSON_BYTES = 64 * 2**20  # the largest: a metrics.json of thousands of epochs is < 1 MB
 MAX_JSON_DEPTH = 64  # keras-vae's own files nest at most 4 levels
@@ -44,16 +45,51 @@ def read_json_file(path: str | os.PathLike, fix: str, max_bytes: int = MAX_JSON_
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise JSONFileError(f"{path} is {size:,} bytes, over the {max_bytes:,} allowed; {fix}.")
-        text = path.read_text(encoding="utf-8")
+        with open_regular_file(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > max_bytes:
+                raise JSONFileError(
+                    f"{path} is {size:,} bytes, over the {max_bytes:,} allowed; {fix}."
+                )
+            data = handle.read(max_bytes + 1)
+        if len(data) > max_bytes:  # it grew while read
+            raise JSONFileError(f"{path} is over the {max_bytes:,} bytes allowed; {fix}.")
+        text = data.decode("utf-8")
+    except NotARegularFileError:
+        raise JSONFileError(f"{path} is not a regular file; {fix}.") from None
     except OSError as error:
         reason = " ".join(str(error.strerror or error).split())
         raise JSONFileError(f"Cannot read {path} ({reason}); {fix}.") from None
     except UnicodeDecodeError:
         raise JSONFileError(f"{path} is not UTF-8 text; {fix}.") from None
     return parse_json_text(text, str(path), fix)
+
+
+class NotARegularFileError(OSError):
+    """A path that names a FIFO, a device, a socket or a folder where a file is read."""
+
+
+def open_regular_file(path: str | os.PathLike) -> BinaryIO:
+    """`path` opened for reading in binary, refusing anything but a regular file without
+    blocking: a FIFO named config.json would otherwise hang the reader until a writer came.
+
+    Raises:
+        NotARegularFileError: (an `OSError`) it is not a regular file.
+        OSError: it cannot be opened.
+
+    Example:
+        >>> open_regular_file("/dev/null")
+        Traceback (most recent call last):
+        ...
+        keras_vae.json_files.NotARegularFileError: /dev/null is not a regular file
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotARegularFileError(f"{os.fspath(path)} is not a regular file")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def parse_json_text(text: str, name: str, fix: str) -> Any:

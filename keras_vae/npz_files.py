@@ -24,6 +24,8 @@ import zlib
 
 import numpy as np
 
+from keras_vae.json_files import open_regular_file
+
 _HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
@@ -44,7 +46,7 @@ def read_npz(path: str | os.PathLike, stored_only: bool = False) -> dict[str, np
             compressed when `stored_only`, the file is unreadable, or memory runs out.
     """
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_regular_file(path) as handle, zipfile.ZipFile(handle) as archive:
             members = archive.infolist()
             for info in members:
                 _check_member(archive, info, stored_only)

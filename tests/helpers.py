@@ -21,6 +21,7 @@ import os
 import pathlib
 import re
 import shlex
+import stat
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -152,8 +153,9 @@ def assert_one_line_error(stderr: str, *fragments: str) -> str:
 def tree_digest(
     folder: pathlib.Path, *, modes: bool = False, skip_prefix: str | None = None
 ) -> dict[str, Any] | None:
-    """Every path under `folder` -> sha256 of its bytes (None for a folder), to prove that a
-    command wrote, deleted or changed nothing; None when `folder` does not exist.
+    """Every path under `folder` -> sha256 of its bytes (None for a folder, its kind and inode
+    for a FIFO or socket), to prove that a command wrote, deleted or changed nothing; None
+    when `folder` does not exist.
 
     Args:
         folder: the folder to digest.
@@ -169,7 +171,12 @@ def tree_digest(
         key = str(path.relative_to(folder))
         if skip_prefix is not None and key.startswith(skip_prefix):
             continue
-        digest[key] = None if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        if path.is_dir():
+            digest[key] = None
+        elif path.is_file():
+            digest[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:  # a FIFO or socket: reading it could block; its kind and inode say it is there
+            digest[key] = f"special {stat.S_IFMT(path.lstat().st_mode)} {path.lstat().st_ino}"
         if modes:
             digest[key + ":mode"] = oct(path.stat().st_mode)
     return digest

@@ -7,6 +7,8 @@ each one line naming the file, exit 2, nothing written; `ServingClient.from_expo
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 from helpers import assert_exit_2_and_unchanged
@@ -18,11 +20,29 @@ HOSTILE = {
     "deep_object": '{"a":' * 100_000 + "1" + "}" * 100_000,
     "huge_integer": '{"seed": ' + "9" * 5000 + "}",
     "not_utf8": b"\xff\xfe{}",
+    "fifo": "fifo",
 }
 
 
+@pytest.fixture(autouse=True)
+def no_hang():
+    """Fail a read that blocks (a FIFO opened for reading) after 60 s instead of hanging."""
+
+    def hung(*_):
+        raise TimeoutError("the reader blocked for 60 s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
 def write(path, content) -> None:
-    if isinstance(content, bytes):
+    if content == "fifo":  # a reader that opened it blocked until a writer came: a hang
+        path.unlink(missing_ok=True)
+        os.mkfifo(path)
+    elif isinstance(content, bytes):
         path.write_bytes(content)
     else:
         path.write_text(content)
@@ -35,6 +55,14 @@ def test_the_reader_refuses_hostile_json_naming_the_file(kind, tmp_path):
     with pytest.raises(JSONFileError, match=r"metrics\.json.*; retrain\.$") as raised:
         read_json_file(path, "retrain")
     assert "\n" not in str(raised.value)
+
+
+def test_only_a_regular_file_is_read(tmp_path):
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(JSONFileError, match=r"folder is not a regular file; fix\.$"):
+        read_json_file(tmp_path / "folder", "fix")
+    with pytest.raises(JSONFileError, match="/dev/null is not a regular file"):
+        read_json_file("/dev/null", "fix")
 
 
 def test_size_and_depth_bounds(tmp_path):
@@ -60,7 +88,7 @@ READERS = [
 ]
 
 
-@pytest.mark.parametrize("kind", ["deep", "huge_integer"])
+@pytest.mark.parametrize("kind", ["deep", "huge_integer", "fifo"])
 @pytest.mark.parametrize(("name", "argv"), READERS, ids=[f"{n}-{a[0]}" for n, a in READERS])
 def test_a_hostile_run_file_is_one_line_and_writes_nothing(
     kind, name, argv, run_copy, tmp_path, capsys

@@ -8,6 +8,7 @@ arrays, truncated data and, in keras-vae's own files, compressed members.
 from __future__ import annotations
 
 import io
+import os
 import tracemalloc
 import zipfile
 
@@ -102,8 +103,12 @@ def test_own_files_must_be_stored_and_a_non_zip_is_a_value_error(tmp_path):
     (tmp_path / "plain.npy").rename(plain)  # a .npy named .npz: np.load returned an array
     with pytest.raises(ValueError, match="zip"):
         read_npz(plain)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is not a regular file"):
         read_npz(tmp_path)  # a folder
+    fifo = tmp_path / "fifo.npz"
+    os.mkfifo(fifo)  # opening it to read blocked until a writer came
+    with pytest.raises(ValueError, match="is not a regular file"):
+        read_npz(fifo)
 
 
 def test_a_hostile_dataset_is_one_line_exit_2_and_nothing_written(tmp_path, capsys):
