@@ -132,6 +132,10 @@ class Manifest:
             foreign = foreign_entries(folder, kind)
             if foreign and not set(adopt):
                 raise not_ours_error(folder, kind, foreign)
+        else:  # what it lists is written or deleted next: never through a symlink
+            entries = manifest.entries
+            manifest._check_no_link(*entries["files"])
+            manifest._check_no_link(*entries["trees"], *entries["folders"], whole=True)
         return manifest
 
     @classmethod
@@ -168,7 +172,15 @@ class Manifest:
         write_json_atomically(self.path, values)
 
     def claim(self, *files: str, trees: Iterable[str] = (), folders: Iterable[str] = ()) -> None:
-        """List paths as ours (before writing them); rewrites the manifest when it changed."""
+        """List paths as ours (before writing them); rewrites the manifest when it changed.
+
+        Raises:
+            FolderNotOursError: a path leads through a symbolic link (a folder the user
+                replaced by a link to one of theirs), where writing would reach outside.
+        """
+        trees, folders = tuple(trees), tuple(folders)
+        self._check_no_link(*files)
+        self._check_no_link(*trees, *folders, whole=True)
         before = {name: set(values) for name, values in self.entries.items()}
         self.entries["files"].update(_relative(f) for f in files)
         self.entries["trees"].update(_relative(t) for t in trees)
@@ -186,6 +198,20 @@ class Manifest:
                 changed = True
         if changed:
             self.save()
+
+    def _check_no_link(self, *paths: str, whole: bool = False) -> None:
+        """Refuse `paths` (relative) when a folder on their way inside ours, or with `whole`
+        the path itself, is a symbolic link: keras-vae would write or delete beyond it. (A
+        listed file may be a link: it is replaced or unlinked, its target never touched.)"""
+        for path in paths:
+            link = link_on_the_way(self.folder, path, whole)
+            if link is not None:
+                flag = "--output" if self.kind == "run" else "--out"
+                raise FolderNotOursError(
+                    f"{link} is a symbolic link inside a folder keras-vae wrote, which it "
+                    "never follows to write or delete: replace the link with a folder, or "
+                    f"choose another {flag}."
+                )
 
     def owns(self, path: str) -> bool:
         """Whether `path` (relative) is listed, directly or by a pattern or tree."""
@@ -211,7 +237,9 @@ class Manifest:
             elif (self.folder / pattern).is_file() or (self.folder / pattern).is_symlink():
                 found.add(self.folder / pattern)
         found.update(self.folder / t for t in self.entries["trees"] if (self.folder / t).is_dir())
-        return sorted(found)
+        # Never through a link: a listed path under a folder replaced by a symlink is not ours.
+        linked = {p for p in found if link_on_the_way(self.folder, p.relative_to(self.folder))}
+        return sorted(found - linked)
 
     def remove_owned(self) -> list[Path]:
         """Delete what this manifest lists, its temporaries and the folders that leaves empty;
@@ -233,6 +261,23 @@ class Manifest:
         self.entries = {name: set() for name in _SECTIONS}
         self.save()
         return removed
+
+
+def link_on_the_way(folder: Path, path: str | os.PathLike, whole: bool = False) -> Path | None:
+    """The first symbolic link among the folders from `folder` to `path` (relative; with
+    `whole`, `path` itself too), or None.
+
+    Example:
+        >>> link_on_the_way(Path("/"), "no/such/path") is None
+        True
+    """
+    parts = PurePosixPath(path).parts
+    current = folder
+    for part in parts if whole else parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            return current
+    return None
 
 
 def check_writable_folder(folder: Path, kind: str) -> None:

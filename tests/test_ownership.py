@@ -83,6 +83,30 @@ def test_overwrite_deletes_only_what_the_run_wrote(tmp_path, capsys):
     assert not (run / "backup").exists()
 
 
+def test_a_subfolder_replaced_by_a_symlink_is_never_followed(tiny_run_dir, tmp_path, capsys):
+    """The user points a run's figures/ at a folder of theirs: --overwrite deleted their
+    samples.png through the link and wrote the run's figures there. Now it is refused
+    (exit 2, both folders unchanged), and nothing listed is deleted through a link."""
+    run, photos = tmp_path / "run", tmp_path / "photos"
+    shutil.copytree(tiny_run_dir, run)
+    photos.mkdir()
+    (photos / "samples.png").write_bytes(b"my picture")
+    shutil.rmtree(run / "figures")
+    (run / "figures").symlink_to(photos)
+    argv = ["train", f"--output={run}", *TINY_FLAGS, "--overwrite"]
+    assert_exit_2_and_unchanged(argv, [run, photos], capsys, "figures is a symbolic link")
+    manifest = ownership.Manifest.read(run, "run")
+    assert not [p for p in manifest.owned_paths() if "figures" in p.parts]
+    manifest.remove_owned()
+    assert (photos / "samples.png").read_bytes() == b"my picture"
+    assert (run / "figures").is_symlink() and not (run / "model.keras").exists()
+    with pytest.raises(ownership.FolderNotOursError, match="figures is a symbolic link"):
+        manifest.claim("figures/new.png")  # before writing through it
+    with pytest.raises(ownership.FolderNotOursError, match="figures is a symbolic link"):
+        manifest.claim(folders=["figures"])
+    assert "figures/new.png" not in ownership.Manifest.read(run, "run").entries["files"]
+
+
 def test_an_older_run_without_manifest_is_resumed_but_never_overwritten(
     tiny_run_dir, tmp_path, capsys
 ):
