@@ -250,12 +250,13 @@ class Manifest:
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
-        for folder in [self.folder, *(self.folder / f for f in self.entries["folders"])]:
+        folders = [f for f in self.entries["folders"] if not link_on_the_way(self.folder, f, True)]
+        for folder in [self.folder, *(self.folder / f for f in folders)]:
             removed += remove_temporaries(folder)
         # Deepest first, so a parent emptied by its children's removal goes too.
-        for name in sorted(self.entries["folders"], key=lambda f: -len(PurePosixPath(f).parts)):
+        for name in sorted(folders, key=lambda f: -len(PurePosixPath(f).parts)):
             path = self.folder / name
-            if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+            if path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
                 removed.append(path)
         self.entries = {name: set() for name in _SECTIONS}

@@ -91,14 +91,23 @@ def test_a_subfolder_replaced_by_a_symlink_is_never_followed(tiny_run_dir, tmp_p
     shutil.copytree(tiny_run_dir, run)
     photos.mkdir()
     (photos / "samples.png").write_bytes(b"my picture")
+    leftover = photos / ".samples.png.x1.keras-vae-tmp"  # looks like ours, an hour old
+    leftover.write_bytes(b"mine too")
+    os.utime(leftover, (leftover.stat().st_atime - 3600, leftover.stat().st_mtime - 3600))
+    (photos / "empty").mkdir()
     shutil.rmtree(run / "figures")
     (run / "figures").symlink_to(photos)
     argv = ["train", f"--output={run}", *TINY_FLAGS, "--overwrite"]
     assert_exit_2_and_unchanged(argv, [run, photos], capsys, "figures is a symbolic link")
     manifest = ownership.Manifest.read(run, "run")
     assert not [p for p in manifest.owned_paths() if "figures" in p.parts]
+    manifest.entries["folders"].add("figures/empty")  # as if the run had made it
     manifest.remove_owned()
-    assert (photos / "samples.png").read_bytes() == b"my picture"
+    assert sorted(p.name for p in photos.iterdir()) == [
+        ".samples.png.x1.keras-vae-tmp",
+        "empty",
+        "samples.png",
+    ]
     assert (run / "figures").is_symlink() and not (run / "model.keras").exists()
     with pytest.raises(ownership.FolderNotOursError, match="figures is a symbolic link"):
         manifest.claim("figures/new.png")  # before writing through it
