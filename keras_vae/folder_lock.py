@@ -5,7 +5,8 @@ Rerunning a train command resumes its run, so a second terminal (or a second ses
 reruns it while the first still trains would have two processes writing one backup, each
 undoing the other's epochs. The lock is taken on the folder's own file descriptor, so no lock
 file is created, and the kernel drops it when its holder exits, however it exits (a killed
-run leaves no stale lock). Where `fcntl` does not exist (Windows) nothing is locked.
+run leaves no stale lock). Where it cannot lock (Windows, a filesystem without `flock`, a
+folder it may not read) training goes on unlocked, as it did before there was a lock.
 
     >>> import tempfile
     >>> folder = tempfile.mkdtemp()
@@ -48,7 +49,7 @@ class FolderLock:
 
     @property
     def held(self) -> bool:
-        """Whether this lock holds the folder (always False without `fcntl`)."""
+        """Whether this lock holds the folder (False where it cannot lock)."""
         return self._fd is not None
 
     def acquire(self) -> FolderLock:
@@ -59,7 +60,10 @@ class FolderLock:
         """
         if self._fd is not None or fcntl is None:
             return self
-        fd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:  # a folder it may write but not read: it cannot be locked; go on
+            return self
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -69,6 +73,9 @@ class FolderLock:
                 "this run still going?); wait for it to end or stop it, then rerun this "
                 "command: it resumes from the last completed epoch."
             ) from None
+        except OSError:  # a filesystem without flock (some network mounts): go on unlocked
+            os.close(fd)
+            return self
         self._fd = fd
         return self
 

@@ -47,3 +47,22 @@ def test_a_killed_holder_lets_go(tmp_path):
         holder.wait(timeout=60)
     with FolderLock(tmp_path) as lock:
         assert lock.acquire().held
+
+
+@pytest.mark.parametrize("failing", ["open", "flock"])
+def test_where_it_cannot_lock_it_goes_on_unlocked(failing, tmp_path, monkeypatch):
+    """A filesystem without flock (ENOLCK on some network mounts) or a folder it may write
+    but not read must not stop a train: the lock is then simply not held."""
+    import errno
+    import fcntl
+    import os
+
+    def refuse(*_args, **_kwargs):
+        raise OSError(errno.ENOLCK if failing == "flock" else errno.EACCES, "refused")
+
+    if failing == "flock":
+        monkeypatch.setattr(fcntl, "flock", refuse)
+    else:
+        monkeypatch.setattr(os, "open", refuse)
+    with FolderLock(tmp_path) as lock:
+        assert not lock.acquire().held
