@@ -356,3 +356,46 @@ def test_kill_minus_9_mid_run_then_same_command_finishes_with_same_metrics(tmp_p
     assert_same_results(metrics, _metrics_of(reference))
     assert metrics["num_classes"] == 10  # the digits' labels conditioned the run
     assert not (killed_dir / "backup").exists()
+
+
+def test_ctrl_c_is_one_line_exit_130_and_keeps_the_backup(tmp_path):
+    """Ctrl-C during training printed TensorFlow's stack; now one line saying how to resume,
+    exit code 130 (as a shell reports SIGINT), and the backup of the completed epochs kept."""
+    run_dir = tmp_path / "run"
+    flags = [f for f in CLI_FLAGS if not f.startswith("--epochs")] + ["--epochs=100000"]
+    command = [sys.executable, "-m", "keras_vae.cli", "train", f"--output={run_dir}", *flags]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    state = run_dir / "backup" / "state.npz"
+    try:
+        deadline = time.monotonic() + 240
+        while not state.exists():  # an epoch has been backed up
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130
+    lines = [line for line in err.splitlines() if line.startswith("keras-vae")]
+    assert lines == [
+        "keras-vae train: interrupted; every completed epoch is in its backup: rerun the same "
+        "command to resume."
+    ], err[-2000:]
+    assert "Traceback" not in err
+    assert resume.read_progress(state)["epoch"] >= 1
+
+
+def test_an_interrupted_command_says_what_it_left(monkeypatch, capsys):
+    from keras_vae.cli import sample
+
+    def interrupted(_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sample, "run", interrupted)
+    assert main(["sample", "RUN", "--out", "s.png"]) == 130
+    assert capsys.readouterr().err == (
+        "keras-vae sample: interrupted; no file was left half-written.\n"
+    )

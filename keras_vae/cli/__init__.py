@@ -3,7 +3,8 @@
 Each subcommand lives in its own module exposing `HELP`, `add_arguments(parser)` and
 `run(args) -> int`; the arguments several of them share are in `keras_vae.cli.arguments`, and
 `train`'s config flags are made from the config dataclasses. Bad input (a ValueError or
-OSError raised before any output is written) becomes one line on stderr and exit code 2.
+OSError raised before any output is written) becomes one line on stderr and exit code 2;
+Ctrl-C one line saying what was kept, and exit code 130.
 
     $ keras-vae train --dataset digits --epochs 5 --output runs/digits
 """
@@ -30,6 +31,12 @@ SUBCOMMANDS = {
     "fit-sampler": "fit_sampler",
 }
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+# What an interrupted command leaves, by command (every file is written atomically).
+INTERRUPTED = {
+    "train": "every completed epoch is in its backup: rerun the same command to resume",
+    "export": "the export was rolled back, its folder left as it was",
+}
 
 
 class UsageError(Exception):
@@ -77,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"keras-vae {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C: one line, not TensorFlow's stack
+        left = INTERRUPTED.get(args.command, "no file was left half-written")
+        print(f"keras-vae {args.command}: interrupted; {left}.", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
