@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from keras_vae.config import Config, ModelConfig
+from keras_vae.limits import parse_widths
 from keras_vae.registration import VAE_REGISTERED_NAME
 
 FLOAT_BYTES = 4
@@ -195,9 +196,7 @@ than its 2,653,016-byte weights file holds
         raise ValueError(f"it holds a {found}, not a keras_vae VAE")
     try:
         arguments = values["config"]
-        data_shape = tuple(int(size) for size in arguments["data_shape"])
-        if not data_shape or min(data_shape) < 1:
-            raise ValueError(f"data_shape {data_shape} is not one or more positive sizes")
+        data_shape = parse_widths(arguments["data_shape"], "data_shape")
         parameters = training_memory(
             Config(model=ModelConfig.from_arguments(arguments)), data_shape
         ).parameters

@@ -45,6 +45,7 @@ KINDS = ("run", "export")
 FORMAT = 1
 _SECTIONS = ("files", "trees", "folders")
 _ARTICLED = {"run": "a run directory", "export": "an export folder"}
+_FLAGS = {"run": "--output", "export": "--out"}  # the command-line flag naming each kind
 
 
 class FolderNotOursError(ValueError):
@@ -206,11 +207,10 @@ class Manifest:
         for path in paths:
             link = link_on_the_way(self.folder, path, whole)
             if link is not None:
-                flag = "--output" if self.kind == "run" else "--out"
                 raise FolderNotOursError(
                     f"{link} is a symbolic link inside a folder keras-vae wrote, which it "
                     "never follows to write or delete: replace the link with a folder, or "
-                    f"choose another {flag}."
+                    f"choose another {_FLAGS[self.kind]}."
                 )
 
     def owns(self, path: str) -> bool:
@@ -284,7 +284,7 @@ def link_on_the_way(folder: Path, path: str | os.PathLike, whole: bool = False) 
 def check_writable_folder(folder: Path, kind: str) -> None:
     """Raise `FolderNotOursError` when `folder` is a file or its nearest existing folder is not
     writable."""
-    flag = "--output" if kind == "run" else "--out"
+    flag = _FLAGS[kind]
     if folder.exists() and not folder.is_dir():
         raise FolderNotOursError(f"{flag} {folder} is a file; pass a folder (created if missing).")
     existing = folder
