@@ -38,12 +38,16 @@ import concurrent.futures
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import common  # first: puts the repository on sys.path
 import invocation
 import numpy as np
 from detection_metrics import SCORES, anomaly_oriented, detection, sklearn_differences, summarize
+
+if TYPE_CHECKING:
+    from keras_vae.data import Split
+    from keras_vae.model import VAE
 
 MODEL = {"latent_dim": 20, "hidden_units": [400], "activation": "relu"}
 BATCH_SIZE = 128
@@ -86,7 +90,7 @@ REFERENCE = {
 # ----------------------------------------------------------------------------------------------
 
 
-def write_held_out_data(splits, digit: int, path: Path) -> dict[str, int]:
+def write_held_out_data(splits: dict[str, Split], digit: int, path: Path) -> dict[str, int]:
     """An npz (keras.datasets layout) of the training images of every digit but `digit` and
     ALL test images, with labels; rewritten only when missing."""
     train = splits["train"]
@@ -117,6 +121,7 @@ def display_path(path: Path) -> str:
 
 
 def run_config(dataset: str, epochs: int) -> dict[str, Any]:
+    """The `Config` dict of one run: the 784-400-20 ReLU MLP on `dataset`, `epochs` epochs."""
     return {
         "model": dict(MODEL),
         "data": {"dataset": dataset},
@@ -205,7 +210,9 @@ def load_fashion_mnist(data_dir: str | None) -> dict[str, Any]:
     }
 
 
-def ood_rows(normal: dict[str, np.ndarray], model, sets: dict, samples: int, resamples: int):
+def ood_rows(
+    normal: dict[str, np.ndarray], model: VAE, sets: dict, samples: int, resamples: int
+) -> tuple[dict[str, dict[str, Any]], list[tuple[np.ndarray, np.ndarray]]]:
     """Per OOD set: AUROC/AUPRC of each score with the MNIST test images as the negatives."""
     from keras_vae.anomaly import score_examples
 

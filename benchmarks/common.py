@@ -22,9 +22,15 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from keras_vae.model import VAE
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCHMARKS_DIR.parent
@@ -172,7 +178,7 @@ def dense_flops(widths: Sequence[int]) -> int:
     return sum(2 * a * b for a, b in zip(widths[:-1], widths[1:]))
 
 
-def layer_forward_flops(layer) -> int:
+def layer_forward_flops(layer: keras.layers.Layer) -> int:
     """Multiply-add FLOPs per example of one Keras layer's forward pass (0 for non-linear ops).
 
     Dense: 2 * in * out. Conv2D: 2 * H_out * W_out * k_h * k_w * C_in * C_out.
@@ -193,7 +199,7 @@ def layer_forward_flops(layer) -> int:
     return 0
 
 
-def training_flops_per_example(vae) -> dict[str, int]:
+def training_flops_per_example(vae: VAE) -> dict[str, int]:
     """Analytic matmul/conv FLOPs of one SGVB training example (L = 1) for a `keras_vae.VAE`.
 
     Forward = encoder + decoder. The backward pass costs the forward again for the weight
@@ -236,7 +242,7 @@ def matmul_gflops(
         b = tf.random.normal([chain, k, n], seed=2)
 
         @tf.function(jit_compile=jit_compile)
-        def products(a, b):
+        def products(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
             total = tf.zeros([], tf.float32)
             for i in range(chain):
                 total += tf.reduce_sum(tf.matmul(a[i], b[i]))

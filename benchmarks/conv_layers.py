@@ -23,7 +23,8 @@ Writes ``benchmarks/results/conv_layers.json``.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import common  # first: puts the repository on sys.path
 import invocation
@@ -35,10 +36,13 @@ from keras_vae.config import Config
 from keras_vae.data import make_datasets
 from keras_vae.train import build_model
 
+if TYPE_CHECKING:
+    from keras_vae.model import VAE
+
 BATCH_SIZE = 128
 
 
-def weighted_layers(vae) -> list[tuple[str, keras.layers.Layer]]:
+def weighted_layers(vae: VAE) -> list[tuple[str, keras.layers.Layer]]:
     """("encoder/conv_0", layer), ... for every layer with weights, in the order data flows."""
     return [
         (f"{network.name}/{layer.name}", layer)
@@ -48,14 +52,16 @@ def weighted_layers(vae) -> list[tuple[str, keras.layers.Layer]]:
     ]
 
 
-def layer_parts(layer: keras.layers.Layer, input_gradient: bool) -> dict[str, Any]:
+def layer_parts(
+    layer: keras.layers.Layer, input_gradient: bool
+) -> dict[str, Callable[[tf.Tensor], tf.Tensor]]:
     """The layer's forward pass and its forward and backward pass, as loop parts."""
     x = tf.random.normal([BATCH_SIZE, *layer.input.shape[1:]], seed=1)
 
-    def forward(shift):
+    def forward(shift: tf.Tensor) -> tf.Tensor:
         return tf.reduce_sum(layer(x + shift))
 
-    def forward_backward(shift):
+    def forward_backward(shift: tf.Tensor) -> tf.Tensor:
         inputs = x + shift
         with tf.GradientTape() as tape:
             tape.watch(inputs)
@@ -68,6 +74,7 @@ def layer_parts(layer: keras.layers.Layer, input_gradient: bool) -> dict[str, An
 
 
 def measure(steps: int, repeats: int, mnist: str) -> dict[str, Any]:
+    """The train step's time per step and each weighted layer's, with their GFLOP/s."""
     config = Config.from_dict(
         {
             "data": {"dataset": mnist},
@@ -81,10 +88,10 @@ def measure(steps: int, repeats: int, mnist: str) -> dict[str, Any]:
     vae = build_model(config, info)
     vae.fit(train.take(2), epochs=1, verbose=0)  # builds the optimizer and metrics
 
-    def train_step(shift):
+    def train_step(shift: tf.Tensor) -> tf.Tensor:
         return vae.train_step(x + shift)["loss"]
 
-    def timed(part) -> float:
+    def timed(part: Callable[[tf.Tensor], tf.Tensor]) -> float:
         return seconds_per_step(looped(part, steps, jit_compile=False), steps, repeats)
 
     step = timed(train_step)

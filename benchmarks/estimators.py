@@ -22,6 +22,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import common  # first: puts the repository on sys.path
 import invocation
@@ -34,6 +35,9 @@ from keras_vae.data import load_splits, to_unit_interval
 from keras_vae.run_reader import load_model
 from keras_vae.train import train_and_evaluate
 
+if TYPE_CHECKING:
+    from keras_vae.model import VAE
+
 MODELS = {
     "vae (normal prior)": ({}, ("analytic_kl", "monte_carlo", "analytic_entropy")),
     "vamp (K=500)": (
@@ -44,6 +48,7 @@ MODELS = {
 
 
 def train(run_dir: Path, parts: dict, epochs: int) -> Path:
+    """Train the 784-400-20 MNIST model with the model config `parts` into `run_dir`."""
     config = Config.from_dict(
         {
             "model": {"latent_dim": 20, "hidden_units": [400], **parts},
@@ -55,7 +60,7 @@ def train(run_dir: Path, parts: dict, epochs: int) -> Path:
     return run_dir
 
 
-def estimates(model, x: np.ndarray, estimator: str, draws: int, seed: int) -> np.ndarray:
+def estimates(model: VAE, x: np.ndarray, estimator: str, draws: int, seed: int) -> np.ndarray:
     """[draws, examples] single-sample (L = 1) ELBO estimates by `estimator`; draw d uses
     noise seed (seed, d) for every estimator, so the estimators are compared on common noise."""
     z_mean, z_stddev, context = model.encode_all(tf.constant(x))
@@ -64,7 +69,7 @@ def estimates(model, x: np.ndarray, estimator: str, draws: int, seed: int) -> np
     for d in range(draws):
         noise = tf.random.stateless_normal([1, *z_mean.shape], seed=[seed, d])
 
-        def log_likelihood(z):
+        def log_likelihood(z: tf.Tensor) -> tf.Tensor:
             return model.log_likelihood_given_z(x, z)
 
         if model.prior_name == "normal":

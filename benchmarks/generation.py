@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import common  # first: puts the repository on sys.path
 import invocation
@@ -50,6 +50,11 @@ from generation_classifier import (
     predict_labels,
 )
 from generation_metrics import frechet_distance, precision_recall
+
+if TYPE_CHECKING:
+    import keras
+
+    from keras_vae.model import VAE
 
 WORK_DIR = common.RESULTS_DIR / "runs" / "generation"
 QUICK_WORK_DIR = common.RESULTS_DIR / "runs" / "generation-quick"
@@ -118,7 +123,9 @@ def shown(command: list[str]) -> str:
     return " ".join(["keras-vae", *(part.replace(root, "") for part in command[1:])])
 
 
-def model_commands(name: str, mnist: Path, work: Path, epochs: int, components: int):
+def model_commands(
+    name: str, mnist: Path, work: Path, epochs: int, components: int
+) -> tuple[list[str], list[str]]:
     """The `keras-vae train` and `keras-vae fit-sampler` commands of model `name`."""
     spec, program, run_dir = MODELS[name], keras_vae_program(), str(work / name)
     train = [program, "train", "--dataset", str(mnist), "--epochs", str(epochs)]
@@ -147,14 +154,16 @@ def class_labels(count: int) -> np.ndarray:
     return np.repeat(np.arange(NUM_CLASSES, dtype=np.int32), count // NUM_CLASSES)
 
 
-def draw_samples(model, count: int, conditional: bool, sampler: dict) -> np.ndarray:
+def draw_samples(model: VAE, count: int, conditional: bool, sampler: dict) -> np.ndarray:
     """`count` samples E[x|z] of `model` as float32 [count, 784], seed SAMPLE_SEED."""
     labels = class_labels(count) if conditional else None
     images = model.sample(count, seed=SAMPLE_SEED, labels=labels, **sampler)
     return np.asarray(images, np.float32).reshape(count, -1)
 
 
-def judged(classifier, real: np.ndarray, images: np.ndarray, asked: np.ndarray | None) -> dict:
+def judged(
+    classifier: keras.Model, real: np.ndarray, images: np.ndarray, asked: np.ndarray | None
+) -> dict:
     """Fréchet distance, precision, recall of `images` vs the `real` features, and with the
     `asked` labels each class's label accuracy and their mean."""
     fake = features(classifier, images)
@@ -168,7 +177,9 @@ def judged(classifier, real: np.ndarray, images: np.ndarray, asked: np.ndarray |
     return row
 
 
-def measure_model(name: str, work: Path, classifier, real: np.ndarray, count: int) -> dict:
+def measure_model(
+    name: str, work: Path, classifier: keras.Model, real: np.ndarray, count: int
+) -> dict:
     """Every sampler of the trained model `name`: its metrics, and the run's test ELBO."""
     from keras_vae.run_reader import load_run
 

@@ -27,10 +27,14 @@ import json
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import common  # first: puts the repository on sys.path
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+    import numpy.typing as npt
 
 DEFAULT_CACHE = Path.home() / ".cache" / "keras-vae" / "generation_classifier.keras"
 DEFAULT_EPOCHS = 5
@@ -46,7 +50,7 @@ ARCHITECTURE = (
 )
 
 
-def as_classifier_input(images) -> np.ndarray:
+def as_classifier_input(images: npt.ArrayLike) -> np.ndarray:
     """`images` ([n, 784], [n, 28, 28] or [n, 28, 28, 1], values in [0, 1]) as float32
     [n, 28, 28, 1]; a one-line ValueError for any other shape or value."""
     array = np.asarray(images, np.float32)
@@ -62,7 +66,7 @@ def as_classifier_input(images) -> np.ndarray:
     return array.reshape(-1, *IMAGE_SHAPE)
 
 
-def build_classifier(seed: int):
+def build_classifier(seed: int) -> keras.Model:
     """The untrained, compiled conv net (its weights drawn from `seed`)."""
     import keras
 
@@ -85,7 +89,7 @@ def build_classifier(seed: int):
     return model
 
 
-def predict_labels(model, images) -> np.ndarray:
+def predict_labels(model: keras.Model, images: npt.ArrayLike) -> np.ndarray:
     """The predicted class of each image, int64 [n], in batches of 1,000."""
     probabilities = model.predict(
         as_classifier_input(images), batch_size=PREDICT_BATCH_SIZE, verbose=0
@@ -94,7 +98,7 @@ def predict_labels(model, images) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def feature_extractor(model):
+def feature_extractor(model: keras.Model) -> keras.Model:
     """The model from `model`'s input to its penultimate layer, built once per classifier (so
     its compiled predict function is reused)."""
     import keras
@@ -102,7 +106,7 @@ def feature_extractor(model):
     return keras.Model(model.inputs, model.get_layer(FEATURE_LAYER).output)
 
 
-def features(model, images) -> np.ndarray:
+def features(model: keras.Model, images: npt.ArrayLike) -> np.ndarray:
     """The penultimate layer's activations, float32 [n, 128], in batches of 1,000."""
     batches = as_classifier_input(images)
     return np.asarray(
@@ -134,7 +138,9 @@ def info_path(cache: Path) -> Path:
     return Path(cache).with_suffix(".json")
 
 
-def load_cached(cache: Path, epochs: int, seed: int, train_examples: int | None):
+def load_cached(
+    cache: Path, epochs: int, seed: int, train_examples: int | None
+) -> tuple[keras.Model, dict[str, Any]] | None:
     """(model, info) of a valid cached classifier trained as asked, else None: both files
     present, the record's digest, settings and accuracies as expected, the model's input
     [None, 28, 28, 1], its output [None, 10] and its features 128 wide."""
@@ -166,7 +172,7 @@ def load_cached(cache: Path, epochs: int, seed: int, train_examples: int | None)
     return model, {**info, "reused": True}
 
 
-def model_layer_names(model) -> set[str]:
+def model_layer_names(model: keras.Model) -> set[str]:
     """The names of a Keras model's layers."""
     return {layer.name for layer in model.layers}
 
@@ -177,7 +183,7 @@ def load_or_train_classifier(
     epochs: int = DEFAULT_EPOCHS,
     seed: int = 0,
     train_examples: int | None = None,
-) -> tuple[Any, dict[str, Any]]:
+) -> tuple[keras.Model, dict[str, Any]]:
     """The classifier cached at `cache` if it is valid and was trained as asked, else one
     trained now on the MNIST IDX folder `data_dir` and saved there (the `.keras` file and a
     `.json` record beside it: settings, SHA-256, test accuracy overall and per class).

@@ -18,13 +18,18 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 DEFAULT_CHUNK_SIZE = 1000
 NEGATIVE_EIGENVALUE_TOLERANCE = 1e-8  # relative to the largest eigenvalue: rounding, not data
 
 
-def checked_features(name: str, features, min_rows: int) -> np.ndarray:
+def checked_features(name: str, features: npt.ArrayLike, min_rows: int) -> np.ndarray:
     """`features` as a finite float64 [n, d] array with n >= `min_rows`, or a one-line
     ValueError naming `name`.
 
@@ -78,7 +83,7 @@ def clipped_eigenvalues(eigenvalues: np.ndarray) -> np.ndarray:
     return np.clip(eigenvalues, 0.0, None)
 
 
-def frechet_distance(features_a, features_b) -> float:
+def frechet_distance(features_a: npt.ArrayLike, features_b: npt.ArrayLike) -> float:
     """The Fréchet distance between Gaussians fitted to two sets of features:
     ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), sample covariances (ddof = 1).
 
@@ -113,7 +118,7 @@ def frechet_distance(features_a, features_b) -> float:
     return mean_term + float(np.trace(cov_a) + np.trace(cov_b) - 2.0 * cross)
 
 
-def squared_distances(rows: np.ndarray, others: np.ndarray, others_norms: np.ndarray):
+def squared_distances(rows: np.ndarray, others: np.ndarray, others_norms: np.ndarray) -> np.ndarray:
     """[len(rows), len(others)] squared Euclidean distances (>= 0), float64, built in place
     from ||x||^2 + ||y||^2 - 2 x.y."""
     block = rows @ others.T
@@ -148,7 +153,7 @@ def covered_fraction(
 
 
 def precision_recall(
-    real, fake, k: int = 3, chunk_size: int = DEFAULT_CHUNK_SIZE
+    real: npt.ArrayLike, fake: npt.ArrayLike, k: int = 3, chunk_size: int = DEFAULT_CHUNK_SIZE
 ) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) of `fake` samples against
     `real` ones, in feature space.

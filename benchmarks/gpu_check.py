@@ -31,10 +31,16 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import common  # first: puts the repository on sys.path
 import invocation
+
+if TYPE_CHECKING:
+    import numpy as np
+    import tensorflow as tf
 
 REQUIRED_KEYS = ("mode", "device", "train", "mirrored", "evaluate", "export", "seconds")
 PRECISIONS = ("none", "bfloat16", "float16")  # `--mixed-precision` values
@@ -45,6 +51,7 @@ MODELS = {
 
 
 def sizes(smoke: bool) -> dict:
+    """The data, epochs, batch size and K of every section: tiny ones with `smoke`."""
     if smoke:  # the bundled digits: no data files, seconds per section; no XLA compiles
         return {
             "dataset": "digits",
@@ -72,6 +79,7 @@ def train_cases(smoke: bool) -> list[tuple[str, str]]:
 
 
 def train_section(size: dict, root: Path) -> dict:
+    """`train_and_evaluate` of each (model, precision) case under `root`: rate, ELBO, time."""
     from keras_vae.config import Config
     from keras_vae.train import train_and_evaluate
 
@@ -114,6 +122,7 @@ def mirrored_section(smoke: bool) -> dict:
 
 
 def mirrored_child(smoke: bool) -> dict:
+    """One device vs two mirrored logical devices on the same SGD steps: weight differences."""
     import tensorflow as tf
 
     kind = "CPU" if smoke else "GPU"
@@ -135,7 +144,7 @@ def mirrored_child(smoke: bool) -> dict:
     spec = dict(data_shape=(784,), latent_dim=20, hidden_units=(64,), seed=1)
     initial = VAE(**spec).get_weights()
 
-    def train(strategy):
+    def train(strategy: tf.distribute.Strategy) -> tuple[list[np.ndarray], int]:
         with strategy.scope():
             vae = VAE(**spec)
             # A small step: with SGD(0.05) on 784 summed pixels, training is unstable enough
@@ -161,6 +170,7 @@ def mirrored_child(smoke: bool) -> dict:
 
 
 def evaluate_section(size: dict, run_dir: str) -> dict:
+    """`evaluate_run` of the run at `run_dir` with K importance samples, and its time."""
     from keras_vae.evaluate import evaluate_run
 
     start = time.perf_counter()
@@ -176,6 +186,7 @@ def evaluate_section(size: dict, run_dir: str) -> dict:
 
 
 def export_section(run_dir: str, root: Path) -> dict:
+    """`export_run` of `run_dir` with LiteRT: the max errors of every exported model."""
     from keras_vae.export.exporter import export_run
 
     start = time.perf_counter()
@@ -189,7 +200,8 @@ def export_section(run_dir: str, root: Path) -> dict:
     }
 
 
-def run_section(name: str, function, *args) -> dict:
+def run_section(name: str, function: Callable[..., dict], *args: object) -> dict:
+    """`function(*args)`, or the error it raised as ``{"error": ...}``."""
     try:
         return function(*args)
     except Exception as error:  # noqa: BLE001 - one failing section must not hide the others

@@ -33,9 +33,12 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import common  # first: puts the repository on sys.path
+
+if TYPE_CHECKING:
+    from keras_vae.model import VAE
 
 
 def argument_parser(doc: str, quick: str | None = None) -> argparse.ArgumentParser:
@@ -117,13 +120,14 @@ class ResultsRun:
     >>> run.save({"rows": []})  # writes benchmarks/results/example.json  # doctest: +SKIP
     """
 
-    def __init__(self, name: str, arguments: dict[str, Any]):
+    def __init__(self, name: str, arguments: dict[str, Any]) -> None:
         self.name = name
         self.arguments = arguments
         self.started = time.time()
         self.load_before = common.load_average()
 
     def save(self, results: dict[str, Any], path: Path | None = None) -> Path:
+        """Write the results with the run's record to `path` (default: results/<name>.json)."""
         path = path or common.RESULTS_DIR / f"{self.name}.json"
         payload = {
             "benchmark": self.name,
@@ -146,14 +150,16 @@ class Budget:
     True
     """
 
-    def __init__(self, minutes: float):
+    def __init__(self, minutes: float) -> None:
         self.seconds = 60.0 * minutes
         self.start = time.monotonic()
 
     def spent(self) -> float:
+        """Seconds since the budget started."""
         return time.monotonic() - self.start
 
     def remaining(self) -> float:
+        """Seconds left of the budget (negative once it is spent)."""
         return self.seconds - self.spent()
 
 
@@ -175,25 +181,27 @@ class TrainingState:
     >>> state.save(model, progress)  # doctest: +SKIP
     """
 
-    def __init__(self, directory: Path, name: str):
+    def __init__(self, directory: Path, name: str) -> None:
         self.directory = Path(directory)
         self.name = name
         self.path = self.directory / f"{name}.npz"
 
     def load_progress(self) -> dict[str, Any] | None:
+        """The saved progress dict without loading any variables, or None if new."""
         from keras_vae.resume import read_progress
 
         if not self.path.exists():
             return None
         return read_progress(self.path, fix="delete it", what="the benchmark state")["progress"]
 
-    def save(self, model, progress: dict[str, Any]) -> None:
+    def save(self, model: VAE, progress: dict[str, Any]) -> None:
+        """Write `model`'s variables and `progress` to the state file, atomically."""
         from keras_vae.resume import save_state
 
         self.directory.mkdir(parents=True, exist_ok=True)
         save_state(self.path, model, {"progress": progress})
 
-    def restore(self, model) -> dict[str, Any] | None:
+    def restore(self, model: VAE) -> dict[str, Any] | None:
         """Load the saved variables into `model` (compiled); the progress, or None if new."""
         from keras_vae.resume import restore_state
 

@@ -29,11 +29,21 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+if TYPE_CHECKING:
+    # The parameter pytrees: an MLP's lists of Dense layers, the conv VAE's named layers.
+    MLPParams: TypeAlias = dict[str, list[dict[str, jax.Array]]]
+    ConvParams: TypeAlias = dict[str, dict[str, jax.Array]]
+    Params: TypeAlias = MLPParams | ConvParams
+    Outputs: TypeAlias = tuple[jax.Array, jax.Array, jax.Array]  # logits, mean, stddev
+    EpochState: TypeAlias = tuple[Params, Params, Params, jax.Array]  # params, m, v, t
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 LATENT = 20
@@ -48,12 +58,14 @@ def read_mnist_images(folder: Path) -> np.ndarray:
     return images.astype(np.float32) / 255.0
 
 
-def glorot(key, shape, fan_in, fan_out):
+def glorot(key: jax.Array, shape: tuple[int, ...], fan_in: int, fan_out: int) -> jax.Array:
+    """Glorot-uniform initial weights of `shape`."""
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return jax.random.uniform(key, shape, jnp.float32, -limit, limit)
 
 
-def dense_params(key, widths):
+def dense_params(key: jax.Array, widths: Sequence[int]) -> list[dict[str, jax.Array]]:
+    """Weights and zero biases of a chain of Dense layers of `widths`."""
     keys = jax.random.split(key, len(widths) - 1)
     return [
         {"w": glorot(k, (a, b), a, b), "b": jnp.zeros((b,))}
@@ -61,7 +73,8 @@ def dense_params(key, widths):
     ]
 
 
-def mlp_init(key, hidden=(400,), latent=LATENT):
+def mlp_init(key: jax.Array, hidden: Sequence[int] = (400,), latent: int = LATENT) -> MLPParams:
+    """The MLP VAE's parameters: encoder, Gaussian head, decoder."""
     k1, k2, k3 = jax.random.split(key, 3)
     return {
         "enc": dense_params(k1, [784, *hidden]),
@@ -70,7 +83,13 @@ def mlp_init(key, hidden=(400,), latent=LATENT):
     }
 
 
-def mlp_apply(params, x, noise, activation=jax.nn.relu):
+def mlp_apply(
+    params: MLPParams,
+    x: jax.Array,
+    noise: jax.Array,
+    activation: Callable[[jax.Array], jax.Array] = jax.nn.relu,
+) -> Outputs:
+    """The MLP VAE's forward pass: decoder logits, posterior mean and stddev."""
     latent = noise.shape[-1]
     h = x.reshape(len(x), -1)
     for layer in params["enc"]:
@@ -85,21 +104,23 @@ def mlp_apply(params, x, noise, activation=jax.nn.relu):
     return logits.reshape(*noise.shape[:-1], *x.shape[1:]), mean, stddev
 
 
-def burda_init(key):
+def burda_init(key: jax.Array) -> MLPParams:
+    """The 784-200-200-50 MLP's parameters."""
     return mlp_init(key, hidden=(200, 200), latent=50)
 
 
-def burda_apply(params, x, noise):
+def burda_apply(params: MLPParams, x: jax.Array, noise: jax.Array) -> Outputs:
+    """The 784-200-200-50 tanh MLP's forward pass."""
     return mlp_apply(params, x, noise, activation=jnp.tanh)
 
 
-def conv_init(key, filters=(32, 64)):
+def conv_init(key: jax.Array, filters: tuple[int, int] = (32, 64)) -> ConvParams:
     """`keras_vae.networks`' conv VAE: two stride-2 3x3 convs, their transposes, a 3x3 head."""
     keys = jax.random.split(key, 8)
     f1, f2 = filters
     hidden = 7 * 7 * f2
 
-    def kernel(k, cin, cout):
+    def kernel(k: jax.Array, cin: int, cout: int) -> dict[str, jax.Array]:
         return {"w": glorot(k, (3, 3, cin, cout), 9 * cin, 9 * cout), "b": jnp.zeros((cout,))}
 
     return {
@@ -116,17 +137,18 @@ def conv_init(key, filters=(32, 64)):
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
-def _conv(x, p, stride):
+def _conv(x: jax.Array, p: dict[str, jax.Array], stride: int) -> jax.Array:
     y = jax.lax.conv_general_dilated(x, p["w"], (stride, stride), "SAME", None, None, _DIMENSIONS)
     return y + p["b"]
 
 
-def _conv_transpose(x, p, stride):
+def _conv_transpose(x: jax.Array, p: dict[str, jax.Array], stride: int) -> jax.Array:
     y = jax.lax.conv_transpose(x, p["w"], (stride, stride), "SAME", dimension_numbers=_DIMENSIONS)
     return y + p["b"]
 
 
-def conv_apply(params, x, noise):
+def conv_apply(params: ConvParams, x: jax.Array, noise: jax.Array) -> Outputs:
+    """The conv VAE's forward pass: decoder logits, posterior mean and stddev."""
     h = jax.nn.relu(_conv(x[..., None], params["c1"], 2))
     h = jax.nn.relu(_conv(h, params["c2"], 2))
     out = h.reshape(len(x), -1) @ params["head"]["w"] + params["head"]["b"]
@@ -148,19 +170,19 @@ MODELS = {
 
 
 def make_epoch(
-    apply,
+    apply: Callable[..., Outputs],
     batch_size: int,
     steps: int,
     latent: int = LATENT,
     dynamic: bool = False,
     samples: int = 1,
-):
+) -> Callable[..., tuple[Params, Params, Params, jax.Array, jax.Array]]:
     """A jitted function: (params, adam state, images, key) -> the same after one epoch;
     `dynamic` binarizes each batch with its own Bernoulli draw inside the step; `samples` > 1
     trains on the IWAE bound with that many draws per example."""
     noise_shape = (batch_size, latent) if samples == 1 else (samples, batch_size, latent)
 
-    def loss_fn(params, x, noise):
+    def loss_fn(params: Params, x: jax.Array, noise: jax.Array) -> jax.Array:
         logits, mean, stddev = apply(params, x, noise)
         log_px = -jnp.sum(jnp.logaddexp(0.0, logits) - x * logits, axis=(-2, -1))
         if samples == 1:
@@ -172,7 +194,9 @@ def make_epoch(
 
     grad_fn = jax.value_and_grad(loss_fn)
 
-    def step(carry, inputs):
+    def step(
+        carry: EpochState, inputs: tuple[jax.Array, jax.Array]
+    ) -> tuple[EpochState, jax.Array]:
         params, m, v, t = carry
         x, key = inputs
         noise_key, binarize_key = jax.random.split(key)
@@ -190,7 +214,9 @@ def make_epoch(
         return (params, m, v, t), loss
 
     @jax.jit
-    def epoch(params, m, v, t, images, key):
+    def epoch(
+        params: Params, m: Params, v: Params, t: jax.Array, images: jax.Array, key: jax.Array
+    ) -> tuple[Params, Params, Params, jax.Array, jax.Array]:
         order_key, noise_key = jax.random.split(key)
         order = jax.random.permutation(order_key, len(images))[: steps * batch_size]
         batches = images[order].reshape(steps, batch_size, *images.shape[1:])

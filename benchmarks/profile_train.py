@@ -30,6 +30,10 @@ import tensorflow as tf  # noqa: E402
 
 IMPORT_SECONDS = time.perf_counter() - T0
 
+import types  # noqa: E402  (for annotations, after the timed imports)
+from collections.abc import Callable, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
+
 from keras_vae import resume, train, visualize  # noqa: E402
 from keras_vae.callbacks import validation  # noqa: E402
 from keras_vae.config import Config  # noqa: E402
@@ -45,15 +49,17 @@ DATA = {"burda": {"binarization": "dynamic"}}  # the reproductions' input (recip
 class Timers:
     """Accumulating wall-clock timers by name."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
-    def wrap(self, owner, name: str, key: str | None = None):
+    def wrap(
+        self, owner: types.ModuleType | type, name: str, key: str | None = None
+    ) -> Callable[..., Any]:
         """Replace `owner.name` by a timed version that adds its time to `key`."""
         original = getattr(owner, name)
         key = key or name
 
-        def timed(*args, **kwargs):
+        def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
                 return original(*args, **kwargs)
@@ -67,19 +73,19 @@ class Timers:
 class EpochProfile(keras.callbacks.Callback):
     """Per epoch: wall time, time inside `train_function` calls, first block, validation."""
 
-    def __init__(self, trace_dir: str | None = None):
+    def __init__(self, trace_dir: str | None = None) -> None:
         super().__init__()
         self.epochs: list[dict[str, float]] = []
         self.trace_dir = trace_dir
         self._wrapped = False
 
-    def _wrap_train_function(self):
+    def _wrap_train_function(self) -> None:
         model = self.model
         function = model.train_function
         if function is None or getattr(function, "_profiled", False):
             return
 
-        def timed(iterator):
+        def timed(iterator: Iterator[Any]) -> dict[str, Any]:
             start = time.perf_counter()
             try:
                 return function(iterator)
@@ -93,20 +99,22 @@ class EpochProfile(keras.callbacks.Callback):
         timed._profiled = True
         model.train_function = timed
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._wrap_train_function()
         self._current = {"train_function": 0.0, "calls": 0, "first_call": 0.0}
         self._start = time.perf_counter()
         if self.trace_dir and epoch == 2:
             tf.profiler.experimental.start(self.trace_dir)
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._wrap_train_function()
 
-    def on_test_begin(self, logs=None):  # Keras' validation (several replicas)
+    def on_test_begin(
+        self, logs: dict[str, Any] | None = None
+    ) -> None:  # Keras' validation (several replicas)
         self._test_start = time.perf_counter()
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         self._current["validation"] = time.perf_counter() - self._test_start
 
     def add_validation(self, seconds: float) -> None:
@@ -115,7 +123,7 @@ class EpochProfile(keras.callbacks.Callback):
         if current is not None and "wall" not in current:
             current["validation"] = current.get("validation", 0.0) + seconds
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._current["wall"] = time.perf_counter() - self._start
         if self.trace_dir and epoch == 2:
             tf.profiler.experimental.stop()
@@ -159,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     profile = EpochProfile(args.trace)
     evaluate_blocks = validation.BlockValidation.evaluate
 
-    def timed_validation(self):
+    def timed_validation(self: validation.BlockValidation) -> dict[str, float]:
         start = time.perf_counter()
         try:
             return evaluate_blocks(self)

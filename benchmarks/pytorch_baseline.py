@@ -29,6 +29,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def read_mnist_images(folder: Path) -> np.ndarray:
 class VAE(nn.Module):
     """784-400-20 encoder, 20-400-784 decoder, ReLU hidden units."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.fc1 = nn.Linear(784, 400)
         self.fc21 = nn.Linear(400, 20)
@@ -59,7 +60,7 @@ class VAE(nn.Module):
         self.fc3 = nn.Linear(20, 400)
         self.fc4 = nn.Linear(400, 784)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h = functional.relu(self.fc1(x))
         mu, logvar = self.fc21(h), self.fc22(h)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
@@ -69,7 +70,7 @@ class VAE(nn.Module):
 class ConvVAE(nn.Module):
     """keras_vae's conv VAE: 3x3 stride-2 convs (32, 64), their transposes, a 3x3 output conv."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(1, 32, 3, stride=2, padding=1)
         self.conv2 = nn.Conv2d(32, 64, 3, stride=2, padding=1)
@@ -80,7 +81,7 @@ class ConvVAE(nn.Module):
         self.deconv2 = nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1)
         self.out = nn.Conv2d(32, 1, 3, padding=1)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h = functional.relu(self.conv2(functional.relu(self.conv1(x.view(-1, 1, 28, 28)))))
         h = h.flatten(1)
         mu = self.mean(h)
@@ -94,13 +95,18 @@ class ConvVAE(nn.Module):
 MODELS = {"classic": VAE, "conv": ConvVAE}
 
 
-def loss_function(recon, x, mu, logvar):
+def loss_function(
+    recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+) -> torch.Tensor:
+    """The batch's summed BCE plus the analytic KL, as the example's loss."""
     bce = functional.binary_cross_entropy(recon, x, reduction="sum")
     kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
     return bce + kld
 
 
-def train_epoch(model, optimizer, batches) -> tuple[float, int]:
+def train_epoch(
+    model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[torch.Tensor]
+) -> tuple[float, int]:
     """One epoch; returns (mean loss per example, examples)."""
     model.train()
     total, count = 0.0, 0
@@ -115,7 +121,8 @@ def train_epoch(model, optimizer, batches) -> tuple[float, int]:
     return total / count, count
 
 
-def dataloader_batches(images: torch.Tensor, batch_size: int):
+def dataloader_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """One epoch's shuffled batches from a `DataLoader` over a `TensorDataset`."""
     dataset = torch.utils.data.TensorDataset(images)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
     return (x for (x,) in loader)
@@ -124,13 +131,13 @@ def dataloader_batches(images: torch.Tensor, batch_size: int):
 class PilMnist(torch.utils.data.Dataset):
     """28x28 uint8 images served as torchvision's MNIST + ToTensor serve them: via PIL."""
 
-    def __init__(self, images: torch.Tensor):
+    def __init__(self, images: torch.Tensor) -> None:
         self.data = (images * 255).round().to(torch.uint8).view(-1, 28, 28)
 
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         from PIL import Image
 
         picture = Image.fromarray(self.data[index].numpy(), mode="L")
@@ -138,12 +145,14 @@ class PilMnist(torch.utils.data.Dataset):
         return pixels.view(1, 28, 28).float().div(255), 0  # (image, target) as the example
 
 
-def example_batches(images: torch.Tensor, batch_size: int):
+def example_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """One epoch's shuffled batches through PIL and a `DataLoader`, as the example's."""
     loader = torch.utils.data.DataLoader(PilMnist(images), batch_size=batch_size, shuffle=True)
     return (x.view(len(x), -1) for x, _ in loader)
 
 
-def tensor_batches(images: torch.Tensor, batch_size: int):
+def tensor_batches(images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """One epoch's batches by slicing a random permutation of the tensor."""
     order = torch.randperm(len(images))
     for start in range(0, len(images), batch_size):
         yield images[order[start : start + batch_size]]

@@ -60,13 +60,16 @@ class Setting:
 
     @property
     def name(self) -> str:
+        """The setting's name, e.g. ``mnist-nz20``."""
         return f"{self.dataset}-nz{self.latent_dim}"
 
     @property
     def hidden_units(self) -> int:
+        """The paper's hidden width: 500 for MNIST, 200 for Frey Face."""
         return 500 if self.dataset == "mnist" else 200
 
     def model_config(self) -> ModelConfig:
+        """The paper's tanh MLP: Bernoulli (MNIST) or learned-scale Gaussian (Frey) decoder."""
         gaussian = self.dataset == "frey"
         return ModelConfig(
             latent_dim=self.latent_dim,
@@ -79,6 +82,7 @@ class Setting:
         )
 
     def data_config(self, data_dir: Path) -> DataConfig:
+        """The dataset under `data_dir`: MNIST dynamically binarized, or Frey Face."""
         if self.dataset == "mnist":
             return DataConfig(dataset=str(data_dir / "mnist"), binarization="dynamic")
         return DataConfig(dataset=str(data_dir / "frey-face" / "frey_faces.npz"))
@@ -92,7 +96,7 @@ SETTINGS = [Setting("mnist", n) for n in (3, 5, 10, 20, 200)] + [
 class Experiment:
     """One setting's data, its model and its evaluation: train and test lower bounds."""
 
-    def __init__(self, setting: Setting, data_dir: Path, seed: int = 0):
+    def __init__(self, setting: Setting, data_dir: Path, seed: int = 0) -> None:
         self.setting, self.seed = setting, seed
         config = setting.data_config(data_dir)
         self.train, self.test, self.info = make_datasets(config, BATCH_SIZE, seed=seed)
@@ -123,6 +127,7 @@ class Experiment:
         return vae
 
     def train_steps(self, vae: VAE, steps: int) -> None:
+        """Train `vae` for `steps` steps on the repeated training pipeline."""
         vae.fit(self.train, epochs=1, steps_per_epoch=steps, verbose=0)
 
     def bounds(self, vae: VAE) -> tuple[float, float]:
@@ -204,7 +209,10 @@ def run_slice(
         record(experiment, vae, progress, state)
 
 
-def record(experiment, vae, progress, state) -> None:
+def record(
+    experiment: Experiment, vae: VAE, progress: dict[str, Any], state: invocation.TrainingState
+) -> None:
+    """Evaluate both bounds, add the point to `progress`, save the state and print it."""
     train, test = experiment.bounds(vae)
     progress["points"].append([progress["samples"], train, test])
     state.save(vae, progress)
@@ -216,6 +224,7 @@ def record(experiment, vae, progress, state) -> None:
 
 
 def plot(progress_by_setting: dict[str, dict], path: Path) -> None:
+    """Figure 2's panels (train and test bound vs samples seen) as a PNG at `path`."""
     import matplotlib
 
     matplotlib.use("Agg")

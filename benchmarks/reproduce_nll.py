@@ -99,7 +99,9 @@ class Sitting:
     {'vae': 'not started: the budget was spent'}
     """
 
-    def __init__(self, plan: Plan, rows: list[Row], budget_minutes: float, parallel: int = 1):
+    def __init__(
+        self, plan: Plan, rows: list[Row], budget_minutes: float, parallel: int = 1
+    ) -> None:
         self.plan = plan
         self.pending = list(rows)
         self.parallel = parallel

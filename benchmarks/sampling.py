@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import common  # first: puts the repository on sys.path
 import invocation
@@ -35,10 +35,14 @@ import tensorflow as tf
 
 from keras_vae.run_reader import load_run
 
+if TYPE_CHECKING:
+    from keras_vae.model import VAE
+
 BATCH_SIZES = (1, 64)
 
 
-def keras_paths(vae) -> dict[str, Callable[[np.ndarray], Any]]:
+def keras_paths(vae: VAE) -> dict[str, Callable[[np.ndarray], Any]]:
+    """The Keras ways to decode z: eager `decode`, a `tf.function` of it, and `sample`."""
     decode_function = tf.function(vae.decode, reduce_retracing=True)
     return {
         "keras_decode": lambda z: vae.decode(z).numpy(),
@@ -48,6 +52,7 @@ def keras_paths(vae) -> dict[str, Callable[[np.ndarray], Any]]:
 
 
 def saved_model_paths(decoder_dir: Path) -> dict[str, Callable[[np.ndarray], Any]]:
+    """The exported SavedModel's `serving_default` and `sample` signatures, as callables."""
     loaded = tf.saved_model.load(str(decoder_dir))
     serving = loaded.signatures["serving_default"]
     sample = loaded.signatures["sample"]
@@ -60,6 +65,7 @@ def saved_model_paths(decoder_dir: Path) -> dict[str, Callable[[np.ndarray], Any
 
 
 def tflite_paths(tflite_dir: Path, threads: int) -> dict[str, Callable[[np.ndarray], Any]]:
+    """Each LiteRT file's `decode` and `sample` signatures, as callables of z."""
     from ai_edge_litert.interpreter import Interpreter
 
     paths = {}

@@ -30,7 +30,8 @@ import dataclasses
 import statistics
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import common  # first: puts the repository on sys.path
 import invocation
@@ -45,8 +46,13 @@ from keras_vae.data import make_datasets
 from keras_vae.replicas import batch_layout
 from keras_vae.train import build_model
 
+if TYPE_CHECKING:
+    from keras_vae.model import VAE
 
-def looped(part, steps: int, jit_compile: bool = True):
+
+def looped(
+    part: Callable[[tf.Tensor], tf.Tensor], steps: int, jit_compile: bool = True
+) -> Callable[[], tf.Tensor]:
     """A compiled function (XLA unless `jit_compile` is False) running `part(shift)` `steps`
     times in one loop; `part` returns a scalar.
 
@@ -54,7 +60,7 @@ def looped(part, steps: int, jit_compile: bool = True):
     """
 
     @tf.function(jit_compile=jit_compile)
-    def run():
+    def run() -> tf.Tensor:
         total = tf.constant(0.0)
         for _ in tf.range(steps):
             total += tf.cast(part(1e-30 * total), tf.float32)
@@ -63,7 +69,8 @@ def looped(part, steps: int, jit_compile: bool = True):
     return run
 
 
-def seconds_per_step(run, steps: int, repeats: int) -> float:
+def seconds_per_step(run: Callable[[], tf.Tensor], steps: int, repeats: int) -> float:
+    """Median seconds of one of `run`'s `steps` steps, over `repeats` calls after a compile."""
     run().numpy()  # compile
     times = []
     for _ in range(repeats):
@@ -73,18 +80,21 @@ def seconds_per_step(run, steps: int, repeats: int) -> float:
     return statistics.median(times) / steps
 
 
-def parts(vae, x) -> dict[str, Any]:
+def parts(
+    vae: VAE, x: tf.Tensor
+) -> tuple[dict[str, Callable[[tf.Tensor], tf.Tensor]], list[keras.Variable], int]:
+    """The loop parts of one training step, the model's trainable variables, matmul FLOPs."""
     layout = batch_layout(x)
     variables = vae.trainable_variables
 
-    def train_step(shift):
+    def train_step(shift: tf.Tensor) -> tf.Tensor:
         return vae.train_step(x + shift)["loss"]
 
-    def gradients(shift):
+    def gradients(shift: tf.Tensor) -> tf.Tensor:
         _, grads = replica_gradients(vae, x + shift, None, layout)
         return tf.add_n([tf.reduce_sum(g) for g in grads])
 
-    def forward(shift):
+    def forward(shift: tf.Tensor) -> tf.Tensor:
         terms = vae.elbo_terms(x + shift, None, training=True, layout=layout)
         return tf.reduce_mean(terms.reconstruction - terms.kl)
 
@@ -94,7 +104,7 @@ def parts(vae, x) -> dict[str, Any]:
         for i, (m, k, n) in enumerate(shapes)
     ]
 
-    def matmuls(shift):
+    def matmuls(shift: tf.Tensor) -> tf.Tensor:
         return tf.add_n([tf.reduce_sum(tf.matmul(a + shift, b)) for a, b in operands])
 
     flops = sum(2 * m * k * n for m, k, n in shapes)
@@ -139,6 +149,7 @@ def case_config(name: str, mnist: str) -> Config:
 
 
 def measure(name: str, steps: int, repeats: int, mnist: str) -> dict[str, Any]:
+    """Each part's time per step for case `name`, with rates and shares of the step."""
     config = case_config(name, mnist)
     batch_size = config.training.batch_size
     train, _, info = make_datasets(config.data, batch_size)

@@ -50,7 +50,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_vae.config import Config, DataConfig, ModelConfig, RuntimeConfig, TrainingConfig
-from keras_vae.data import load_splits, make_datasets
+from keras_vae.data import DatasetInfo, load_splits, make_datasets
 from keras_vae.model import VAE
 from keras_vae.precision import dtype_policy
 from keras_vae.schedules import make_optimizer
@@ -103,22 +103,24 @@ class TFPLikelihoodVAE(VAE):
     """The VAE with its loss's log p(x|z) from TFP's `Bernoulli.log_prob` (the code before
     `keras_vae.distributions.log_likelihood`), to measure what the closed form saves."""
 
-    def log_likelihood_given_z(self, x, z, training=False):
+    def log_likelihood_given_z(
+        self, x: tf.Tensor, z: tf.Tensor, training: bool = False
+    ) -> tf.Tensor:
         return self.likelihood_from_z(z, training=training).log_prob(x)
 
 
 class EpochClock(keras.callbacks.Callback):
     """Wall and CPU seconds of every epoch."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.wall: list[float] = []
         self.cpu: list[float] = []
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._wall, self._cpu = time.perf_counter(), common.cpu_seconds()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.wall.append(time.perf_counter() - self._wall)
         self.cpu.append(common.cpu_seconds() - self._cpu)
 
@@ -154,7 +156,7 @@ def run_config(case: Case, mnist: str) -> Config:
     )
 
 
-def step_matmuls(vae, batch_size: int, samples: int = 1) -> list[tuple[int, int, int]]:
+def step_matmuls(vae: VAE, batch_size: int, samples: int = 1) -> list[tuple[int, int, int]]:
     """(m, k, n) of every matmul of one MLP training step: forward, input and weight gradients.
 
     Only for MLPs (all hidden layers Dense); the first layer has no input gradient, and the
@@ -184,10 +186,10 @@ def step_matmul_gflops(shapes: list[tuple[int, int, int]], repeats: int) -> floa
     ]
 
     @tf.function
-    def step():
+    def step() -> tf.Tensor:
         return tf.add_n([tf.reduce_sum(tf.matmul(a, b)) for a, b in operands])
 
-    def chained():  # ten steps per timed call, to average out the call overhead
+    def chained() -> np.float32:  # ten steps per timed call, to average out the call overhead
         for _ in range(10):
             step()
         return step().numpy()
@@ -197,7 +199,7 @@ def step_matmul_gflops(shapes: list[tuple[int, int, int]], repeats: int) -> floa
     return flops / statistics.median(seconds) / 1e9
 
 
-def measure_limits(models: dict[str, Any], batch_sizes: list[int], repeats: int) -> dict:
+def measure_limits(models: dict[str, VAE], batch_sizes: list[int], repeats: int) -> dict:
     """The peak (large square matmul) and, for MLPs, each model's step-matmul rate."""
     peak = common.matmul_gflops([PEAK_SHAPE], repeats=max(5, repeats // 2), chain=2)[0]
     limits: dict[str, Any] = {"peak": peak, "step_matmul_gflops": {}}
@@ -341,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     return invocation.finish(run, results, args.out)
 
 
-def build(config: Config, info, case: Case) -> VAE:
+def build(config: Config, info: DatasetInfo, case: Case) -> VAE:
     """`keras_vae.train.build_model`, with the old TFP log-likelihood if the case asks."""
     if case.log_likelihood == "closed_form":
         return build_model(config, info)
@@ -359,7 +361,9 @@ def pick(row: dict) -> dict:
     return {key: row[key] for key in (*keys, "cpu_utilisation")}
 
 
-def summarize(case: Case, vae, steps: int, clock: EpochClock, before: dict, after: dict):
+def summarize(
+    case: Case, vae: VAE, steps: int, clock: EpochClock, before: dict, after: dict
+) -> dict[str, Any]:
     examples = steps * case.batch_size
     timed_wall, timed_cpu = clock.wall[1:], clock.cpu[1:]
     median_rate = examples / statistics.median(timed_wall)

@@ -12,12 +12,14 @@ classes, as soon as Keras is imported (keras_vae/registration.py), so `keras.sav
 reads `.keras` files written by `VAE.save` without `custom_objects`.
 """
 
+# No `from __future__ import annotations` here: it would put `annotations` in dir(keras_vae).
 __version__ = "0.1.0"
 
 import importlib as _importlib
 import importlib.util as _importlib_util
 import os as _os
 import sys as _sys
+from typing import Any as _Any
 
 # Public name -> the module defining it (imported on first use).
 _PUBLIC = {
@@ -50,7 +52,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> _Any:
     """A public name, imported from its module on first use; or a submodule (`keras_vae.data`
     works after `import keras_vae` alone, as when the package imported everything)."""
     if name in _PUBLIC:

@@ -27,7 +27,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from keras_vae.limits import (
 )
 from keras_vae.npz_files import read_npz
 from keras_vae.run_files import check_run_file_owned
+
+if TYPE_CHECKING:
+    from keras_vae.model import VAE
 
 SAMPLER_FILE = "aggregate_sampler.npz"
 FIGURE_FILE = "figures/samples_aggregate.png"  # figures/samples.png's grid, from this sampler
@@ -74,6 +77,7 @@ class AggregateSampler:
 
     @property
     def components(self) -> int:
+        """K, the mixture's components per class row."""
         return int(self.mixture.log_weights.shape[1])
 
     def summary(self) -> dict[str, Any]:
@@ -89,7 +93,7 @@ class AggregateSampler:
         }
 
 
-def central_codes(model, images: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+def central_codes(model: VAE, images: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
     """The codes z of zero noise (`VAE.central_z`) of `images`, float64 [n, latent_dim], in
     `keras_vae.visualize.in_batches`."""
     from keras_vae.visualize import in_batches
@@ -110,7 +114,7 @@ def check_fit_arguments(components: Any, covariance: Any, seed: Any) -> None:
     check_at_least("seed", seed, 0, maximum=MAX_SEED)
 
 
-def check_mixture_size(model, components: int, covariance: str) -> int:
+def check_mixture_size(model: VAE, components: int, covariance: str) -> int:
     """The mixture's scale entries (C x K x D, or x D again for full covariances), after
     checking they stay within `MAX_SCALE_ENTRIES`: what EM holds in float64, the file and
     every export in float32. A one-line `ValueError` naming the fix otherwise.
@@ -133,7 +137,7 @@ def check_mixture_size(model, components: int, covariance: str) -> int:
 
 
 def fit_aggregate_sampler(
-    model,
+    model: VAE,
     images: np.ndarray,
     labels: np.ndarray | None = None,
     components: int = DEFAULT_COMPONENTS,
@@ -197,7 +201,7 @@ def sampler_bytes(sampler: AggregateSampler) -> bytes:
     return buffer.getvalue()
 
 
-def check_mixture(mixture: LatentMixture, model, covariance: str) -> None:
+def check_mixture(mixture: LatentMixture, model: VAE, covariance: str) -> None:
     """`ValueError` unless `mixture` fits `model` (class rows, latent width), is float32 and
     finite, its weights sum to 1 per class row and its scales are positive Cholesky factors."""
     classes = int(model.num_classes) if model.conditional else 1
@@ -228,7 +232,7 @@ def check_mixture(mixture: LatentMixture, model, covariance: str) -> None:
         raise ValueError("its scales are not lower-triangular with a positive diagonal")
 
 
-def read_aggregate_sampler(run_dir: str | os.PathLike, model) -> AggregateSampler | None:
+def read_aggregate_sampler(run_dir: str | os.PathLike, model: VAE) -> AggregateSampler | None:
     """The run's aggregate sampler, checked against `model`, or None when none was fitted.
 
     Raises:
@@ -276,12 +280,12 @@ def read_aggregate_sampler(run_dir: str | os.PathLike, model) -> AggregateSample
         raise SamplerFileError(f"{path} is invalid ({detail}); {_REFIT}.") from None
 
 
-def attach_aggregate_sampler(model, run_dir: str | os.PathLike) -> None:
+def attach_aggregate_sampler(model: VAE, run_dir: str | os.PathLike) -> None:
     """Set `model.aggregate_sampler` from the run's file (left None when none was fitted)."""
     model.aggregate_sampler = read_aggregate_sampler(run_dir, model)
 
 
-def sampler_record(model, sampler: str, temperature: float) -> dict[str, Any]:
+def sampler_record(model: VAE, sampler: str, temperature: float) -> dict[str, Any]:
     """What export.json records of the decoder's draws: the sampler, the temperature and,
     for the aggregate sampler, its `AggregateSampler.summary`."""
     record: dict[str, Any] = {"name": sampler, "temperature": float(temperature)}
@@ -346,7 +350,7 @@ def fit_sampler_run(
     return {"out": str(path), "figure": str(figure), **sampler.summary()}
 
 
-def samples_figure(model) -> bytes:
+def samples_figure(model: VAE) -> bytes:
     """The PNG of ``figures/samples.png``'s grid drawn by the aggregate sampler: 64 samples,
     seed 0 (one row per class of a conditional model)."""
     from keras_vae import figures, visualize

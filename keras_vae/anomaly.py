@@ -18,7 +18,7 @@ import io
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,12 +28,15 @@ from keras_vae.atomic import check_output_file, finite_or_null, write_output
 from keras_vae.limits import MAX_SEED, check_at_least
 from keras_vae.signatures import DEFAULT_SCORE_SAMPLES, MAX_SCORE_SAMPLES, SCORE_NAMES
 
+if TYPE_CHECKING:
+    from keras_vae.model import VAE
+
 DEFAULT_BATCH_SIZE = 1000
 ProgressFn = Callable[[int, int], None]
 
 
 def score_examples(
-    model,
+    model: VAE,
     images: np.ndarray,
     labels: np.ndarray | None = None,
     importance_samples: int = DEFAULT_SCORE_SAMPLES,
@@ -83,7 +86,9 @@ def _check_common(importance_samples: int | None, seed: int, max_examples: int |
         check_at_least("max_examples", max_examples, 1)
 
 
-def _held_out(run, dataset, data_dir, max_examples):
+def _held_out(
+    run: rd.Run, dataset: str | None, data_dir: str | None, max_examples: int | None
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     """(images, labels or None, the data's description) of the held-out split to score."""
     split = rd.load_test_split(run, dataset, data_dir)
     images = split.images[:max_examples] if max_examples else split.images
@@ -103,13 +108,22 @@ def _held_out(run, dataset, data_dir, max_examples):
     return images, labels, described
 
 
-def _score_run_data(run, images, labels, importance_samples, seed, progress):
+def _score_run_data(
+    run: rd.Run,
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    importance_samples: int,
+    seed: int,
+    progress: ProgressFn | None,
+) -> dict[str, np.ndarray]:
     """`score_examples` of a run's model (the labels are its input only if it is conditional)."""
     given = labels if run.model.conditional else None
     return score_examples(run.model, images, given, importance_samples, seed, progress=progress)
 
 
-def csv_text(scores: dict[str, np.ndarray], labels: np.ndarray | None, flags=None) -> str:
+def csv_text(
+    scores: dict[str, np.ndarray], labels: np.ndarray | None, flags: np.ndarray | None = None
+) -> str:
     """The CSV of `score_run`: index, label (when known), the four scores, is_anomaly.
 
     Example:

@@ -112,7 +112,7 @@ def stack_steps(dataset: tf.data.Dataset, steps: int) -> tf.data.Dataset:
     return blocks.map(_as_block).prefetch(1)
 
 
-def _as_block(batches):
+def _as_block(batches: tf.Tensor | dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     """Stacked batches -> `{"x_steps": xs}`, and `"label_steps": ys` for labelled dicts."""
     if isinstance(batches, dict):
         return {STEPS_KEY: batches["x"], LABEL_STEPS_KEY: batches["label"]}

@@ -20,12 +20,16 @@ True
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import tensorflow as tf
 
 from keras_vae.distribute import is_multi_worker
+
+if TYPE_CHECKING:
+    from keras_vae.replicas import BatchLayout
+    from keras_vae.tensor_types import LabelsLike
 
 
 def reducible_logs(logs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -75,7 +79,11 @@ def set_steps_per_execution(model: keras.Model, steps: int) -> None:
 
 
 def replica_gradients(
-    model: keras.Model, x: tf.Tensor, noise: tf.Tensor | None, layout, labels=None
+    model: keras.Model,
+    x: tf.Tensor,
+    noise: tf.Tensor | None,
+    layout: BatchLayout,
+    labels: LabelsLike = None,
 ) -> Any:
     """`model._gradients(x, labels, noise, layout)`: a `VAE` train step without its update.
 

@@ -74,7 +74,7 @@ class DeviceData:
         dynamic: draw a Bernoulli binarization per batch (with the batch's seed).
     """
 
-    def __init__(self, split: Split, dynamic: bool):
+    def __init__(self, split: Split, dynamic: bool) -> None:
         self.dynamic = dynamic
         with tf.init_scope():
             self.images = tf.Variable(split.images, trainable=False, name="device_images")
@@ -84,7 +84,9 @@ class DeviceData:
                 else tf.Variable(split.labels, trainable=False, name="device_labels")
             )
 
-    def batch(self, indices: tf.Tensor, seed: tf.Tensor | None = None):
+    def batch(
+        self, indices: tf.Tensor, seed: tf.Tensor | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor | None]:
         """The float32 batch of the examples `indices` (binarized with `seed` when dynamic)
         and its labels (None without labels)."""
         return batch_from_split(self.images, self.labels, indices, seed if self.dynamic else None)
@@ -114,7 +116,7 @@ def block_batches(
     if STEPS_KEY in x:
         steps, label_steps = x[STEPS_KEY], x.get(LABEL_STEPS_KEY)
 
-        def stacked(index):
+        def stacked(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
             labels = None if label_steps is None else label_steps[index]
             return tf.cast(steps[index], tf.float32), labels
 
@@ -129,7 +131,7 @@ def block_batches(
         )
     indices, seeds = x[INDEX_STEPS_KEY], x.get(SEED_STEPS_KEY)
 
-    def gathered(index):
+    def gathered(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor | None]:
         return source.batch(indices[index], None if seeds is None else seeds[index])
 
     return tf.shape(indices)[0], gathered
@@ -154,14 +156,14 @@ def index_blocks(
     [[5, 2]]
     """
 
-    def one_epoch(epoch):
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
         return data_epochs.epoch_indices(num_examples, config, batch_size, seed, epoch)
 
     batches = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
     return batches.batch(steps).map(_as_index_block).prefetch(2)
 
 
-def _as_index_block(*element):
+def _as_index_block(*element: tf.Tensor) -> dict[str, tf.Tensor]:
     if len(element) == 2:  # (indices, noise seeds): dynamic binarization
         return {INDEX_STEPS_KEY: element[0], SEED_STEPS_KEY: element[1]}
     return {INDEX_STEPS_KEY: element[0]}

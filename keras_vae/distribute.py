@@ -159,8 +159,8 @@ def check_same_on_all_workers(strategy: tf.distribute.Strategy, value: int, what
         return
 
     @tf.function
-    def gather():
-        def per_replica():
+    def gather() -> tf.Tensor | tf.distribute.DistributedValues:
+        def per_replica() -> tf.Tensor:
             return tf.distribute.get_replica_context().all_gather(tf.constant([value]), axis=0)
 
         return strategy.run(per_replica)

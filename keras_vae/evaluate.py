@@ -52,7 +52,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -72,6 +73,9 @@ from keras_vae.limits import (
     MAX_SEED,
     check_at_least,
 )
+
+if TYPE_CHECKING:
+    from keras_vae.model import VAE
 
 OTHER_EVALUATIONS = "other_evaluations"
 HEADLINE_KEYS = (
@@ -254,7 +258,7 @@ def evaluate_run(
     return result
 
 
-def check_run_labels(model, labels: np.ndarray | None, dataset: str) -> np.ndarray:
+def check_run_labels(model: VAE, labels: np.ndarray | None, dataset: str) -> np.ndarray:
     """The held-out labels of a conditional run, checked: present and in [0, K)."""
     if labels is None:
         raise rd.RunDirError(
@@ -270,7 +274,7 @@ def check_run_labels(model, labels: np.ndarray | None, dataset: str) -> np.ndarr
 
 
 def label_swap_gap(
-    model,
+    model: VAE,
     images: np.ndarray,
     labels: np.ndarray,
     estimate: LogLikelihoodEstimate,
@@ -303,7 +307,7 @@ def label_swap_gap(
     }
 
 
-def _add_to_metrics(path, result: dict[str, Any]) -> None:
+def _add_to_metrics(path: Path, result: dict[str, Any]) -> None:
     metrics = rd.load_metrics(path)  # re-read: keep whatever was written meanwhile
     entry = {key: value for key, value in result.items() if key != "run_dir"}
     if result["headline"]:

@@ -323,7 +323,9 @@ class ExecutionPolicy:
         )
 
 
-def prepare_fit(model: keras.Model, x: Any = None, y: Any = None, *args, **kwargs) -> None:
+def prepare_fit(
+    model: keras.Model, x: Any = None, y: Any = None, *args: Any, **kwargs: Any
+) -> None:
     """Before `model.fit(x, y, *args, **kwargs)`: set `steps_per_execution` so that the fit
     trains exactly `steps_per_epoch` steps per epoch (`ExecutionPolicy.steps_for_fit`).
 

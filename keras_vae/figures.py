@@ -25,8 +25,12 @@ import io
 import math
 import statistics
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PAD = 2
 MIN_TILE = 28
@@ -229,7 +233,7 @@ def traversal_grid(decoded: np.ndarray, data_shape: Sequence[int], num_values: i
 # ----------------------------------------------------------------------------------------------
 
 
-def _figure(width: int, height: int):
+def _figure(width: int, height: int) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -238,7 +242,7 @@ def _figure(width: int, height: int):
     return figure
 
 
-def _png(figure) -> bytes:
+def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()

@@ -21,6 +21,7 @@ import functools
 import math
 import weakref
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -37,6 +38,10 @@ from keras_vae.limits import (
 )
 from keras_vae.noise import RNG_ALG
 
+if TYPE_CHECKING:
+    from keras_vae.model import VAE
+    from keras_vae.tensor_types import LabelsLike, TensorLike
+
 # Importance sampling runs in chunks whose decoder output is about this big (see
 # `default_chunk_size`).
 CHUNK_BYTES = 8 * 2**20
@@ -52,13 +57,13 @@ ProgressFn = Callable[[int, int], None]
 
 def importance_weighted_terms(
     model: keras.Model,
-    x,
+    x: TensorLike,
     num_samples: int = 5000,
     chunk_size: int | None = None,
-    seed: int | Sequence[int] | None = None,
-    noise=None,
+    seed: int | Sequence[int] | tf.Tensor | None = None,
+    noise: TensorLike | None = None,
     jit_compile: bool | str = "auto",
-    labels=None,
+    labels: LabelsLike = None,
 ) -> objectives.ImportanceWeightedTerms:
     """Importance-weighted log p(x), the K-sample ELBO and the Monte Carlo error, per example.
 
@@ -194,7 +199,7 @@ def standard_error(values: np.ndarray) -> float | None:
 
 
 def estimate_log_likelihood(
-    model,
+    model: VAE,
     images: np.ndarray,
     num_samples: int = 5000,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -316,11 +321,11 @@ def _importance_weighted_graph(
         noise = tf.transpose(noise_or_seed, [1, 0, 2])
         noise = tf.pad(noise, [[0, num_chunks * chunk_size - num_samples], [0, 0], [0, 0]])
 
-        def noise_fn(i):
+        def noise_fn(i: tf.Tensor) -> tf.Tensor:
             return tf.slice(noise, [i * chunk_size, 0, 0], [chunk_size, -1, -1])
     else:
 
-        def noise_fn(i):
+        def noise_fn(i: tf.Tensor) -> tf.Tensor:
             return tf.random.stateless_normal(
                 [chunk_size, batch, model.latent_dim],
                 seed=tf.random.fold_in(noise_or_seed, i),
@@ -328,14 +333,14 @@ def _importance_weighted_graph(
                 alg=RNG_ALG,  # the default's numbers, without its XLA slowdown
             )
 
-    def log_likelihood_fn(z):
+    def log_likelihood_fn(z: tf.Tensor) -> tf.Tensor:
         return model.log_likelihood_given_z(x, z, training=False, labels=labels)
 
     log_weights_fn = None  # the paper's model: `objectives.log_importance_weights`
     if model.posterior_name != "gaussian" or model.prior_name != "normal":
         prior = model.prior_parameters(training=False)  # once, not per chunk
 
-        def log_weights_fn(noise):
+        def log_weights_fn(noise: tf.Tensor) -> tf.Tensor:
             encoded = (z_mean, z_stddev, context)
             terms = model.sampled_terms(x, encoded, noise, prior, labels=labels)
             return terms.log_likelihood + terms.log_prior - terms.log_posterior

@@ -142,6 +142,7 @@ class LatentMixture(NamedTuple):
 
     @property
     def num_classes(self) -> int:
+        """C, the class rows of the mixture (1 for the prior's)."""
         return int(self.log_weights.shape[0])
 
 
@@ -167,7 +168,9 @@ def mixture_index(component: tf.Tensor, label: tf.Tensor | None, components: int
     return component if label is None else tf.cast(label, tf.int32) * components + component
 
 
-def mixture_rows(mixture: LatentMixture, component: tf.Tensor, label: tf.Tensor | None):
+def mixture_rows(
+    mixture: LatentMixture, component: tf.Tensor, label: tf.Tensor | None
+) -> tuple[tf.Tensor, tf.Tensor]:
     """(loc [n, D], scale [n, D] or [n, D, D]) of each row's component (of its class row)."""
     classes, components = mixture.log_weights.shape
     index = mixture_index(component, label, components)

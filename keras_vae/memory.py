@@ -43,6 +43,7 @@ class MemoryEstimate:
 
     @property
     def total_bytes(self) -> int:
+        """The bytes of all copies of the parameters and the activations."""
         floats = PARAMETER_COPIES * self.parameters + ACTIVATION_COPIES * self.activations
         return FLOAT_BYTES * floats
 

@@ -114,8 +114,8 @@ class VAE(TrainingMixin, InferenceMixin, keras.Model):
         conditional: bool = False,
         num_classes: int | None = None,
         seed: int | None = None,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         # The arguments above are `ModelConfig`'s fields (tests/test_model.py checks that the
         # names and defaults agree), gathered here into the one `ModelConfig` the model keeps.
         config = ModelConfig.from_arguments(locals())
@@ -230,8 +230,13 @@ class VAE(TrainingMixin, InferenceMixin, keras.Model):
     # ----------------------------------------------------------------- compile and fit
     # Thin overrides: the policy is `keras_vae.execution.ExecutionPolicy`.
     def compile(
-        self, optimizer="rmsprop", *, jit_compile="auto", steps_per_execution="auto", **kwargs
-    ):
+        self,
+        optimizer: str | keras.optimizers.Optimizer = "rmsprop",
+        *,
+        jit_compile: bool | str = "auto",
+        steps_per_execution: int | str = "auto",
+        **kwargs: Any,
+    ) -> None:
         """`keras.Model.compile`, with fast defaults and `jit_compile=True` working under
         multi-device strategies.
 
@@ -274,7 +279,9 @@ class VAE(TrainingMixin, InferenceMixin, keras.Model):
         """Recompile a loaded `.keras` file through our `compile` (Keras skips overrides)."""
         execution.compile_from_config(self, config)
 
-    def fit(self, x=None, y=None, *args, **kwargs):
+    def fit(
+        self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any
+    ) -> keras.callbacks.History:
         """`keras.Model.fit`, training exactly `steps_per_epoch` steps per epoch.
 
         Keras runs whole executions of `steps_per_execution` steps while data lasts, so with

@@ -17,7 +17,8 @@ importance-weighted log-likelihood (`keras_vae.importance`) and anomaly scores
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -26,11 +27,15 @@ import tensorflow as tf
 from keras_vae import distributions, importance, latent_draws, scores
 from keras_vae.limits import check_sampler
 from keras_vae.parts import priors
+from keras_vae.tensor_types import LabelsLike, TensorLike
+
+if TYPE_CHECKING:
+    from keras_vae.aggregate_sampler import AggregateSampler
 
 LABEL_KEY = "label"  # the labels of a conditional model's dict inputs
 
 
-def batch_size_of(x) -> int | tf.Tensor:
+def batch_size_of(x: TensorLike) -> int | tf.Tensor:
     """Axis 0 of a batch: static where known."""
     shape = getattr(x, "shape", None)
     if shape is not None and len(shape) and shape[0] is not None:
@@ -53,10 +58,11 @@ def unpack_inputs(data: Any) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor | N
 class InferenceMixin:
     """`VAE`'s methods on data, z and labels (mixed into `keras_vae.model.VAE`)."""
 
-    def checked_labels(self, labels, batch=None) -> tf.Tensor | None:
-        """int32 labels [batch] for a conditional model (None for an unconditional one);
-        a `ValueError` when they are missing or, where they are known (eager), not integers
-        in [0, num_classes)."""
+    def checked_labels(
+        self, labels: LabelsLike, batch: int | tf.Tensor | None = None
+    ) -> tf.Tensor | None:
+        """int32 labels [batch] for a conditional model (None for an unconditional one); a
+        `ValueError` when missing or, where known (eager), not integers in [0, num_classes)."""
         if not self.conditional:
             return None
         if labels is None:
@@ -86,20 +92,24 @@ class InferenceMixin:
                 labels = tf.fill([batch], labels)
         return tf.cast(labels, tf.int32)
 
-    def _encoder_inputs(self, x, labels):
+    def _encoder_inputs(
+        self, x: tf.Tensor, labels: tf.Tensor | None
+    ) -> tf.Tensor | list[tf.Tensor]:
         return [x, labels] if self.conditional else x
 
-    def encode_all(self, x: tf.Tensor, training: bool = False, labels=None):
-        """(z_mean, z_stddev, context or None): the encoder's Gaussian and, for an IAF
-        posterior, the features its flow steps see (`labels` [batch]: conditional models)."""
+    def encode_all(
+        self, x: tf.Tensor, training: bool = False, labels: LabelsLike = None
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
+        """(z_mean, z_stddev, context or None): q(z|x[, y])'s Gaussian and an IAF's features."""
         labels = self.checked_labels(labels, batch_size_of(x))
         outputs = self.encoder(self._encoder_inputs(x, labels), training=training)
         context = outputs[2] if len(outputs) > 2 else None
         return outputs[0], outputs[1], context
 
-    def posterior(self, x: tf.Tensor, training: bool = False, labels=None):
-        """q(z|x) as a `tfd.Distribution` with batch shape [batch], event shape [latent_dim]
-        (Gaussian posterior only: an IAF's density is `posterior_sample`'s log q)."""
+    def posterior(
+        self, x: tf.Tensor, training: bool = False, labels: LabelsLike = None
+    ) -> distributions.tfd.Distribution:
+        """q(z|x) as a `tfd.Distribution`, batch [batch], event [latent_dim] (Gaussian only)."""
         if self.posterior_name != "gaussian":
             raise ValueError(
                 f"The {self.posterior_name} posterior is not a closed-form distribution; use "
@@ -109,10 +119,14 @@ class InferenceMixin:
         return distributions.posterior(z_mean, z_stddev)
 
     def posterior_sample(
-        self, x, noise=None, seed: int | None = None, training: bool = False, labels=None
-    ):
-        """(z, log q(z|x)), each for one draw per example: z [batch, latent_dim], log q
-        [batch]; `noise` [batch, latent_dim] standard normal draws (default: drawn)."""
+        self,
+        x: TensorLike,
+        noise: TensorLike | None = None,
+        seed: int | None = None,
+        training: bool = False,
+        labels: LabelsLike = None,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """(z [batch, latent_dim], log q(z|x) [batch]) of one draw; `noise`: N(0, I) or None."""
         x = tf.cast(x, tf.float32)
         z_mean, z_stddev, context = self.encode_all(x, training, labels)
         if noise is None:
@@ -124,10 +138,9 @@ class InferenceMixin:
         return z[0], log_q[0]
 
     def prior_parameters(self, training: bool = False) -> priors.MixtureParams:
-        """p(z) as a Gaussian mixture's `MixtureParams` (the VampPrior encodes its
-        pseudo-inputs: call once per batch)."""
+        """p(z)'s Gaussian mixture `MixtureParams` (the VampPrior encodes: call once a batch)."""
 
-        def encode(u):
+        def encode(u: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             # a conditional VampPrior's pseudo-input k has the fixed label k mod num_classes
             labels = None
             if self.conditional:
@@ -137,28 +150,30 @@ class InferenceMixin:
 
         return self.prior_layer.components(encode if self.prior_layer.uses_encoder else None)
 
-    def prior(self):
-        """p(z) as a `tfd.Distribution` with event shape [latent_dim]: N(0, I), or the
-        learned Gaussian mixture (`tfd.MixtureSameFamily`) of a vamp or mixture prior."""
+    def prior(self) -> distributions.tfd.Distribution:
+        """p(z) as a `tfd.Distribution`, event [latent_dim]: N(0, I) or a learned mixture."""
         return self.prior_layer.distribution(self.prior_parameters())
 
-    def likelihood_from_z(self, z: tf.Tensor, training: bool = False, labels=None):
+    def likelihood_from_z(
+        self, z: tf.Tensor, training: bool = False, labels: LabelsLike = None
+    ) -> distributions.tfd.Distribution:
         """p(x|z) for z of shape [..., latent_dim]: a distribution over [..., *data_shape]."""
         location, scale = self._likelihood_parameters(z, training, labels)
         return distributions.likelihood(self.likelihood, location, len(self.data_shape), scale)
 
     def log_likelihood_given_z(
-        self, x: tf.Tensor, z: tf.Tensor, training: bool = False, labels=None
-    ):
-        """log p(x|z), [...], for z of shape [..., latent_dim] and x broadcastable to
-        [..., *data_shape]: `likelihood_from_z(z).log_prob(x)` in closed form (cheaper; what
-        the training and importance-sampling losses use)."""
+        self, x: tf.Tensor, z: tf.Tensor, training: bool = False, labels: LabelsLike = None
+    ) -> tf.Tensor:
+        """log p(x|z), [...], for z [..., latent_dim] and x broadcastable to [..., *data_shape]:
+        `likelihood_from_z(z).log_prob(x)` in closed form, cheaper (what the losses use)."""
         location, scale = self._likelihood_parameters(z, training, labels)
         return distributions.log_likelihood(
             self.likelihood, location, x, len(self.data_shape), scale
         )
 
-    def _likelihood_parameters(self, z: tf.Tensor, training: bool, labels=None):
+    def _likelihood_parameters(
+        self, z: tf.Tensor, training: bool, labels: LabelsLike = None
+    ) -> tuple[tf.Tensor, tf.Tensor | float]:
         """(location, scale) of p(x|z[, y]), shaped [..., *data_shape] (scale may be a float);
         `labels` [batch] for z [..., batch, latent_dim] (repeated over the leading axes)."""
         leading = tf.shape(z)[:-1]
@@ -174,7 +189,7 @@ class InferenceMixin:
         else:
             location, scale = outputs, self.likelihood_scale
 
-        def unflatten(t):
+        def unflatten(t: tf.Tensor) -> tf.Tensor:
             return tf.reshape(t, tf.concat([leading, self.data_shape], axis=0))
 
         location = unflatten(location)
@@ -183,14 +198,15 @@ class InferenceMixin:
         return location, scale
 
     # ----------------------------------------------------------------- data in, data out
-    def call(self, inputs, training: bool = False):
-        """Deterministic reconstruction: E[x|z] at z = the posterior mean (for an IAF, the
-        flow of the Gaussian base's mean)."""
+    def call(self, inputs: TensorLike | dict[str, TensorLike], training: bool = False) -> tf.Tensor:
+        """E[x|z] at z = the posterior mean (for an IAF, the flow of its Gaussian base's mean)."""
         x, labels, _ = unpack_inputs(inputs)
         labels = self.checked_labels(labels)
         return self.decode(self.central_z(x, labels, training), labels, training=training)
 
-    def central_z(self, x, labels=None, training: bool = False) -> tf.Tensor:
+    def central_z(
+        self, x: TensorLike, labels: LabelsLike = None, training: bool = False
+    ) -> tf.Tensor:
         """The z of zero noise, [batch, latent_dim]: the posterior mean, or its IAF image."""
         z_mean, z_stddev, context = self.encode_all(tf.cast(x, tf.float32), training, labels)
         if self.posterior_name == "gaussian":
@@ -200,14 +216,15 @@ class InferenceMixin:
         )
         return z[0]
 
-    def encode(self, x, labels=None, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
-        """(z_mean, z_stddev) of q(z|x) (q(z|x, y) with `labels` [batch] for a conditional
-        model; of its Gaussian base, for an IAF), each [batch, latent_dim]."""
+    def encode(
+        self, x: TensorLike, labels: LabelsLike = None, training: bool = False
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """(z_mean, z_stddev) [batch, latent_dim] of q(z|x[, y]) (an IAF's Gaussian base)."""
         x = tf.cast(x, tf.float32)
         z_mean, z_stddev, _ = self.encode_all(x, training, labels)
         return z_mean, z_stddev
 
-    def decode(self, z, labels=None, training: bool = False) -> tf.Tensor:
+    def decode(self, z: TensorLike, labels: LabelsLike = None, training: bool = False) -> tf.Tensor:
         """E[x|z] (E[x|z, y] with `labels` [batch] or one label for all rows, conditional
         models): Bernoulli probabilities or the Gaussian mean, [batch, *data_shape]."""
         z = tf.cast(z, tf.float32)
@@ -218,9 +235,8 @@ class InferenceMixin:
         location = outputs[0] if self.learned_scale else outputs
         return distributions.likelihood_mean(self.likelihood, location)
 
-    def reconstruct(self, x, labels=None) -> tf.Tensor:
-        """Same as `call`: the decoder mean at the posterior mean (with the true `labels` for a
-        conditional model)."""
+    def reconstruct(self, x: TensorLike, labels: LabelsLike = None) -> tf.Tensor:
+        """As `call`: E[x|z] at the posterior mean (conditional: with the true `labels`)."""
         if self.conditional:
             return self({"x": x, LABEL_KEY: self.checked_labels(labels, batch_size_of(x))})
         return self(x, training=False)
@@ -228,13 +244,12 @@ class InferenceMixin:
     def sample(
         self,
         num_samples: int,
-        seed=None,
-        labels=None,
+        seed: int | Sequence[int] | np.ndarray | None = None,
+        labels: LabelsLike = None,
         sampler: str = "prior",
         temperature: float = 1.0,
     ) -> tf.Tensor:
-        """E[x|z] for `num_samples` draws of z (`sample_latent`); a conditional model needs
-        `labels`: one class for all rows, or one per row.
+        """E[x|z] of `num_samples` draws z (`sample_latent`); `labels`: one class or one per row.
 
         Example:
             >>> from keras_vae.model import VAE
@@ -250,19 +265,16 @@ class InferenceMixin:
     def sample_latent(
         self,
         num_samples: int,
-        seed=None,
-        labels=None,
+        seed: int | Sequence[int] | np.ndarray | None = None,
+        labels: LabelsLike = None,
         sampler: str = "prior",
         temperature: float = 1.0,
     ) -> tf.Tensor:
-        """`num_samples` draws z [num_samples, latent_dim] from `sampler`: ``"prior"`` (p(z))
-        or ``"aggregate"`` (the mixture fitted to the training codes, `aggregate_sampler`,
-        per class for a conditional model, which then needs `labels`), with the Gaussian
-        noise scaled by `temperature` (`keras_vae.latent_draws.draw_latent`).
-
-        `seed`: None draws from the model's seed generator; an integer gives the draws of the
-        exported decoder's ``sample`` for that seed; a sequence of `num_samples` integers
-        draws row i from seeds[i] alone, as the exported ``generate`` does."""
+        """`num_samples` draws z [num_samples, latent_dim] from `sampler`: ``"prior"`` (p(z)) or
+        ``"aggregate"`` (`aggregate_sampler`, fitted to the training codes; per class, with
+        `labels`, if conditional), noise scaled by `temperature` (`latent_draws.draw_latent`).
+        `seed`: None, the model's seed generator; an integer, the exported ``sample``'s draws;
+        `num_samples` integers, row i from seeds[i] alone (the exported ``generate``)."""
         temperature = check_sampler(sampler, temperature)
         mixture = self.latent_mixture(sampler)
         per_class = mixture is not None and mixture.num_classes > 1
@@ -271,19 +283,25 @@ class InferenceMixin:
         z, _ = latent_draws.draw_latent(mixture, noise, uniform, labels, temperature)
         return z
 
-    def sample_prior(self, num_samples: int, seed=None) -> tf.Tensor:
+    def sample_prior(
+        self, num_samples: int, seed: int | Sequence[int] | np.ndarray | None = None
+    ) -> tf.Tensor:
         """`num_samples` draws z ~ p(z), [num_samples, latent_dim]: `sample_latent`."""
         return self.sample_latent(num_samples, seed)
 
     aggregate_sampler = None  # an `AggregateSampler` (keras_vae.aggregate_sampler) once fitted
 
     def fit_sampler(
-        self, x, labels=None, components: int = 10, covariance: str = "full", seed: int = 0
-    ):
-        """Fit the ``aggregate`` sampler on training images `x` (and, conditional, their
-        `labels`) and keep it as `aggregate_sampler`: what ``keras-vae fit-sampler`` does
-        for a run folder (`keras_vae.aggregate_sampler.fit_aggregate_sampler`). It is not
-        part of ``vae.save``; a run folder stores it beside the model.
+        self,
+        x: np.ndarray,
+        labels: np.ndarray | None = None,
+        components: int = 10,
+        covariance: str = "full",
+        seed: int = 0,
+    ) -> AggregateSampler:
+        """Fit the ``aggregate`` sampler on training images `x` (and, conditional, their `labels`)
+        and keep it as `aggregate_sampler`, as ``keras-vae fit-sampler`` does for a run folder
+        (stored beside the model, not in ``vae.save``): `fit_aggregate_sampler`.
 
         Example:
             >>> from keras_vae.model import VAE
@@ -313,11 +331,13 @@ class InferenceMixin:
         return None if params is None else latent_draws.LatentMixture.of_prior(params)
 
     def latent_noise(
-        self, num_samples: int, seed=None, uniform: bool = True
+        self,
+        num_samples: int,
+        seed: int | Sequence[int] | np.ndarray | None = None,
+        uniform: bool = True,
     ) -> tuple[tf.Tensor, tf.Tensor | None]:
-        """(standard normal noise [n, latent_dim], uniforms [n] or None without `uniform`)
-        for `sample_latent`'s `seed`: the model's seed generator, the exported ``sample``'s
-        draws of one integer seed, or ``generate``'s rows of one seed each."""
+        """(standard normal noise [n, latent_dim], uniforms [n] or None without `uniform`) for
+        `sample_latent`'s `seed`: seed generator, exported ``sample`` or ``generate`` draws."""
         n, width = int(num_samples), int(self.latent_dim)
         if seed is None:
             noise = keras.random.normal((n, width), seed=self.seed_generator)
@@ -343,11 +363,9 @@ class InferenceMixin:
     importance_weighted_terms = importance.importance_weighted_terms
     default_chunk_size = importance.default_chunk_size
 
-    def log_likelihood(self, x, *args, **kwargs) -> tf.Tensor:
-        """Importance-weighted estimate of log p(x) (log p(x|y) with `labels`, conditional
-        models) per example, in nats, shape [batch]: the `log_likelihood` of
-        `importance_weighted_terms`, which takes the same arguments (Burda et al., 2015;
-        `keras_vae.importance.importance_weighted_terms` tells them).
+    def log_likelihood(self, x: TensorLike, *args: Any, **kwargs: Any) -> tf.Tensor:
+        """Importance-weighted log p(x) (log p(x|y) with `labels`) per example, nats, [batch]: the
+        `log_likelihood` of `importance_weighted_terms`, same arguments (Burda et al., 2015).
 
         Example:
             >>> from keras_vae.model import VAE
@@ -363,15 +381,14 @@ class InferenceMixin:
 
     def score(
         self,
-        x,
+        x: TensorLike,
         num_samples: int = 100,
         seed: int = 0,
-        labels=None,
+        labels: LabelsLike = None,
     ) -> scores.Scores:
-        """Per-example anomaly scores in nats: `elbo`, importance-weighted `log_likelihood`
-        (K = `num_samples`), `reconstruction` and `kl`, each [batch]; deterministic (the same
-        x, seed and K give the same numbers whatever else is in the batch):
-        `keras_vae.scores.score`.
+        """Per-example anomaly scores in nats, [batch] each: `elbo`, importance-weighted
+        `log_likelihood` (K = `num_samples`), `reconstruction`, `kl`; deterministic (the same x,
+        seed and K give the same numbers whatever else is in the batch): `scores.score`.
 
         Example:
             >>> from keras_vae.model import VAE

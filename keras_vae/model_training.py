@@ -17,6 +17,8 @@ half, `keras_vae.model_inference.InferenceMixin`, is what a trained model is use
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -25,7 +27,9 @@ from keras_vae import device_data, distributions, execution, objectives
 from keras_vae.compat import reducible_logs
 from keras_vae.model_inference import batch_size_of, unpack_inputs
 from keras_vae.noise import replica_normal, stateless_seed
+from keras_vae.parts.priors import MixtureParams
 from keras_vae.replicas import BatchLayout, average_over_global_batch, batch_layout
+from keras_vae.tensor_types import LabelsLike
 
 METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
 IWAE_METRIC = "iwae"  # the importance-weighted bound, reported by models trained on it
@@ -46,7 +50,7 @@ class TrainingMixin:
         noise: tf.Tensor | None = None,
         training: bool = False,
         layout: BatchLayout | None = None,
-        labels=None,
+        labels: LabelsLike = None,
     ) -> objectives.LatentTerms:
         """log p(x|z), log p(z) and log q(z|x) of L samples per example (and the closed
         forms the estimator uses); `noise` is [batch, L, latent_dim] or None.
@@ -65,7 +69,7 @@ class TrainingMixin:
         else:
             noise = tf.transpose(tf.cast(noise, z_mean.dtype), [1, 0, 2])
 
-        def log_likelihood(z):
+        def log_likelihood(z: tf.Tensor) -> tf.Tensor:
             return self.log_likelihood_given_z(x, z, training=training, labels=labels)
 
         if self.estimator == "analytic_kl":  # the paper's model (the config checks)
@@ -80,7 +84,13 @@ class TrainingMixin:
         return terms
 
     def sampled_terms(
-        self, x, encoded, noise, prior, training: bool = False, labels=None
+        self,
+        x: tf.Tensor,
+        encoded: tuple[tf.Tensor, tf.Tensor, tf.Tensor | None],
+        noise: tf.Tensor,
+        prior: MixtureParams,
+        training: bool = False,
+        labels: LabelsLike = None,
     ) -> objectives.LatentTerms:
         """log p(x|z), log p(z) and log q(z|x) [L, batch] of the posterior part's draws for
         `noise` [L, batch, latent_dim]: the one definition of an importance weight's parts
@@ -96,7 +106,7 @@ class TrainingMixin:
             frozen = frozen_q.log_prob(z)
         return objectives.LatentTerms(log_px, log_p, log_q, log_posterior_frozen=frozen)
 
-    def elbo_terms(self, x, *args, **kwargs) -> objectives.ElboTerms:
+    def elbo_terms(self, x: tf.Tensor, *args: Any, **kwargs: Any) -> objectives.ElboTerms:
         """Per-example SGVB terms for a batch by the model's estimator (the Monte Carlo ELBO
         of the same samples for an iwae model); the arguments are `latent_terms`'."""
         terms = self.latent_terms(x, *args, **kwargs)
@@ -159,7 +169,7 @@ class TrainingMixin:
     # this code has no Python control flow on tensors, and converting it took 1.5 s of the
     # first epoch (benchmarks/profile_train.py).
     @tf.autograph.experimental.do_not_convert
-    def train_step(self, data):
+    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         """One optimizer step on a batch, or one per batch of a `{"x_steps": xs}` block.
 
         A block xs of shape [steps, batch, *data_shape] runs its steps in order in one
@@ -171,14 +181,22 @@ class TrainingMixin:
         """
         return self._run_steps(data, self._train_on_batch)
 
-    def _train_on_batch(self, x, labels, noise) -> dict[str, tf.Tensor]:
+    def _train_on_batch(
+        self, x: tf.Tensor, labels: tf.Tensor | None, noise: tf.Tensor | None
+    ) -> dict[str, tf.Tensor]:
         layout = batch_layout(x)  # outside XLA: it may all-gather the replicas' batch sizes
         compute = execution.per_replica_xla(self, self._gradients)
         values, gradients = compute(x, self.checked_labels(labels), noise, layout)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         return self._update_metrics(values)
 
-    def _gradients(self, x, labels, noise, layout: BatchLayout):
+    def _gradients(
+        self,
+        x: tf.Tensor,
+        labels: tf.Tensor | None,
+        noise: tf.Tensor | None,
+        layout: BatchLayout,
+    ) -> tuple[dict[str, tf.Tensor], list[tf.Tensor | None]]:
         """This replica's per-example objective values and the gradients of its loss share
         (the encoder's, with DReG, those of the doubly reparameterized surrogate)."""
         dreg = self.gradient_estimator == "dreg"
@@ -203,12 +221,16 @@ class TrainingMixin:
         return values, gradients
 
     @tf.autograph.experimental.do_not_convert
-    def test_step(self, data):
+    def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         """The ELBO terms of a batch, or of each batch of a `{"x_steps": xs}` block in turn
         (the same numbers, in one compiled loop; see `train_step`)."""
         return self._run_steps(data, self._test_on_batch)
 
-    def _run_steps(self, data, on_batch) -> dict[str, tf.Tensor]:
+    def _run_steps(
+        self,
+        data: Any,
+        on_batch: Callable[[tf.Tensor, tf.Tensor | None, tf.Tensor | None], dict[str, tf.Tensor]],
+    ) -> dict[str, tf.Tensor]:
         """`on_batch(x, labels, noise)` on a batch, or on each batch of a block in one
         `tf.while_loop`; the logs Keras reduces."""
         block = device_data.block_batches(self, data)
@@ -216,7 +238,7 @@ class TrainingMixin:
             return reducible_logs(on_batch(*unpack_inputs(data)))
         num_steps, batch_at = block
 
-        def body(index):
+        def body(index: tf.Tensor) -> tuple[tf.Tensor]:
             x, labels = batch_at(index)
             on_batch(x, labels if self.conditional else None, None)
             return (index + 1,)
@@ -224,7 +246,9 @@ class TrainingMixin:
         tf.while_loop(lambda index: index < num_steps, body, (tf.constant(0),))
         return reducible_logs({name: tracker.result() for name, tracker in self.trackers.items()})
 
-    def _test_on_batch(self, x, labels, noise) -> dict[str, tf.Tensor]:
+    def _test_on_batch(
+        self, x: tf.Tensor, labels: tf.Tensor | None, noise: tf.Tensor | None
+    ) -> dict[str, tf.Tensor]:
         labels = self.checked_labels(labels)
         terms = self.latent_terms(x, noise, False, batch_layout(x), labels)
         return self._update_metrics(self.objective_values(terms))

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_vae.compat import in_xla_context
 from keras_vae.execution import has_accelerator
@@ -41,14 +43,14 @@ class PositiveScale(keras.layers.Layer):
         0.5
     """
 
-    def __init__(self, min_value: float = MIN_POSTERIOR_STDDEV, **kwargs):
+    def __init__(self, min_value: float = MIN_POSTERIOR_STDDEV, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.min_value = min_value
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return keras.ops.softplus(inputs) + self.min_value
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "min_value": self.min_value}
 
 
@@ -70,7 +72,7 @@ class OneFilterConv2D(keras.layers.Conv2D):
         (2, 5, 5, 1)
     """
 
-    def convolution_op(self, inputs, kernel):
+    def convolution_op(self, inputs: tf.Tensor, kernel: keras.Variable) -> tf.Tensor:
         if not self._depthwise_is_faster():
             return super().convolution_op(inputs, kernel)
         per_channel = keras.ops.depthwise_conv(
@@ -99,18 +101,18 @@ class LabelOneHot(keras.layers.Layer):
         [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
     """
 
-    def __init__(self, num_classes: int, **kwargs):
+    def __init__(self, num_classes: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.num_classes = int(num_classes)
 
-    def call(self, labels):
+    def call(self, labels: tf.Tensor) -> tf.Tensor:
         labels = keras.ops.cast(keras.ops.reshape(labels, (-1,)), "int32")
         return keras.ops.one_hot(labels, self.num_classes, dtype=self.compute_dtype)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, int]:
         return (input_shape[0], self.num_classes)
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_classes": self.num_classes}
 
 
@@ -124,18 +126,18 @@ class LabelPlanes(keras.layers.Layer):
         (1, 2, 3, 4)
     """
 
-    def __init__(self, height: int, width: int, **kwargs):
+    def __init__(self, height: int, width: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.height, self.width = int(height), int(width)
 
-    def call(self, one_hot):
+    def call(self, one_hot: tf.Tensor) -> tf.Tensor:
         planes = keras.ops.expand_dims(keras.ops.expand_dims(one_hot, 1), 1)
         return keras.ops.tile(planes, (1, self.height, self.width, 1))
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return (input_shape[0], self.height, self.width, input_shape[-1])
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "height": self.height, "width": self.width}
 
 
@@ -153,7 +155,7 @@ class GatedDense(keras.layers.Layer):
         ((2, 3), 4)
     """
 
-    def __init__(self, units: int, **kwargs):
+    def __init__(self, units: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.units = int(units)
         self.linear = keras.layers.Dense(self.units, dtype=self.dtype_policy, name="linear")
@@ -161,24 +163,24 @@ class GatedDense(keras.layers.Layer):
             self.units, activation="sigmoid", dtype=self.dtype_policy, name="gate"
         )
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
         self.linear.build(input_shape)
         self.gate.build(input_shape)
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return self.linear(inputs) * self.gate(inputs)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return (*input_shape[:-1], self.units)
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units}
 
 
 GATED = "gated"  # the `activation` that makes every mlp hidden layer a `GatedDense`
 
 
-def hidden_dense(units: int, activation: str, name: str, **kwargs) -> keras.layers.Layer:
+def hidden_dense(units: int, activation: str, name: str, **kwargs: Any) -> keras.layers.Layer:
     """An mlp hidden layer: `Dense(units, activation)`, or `GatedDense` for "gated"
     (`kwargs`, e.g. dtype, go to the layer)."""
     if activation == GATED:
@@ -186,7 +188,7 @@ def hidden_dense(units: int, activation: str, name: str, **kwargs) -> keras.laye
     return keras.layers.Dense(units, activation=activation, name=name, **kwargs)
 
 
-def label_input(num_classes: int):
+def label_input(num_classes: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     """The label input (int32 [batch]) and its one-hot rows, for a conditional network."""
     labels = keras.Input(shape=(), dtype="int32", name="label")
     return labels, LabelOneHot(num_classes, name="label_one_hot")(labels)

@@ -12,11 +12,16 @@ TensorShape([2, 3])
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
 from keras_vae.compat import in_xla_on_cpu
 from keras_vae.replicas import BatchLayout
+
+if TYPE_CHECKING:
+    import keras
 
 # The stateless RNG algorithm of the reparameterisation and importance-sampling noise. The
 # default, "auto_select", is Philox on CPU and GPU (the same raw bits with and without XLA;
@@ -60,7 +65,7 @@ def replica_normal(
     return tf.slice(noise, [0, layout.offset, 0], [num_samples, local_batch, latent_dim])
 
 
-def standard_normal(shape, seed: tf.Tensor) -> tf.Tensor:
+def standard_normal(shape: Sequence[int | tf.Tensor], seed: tf.Tensor) -> tf.Tensor:
     """float32 N(0, 1) draws: Box-Muller on stateless Philox bits, the same bits with or
     without XLA.
 
@@ -82,7 +87,7 @@ def standard_normal(shape, seed: tf.Tensor) -> tf.Tensor:
     return _computed_once(draws) if in_xla_on_cpu() else draws
 
 
-def philox_bits(shape, seed: tf.Tensor) -> tf.Tensor:
+def philox_bits(shape: Sequence[int | tf.Tensor] | tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Raw uint32 stateless Philox draws of `seed`: `tf.random.stateless_uniform(shape, seed,
     dtype=tf.uint32, alg="philox")`, the same bits with and without XLA.
 
@@ -108,7 +113,7 @@ _PHILOX_KEY_STEPS = (0x9E3779B9, 0xBB67AE85)
 _SEED_SCRAMBLE_KEY = (0x3EC8F720, 0x02461E29)
 
 
-def philox_in_graph(shape, seed: tf.Tensor) -> tf.Tensor:
+def philox_in_graph(shape: Sequence[int | tf.Tensor] | tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """`tf.random.stateless_uniform(shape, seed, dtype=tf.uint32, alg="philox")` bit for bit,
     written as uint32/uint64 graph ops (tests/test_noise.py compares the two).
 
@@ -165,7 +170,7 @@ def _philox_rounds(counter: tuple, key: tuple) -> tuple:
     return c0, c1, c2, c3
 
 
-def unit_uniform(shape, seed: tf.Tensor) -> tf.Tensor:
+def unit_uniform(shape: Sequence[int | tf.Tensor] | tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """float32 U[0, 1) draws, bit for bit `tf.random.stateless_uniform(shape, seed,
     alg="philox")` as TensorFlow's kernel computes it (each draw's low 23 bits as the
     mantissa: k / 2**23), but made from the raw bits, so XLA gives the same numbers (its own
@@ -180,7 +185,7 @@ def unit_uniform(shape, seed: tf.Tensor) -> tf.Tensor:
     return tf.cast(low_bits, tf.float32) * 2.0**-23
 
 
-def stateless_seed(seed_generator) -> tf.Tensor:
+def stateless_seed(seed_generator: keras.random.SeedGenerator) -> tf.Tensor:
     """The next int32 seed pair of a `keras.random.SeedGenerator` (as `keras.random` draws it).
 
     Example:

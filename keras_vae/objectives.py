@@ -295,7 +295,9 @@ def importance_weighted_terms(
     minus_inf = tf.fill([batch], tf.constant(-float("inf"), dtype))
     offsets = tf.range(chunk_size)
 
-    def step(i, log_sum_w, log_sum_w2, sum_log_w):
+    def step(
+        i: tf.Tensor, log_sum_w: tf.Tensor, log_sum_w2: tf.Tensor, sum_log_w: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         noise = noise_fn(i)
         if noise.shape[0] is not None and noise.shape[0] != chunk_size:
             raise ValueError(
@@ -330,7 +332,7 @@ def importance_weighted_terms(
     )
 
 
-def kl_weight(beta: float, warmup_steps: int, step: tf.Tensor) -> tf.Tensor:
+def kl_weight(beta: float, warmup_steps: int, step: tf.Tensor | int) -> tf.Tensor:
     """beta * min(1, (step + 1) / warmup_steps): linear KL warm-up, `beta` once warm."""
     beta = tf.constant(beta, tf.float32)
     if warmup_steps <= 0:

@@ -71,7 +71,7 @@ class Manifest:
     Use `Manifest.take` to claim a folder for writing, `Manifest.read` to inspect one.
     """
 
-    def __init__(self, folder: Path, kind: str, entries: dict[str, set[str]] | None = None):
+    def __init__(self, folder: Path, kind: str, entries: dict[str, set[str]] | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"Unknown manifest kind {kind!r}. Expected one of {list(KINDS)}.")
         self.folder = Path(folder)
@@ -80,6 +80,7 @@ class Manifest:
 
     @property
     def path(self) -> Path:
+        """The manifest file in `folder`."""
         return self.folder / MANIFEST_FILE
 
     # ------------------------------------------------------------------ reading
@@ -164,6 +165,7 @@ class Manifest:
 
     # ------------------------------------------------------------------ claiming
     def save(self) -> None:
+        """Write the manifest (its kind and sorted entries), atomically."""
         values = {
             "kind": self.kind,
             "format": FORMAT,
@@ -309,6 +311,7 @@ def foreign_entries(folder: str | os.PathLike, kind: str) -> list[str]:
 
 
 def not_ours_error(folder: Path, kind: str, foreign: list[str]) -> FolderNotOursError:
+    """The error refusing a `kind` folder holding `foreign` entries and no manifest."""
     if kind == "run":
         what, fix = "train", "choose an empty or new --output folder"
     else:

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keras_vae.atomic import (
     TEMPORARY_MARK,
@@ -48,6 +48,9 @@ from keras_vae.presets import (
     check_metadata,
     load_preset,
 )
+
+if TYPE_CHECKING:
+    from keras_vae.model import VAE
 
 
 def _check_ours(folder: Path) -> None:
@@ -83,7 +86,7 @@ def _replace_folder(staging: Path, folder: Path) -> None:
 
 
 def save_preset(
-    model, folder: str | os.PathLike, metadata: Mapping[str, Any] | None = None
+    model: VAE, folder: str | os.PathLike, metadata: Mapping[str, Any] | None = None
 ) -> Path:
     """Write `model` as a preset folder, atomically: the files are written into a temporary
     folder beside `folder`, read back with `load_preset`, then renamed into place.

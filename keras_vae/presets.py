@@ -40,7 +40,7 @@ import dataclasses
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keras_vae import run_reader as rd
 from keras_vae.config import Config, DataConfig, ModelConfig
@@ -48,6 +48,9 @@ from keras_vae.data.checks import one_line
 from keras_vae.json_files import JSONFileError, read_json_file
 from keras_vae.limits import user_path
 from keras_vae.registration import VAE_REGISTERED_NAME
+
+if TYPE_CHECKING:
+    from keras_vae.model import VAE
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -190,7 +193,7 @@ def check_metadata(values: Any, path: str | os.PathLike) -> dict[str, Any]:
     return values
 
 
-def _build_model(values: Any, path: Path, weights_bytes: int):
+def _build_model(values: Any, path: Path, weights_bytes: int) -> VAE:
     """The VAE of a config.json's contents (weights not loaded), built only once its
     parameters are known to fit in the `weights_bytes` of model.weights.h5."""
     import keras
@@ -243,7 +246,7 @@ def _weight_arrays(path: Path) -> list[tuple[Any, tuple[int, ...]]]:
     return arrays
 
 
-def _load_weights(model, path: Path, arrays: list[tuple[Any, tuple[int, ...]]]) -> None:
+def _load_weights(model: VAE, path: Path, arrays: list[tuple[Any, tuple[int, ...]]]) -> None:
     """Load `path` into `model` after checking its `arrays` are float32, one per weight, of
     the weights' shapes (so no array is read that is larger than the model's)."""
     import numpy as np

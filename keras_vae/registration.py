@@ -21,6 +21,10 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
 
 # Every module holding a `keras.saving.register_keras_serializable` class (a test checks).
 KERAS_MODULES = (
@@ -40,16 +44,22 @@ WATCHED = ("keras", "tensorflow", "tensorflow_probability", "tf_keras")
 class KerasImportHook(importlib.abc.MetaPathFinder):
     """Imports `modules` once Keras, and every watched module loading with it, has loaded."""
 
-    def __init__(self, modules: Sequence[str]):
+    def __init__(self, modules: Sequence[str]) -> None:
         self.modules = tuple(modules)
         self.loading = 0  # watched modules whose code is running
         self.keras_loaded = False
         self.lock = threading.RLock()
 
     def watches(self, fullname: str) -> bool:
+        """Whether `fullname` is a watched package or a keras_vae module."""
         return fullname in WATCHED or fullname.startswith("keras_vae.")
 
-    def find_spec(self, fullname: str, path=None, target: ModuleType | None = None):
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None = None,
+        target: ModuleType | None = None,
+    ) -> ModuleSpec | None:
         if not self.watches(fullname):
             return None
         for finder in sys.meta_path:
@@ -90,6 +100,7 @@ class KerasImportHook(importlib.abc.MetaPathFinder):
 
 
 def import_all(modules: Sequence[str]) -> None:
+    """Import each of `modules`."""
     for name in modules:
         importlib.import_module(name)
 

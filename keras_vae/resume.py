@@ -180,7 +180,7 @@ class RunBackup(keras.callbacks.Callback):
         (2, True)
     """
 
-    def __init__(self, backup_dir: str | Path, early_stopping: BestEpoch | None = None):
+    def __init__(self, backup_dir: str | Path, early_stopping: BestEpoch | None = None) -> None:
         super().__init__()
         self.backup_dir = Path(backup_dir)
         self.early_stopping = early_stopping
@@ -193,16 +193,18 @@ class RunBackup(keras.callbacks.Callback):
 
     @property
     def state_path(self) -> Path:
+        """The backup's state file in `backup_dir`."""
         return self.backup_dir / STATE_FILE
 
     def exists(self) -> bool:
+        """Whether the backup's state file exists."""
         return self.state_path.is_file()
 
     # ----------------------------------------------------------------- saving
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch_start = time.perf_counter()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
@@ -248,7 +250,7 @@ class RunBackup(keras.callbacks.Callback):
         if error is not None:
             raise error
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.wait()
 
     # ----------------------------------------------------------------- restoring

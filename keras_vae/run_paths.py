@@ -74,6 +74,7 @@ class RunFolder:
     manifest = _below_root(ownership.MANIFEST_FILE)
 
     def has_backup(self) -> bool:
+        """Whether the backup's state file exists (the run did not finish)."""
         return self.backup_state.is_file()
 
     def is_finished(self) -> bool:

@@ -21,7 +21,7 @@ import os
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from keras_vae.run_paths import (  # the layout lives there; re-exported for the
     RunDirError,
     RunFolder,
 )
+
+if TYPE_CHECKING:
+    from keras_vae.model import VAE
 
 # A .keras archive (written by Keras' saving_lib): its model's config and its own metadata;
 # every other member holds weights.
@@ -172,7 +175,7 @@ def load_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
     return values
 
 
-def load_model(run_dir: str | os.PathLike, compile: bool = False):
+def load_model(run_dir: str | os.PathLike, compile: bool = False) -> VAE:
     """The trained `VAE` from ``RUN_DIR/model.keras``.
 
     Args:
@@ -334,7 +337,7 @@ def check_data_values(images: np.ndarray, likelihood: str, source: str = "the da
         check_values(images, likelihood, source)
 
 
-def check_data(images: np.ndarray, model, source: str = "the data") -> np.ndarray:
+def check_data(images: np.ndarray, model: VAE, source: str = "the data") -> np.ndarray:
     """`images` as float32 after checking shape and values against `model`.
 
     `keras_vae.data.checks.check_model_input`, raising `RunDirError`.

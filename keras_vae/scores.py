@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import math
 import weakref
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import keras
 import numpy as np
@@ -36,6 +37,9 @@ import tensorflow as tf
 from keras_vae import distributions, objectives
 from keras_vae.parts.priors import MixtureParams
 from keras_vae.signatures import ANOMALY_IF, DEFAULT_SCORE_SAMPLES, MAX_SCORE_SAMPLES, SCORE_NAMES
+
+if TYPE_CHECKING:
+    from keras_vae.tensor_types import LabelsLike, TensorLike
 
 __all__ = [
     "ANOMALY_IF",
@@ -67,7 +71,7 @@ class Scores(NamedTuple):
     kl: tf.Tensor
 
 
-def check_score_samples(value) -> int:
+def check_score_samples(value: Any) -> int:
     """`value` once it is an integer in [1, MAX_SCORE_SAMPLES] (importance samples K).
 
     Example:
@@ -87,7 +91,7 @@ def check_score_samples(value) -> int:
     return int(value)
 
 
-def check_seed(seed) -> int:
+def check_seed(seed: Any) -> int:
     """`seed` once it is an int64 integer.
 
     Example:
@@ -228,7 +232,13 @@ def score_graph(
     return Scores(*(tf.where(bad_rows, np.float32(np.nan), tf.cast(v, tf.float32)) for v in values))
 
 
-def _chunked_sums(sample_terms, noise: tf.Tensor, chunk: int, batch, like: tf.Tensor):
+def _chunked_sums(
+    sample_terms: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]],
+    noise: tf.Tensor,
+    chunk: int,
+    batch: tf.Tensor,
+    like: tf.Tensor,
+) -> tuple[tf.Tensor, list[tf.Tensor]]:
     """log sum_k w_k and the sums of log p(x|z), log p(z), log q over K samples, in a
     `tf.while_loop` over chunks of `chunk` samples (the last one masked past K)."""
     num_samples = int(noise.shape[0])
@@ -237,14 +247,16 @@ def _chunked_sums(sample_terms, noise: tf.Tensor, chunk: int, batch, like: tf.Te
     zeros = tf.zeros([batch], like.dtype)
     minus_inf = tf.fill([batch], tf.constant(-np.inf, like.dtype))
 
-    def body(i, log_sum_w, sum_px, sum_p, sum_q):
+    def body(
+        i: tf.Tensor, log_sum_w: tf.Tensor, sum_px: tf.Tensor, sum_p: tf.Tensor, sum_q: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         eps = tf.slice(padded, [i * chunk, 0], [chunk, -1])
         log_px, log_p, log_q = sample_terms(eps)
         valid = (i * chunk + tf.range(chunk) < num_samples)[:, tf.newaxis]
         log_w = tf.where(valid, log_px + log_p - log_q, -np.inf)
         log_sum_w = objectives.log_add_exp(log_sum_w, tf.reduce_logsumexp(log_w, axis=0))
 
-        def total(v):
+        def total(v: tf.Tensor) -> tf.Tensor:
             return tf.reduce_sum(tf.where(valid, v, tf.zeros_like(v)), axis=0)
 
         return i + 1, log_sum_w, sum_px + total(log_px), sum_p + total(log_p), sum_q + total(log_q)
@@ -292,7 +304,7 @@ def bounded_score_graph(
         tf.TensorArray(tf.float32, size=num_chunks, element_shape=[rows]) for _ in SCORE_NAMES
     ]
 
-    def body(i, *arrays):
+    def body(i: tf.Tensor, *arrays: tf.TensorArray) -> tuple[tf.Tensor | tf.TensorArray, ...]:
         start = i * rows
         x_rows = padded_x[start : start + rows]
         label_rows = padded_labels[start : start + rows] if model.conditional else None
@@ -305,10 +317,10 @@ def bounded_score_graph(
 
 def score(
     model: keras.Model,
-    x,
+    x: TensorLike,
     num_samples: int = DEFAULT_SCORE_SAMPLES,
     seed: int = DEFAULT_SCORE_SEED,
-    labels=None,
+    labels: LabelsLike = None,
 ) -> Scores:
     """Per-example `Scores` of `x` [batch, *data_shape]: deterministic (the noise is
     `score_noise(latent_dim, num_samples, seed)`), independent of the batch's other rows, in

@@ -24,9 +24,9 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
@@ -36,6 +36,7 @@ from keras_vae.atomic import check_output_file, write_atomically, write_output, 
 from keras_vae.limits import check_sampler, user_path
 
 if TYPE_CHECKING:
+    from keras_vae.model import VAE
     from keras_vae.run_reader import Run
 
 NUM_RECONSTRUCTIONS = 10
@@ -70,17 +71,23 @@ def collect_examples(
     return np.concatenate(xs)[:limit], np.concatenate(ys)[:limit] if ys else None
 
 
-def _rows(labels, i: int):
+def _rows(labels: np.ndarray | None, i: int) -> np.ndarray | None:
     return None if labels is None else labels[i : i + BATCH]
 
 
-def in_batches(call, x: np.ndarray, labels=None) -> list:
+def in_batches(
+    call: Callable[[np.ndarray, np.ndarray | None], Any],
+    x: np.ndarray,
+    labels: np.ndarray | None = None,
+) -> list:
     """``call(batch, its labels or None)`` for each batch of `BATCH` rows of `x`, in order
     (`labels` [N]: a conditional model's)."""
     return [call(x[i : i + BATCH], _rows(labels, i)) for i in range(0, len(x), BATCH)]
 
 
-def encode(model, x: np.ndarray, labels=None) -> tuple[np.ndarray, np.ndarray]:
+def encode(
+    model: VAE, x: np.ndarray, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Posterior means and standard deviations [N, latent_dim], in batches of `BATCH`
     (`labels` [N]: a conditional model's)."""
     parts = in_batches(model.encode, x, labels)
@@ -90,7 +97,7 @@ def encode(model, x: np.ndarray, labels=None) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def decode(model, z: np.ndarray, labels=None) -> np.ndarray:
+def decode(model: VAE, z: np.ndarray, labels: np.ndarray | int | None = None) -> np.ndarray:
     """E[x|z] for codes [N, latent_dim], in batches of `BATCH` (`labels`: one class for all
     rows or one per row, for a conditional model)."""
     if labels is not None and np.ndim(labels) == 0:
@@ -110,11 +117,11 @@ def kl_per_dimension(z_mean: np.ndarray, z_stddev: np.ndarray) -> np.ndarray:
 
 
 def sample_pixels(
-    model,
+    model: VAE,
     num_samples: int = NUM_SAMPLES,
     seed: int = SAMPLE_SEED,
     label: int | None = None,
-    **sampler,
+    **sampler: str | float,
 ) -> np.ndarray:
     """uint8 grid of `num_samples` samples (of class `label`, conditional models; `sampler`:
     the `sampler` and `temperature` of `VAE.sample`); the same integer seed gives the same
@@ -124,11 +131,11 @@ def sample_pixels(
 
 
 def class_sample_pixels(
-    model,
+    model: VAE,
     columns: int = CLASS_SAMPLE_COLUMNS,
     seed: int = SAMPLE_SEED,
     classes: Sequence[int] | None = None,
-    **sampler,
+    **sampler: str | float,
 ) -> np.ndarray:
     """uint8 grid of a conditional model's samples, one row per class of `classes` (default:
     the first `MAX_CLASS_ROWS`), every row from the same `columns` seeded draws: from the
@@ -144,7 +151,10 @@ def class_sample_pixels(
 
 
 def reconstruction_pixels(
-    model, x: np.ndarray, columns: int = NUM_RECONSTRUCTIONS, labels=None
+    model: VAE,
+    x: np.ndarray,
+    columns: int = NUM_RECONSTRUCTIONS,
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
     """uint8 grid of `x` above its reconstructions (`figures.reconstruction_grid`), with the
     true `labels` for a conditional model."""
@@ -153,7 +163,7 @@ def reconstruction_pixels(
 
 
 def render_figures(
-    model, test_data: tf.data.Dataset, history: Mapping[str, Sequence[float]]
+    model: VAE, test_data: tf.data.Dataset, history: Mapping[str, Sequence[float]]
 ) -> dict[str, bytes]:
     """The run's figures as {file name: PNG bytes} (see the module docstring)."""
     x, labels = collect_examples(test_data)
@@ -237,7 +247,7 @@ def check_png_path(path: str | os.PathLike, inputs: Sequence[str | os.PathLike] 
     return check_output_file(path, "ending in .png", inputs)
 
 
-def _write_png(pixels: np.ndarray, out: Path, **summary) -> dict:
+def _write_png(pixels: np.ndarray, out: Path, **summary: Any) -> dict:
     write_output(out, figures.png_bytes(pixels))
     return {"out": str(out), **summary, "width": pixels.shape[1], "height": pixels.shape[0]}
 
@@ -287,7 +297,7 @@ def sample_run(
     return _write_png(pixels, out, num_samples=num_samples, seed=seed, **drawn, **extra)
 
 
-def check_sample_label(model, label: int | str | None, num_samples: int) -> int | str | None:
+def check_sample_label(model: VAE, label: int | str | None, num_samples: int) -> int | str | None:
     """`label` checked against `model`: None for an unconditional model, a class in [0, K) or
     "all" for a conditional one (at most `MAX_GRID_IMAGES` images in all); else a one-line
     `ValueError` saying what is allowed."""

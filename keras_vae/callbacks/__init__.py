@@ -13,6 +13,8 @@
 'val_elbo'
 """
 
+from __future__ import annotations
+
 from keras_vae.callbacks.best_epoch import BestEpoch
 from keras_vae.callbacks.learning_rate import LearningRateLogger
 from keras_vae.callbacks.progress import TrainingProgress

@@ -46,7 +46,7 @@ class BestEpoch(keras.callbacks.Callback):
         best_weights: the model's weights at `best_epoch` (None before the first epoch).
     """
 
-    def __init__(self, patience: int, monitor: str = "val_elbo", warmup_epochs: int = 0):
+    def __init__(self, patience: int, monitor: str = "val_elbo", warmup_epochs: int = 0) -> None:
         super().__init__()
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise ValueError(
@@ -79,7 +79,7 @@ class BestEpoch(keras.callbacks.Callback):
         monitor = "val_iwae" if config.model.objective == "iwae" else "val_elbo"
         return cls(training.early_stopping_patience, monitor, training.kl_warmup_epochs)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epochs_seen = epoch + 1
         if logs is None or self.monitor not in logs:
             raise KeyError(

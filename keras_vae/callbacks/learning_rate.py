@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
 from keras_vae.schedules import current_learning_rate
@@ -24,6 +26,6 @@ class LearningRateLogger(keras.callbacks.Callback):
         [0.25]
     """
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is not None and self.model.optimizer is not None:
             logs["learning_rate"] = current_learning_rate(self.model.optimizer)

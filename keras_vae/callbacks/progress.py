@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 import keras
 
@@ -52,7 +52,7 @@ class TrainingProgress(keras.callbacks.Callback):
         verbose: int = 1,
         stream: TextIO | None = None,
         note: str | None = None,
-    ):
+    ) -> None:
         super().__init__()
         self.note = note
         if verbose not in VERBOSITY:
@@ -81,11 +81,11 @@ class TrainingProgress(keras.callbacks.Callback):
         values = [("examples/s", round(rate))]
         return values + [(k, float(v)) for k, v in sorted((logs or {}).items())]
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self.verbose and self.note:
             self._write(f"{self.note}\n")
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.verbose == 0:
             return
         self._first_step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -95,14 +95,14 @@ class TrainingProgress(keras.callbacks.Callback):
         if self.verbose == 1:
             self._bar = _Progbar(self.steps_per_epoch, self.stream)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.verbose != 1 or self._bar is None:
             return
         self.steps_seen = min(self._steps_done(), self.steps_per_epoch)
         if self.steps_seen < self.steps_per_epoch:  # the last update comes with the epoch's logs
             self._bar.update(self.steps_seen, self._values(logs))
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.verbose == 0:
             return
         self.steps_seen = min(self._steps_done(), self.steps_per_epoch)
@@ -123,11 +123,16 @@ def _format(value: float) -> str:
 class _Progbar(keras.utils.Progbar):
     """Keras' bar with every value shown as given (not averaged over updates)."""
 
-    def __init__(self, target: int, stream: TextIO | None):
+    def __init__(self, target: int, stream: TextIO | None) -> None:
         super().__init__(target, verbose=1, stateful_metrics=None, unit_name="step")
         self._stream = stream
 
-    def update(self, current, values=None, finalize=None):
+    def update(
+        self,
+        current: int,
+        values: list[tuple[str, float]] | None = None,
+        finalize: bool | None = None,
+    ) -> None:
         names = [name for name, _ in values or ()]
         self.stateful_metrics = set(names)
         stdout = sys.stdout
@@ -141,7 +146,7 @@ class _Progbar(keras.utils.Progbar):
 class _WholeRates:
     """A stream writing "examples/s: 12931" where Keras' bar formats "12931.0000"."""
 
-    def __init__(self, stream: TextIO):
+    def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
     def write(self, text: str) -> int:
@@ -154,5 +159,5 @@ class _WholeRates:
         return bool(getattr(self._stream, "isatty", lambda: False)())
 
     @property
-    def encoding(self):
+    def encoding(self) -> str:
         return getattr(self._stream, "encoding", "utf-8")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -52,7 +53,7 @@ class ImageSummaries(keras.callbacks.Callback):
         examples: np.ndarray,
         num_samples: int = visualize.NUM_SAMPLES,
         seed: int = visualize.SAMPLE_SEED,
-    ):
+    ) -> None:
         super().__init__()
         self.log_dir = str(log_dir)
         self.examples = np.asarray(examples, dtype=np.float32)
@@ -60,10 +61,10 @@ class ImageSummaries(keras.callbacks.Callback):
         self.seed = seed
         self._writer = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._writer = tf.summary.create_file_writer(self.log_dir)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         reconstructions = visualize.reconstruction_pixels(self.model, self.examples)
         sample_pixels = visualize.sample_pixels(self.model, self.num_samples, self.seed)
         with self._writer.as_default():
@@ -71,7 +72,7 @@ class ImageSummaries(keras.callbacks.Callback):
             tf.summary.image("samples", _summary_image(sample_pixels), step=epoch)
         self._writer.flush()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None

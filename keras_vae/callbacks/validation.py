@@ -21,6 +21,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import keras
 import tensorflow as tf
 
@@ -33,16 +36,16 @@ class BlockValidation(keras.callbacks.Callback):
             `keras_vae.blocks.stack_evaluation_steps`); read into memory once.
     """
 
-    def __init__(self, blocks: tf.data.Dataset):
+    def __init__(self, blocks: tf.data.Dataset) -> None:
         super().__init__()
         self.blocks = [block for block in blocks]
         self._function = None
 
-    def _compiled(self):
+    def _compiled(self) -> Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]]:
         if self._function is None:
             model = self.model
 
-            def evaluate_block(block):
+            def evaluate_block(block: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
                 return model.test_step(block)
 
             self._function = tf.function(evaluate_block, jit_compile=model.jit_compile)
@@ -58,7 +61,7 @@ class BlockValidation(keras.callbacks.Callback):
                 logs = function(block)
         return {name: float(value) for name, value in logs.items()}
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is None:
             return
         logs.update({f"val_{name}": value for name, value in self.evaluate().items()})

@@ -16,6 +16,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from keras_vae import __version__
 
@@ -50,11 +51,12 @@ class OneLineErrorParser(argparse.ArgumentParser):
     bad input: one line on stderr and exit code 2.
     """
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `keras-vae` parser, with one subparser per subcommand."""
     parser = OneLineErrorParser(
         prog="keras-vae",
         description="Variational Autoencoders (Kingma & Welling, 2014) with Keras 3: train, "
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `keras-vae` on `argv` (default: sys.argv[1:]); returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     try:

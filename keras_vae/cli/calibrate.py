@@ -40,6 +40,7 @@ def _rate(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `keras-vae calibrate`'s arguments to `parser`."""
     add_run_dir_argument(parser)
     parser.add_argument(
         "--false-positive-rate",
@@ -65,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Calibrate the run's anomaly threshold and print the record as JSON; returns 0."""
     from keras_vae.anomaly import calibrate_run  # imports TensorFlow: after parsing
 
     options = held_out_options(args, progress_printer("calibrate"))

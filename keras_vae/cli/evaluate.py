@@ -37,6 +37,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `keras-vae evaluate`'s arguments to `parser`."""
     add_run_or_preset_arguments(parser)
     add_dataset_arguments(parser, "evaluate on")
     add_importance_samples_argument(
@@ -74,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class _Progress:
     """One stderr line about every 10% of the examples (stdout carries only the JSON)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.start = time.perf_counter()
         self.next_fraction = 0.1
 
@@ -86,6 +87,7 @@ class _Progress:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Evaluate the run or preset and print the result as JSON; returns 0."""
     from keras_vae.evaluate import evaluate_run  # imports TensorFlow: after parsing
 
     write_metrics = args.write_metrics and args.preset is None  # a preset has no metrics.json

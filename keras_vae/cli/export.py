@@ -45,6 +45,7 @@ OUT_HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `keras-vae export`'s arguments to `parser`."""
     add_run_or_preset_arguments(parser)
     add_out_argument(parser, "DIR", OUT_HELP)
     parser.add_argument(
@@ -119,6 +120,7 @@ def summary(record: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Export the run or preset and print a summary of export.json as JSON; returns 0."""
     k, cap = args.score_samples, args.max_samples_per_request
     if k is not None and 1 <= k <= MAX_SCORE_SAMPLES and 1 <= cap <= MAX_SAMPLES_LIMIT:
         check_score_budget(k, cap)  # before TensorFlow is imported; export_run checks again

@@ -28,6 +28,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `keras-vae fit-sampler`'s arguments to `parser`."""
     add_run_dir_argument(parser)
     parser.add_argument(
         "--components",
@@ -48,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Fit the aggregate sampler of the run and print its record as JSON; returns 0."""
     from keras_vae.aggregate_sampler import fit_sampler_run  # imports TensorFlow
 
     record = fit_sampler_run(

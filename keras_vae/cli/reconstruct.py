@@ -26,6 +26,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `keras-vae reconstruct`'s arguments to `parser`."""
     add_run_or_preset_arguments(parser)
     add_out_argument(parser)
     add_dataset_arguments(parser, "take the examples from")
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write the reconstruction figure and print the result as JSON; returns 0."""
     from keras_vae.visualize import reconstruct_run  # imports TensorFlow: after parsing
 
     result = reconstruct_run(

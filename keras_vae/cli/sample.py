@@ -31,6 +31,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `keras-vae sample`'s arguments to `parser`."""
     add_run_or_preset_arguments(parser)
     add_image_count_argument(parser, "--num-samples", 64, "samples")
     add_seed_argument(parser, "z")
@@ -52,6 +53,7 @@ def class_label(text: str) -> int | str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write the sample figure and print the result as JSON; returns 0."""
     check_at_least("seed", args.seed, 0, maximum=MAX_SEED)  # before loading anything
     check_sampler(args.sampler, args.temperature)
     from keras_vae.visualize import sample_run  # imports TensorFlow: after parsing

@@ -33,6 +33,7 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `keras-vae score`'s arguments to `parser`."""
     add_run_or_preset_arguments(parser)
     add_dataset_arguments(parser, "score")
     add_out_argument(parser, "FILE.csv", "the CSV to write")
@@ -55,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Score the held-out examples and print the result as JSON; returns 0."""
     from keras_vae.anomaly import score_run  # imports TensorFlow: after parsing
 
     result = score_run(

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 
 from keras_vae import config as cfg
 from keras_vae import recipes
@@ -48,7 +49,7 @@ def steps_per_execution(text: str) -> int | str:
     return integer_or_word(text, "steps_per_execution", "auto", 1, "a positive integer")
 
 
-def megabytes_or_auto(name: str):
+def megabytes_or_auto(name: str) -> Callable[[str], int | str]:
     """The argparse type of a limit in MB: 'auto' or an integer >= 0 (the config checks the
     upper bound); errors name the limit."""
     words = name.replace("_mb", "").replace("_", " ")
@@ -94,7 +95,7 @@ def flag_fields(section: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(section) if f.metadata["flag"] is not None]
 
 
-def shown_default(value, field: dataclasses.Field | None = None) -> str:
+def shown_default(value: object, field: dataclasses.Field | None = None) -> str:
     """A default as `--help` and docs/flags.md show it: 400,200, on/off, or the field's words."""
     if value is None and field is not None:
         return field.metadata["default_text"]
@@ -124,6 +125,7 @@ def flag_arguments(field: dataclasses.Field) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `keras-vae train`'s arguments to `parser`: --output, --overwrite, the config flags."""
     parser.add_argument(
         "--output",
         "-o",
@@ -200,6 +202,7 @@ def flag_table() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train (or resume) the run and print its metrics as JSON; returns 0."""
     config = config_from_args(args)
     from keras_vae import run_setup  # reads the folder only
     from keras_vae.train import train_and_evaluate  # imports TensorFlow: after validation

@@ -64,9 +64,11 @@ class Config:
             )
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as nested plain dicts (`dataclasses.asdict`)."""
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
+        """The config as indented JSON with sorted keys."""
         # allow_nan=False: never write NaN/Infinity, which are not JSON (the checks refuse them)
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False)
 

@@ -18,6 +18,8 @@ Example:
 ((1437, 8, 8), (360, 8, 8))
 """
 
+from __future__ import annotations
+
 from keras_vae.data.checks import DataError, check_class_labels
 from keras_vae.data.epochs import epoch_batches, epoch_indices, epoch_order, training_epochs
 from keras_vae.data.idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx

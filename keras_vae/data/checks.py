@@ -16,11 +16,15 @@ the data contain NaN (1 NaN of 2 values); expected finite values: remove or impu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from keras_vae.limits import MAX_NUM_CLASSES
+
+if TYPE_CHECKING:
+    from keras_vae.data.sources import Split
 
 ONE_LINE_LIMIT = 300  # characters of a wrapped error's text kept in a one-line message
 
@@ -225,7 +229,7 @@ def check_model_input(
     return images.astype(np.float32, copy=False)
 
 
-def check_class_labels(splits, num_classes: int | None, source: str) -> int:
+def check_class_labels(splits: Mapping[str, Split], num_classes: int | None, source: str) -> int:
     """The number of classes K of a conditional model's data; a `DataError` when the splits
     have no labels, or labels outside [0, `num_classes`) when K is given.
 

@@ -115,7 +115,7 @@ def training_epochs(
     """
     num_examples = len(train.images)
 
-    def one_epoch(epoch):
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
         return epoch_indices(num_examples, config, batch_size, seed, epoch)
 
     return split_batches(train, tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch))
@@ -129,7 +129,7 @@ def split_batches(train: Split, indices: tf.data.Dataset) -> tf.data.Dataset:
     images = tf.constant(train.images)
     labels = None if train.labels is None else tf.constant(train.labels)
 
-    def batch(*element):
+    def batch(*element: tf.Tensor) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
         x, y = batch_from_split(images, labels, *element)
         return x if y is None else (x, y)
 

@@ -16,6 +16,8 @@ together).
     1
 """
 
+from __future__ import annotations
+
 from keras_vae.export.export_utils import ExportError, saved_model_signatures
 from keras_vae.export.exporter import export_run
 from keras_vae.export.layout import (

@@ -8,13 +8,16 @@ their tolerances, refusal checks of a reloaded signature, signature summaries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from keras_vae.signatures import LABEL, label_range
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 # Exported float32 graphs must reproduce the Keras model to this absolute tolerance.
 FLOAT32_TOLERANCE = 1e-5
@@ -127,7 +130,7 @@ def scaled_tolerance(expected: np.ndarray) -> float:
     return FLOAT32_TOLERANCE * max(1.0, largest)
 
 
-def refuses(signature, **inputs: np.ndarray) -> bool:
+def refuses(signature: Callable[..., dict[str, tf.Tensor]], **inputs: np.ndarray) -> bool:
     """Whether a reloaded SavedModel signature fails with InvalidArgumentError on `inputs`."""
     import tensorflow as tf
 
@@ -183,7 +186,7 @@ def saved_model_signatures(path: str | Path) -> dict[str, dict[str, Any]]:
     if not graphs:
         raise ExportError(f"{path} has no MetaGraph tagged 'serve', which TF Serving needs.")
 
-    def describe(infos) -> dict[str, Any]:
+    def describe(infos: Mapping[str, Any]) -> dict[str, Any]:
         return {
             name: tensor_info(
                 tf.dtypes.as_dtype(info.dtype).name,

@@ -39,6 +39,7 @@ from keras_vae.signatures import (
 )
 
 if TYPE_CHECKING:
+    from keras_vae.model import VAE
     from keras_vae.run_reader import Run
 
 FORMAT_VERSION = 1
@@ -53,7 +54,7 @@ def _read_export_json(path: Path) -> dict[str, Any]:
     return values if isinstance(values, dict) else {}
 
 
-def model_parts(model) -> dict[str, Any]:
+def model_parts(model: VAE) -> dict[str, Any]:
     """The latent parts export.json records under "model", as the model's config has them:
     the posterior and its flow steps (0 for a Gaussian), the prior and its components (0
     for N(0, I)) and the objective it was trained on.
@@ -73,7 +74,7 @@ def model_parts(model) -> dict[str, Any]:
     }
 
 
-def model_condition(model) -> dict[str, Any]:
+def model_condition(model: VAE) -> dict[str, Any]:
     """What export.json records under "model" about a conditional model's label: K
     (``num_classes``) and the ``label_input`` every signature takes; {} for an unconditional
     model, whose record stays as it was.

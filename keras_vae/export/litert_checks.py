@@ -11,7 +11,7 @@ out-of-range label) and the encoder's and scorer's (`wrong_inputs`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -26,6 +26,9 @@ from keras_vae.export.export_utils import (
 )
 from keras_vae.export.litert_models import BYTES_PER_WEIGHT
 from keras_vae.signatures import LABEL, label_range
+
+if TYPE_CHECKING:
+    from ai_edge_litert.interpreter import Interpreter, SignatureRunner
 
 # A file below this fraction of its weights' bytes has lost weights in the conversion.
 MIN_SIZE_FRACTION = 0.9
@@ -54,14 +57,16 @@ def operators(content: bytes) -> list[str]:
     return sorted(found)
 
 
-def interpreter(content: bytes):
+def interpreter(content: bytes) -> Interpreter:
     """An `ai_edge_litert` interpreter for a flatbuffer."""
     from ai_edge_litert.interpreter import Interpreter
 
     return Interpreter(model_content=content)
 
 
-def run_signature(content_or_interpreter, name: str, **inputs: np.ndarray) -> dict:
+def run_signature(
+    content_or_interpreter: bytes | bytearray | Interpreter, name: str, **inputs: np.ndarray
+) -> dict:
     """Run one signature of a TFLite model; returns its outputs by name."""
     runner = content_or_interpreter
     if isinstance(runner, (bytes, bytearray)):
@@ -69,7 +74,7 @@ def run_signature(content_or_interpreter, name: str, **inputs: np.ndarray) -> di
     return runner.get_signature_runner(name)(**inputs)
 
 
-def describe_signatures(interp) -> dict[str, dict[str, Any]]:
+def describe_signatures(interp: Interpreter) -> dict[str, dict[str, Any]]:
     """Inputs and outputs of every signature of a TFLite model, as export.json records them."""
 
     def infos(details: dict) -> dict[str, Any]:
@@ -103,7 +108,10 @@ def check_size(content: bytes, file_name: str, weights: int, quantization: str =
 
 
 def check_refusals(
-    runner, cases: Mapping[str, Mapping[str, np.ndarray]], what: str, takes: str = ""
+    runner: SignatureRunner,
+    cases: Mapping[str, Mapping[str, np.ndarray]],
+    what: str,
+    takes: str = "",
 ) -> int:
     """Run `runner` (a signature runner) on each case's feed; `ExportError` naming `what`,
     the case and `takes` (what the input accepts) if one returns outputs instead of failing.
@@ -155,7 +163,10 @@ def wrong_uniform_shapes(num_rows: int = CHECK_BATCH) -> list[tuple[int, ...]]:
 
 
 def check_rejects_wrong_rank(
-    interp, latent_dim: int, file_name: str = "the TFLite file", num_classes: int = 0
+    interp: Interpreter,
+    latent_dim: int,
+    file_name: str = "the TFLite file",
+    num_classes: int = 0,
 ) -> int:
     """Feed every input of every signature of a decoder file's `interp` each of its wrong
     shapes (`wrong_latent_shapes` for an [n, latent_dim] input, `wrong_uniform_shapes` for an
@@ -170,7 +181,7 @@ def check_rejects_wrong_rank(
             return "latent"
         return LABEL if np.dtype(detail["dtype"]).kind in "iu" else "uniform"
 
-    def value(shape, kind: str) -> np.ndarray:
+    def value(shape: tuple[int, ...], kind: str) -> np.ndarray:
         if kind == "latent":
             return rng.standard_normal(shape).astype(np.float32)
         if kind == LABEL:

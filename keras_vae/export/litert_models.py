@@ -64,7 +64,9 @@ FILES = (ENCODER_FILE, SCORER_FILE)
 SIGNATURES = {ENCODER_FILE: (ENCODE, POSTERIOR_SAMPLE), SCORER_FILE: (SCORE, SCORE_WITH_NOISE)}
 
 
-def _guarded_label(model: keras.Model, label: tf.Tensor | None, rows: tf.Tensor):
+def _guarded_label(
+    model: keras.Model, label: tf.Tensor | None, rows: tf.Tensor
+) -> tf.Tensor | None:
     """`exact_labels` of a conditional model's `label` for `rows` rows; None stays None."""
     return None if label is None else exact_labels(label, rows, int(model.num_classes))
 
@@ -89,11 +91,13 @@ def litert_archive(
     else:
         tables = mixture_tables(mixture, temperature)
 
-    def decode(z, label=None):
+    def decode(z: tf.Tensor, label: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         z = exact_latents(z, latent_dim)
         return {"x_mean": decoded(model, z, _guarded_label(model, label, tf.shape(z)[0]))}
 
-    def sample(noise, uniform=None, label=None):
+    def sample(
+        noise: tf.Tensor, uniform: tf.Tensor | None = None, label: tf.Tensor | None = None
+    ) -> dict[str, tf.Tensor]:
         noise = exact_latents(noise, latent_dim)
         rows = tf.shape(noise)[0]
         label = _guarded_label(model, label, rows)
@@ -115,7 +119,9 @@ def litert_archive(
     return archive
 
 
-def _guarded_examples(model: keras.Model, x: tf.Tensor, label: tf.Tensor | None):
+def _guarded_examples(
+    model: keras.Model, x: tf.Tensor, label: tf.Tensor | None
+) -> tuple[tf.Tensor, tf.Tensor | None]:
     """(x, label) through `exact_examples` and, conditional, `exact_labels`."""
     x = exact_examples(x, model.data_shape)
     return x, _guarded_label(model, label, tf.shape(x)[0])
@@ -136,10 +142,12 @@ def encoder_litert_archive(model: keras.Model) -> keras.export.ExportArchive:
     """The encoder with the TFLite signatures ``encode`` (x[, label]) and
     ``posterior_sample`` (x, noise[, label])."""
 
-    def encode(x, label=None):
+    def encode(x: tf.Tensor, label: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         return encoded(model, *_guarded_examples(model, x, label))
 
-    def posterior_sample(x, noise, label=None):
+    def posterior_sample(
+        x: tf.Tensor, noise: tf.Tensor, label: tf.Tensor | None = None
+    ) -> dict[str, tf.Tensor]:
         x, label = _guarded_examples(model, x, label)
         noise = same_rows(exact_latents(noise, int(model.latent_dim)), tf.shape(x)[0])
         return posterior_outputs(model, x, noise, label)
@@ -158,7 +166,9 @@ def scorer_litert_archive(
     samples at once (no loop)."""
     baked = np.asarray(noise, np.float32)
 
-    def score_with_noise(x, noise, label=None):
+    def score_with_noise(
+        x: tf.Tensor, noise: tf.Tensor | None, label: tf.Tensor | None = None
+    ) -> dict[str, tf.Tensor]:
         x, label = _guarded_examples(model, x, label)
         if noise is None:
             noise = tf.constant(baked)
@@ -166,7 +176,7 @@ def scorer_litert_archive(
             noise = tf.reshape(exact_latents(noise, int(model.latent_dim)), baked.shape)
         return score_outputs(model, x, noise, label, None, calibration)
 
-    def score(x, label=None):
+    def score(x: tf.Tensor, label: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         return score_with_noise(x, None, label)
 
     archive = keras.export.ExportArchive()

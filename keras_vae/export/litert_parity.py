@@ -12,8 +12,8 @@ Each also refuses its wrong inputs (`keras_vae.export.litert_checks`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -43,6 +43,9 @@ from keras_vae.latent_draws import LatentMixture, draw_latent, mixture_cdf
 from keras_vae.scores import SCORE_NAMES
 from keras_vae.signatures import COMPONENT, IS_ANOMALY, LABEL, POSTERIOR_SAMPLE
 
+if TYPE_CHECKING:
+    from ai_edge_litert.interpreter import Interpreter
+
 # Quantized decoders output probabilities / means in [0, 1]; further off than this is broken.
 QUANTIZED_TOLERANCE = 0.1
 
@@ -67,7 +70,7 @@ def check_uniforms(mixture: LatentMixture, rows: int) -> np.ndarray:
     return np.concatenate([drawn, cdf, below]).astype(np.float32)
 
 
-def _keras_decode(model: keras.Model, z: np.ndarray, labels: dict[str, np.ndarray]):
+def _keras_decode(model: keras.Model, z: np.ndarray, labels: dict[str, np.ndarray]) -> np.ndarray:
     if not labels:
         return np.asarray(model.decode(z))
     return np.asarray(model.decode(z, labels[LABEL]))
@@ -75,7 +78,7 @@ def _keras_decode(model: keras.Model, z: np.ndarray, labels: dict[str, np.ndarra
 
 def check_sample(
     model: keras.Model,
-    interp,
+    interp: Interpreter,
     file_name: str,
     noise: np.ndarray,
     tolerance: float,
@@ -193,7 +196,7 @@ def check_file(
     model: keras.Model,
     content: bytes,
     file_name: str,
-    expected_fn,
+    expected_fn: Callable[[str, Mapping[str, np.ndarray]], Mapping[str, Any]],
     weights: int,
     noise_rows: int | None = None,
 ) -> dict[str, Any]:
@@ -267,6 +270,6 @@ def check_scorer_flags(
             )
 
 
-def weight_count(*layers) -> int:
+def weight_count(*layers: keras.Layer) -> int:
     """Number of weights of `layers`."""
     return sum(int(np.prod(w.shape)) for layer in layers for w in layer.weights)

@@ -130,13 +130,15 @@ def encoder_archive(model: keras.Model) -> keras.export.ExportArchive:
     noise_shape = [None, int(model.latent_dim)]
     num_classes = int(model.num_classes)
 
-    def serving_default(x, label=None):
+    def serving_default(x: tf.Tensor, label: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         x = tf.ensure_shape(x, x_shape, name="check_x_shape")
         if label is not None:
             label = checked_label(label, num_classes, tf.shape(x)[0], "x")
         return encoded(model, x, label)
 
-    def posterior_sample(x, noise, label=None):
+    def posterior_sample(
+        x: tf.Tensor, noise: tf.Tensor, label: tf.Tensor | None = None
+    ) -> dict[str, tf.Tensor]:
         x = tf.ensure_shape(x, x_shape, name="check_x_shape")
         noise = tf.ensure_shape(noise, noise_shape, name="check_noise_shape")
         same_batch = _check_noise_batch(x, noise)
@@ -222,16 +224,16 @@ def decoder_archive(
     num_classes = int(model.num_classes)
     draws = Draws(model.latent_mixture(sampler), check_sampler(sampler, temperature))
 
-    def serving_default(z, label=None):
+    def serving_default(z: tf.Tensor, label: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         z = tf.ensure_shape(z, z_shape, name="check_z_shape")
         if label is not None:
             label = checked_label(label, num_classes, tf.shape(z)[0], "z")
         return {"x_mean": decoded(model, z, label)}
 
-    def generate(seed, label=None):
+    def generate(seed: tf.Tensor, label: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         return generated_rows(model, draws, max_samples, seed, label)
 
-    def sample(num_samples, seed):
+    def sample(num_samples: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
         num_samples = tf.ensure_shape(num_samples, [], name="check_num_samples_shape")
         seed = tf.ensure_shape(seed, [], name="check_seed_shape")
         checks = [

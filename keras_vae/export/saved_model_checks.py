@@ -9,6 +9,7 @@ spread over [0, K) for a conditional model), and every input it must refuse refu
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import keras
@@ -46,7 +47,9 @@ from keras_vae.signatures import (
 CHECK_SAMPLE_ROWS = 256
 
 
-def _run(signature, **inputs: np.ndarray) -> dict[str, tf.Tensor]:
+def _run(
+    signature: Callable[..., dict[str, tf.Tensor]], **inputs: np.ndarray
+) -> dict[str, tf.Tensor]:
     return signature(**{name: tf.constant(value) for name, value in inputs.items()})
 
 
@@ -101,7 +104,12 @@ def check_encoder(model: keras.Model, path: str | Path) -> dict[str, float]:
 
 
 def expected_draws(
-    model: keras.Model, noise, uniform, labels, sampler: str, temperature: float
+    model: keras.Model,
+    noise: tf.Tensor,
+    uniform: tf.Tensor,
+    labels: tf.Tensor | None,
+    sampler: str,
+    temperature: float,
 ) -> dict[str, np.ndarray]:
     """z (and component) of `noise` and `uniform` through the Keras model's live mixture of
     `sampler` (`VAE.latent_mixture`) at `temperature`, and x_mean decoded from z."""
@@ -112,7 +120,11 @@ def expected_draws(
 
 
 def expected_sample(
-    model: keras.Model, num_samples: int, seed: int, sampler: str = "prior", temperature=1.0
+    model: keras.Model,
+    num_samples: int,
+    seed: int,
+    sampler: str = "prior",
+    temperature: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """What the decoder's ``sample`` must return for (`num_samples`, `seed`), from the Keras
     model (`expected_draws` of eps [seed, 0] and u [seed, 1])."""
@@ -122,7 +134,11 @@ def expected_sample(
 
 
 def check_count_sample(
-    model: keras.Model, signature, max_samples: int, sampler: str = "prior", temperature=1.0
+    model: keras.Model,
+    signature: Callable[..., dict[str, tf.Tensor]],
+    max_samples: int,
+    sampler: str = "prior",
+    temperature: float = 1.0,
 ) -> dict[str, float]:
     """Check an unconditional decoder's ``sample`` (num_samples, seed): `CHECK_SAMPLE_ROWS`
     rows (at most `max_samples`) twice with one seed (identical outputs required), its ``z``
@@ -268,7 +284,10 @@ def expected_row_sample(
 
 
 def check_refuses_above_cap(
-    signature, key: str, max_samples: int, conditional: bool = False
+    signature: Callable[..., dict[str, tf.Tensor]],
+    key: str,
+    max_samples: int,
+    conditional: bool = False,
 ) -> None:
     """`ExportError` unless a per-row (seed, and label) signature refuses `max_samples` + 1
     rows (nothing to check when the cap is int32's largest)."""
@@ -283,7 +302,12 @@ def check_refuses_above_cap(
         )
 
 
-def _check_output_names(model: keras.Model, key: str, got, expected) -> None:
+def _check_output_names(
+    model: keras.Model,
+    key: str,
+    got: Mapping[str, tf.Tensor | np.ndarray],
+    expected: Mapping[str, np.ndarray],
+) -> None:
     if sorted(got) != sorted(expected):
         raise ExportError(
             f"The exported decoder's {key} signature outputs {sorted(got)}, but a "
@@ -293,7 +317,7 @@ def _check_output_names(model: keras.Model, key: str, got, expected) -> None:
 
 def check_row_seeded(
     model: keras.Model,
-    signature,
+    signature: Callable[..., dict[str, tf.Tensor]],
     key: str,
     seeds: np.ndarray,
     labels: np.ndarray | None = None,

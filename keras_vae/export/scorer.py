@@ -128,7 +128,7 @@ def scorer_archive(model: keras.Model, settings: ScorerSettings) -> keras.export
     prior = baked_prior(model)
     x_shape = [None, *model.data_shape]
 
-    def serving_default(x, label=None):
+    def serving_default(x: tf.Tensor, label: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         x = tf.ensure_shape(x, x_shape, name="check_x_shape")
         with tf.control_dependencies([row_cap(tf.shape(x)[0], max_samples, "x")]):
             x = tf.debugging.assert_all_finite(

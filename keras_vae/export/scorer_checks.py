@@ -7,7 +7,7 @@ run on the written folder before an export is committed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,10 @@ def check_scorer(
 
 
 def _check_refusals(
-    model: keras.Model, signature, feed: dict[str, np.ndarray], max_samples: int
+    model: keras.Model,
+    signature: Callable[..., dict[str, tf.Tensor]],
+    feed: dict[str, np.ndarray],
+    max_samples: int,
 ) -> None:
     x = feed["x"]
     cases = {}

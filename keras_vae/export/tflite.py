@@ -10,6 +10,8 @@ homes (`keras_vae.export.litert`, `keras_vae.export.litert_models`,
     True
 """
 
+from __future__ import annotations
+
 from keras_vae.export.litert import LITERT_HINT, check_litert_available, write_tflite
 from keras_vae.export.litert_checks import (
     MIN_SIZE_FRACTION,

@@ -44,7 +44,9 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from keras_vae import ownership
@@ -65,7 +67,7 @@ def kill_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _renameat2():
+def _renameat2() -> Callable[..., int] | None:
     with contextlib.suppress(OSError, AttributeError, TypeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
         function = libc.renameat2
@@ -113,6 +115,7 @@ def _fsync(path: Path) -> None:
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush the folder `path` (its entries) to disk, where the filesystem can."""
     with contextlib.suppress(OSError):  # some filesystems cannot fsync folders
         _fsync(Path(path))
 
@@ -135,7 +138,7 @@ class ExportTransaction:
         out_dir: the export folder (created if missing).
     """
 
-    def __init__(self, out_dir: str | os.PathLike):
+    def __init__(self, out_dir: str | os.PathLike) -> None:
         self.out_dir = Path(out_dir)
         self.staging = Path()
         self.steps: list[dict[str, Any]] = []
@@ -146,7 +149,9 @@ class ExportTransaction:
         self.staging = Path(tempfile.mkdtemp(prefix=prefix, dir=self.out_dir))
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(
+        self, *exc_info: type[BaseException] | BaseException | TracebackType | None
+    ) -> None:
         if exc_info[0] is not None and self.steps and (self.staging / JOURNAL).exists():
             rollback(self.out_dir, self.staging)  # failed half-way through `commit`
         shutil.rmtree(self.staging, ignore_errors=True)

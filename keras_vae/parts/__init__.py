@@ -11,6 +11,8 @@ Each part is a Keras 3 layer (weights tracked, saved in `.keras`, distributed an
 and TFLite converts to builtins.
 """
 
+from __future__ import annotations
+
 from keras_vae.parts.posteriors import GaussianPosterior, IAFPosterior, build_posterior
 from keras_vae.parts.priors import (
     MixtureParams,

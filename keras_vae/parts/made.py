@@ -19,13 +19,16 @@ model), hence this one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 
-def degrees(event_size: int, hidden_units: Sequence[int], reverse: bool = False):
+def degrees(
+    event_size: int, hidden_units: Sequence[int], reverse: bool = False
+) -> list[np.ndarray]:
     """Degrees of the inputs (1..D, or D..1 with `reverse`) and of each hidden layer.
 
     Hidden degrees cycle through 1..D-1 (all 1 when D = 1: nothing then reaches the outputs
@@ -79,8 +82,8 @@ class MADE(keras.layers.Layer):
         hidden_units: Sequence[int] = (128, 128),
         reverse: bool = False,
         activation: str = "elu",
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.event_size = int(event_size)
         self.hidden_units = tuple(int(u) for u in hidden_units)
@@ -93,7 +96,9 @@ class MADE(keras.layers.Layer):
             tf.constant(m) for m in masks(self.event_size, self.hidden_units, self.reverse)
         ]
 
-    def build(self, z_shape, context_shape=None):
+    def build(
+        self, z_shape: tuple[int | None, ...], context_shape: tuple[int | None, ...] | None = None
+    ) -> None:
         fan_in = self.event_size
         self.hidden_kernels, self.hidden_biases = [], []
         for i, width in enumerate(self.hidden_units):
@@ -126,7 +131,7 @@ class MADE(keras.layers.Layer):
             shape=(self.event_size,), initializer="zeros", name="log_scale_bias"
         )
 
-    def call(self, z, context=None):
+    def call(self, z: tf.Tensor, context: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         h = z
         for i, (kernel, bias) in enumerate(zip(self.hidden_kernels, self.hidden_biases)):
             pre = tf.matmul(h, kernel * tf.cast(self._masks[i], kernel.dtype)) + bias
@@ -138,11 +143,13 @@ class MADE(keras.layers.Layer):
         log_scale = tf.matmul(h, self.log_scale_kernel * out_mask) + self.log_scale_bias
         return shift, log_scale
 
-    def compute_output_spec(self, z, context=None):
+    def compute_output_spec(
+        self, z: keras.KerasTensor, context: keras.KerasTensor | None = None
+    ) -> tuple[keras.KerasTensor, keras.KerasTensor]:
         spec = keras.KerasTensor(z.shape, dtype=self.compute_dtype)
         return spec, spec
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "event_size": self.event_size,

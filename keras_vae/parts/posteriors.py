@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import keras
 import tensorflow as tf
@@ -42,20 +43,32 @@ class GaussianPosterior(keras.layers.Layer):
     closed_form_entropy = True
     context_units = 0  # needs no encoder features besides mu and sigma
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.built = True  # no weights
 
-    def sample(self, z_mean, z_stddev, noise, context=None):
+    def sample(
+        self,
+        z_mean: tf.Tensor,
+        z_stddev: tf.Tensor,
+        noise: tf.Tensor,
+        context: tf.Tensor | None = None,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """noise [L, batch, D] -> (z [L, batch, D], log q(z|x) [L, batch])."""
         z = z_mean + z_stddev * noise
         return z, distributions.posterior(z_mean, z_stddev).log_prob(z)
 
-    def entropy(self, z_stddev):
+    def entropy(self, z_stddev: tf.Tensor) -> tf.Tensor:
         """H[q(z|x)] = sum_d log sigma_d + D (1 + log 2 pi) / 2, [batch]."""
         return distributions.posterior(tf.zeros_like(z_stddev), z_stddev).entropy()
 
-    def call(self, z_mean, z_stddev, noise, context=None):
+    def call(
+        self,
+        z_mean: tf.Tensor,
+        z_stddev: tf.Tensor,
+        noise: tf.Tensor,
+        context: tf.Tensor | None = None,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         return self.sample(z_mean, z_stddev, noise, context)
 
 
@@ -85,8 +98,8 @@ class IAFPosterior(keras.layers.Layer):
         flow_steps: int = 2,
         hidden_units: Sequence[int] = (128, 128),
         context_units: int = 0,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("dtype", "float32")  # densities stay float32 under mixed precision
         super().__init__(**kwargs)
         self.latent_dim = int(latent_dim)
@@ -105,13 +118,15 @@ class IAFPosterior(keras.layers.Layer):
         ]
         self.build()
 
-    def build(self, *shapes):
+    def build(self, *shapes: tuple[int | None, ...]) -> None:
         z_shape = (None, self.latent_dim)
         context_shape = (None, self.context_units) if self.context_units else None
         for step in self.steps:
             step.build(z_shape, context_shape)
 
-    def transform(self, z0, context=None):
+    def transform(
+        self, z0: tf.Tensor, context: tf.Tensor | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """z_0 [..., D] -> (z_T [..., D], sum of log|det dz_t/dz_{t-1}| [...])."""
         shape = tf.shape(z0)
         z = tf.reshape(z0, [-1, self.latent_dim])
@@ -127,7 +142,13 @@ class IAFPosterior(keras.layers.Layer):
             log_det += tf.reduce_sum(log_scale, axis=-1)
         return tf.reshape(z, shape), tf.reshape(log_det, shape[:-1])
 
-    def sample(self, z_mean, z_stddev, noise, context=None):
+    def sample(
+        self,
+        z_mean: tf.Tensor,
+        z_stddev: tf.Tensor,
+        noise: tf.Tensor,
+        context: tf.Tensor | None = None,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """noise [L, batch, D] -> (z_T [L, batch, D], log q(z_T|x) [L, batch])."""
         z0 = z_mean + z_stddev * noise
         log_q0 = tf.reduce_sum(
@@ -136,15 +157,22 @@ class IAFPosterior(keras.layers.Layer):
         z, log_det = self.transform(z0, context)
         return z, log_q0 - log_det
 
-    def entropy(self, z_stddev):
+    def entropy(self, z_stddev: tf.Tensor) -> NoReturn:
+        """Raises a ValueError: an IAF posterior has no closed-form entropy."""
         raise ValueError(
             "The iaf posterior has no closed-form entropy; use the monte_carlo estimator."
         )
 
-    def call(self, z_mean, z_stddev, noise, context=None):
+    def call(
+        self,
+        z_mean: tf.Tensor,
+        z_stddev: tf.Tensor,
+        noise: tf.Tensor,
+        context: tf.Tensor | None = None,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         return self.sample(z_mean, z_stddev, noise, context)
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "latent_dim": self.latent_dim,
@@ -156,7 +184,7 @@ class IAFPosterior(keras.layers.Layer):
 
 def build_posterior(
     name: str, latent_dim: int, flow_steps: int = 0, hidden_units: Sequence[int] = ()
-) -> keras.layers.Layer:
+) -> GaussianPosterior | IAFPosterior:
     """The posterior part by name ("gaussian" or "iaf"); the IAF sees encoder features of
     width `hidden_units[0]` (the encoder adds that output, see `context_units`)."""
     if name == "gaussian":

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import keras
 import tensorflow as tf
@@ -83,7 +83,9 @@ def component_from_uniform(log_weights: tf.Tensor, uniform: tf.Tensor) -> tf.Ten
     return tf.reduce_sum(reached, axis=-1)
 
 
-def sample_from_noise(params: MixtureParams, noise: tf.Tensor, uniform: tf.Tensor):
+def sample_from_noise(
+    params: MixtureParams, noise: tf.Tensor, uniform: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
     """(z [n, D], component [n]) from standard normal `noise` [n, D] and `uniform` [n]."""
     component = component_from_uniform(params.log_weights, uniform)
     loc = tf.gather(params.loc, component)
@@ -97,27 +99,28 @@ class _Prior(keras.layers.Layer):
     closed_form_kl = False
     uses_encoder = False
 
-    def __init__(self, latent_dim: int, num_components: int = 1, **kwargs):
+    def __init__(self, latent_dim: int, num_components: int = 1, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.latent_dim = int(latent_dim)
         self.num_components = int(num_components)
 
     def components(self, encode: Encode | None = None) -> MixtureParams:
+        """The mixture's `MixtureParams`; `encode` maps pseudo-inputs to (loc, scale)."""
         raise NotImplementedError  # pragma: no cover - every prior defines it
 
     def log_prob(self, z: tf.Tensor, params: MixtureParams) -> tf.Tensor:
         """log p(z) for z [..., D] -> [...]."""
         return mixture_log_prob(z, params)
 
-    def distribution(self, params: MixtureParams):
+    def distribution(self, params: MixtureParams) -> distributions.tfd.Distribution:
         """p(z) as a `tfd.Distribution` with event shape [D]."""
         return distributions.gaussian_mixture(params.log_weights, params.loc, params.scale)
 
-    def call(self, z, params):
+    def call(self, z: tf.Tensor, params: MixtureParams) -> tf.Tensor:
         return self.log_prob(z, params)
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "latent_dim": self.latent_dim,
@@ -131,19 +134,21 @@ class NormalPrior(_Prior):
 
     closed_form_kl = True
 
-    def __init__(self, latent_dim: int, num_components: int = 1, **kwargs):
+    def __init__(self, latent_dim: int, num_components: int = 1, **kwargs: Any) -> None:
         super().__init__(latent_dim, 1, **kwargs)
         self.built = True  # no weights
 
     def components(self, encode: Encode | None = None) -> MixtureParams:
+        """One component: N(0, I) (`encode` is not used)."""
         zeros = tf.zeros([1, self.latent_dim])
         return MixtureParams(tf.zeros([1]), zeros, tf.ones_like(zeros))
 
-    def log_prob(self, z, params=None):
+    def log_prob(self, z: tf.Tensor, params: MixtureParams | None = None) -> tf.Tensor:
         """log N(z; 0, I), computed as the paper's model always has."""
         return distributions.prior(self.latent_dim, z.dtype).log_prob(z)
 
-    def distribution(self, params=None):
+    def distribution(self, params: MixtureParams | None = None) -> distributions.tfd.Distribution:
+        """N(0, I) (`params` is not used)."""
         return distributions.prior(self.latent_dim)
 
 
@@ -151,11 +156,11 @@ class NormalPrior(_Prior):
 class MixturePrior(_Prior):
     """A learned K-component diagonal Gaussian mixture (means start N(0, 1), scales 1)."""
 
-    def __init__(self, latent_dim: int, num_components: int, **kwargs):
+    def __init__(self, latent_dim: int, num_components: int, **kwargs: Any) -> None:
         super().__init__(latent_dim, num_components, **kwargs)
         self.build()
 
-    def build(self, *shapes):
+    def build(self, *shapes: tuple[int | None, ...]) -> None:
         k, d = self.num_components, self.latent_dim
         self.logits = self.add_weight(shape=(k,), initializer="zeros", name="logits")
         self.loc = self.add_weight(
@@ -168,6 +173,7 @@ class MixturePrior(_Prior):
         )
 
     def components(self, encode: Encode | None = None) -> MixtureParams:
+        """The learned weights, means and scales (`encode` is not used)."""
         scale = tf.nn.softplus(self.raw_scale) + MIN_POSTERIOR_STDDEV
         return MixtureParams(tf.nn.log_softmax(self.logits), tf.identity(self.loc), scale)
 
@@ -184,12 +190,14 @@ class VampPrior(_Prior):
 
     uses_encoder = True
 
-    def __init__(self, latent_dim: int, num_components: int, data_shape: Sequence[int], **kwargs):
+    def __init__(
+        self, latent_dim: int, num_components: int, data_shape: Sequence[int], **kwargs: Any
+    ) -> None:
         super().__init__(latent_dim, num_components, **kwargs)
         self.data_shape = tuple(int(d) for d in data_shape)
         self.build()
 
-    def build(self, *shapes):
+    def build(self, *shapes: tuple[int | None, ...]) -> None:
         self.raw_pseudo_inputs = self.add_weight(
             shape=(self.num_components, *self.data_shape),
             initializer=keras.initializers.RandomNormal(0.5, 0.05),
@@ -201,6 +209,7 @@ class VampPrior(_Prior):
         return tf.clip_by_value(self.raw_pseudo_inputs, 0.0, 1.0)
 
     def components(self, encode: Encode | None = None) -> MixtureParams:
+        """The encoder's Gaussians at the K pseudo-inputs, equally weighted."""
         if encode is None:
             raise ValueError(
                 "The VampPrior's components are the encoder's posteriors: pass `encode`."
@@ -211,11 +220,13 @@ class VampPrior(_Prior):
             tf.fill([k], -math.log(k)), tf.cast(loc, tf.float32), tf.cast(scale, tf.float32)
         )
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "data_shape": list(self.data_shape)}
 
 
-def build_prior(name: str, latent_dim: int, num_components: int, data_shape: Sequence[int]):
+def build_prior(
+    name: str, latent_dim: int, num_components: int, data_shape: Sequence[int]
+) -> NormalPrior | MixturePrior | VampPrior:
     """The prior part by name: "normal", "mixture" or "vamp"."""
     if name == "normal":
         return NormalPrior(latent_dim, name="prior")

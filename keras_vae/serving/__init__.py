@@ -51,6 +51,8 @@ every call, checked against export.json's ``num_classes`` K (`from_export`) befo
     (3, 28, 28)
 """
 
+from __future__ import annotations
+
 from keras_vae.serving.client import (
     DEFAULT_GRPC_PORT,
     DEFAULT_REST_PORT,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -109,7 +110,7 @@ class ServingClient:
         rest_format: str = "columnar",
         max_samples_per_request: int = DEFAULT_MAX_SAMPLES_PER_REQUEST,
         num_classes: int | None = None,
-    ):
+    ) -> None:
         check_choice("protocol", protocol, PROTOCOLS)
         check_choice("rest_format", rest_format, REST_FORMATS)
         self.host = given.check_host(host)
@@ -151,7 +152,9 @@ class ServingClient:
         return self._shapes.latent_dim
 
     @classmethod
-    def from_export(cls, export_dir: str | os.PathLike, host: str = "localhost", **kwargs):
+    def from_export(
+        cls, export_dir: str | os.PathLike, host: str = "localhost", **kwargs: Any
+    ) -> ServingClient:
         """A client whose shapes, `max_samples_per_request` and `num_classes` come from
         DIR/export.json (unless given; an export.json without the cap gets the default,
         10,000; one without ``num_classes`` is an unconditional export: 0)."""
@@ -351,7 +354,9 @@ class ServingClient:
     def __enter__(self) -> ServingClient:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(
+        self, *exc_info: type[BaseException] | BaseException | TracebackType | None
+    ) -> None:
         self.close()
 
     # ------------------------------------------------------------------ helpers

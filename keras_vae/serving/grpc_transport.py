@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +23,11 @@ from keras_vae.serving import response_checks as checks
 from keras_vae.serving.request_checks import PredictCall
 from keras_vae.serving.rest_transport import host_port
 from keras_vae.serving.results import ModelVersion, ServingError
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+    from tensorflow_serving.apis.model_pb2 import ModelSpec
+    from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
 
 
 class GrpcTransport:
@@ -31,7 +37,7 @@ class GrpcTransport:
 
     name = "gRPC"
 
-    def __init__(self, host: str, port: int, version: int | None, timeout: float):
+    def __init__(self, host: str, port: int, version: int | None, timeout: float) -> None:
         self.host, self.port, self.version, self.timeout = host, port, version, timeout
         self._channel = None
         self._stub = None
@@ -42,6 +48,7 @@ class GrpcTransport:
         return host_port(self.host, self.port)
 
     def close(self) -> None:
+        """Close the gRPC channel (a later call opens a new one)."""
         if self._channel is not None:
             self._channel.close()
             self._channel = self._stub = self._model_stub = None
@@ -130,7 +137,7 @@ class GrpcTransport:
         payload = json_format.MessageToDict(response, preserving_proto_field_name=True)
         return checks.versions_from_json(where, payload)
 
-    def _prediction_stub(self):
+    def _prediction_stub(self) -> PredictionServiceStub:
         if self._stub is None:
             try:
                 import grpc
@@ -150,14 +157,16 @@ class GrpcTransport:
             self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         return self._stub
 
-    def _model_spec(self, spec, model: str, signature: str = "") -> None:
+    def _model_spec(self, spec: ModelSpec, model: str, signature: str = "") -> None:
         spec.name = model
         if signature:
             spec.signature_name = signature
         if self.version is not None:
             spec.version.value = self.version
 
-    def _call(self, where: str, method, request, deadline: float):
+    def _call(
+        self, where: str, method: Callable[..., Message], request: Message, deadline: float
+    ) -> Message:
         """One RPC with the time left to `deadline` as its gRPC deadline (which bounds the
         whole RPC: connecting, sending and receiving)."""
         import grpc

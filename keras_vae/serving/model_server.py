@@ -28,7 +28,7 @@ AVAILABLE = "AVAILABLE"
 class ModelServer:
     """Checked calls to one model server through `transport`."""
 
-    def __init__(self, transport: RestTransport | GrpcTransport):
+    def __init__(self, transport: RestTransport | GrpcTransport) -> None:
         self.transport = transport
         self._served: dict[str, dict[str, Any]] = {}  # model -> its serving_default (metadata)
 
@@ -62,6 +62,7 @@ class ModelServer:
         return self.transport.metadata(self.where(model, metadata=True), model, deadline)
 
     def signature(self, model: str, signature: str, deadline: float) -> dict[str, Any]:
+        """`model`'s served `signature` ({"inputs": ..., "outputs": ...}) from its metadata."""
         _, signatures = self.signatures(model, deadline)
         if signature not in signatures:
             raise ServingError(
@@ -156,7 +157,7 @@ class ServedShapes:
         decoder: str,
         data_shape: tuple[int, ...] | None,
         latent_dim: int | None,
-    ):
+    ) -> None:
         self.server, self.encoder, self.decoder = server, encoder, decoder
         self.data_shape, self.latent_dim = data_shape, latent_dim
 

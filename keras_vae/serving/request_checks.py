@@ -70,16 +70,19 @@ def kind_of(value: Any) -> str:
 
 
 def invalid(name: str, expected: str, value: Any) -> ValueError:
+    """The ValueError for argument `name`: what was `expected` and the `value` received."""
     return ValueError(
         f"Received an invalid value for `{name}`, expected {expected}. Received: {name}={value!r}"
     )
 
 
 def is_int(value: Any) -> bool:
+    """Whether `value` is a Python or NumPy integer (not a bool)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """`value` as an int, checked to be an integer in [low, high] (`invalid` otherwise)."""
     if not is_int(value) or value < low or (high is not None and value > high):
         bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
         raise invalid(name, f"an integer {bound}", value)
@@ -92,6 +95,7 @@ def optional_int(name: str, value: Any, low: int, high: int | None = None) -> in
 
 
 def check_data_shape(value: Any) -> tuple[int, ...]:
+    """`value` as one example's shape: a non-empty tuple of positive ints."""
     expected = "a non-empty sequence of positive integers (one example's shape, e.g. (28, 28))"
     if isinstance(value, (str, bytes, Mapping)):
         raise invalid("data_shape", expected, value)
@@ -105,6 +109,7 @@ def check_data_shape(value: Any) -> tuple[int, ...]:
 
 
 def check_host(value: Any) -> str:
+    """`value` checked to be a host name or IP address (no URL, no port)."""
     expected = (
         "a non-empty host name or IP address such as 'localhost' or '10.0.0.5' (not a URL; "
         "the ports are `rest_port` and `grpc_port`)"
@@ -121,6 +126,7 @@ def check_host(value: Any) -> str:
 
 
 def check_model_name(name: str, value: Any) -> str:
+    """`value` checked to be a model name TF Serving can serve (argument `name`)."""
     ok = isinstance(value, str) and MODEL_NAME.fullmatch(value) is not None
     if not ok or NAME_FORBIDDEN & set(value):
         raise invalid(

@@ -45,24 +45,27 @@ class DeadlineSocket(socket.socket):
     deadline = math.inf
 
     def arm(self) -> None:
+        """Time the next operation out at `deadline`; TimeoutError once it has passed."""
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("the deadline passed")
         self.settimeout(remaining)
 
-    def recv(self, *args, **kwargs):
+    def recv(self, *args: Any, **kwargs: Any) -> bytes:
         self.arm()
         return super().recv(*args, **kwargs)
 
-    def recv_into(self, *args, **kwargs):
+    def recv_into(self, *args: Any, **kwargs: Any) -> int:
         self.arm()
         return super().recv_into(*args, **kwargs)
 
-    def send(self, *args, **kwargs):
+    def send(self, *args: Any, **kwargs: Any) -> int:
         self.arm()
         return super().send(*args, **kwargs)
 
-    def sendall(self, *args, **kwargs):  # the timeout bounds the whole sendall (Python >= 3.5)
+    def sendall(
+        self, *args: Any, **kwargs: Any
+    ) -> None:  # the timeout bounds the whole sendall (Python >= 3.5)
         self.arm()
         return super().sendall(*args, **kwargs)
 
@@ -94,6 +97,7 @@ def resolve(host: str, port: int, deadline: float) -> list:
 
 
 def open_socket(host: str, port: int, deadline: float) -> DeadlineSocket:
+    """A TCP connection to the first address of `host` that answers, made by `deadline`."""
     error: OSError | None = None
     for family, kind, proto, _, address in resolve(host, port, deadline):
         sock = DeadlineSocket(family, kind, proto)
@@ -121,6 +125,7 @@ class Connection(http.client.HTTPConnection):
         self.sock = open_socket(self.host, self.port, self.deadline)
 
     def set_deadline(self, deadline: float) -> None:
+        """Make the connection's socket (and any it opens) obey `deadline`."""
         self.deadline = deadline
         if self.sock is not None:
             self.sock.deadline = deadline
@@ -168,13 +173,14 @@ class RestTransport:
         version: int | None,
         timeout: float,
         rest_format: str = "columnar",
-    ):
+    ) -> None:
         self.host, self.port, self.version, self.timeout = host, port, version, timeout
         self.rest_format = rest_format
         self._idle: list[Connection] = []  # keep-alive connections not in use
         self._lock = threading.Lock()
 
     def path(self, model: str, verb: str) -> str:
+        """The URL path of `model`'s `verb` (at the asked version, if any)."""
         version = "" if self.version is None else f"/versions/{self.version}"
         return f"/v1/models/{model}{version}{verb}"
 
@@ -183,6 +189,7 @@ class RestTransport:
         return f"http://{host_port(self.host, self.port)}{self.path(model, verb)}"
 
     def close(self) -> None:
+        """Close the idle keep-alive connections."""
         with self._lock:
             idle, self._idle = self._idle, []
         for connection in idle:

@@ -22,7 +22,7 @@ class ServingError(RuntimeError):
     no connection, a malformed response).
     """
 
-    def __init__(self, message: str, code: str | None = None):
+    def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.code = code
 
@@ -47,7 +47,9 @@ class Samples(_SampleArrays):
 
     component: np.ndarray | None
 
-    def __new__(cls, x_mean: np.ndarray, z: np.ndarray, component: np.ndarray | None = None):
+    def __new__(
+        cls, x_mean: np.ndarray, z: np.ndarray, component: np.ndarray | None = None
+    ) -> Samples:
         samples = super().__new__(cls, x_mean, z)
         samples.component = component
         return samples
