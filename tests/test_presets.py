@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 import shutil
 import sys
+from pathlib import Path
 
 import h5py
 import keras
@@ -29,6 +31,7 @@ from keras_vae.cli import main
 from keras_vae.model import VAE
 from keras_vae.ownership import FolderNotOursError
 
+ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = keras_vae.list_presets()
 QUICK = "mnist_vae_quick"
 MAX_PRESET_BYTES = 3 * 2**20  # the issue's limit per preset (float32 weights, no optimizer)
@@ -103,6 +106,16 @@ def test_shipped_presets_are_complete_small_and_float32():
             nll = -run["test_log_likelihood"]
             claim = f"test NLL {nll:.2f} +- {run['test_log_likelihood_stderr']:.2f} nats (k = "
             assert f"{claim}{run['test_log_likelihood_k']:,}" in metadata["description"], name
+
+
+def test_the_docs_name_every_shipped_preset():
+    """The README's and docs/presets.md's lists of presets are prose, written by hand: a
+    preset shipped (a reproduction row finishing) or removed must show there too."""
+    page = (ROOT / "docs" / "presets.md").read_text()
+    assert f"keras_vae.list_presets()  # {SHIPPED}\n" in page, "docs/presets.md's list"
+    readme = (ROOT / "README.md").read_text()
+    quoted = set(re.findall(r'"(mnist_[a-z0-9_]+)"', readme))
+    assert quoted == set(SHIPPED), "the README's presets differ from keras_vae.list_presets()"
 
 
 def test_every_shipped_preset_loads_in_a_fresh_process_without_network(tmp_path):
