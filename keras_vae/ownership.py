@@ -35,6 +35,7 @@ import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from keras_vae.atomic import remove_temporaries, write_json_atomically
 from keras_vae.json_files import JSONFileError, read_json_file
@@ -58,6 +59,15 @@ def _relative(path: str) -> str:
     if pure.is_absolute() or ".." in pure.parts or not pure.parts:
         raise ValueError(f"A manifest entry must be a relative path inside the folder: {path!r}")
     return str(pure)
+
+
+def _section(values: dict[str, Any], name: str) -> set[str]:
+    """A manifest section read back: a list of relative paths, or a `ValueError` (a string
+    there would otherwise claim each of its characters as a file)."""
+    paths = values.get(name, [])
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise ValueError(f'"{name}" is not a list of relative paths')
+    return {_relative(p) for p in paths}
 
 
 def _describe(entries: list[str]) -> str:
@@ -100,18 +110,17 @@ class Manifest:
             values = read_json_file(path, fix)
             if not isinstance(values, dict):
                 raise ValueError("not a JSON object")
-            entries = {
-                name: {_relative(p) for p in values.get(name, []) if isinstance(p, str)}
-                for name in _SECTIONS
-            }
+            entries = {name: _section(values, name) for name in _SECTIONS}
             found = values.get("kind")
+            if not isinstance(found, str) or found not in KINDS:
+                raise ValueError(f'"kind" is {repr(found)[:40]}, not one of {list(KINDS)}')
         except JSONFileError as error:
             raise FolderNotOursError(str(error)) from None
         except ValueError as error:
             raise FolderNotOursError(f"{path} is unreadable ({error}); {fix}.") from None
         if found != kind:
             raise FolderNotOursError(
-                f"{folder} is {_ARTICLED.get(found, repr(found))} of keras-vae, not "
+                f"{folder} is {_ARTICLED[found]} of keras-vae, not "
                 f"{_ARTICLED[kind]}; choose another folder."
             )
         return cls(folder, kind, entries)

@@ -161,6 +161,39 @@ def test_manifest_rejects_paths_outside_the_folder(tmp_path):
         ownership.Manifest.read(tmp_path / "f", "run")
 
 
+@pytest.mark.parametrize(
+    "values, fragment",
+    [
+        ({"kind": ["run"], "files": []}, "\"kind\" is ['run'], not one of"),
+        ({"kind": {"a": 1}}, "\"kind\" is {'a': 1}, not one of"),
+        ({"files": []}, '"kind" is None, not one of'),
+        ({"kind": "run", "files": "abc"}, '"files" is not a list of relative paths'),
+        ({"kind": "run", "trees": ["x", 3]}, '"trees" is not a list of relative paths'),
+        ({"kind": "run", "folders": {"x": 1}}, '"folders" is not a list of relative paths'),
+    ],
+)
+def test_a_manifest_of_the_wrong_shape_is_unreadable(tmp_path, values, fragment):
+    """Read back as strictly as the command line: a "kind" that is not a string was a bare
+    TypeError, and a string in place of a list claimed each of its characters as a file."""
+    (tmp_path / ownership.MANIFEST_FILE).write_text(json.dumps(values))
+    with pytest.raises(ownership.FolderNotOursError, match="unreadable") as error:
+        ownership.Manifest.read(tmp_path, "run")
+    assert fragment in str(error.value)
+
+
+def test_train_overwrite_never_deletes_what_a_broken_manifest_names(tiny_run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    for name in "abc":  # the user's files, which a "files": "abc" manifest named
+        (run / name).write_text(f"the user's {name}")
+    manifest = run / ownership.MANIFEST_FILE
+    values = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**values, "files": "abc"}))
+    argv = ["train", f"--output={run}", *TINY_FLAGS, "--overwrite"]
+    assert_exit_2_and_unchanged(argv, [run], capsys, '"files" is not a list of relative paths')
+    assert [(run / name).read_text() for name in "abc"] == [f"the user's {n}" for n in "abc"]
+
+
 def test_a_run_folder_is_not_an_export_folder(tmp_path, tiny_run_dir, capsys):
     run = tmp_path / "run"
     shutil.copytree(tiny_run_dir, run)
