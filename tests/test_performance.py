@@ -269,6 +269,26 @@ def test_step_matmuls_run_the_decoder_on_every_draw():
     assert throughput.step_matmuls(vae, 20) == throughput.step_matmuls(vae, 20, samples=1)
 
 
+def test_the_ablations_tfp_likelihood_model_trains_to_the_same_loss():
+    """throughput.py's "TFP log_prob" ablation row measures the same objective, and its model
+    still takes every argument training passes (it broke once when fit began passing labels)."""
+    from helpers import load_benchmark_modules
+
+    (throughput,) = load_benchmark_modules("throughput")
+    x = np.random.default_rng(3).uniform(size=(8, 6, 5)).astype("float32")
+    losses, weights = [], None
+    for cls in (VAE, throughput.TFPLikelihoodVAE):
+        vae = cls(data_shape=(6, 5), latent_dim=3, hidden_units=(16,), seed=0)
+        vae(x)  # built, then both start from the same weights
+        weights = weights or vae.get_weights()
+        vae.set_weights(weights)
+        vae.compile(optimizer=keras.optimizers.SGD(0.1))
+        history = vae.fit(x, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        losses.append(history.history["loss"])
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    assert losses[0][1] != losses[0][0]  # it trained
+
+
 def test_auto_settings_resolve_to_the_measured_fastest():
     vae = VAE(data_shape=(6,), latent_dim=2, hidden_units=(8,))
     vae.compile(optimizer=keras.optimizers.Adam(1e-3))
