@@ -38,7 +38,7 @@ import concurrent.futures
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import common  # first: puts the repository on sys.path
 import invocation
@@ -94,7 +94,8 @@ def write_held_out_data(splits: dict[str, Split], digit: int, path: Path) -> dic
     """An npz (keras.datasets layout) of the training images of every digit but `digit` and
     ALL test images, with labels; rewritten only when missing."""
     train = splits["train"]
-    keep = train.labels != digit
+    train_labels = cast(np.ndarray, train.labels)  # MNIST's splits have labels
+    keep = train_labels != digit
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         test = splits["test"]
@@ -102,9 +103,9 @@ def write_held_out_data(splits: dict[str, Split], digit: int, path: Path) -> dic
         np.savez(
             partial,
             x_train=train.images[keep],
-            y_train=train.labels[keep],
+            y_train=train_labels[keep],
             x_test=test.images,
-            y_test=test.labels,
+            y_test=cast(np.ndarray, test.labels),
         )
         partial.replace(path)
     return {"train_images": int(keep.sum()), "test_images": len(splits["test"].images)}
@@ -280,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     ood = None
     if not args.no_ood:
         job = train_and_score(mnist, args.work_dir / "all-digits", args.epochs, samples)
-        sets = {"fashion_mnist": fashion.result()}
+        future = cast("concurrent.futures.Future[dict[str, Any]]", fashion)  # None: --no-ood
+        sets = {"fashion_mnist": future.result()}
         sets.update(constructed_ood(job["images"], args.ood_examples, seed=0))
         rows, ood_cases = ood_rows(job["scores"], job["model"], sets, samples, resamples)
         cases += ood_cases

@@ -248,7 +248,8 @@ def matmul_gflops(
                 total += tf.reduce_sum(tf.matmul(a[i], b[i]))
             return total
 
-        seconds = time_calls(lambda a=a, b=b, f=products: f(a, b).numpy(), repeats)
+        # mypy cannot infer the type of a lambda with default arguments (this loop's values)
+        seconds = time_calls(lambda a=a, b=b, f=products: f(a, b).numpy(), repeats)  # type: ignore[misc]
         flops = 2 * m * k * n * chain
         rows.append(
             {

@@ -95,7 +95,7 @@ def measure(steps: int, repeats: int, mnist: str) -> dict[str, Any]:
         return seconds_per_step(looped(part, steps, jit_compile=False), steps, repeats)
 
     step = timed(train_step)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for index, (name, layer) in enumerate(weighted_layers(vae)):
         flops = BATCH_SIZE * common.layer_forward_flops(layer)
         seconds = {kind: timed(part) for kind, part in layer_parts(layer, index > 0).items()}

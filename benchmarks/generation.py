@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import common  # first: puts the repository on sys.path
 import invocation
@@ -139,7 +139,7 @@ def train_model(name: str, mnist: Path, work: Path, epochs: int, components: int
     """Run model `name`'s two commands (a finished run's `train` does nothing); their record."""
     train, fit = model_commands(name, mnist, work, epochs, components)
     reused = (work / name / "metrics.json").exists()
-    record = {"reused_finished_run": reused}
+    record: dict[str, Any] = {"reused_finished_run": reused}
     for key, command in {"train": train, "fit_sampler": fit}.items():
         print("$", shown(command), flush=True)
         start = time.perf_counter()
@@ -168,7 +168,7 @@ def judged(
     `asked` labels each class's label accuracy and their mean."""
     fake = features(classifier, images)
     precision, recall = precision_recall(real, fake, NEIGHBOURS)
-    row = {"frechet_distance": frechet_distance(real, fake), "precision": precision}
+    row: dict[str, Any] = {"frechet_distance": frechet_distance(real, fake), "precision": precision}
     row["recall"] = recall
     if asked is not None:
         accuracy = per_class_accuracy(predict_labels(classifier, images), asked)
@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     test = load_splits(str(mnist))["test"]
     real_images = to_unit_interval(test.images)
     real = features(classifier, real_images)
-    accuracy = per_class_accuracy(predict_labels(classifier, real_images), test.labels)
+    test_labels = cast(np.ndarray, test.labels)  # MNIST's test split has labels
+    accuracy = per_class_accuracy(predict_labels(classifier, real_images), test_labels)
     if not np.allclose(accuracy, info["per_class_test_accuracy"], rtol=0, atol=1e-9):
         raise AssertionError(f"{args.classifier}: its recorded accuracy is not what it scores")
     floor_row = floor(real, seed=0)

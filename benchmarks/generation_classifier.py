@@ -27,7 +27,7 @@ import json
 import time
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import common  # first: puts the repository on sys.path
 import numpy as np
@@ -210,12 +210,14 @@ def load_or_train_classifier(
         return cached
     splits = load_splits(str(data_dir))
     train, test = splits["train"], splits["test"]
+    # MNIST's IDX folders hold labels: neither split's are None
+    train_labels, test_labels = cast(np.ndarray, train.labels), cast(np.ndarray, test.labels)
     count = len(train.images) if train_examples is None else train_examples
     model = build_classifier(seed)
     start = time.perf_counter()
     model.fit(
         as_classifier_input(to_unit_interval(train.images[:count])),
-        train.labels[:count],
+        train_labels[:count],
         batch_size=BATCH_SIZE,
         epochs=epochs,
         shuffle=True,
@@ -234,9 +236,9 @@ def load_or_train_classifier(
         "seed": seed,
         "train_examples": train_examples,
         "train_seconds": round(train_seconds, 1),
-        "test_examples": len(test.labels),
-        "test_accuracy": float(np.mean(predicted == test.labels)),
-        "per_class_test_accuracy": per_class_accuracy(predicted, test.labels),
+        "test_examples": len(test_labels),
+        "test_accuracy": float(np.mean(predicted == test_labels)),
+        "per_class_test_accuracy": per_class_accuracy(predicted, test_labels),
         "sha256": file_digest(cache),
     }
     common.write_json_atomically(info_path(cache), info)

@@ -33,7 +33,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import common  # first: puts the repository on sys.path
 import invocation
@@ -141,7 +141,7 @@ def mirrored_child(smoke: bool) -> dict:
     rng = np.random.default_rng(0)
     x = (rng.random((256, 784)) < 0.3).astype("float32")
     noise = rng.standard_normal((256, 1, 20)).astype("float32")
-    spec = dict(data_shape=(784,), latent_dim=20, hidden_units=(64,), seed=1)
+    spec: dict[str, Any] = dict(data_shape=(784,), latent_dim=20, hidden_units=(64,), seed=1)
     initial = VAE(**spec).get_weights()
 
     def train(strategy: tf.distribute.Strategy) -> tuple[list[np.ndarray], int]:

@@ -162,7 +162,7 @@ def conv_apply(params: ConvParams, x: jax.Array, noise: jax.Array) -> Outputs:
 
 
 # name: (init, apply, latent size, dynamic binarization: a Bernoulli draw per batch)
-MODELS = {
+MODELS: dict[str, tuple[Callable[[jax.Array], Params], Callable[..., Outputs], int, bool]] = {
     "classic": (mlp_init, mlp_apply, LATENT, False),
     "conv": (conv_init, conv_apply, LATENT, False),
     "burda": (burda_init, burda_apply, 50, True),  # 784-200-200-50 tanh, yburda/iwae's net

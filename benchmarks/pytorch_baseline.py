@@ -31,6 +31,7 @@ import statistics
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -187,7 +188,7 @@ def main() -> None:
         print("Pillow is not installed: skipping the example's PIL input path")
     if args.loops:
         loops = {name: loops[name] for name in args.loops.split(",")}
-    runs = {
+    runs: dict[str, dict[str, Any]] = {
         name: {"model": MODELS[args.model](), "seconds": [], "loss": []} for name in loops
     }  # interleaved, so both loops see the same background load
     for run in runs.values():

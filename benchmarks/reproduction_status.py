@@ -23,7 +23,7 @@ import os
 import shlex
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from report_format import table
 from report_papers import reproductions_table
@@ -126,7 +126,8 @@ def finished_metrics(folder: RunFolder) -> dict[str, Any] | None:
 
 def is_evaluated(metrics: dict[str, Any] | None, importance_samples: int) -> bool:
     """Whether `keras-vae evaluate -k K` has set the run's headline (whole test split)."""
-    return bool(metrics) and metrics.get("test_log_likelihood_k") == importance_samples
+    found = cast(dict[str, Any], metrics)  # read only when bool(metrics): not None
+    return bool(metrics) and found.get("test_log_likelihood_k") == importance_samples
 
 
 def epoch_done(folder: RunFolder) -> int:

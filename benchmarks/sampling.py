@@ -68,7 +68,7 @@ def tflite_paths(tflite_dir: Path, threads: int) -> dict[str, Callable[[np.ndarr
     """Each LiteRT file's `decode` and `sample` signatures, as callables of z."""
     from ai_edge_litert.interpreter import Interpreter
 
-    paths = {}
+    paths: dict[str, Callable[..., Any]] = {}  # mypy cannot type a lambda with defaults
     for path in sorted(tflite_dir.glob("*.tflite")):
         interpreter = Interpreter(model_path=str(path), num_threads=threads)
         decode = interpreter.get_signature_runner("decode")

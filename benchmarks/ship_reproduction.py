@@ -27,7 +27,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import common  # first: puts the repository on sys.path
 import invocation
@@ -60,7 +60,7 @@ def network(model: dict[str, Any], data_shape: tuple[int, ...]) -> str:
 
 def evaluated_metrics(row: Row, plan: Plan) -> dict[str, Any]:
     """metrics.json of `row`'s finished run once evaluated with `plan`'s K, else ShipError."""
-    folder = RunFolder(plan.run_dir(row))
+    folder = RunFolder(Path(plan.run_dir(row)))
     metrics = status.finished_metrics(folder)
     if not status.is_evaluated(metrics, plan.importance_samples):
         raise ShipError(
@@ -68,7 +68,7 @@ def evaluated_metrics(row: Row, plan: Plan) -> dict[str, Any]:
             f"{plan.importance_samples}; run `{shlex.join(plan.train_command(row))}`, then "
             f"`{shlex.join(plan.evaluate_command(row))}`"
         )
-    return metrics
+    return cast(dict[str, Any], metrics)  # evaluated: not None
 
 
 def shortfalls(row: Row, plan: Plan, nll: float) -> list[str]:

@@ -31,7 +31,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import common  # first: puts the repository on sys.path
 import invocation
@@ -144,7 +144,8 @@ def case_config(name: str, mnist: str) -> Config:
     config = throughput.run_config(throughput.Case("classic", batch_size, True, 50), mnist)
     if model is None:
         return config
-    data = dataclasses.replace(config.data, binarization=binarization)
+    # a case with its own model names its binarization
+    data = dataclasses.replace(config.data, binarization=cast(str, binarization))
     return dataclasses.replace(config, model=model, data=data)
 
 
@@ -172,7 +173,8 @@ def measure(name: str, steps: int, repeats: int, mnist: str) -> dict[str, Any]:
     step = result["train_step"]
     ms = {part: round(1e3 * seconds, 4) for part, seconds in result.items()}
     model = config.model
-    widths = "-".join(map(str, (784, *model.hidden_units, model.latent_dim)))
+    units = cast("tuple[int, ...]", model.hidden_units)  # resolved by ModelConfig: not None
+    widths = "-".join(map(str, (784, *units, model.latent_dim)))
     objective = "ELBO" if model.objective == "elbo" else f"IWAE k={model.num_samples}"
     return {
         "model": f"{widths} {model.activation}, {objective}",

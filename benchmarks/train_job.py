@@ -43,12 +43,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import common  # first: puts the repository on sys.path
 import invocation
 
 # torch_examples: None runs no PyTorch example (it has no such network), 0 all 60,000 images.
-CASES = {
+CASES: dict[str, dict[str, Any]] = {
     "classic_b128": {"model": "classic", "batch_size": 128, "epochs": 4, "torch_examples": 0},
     "classic_b512": {"model": "classic", "batch_size": 512, "epochs": 4, "torch_examples": 0},
     "conv_b128": {"model": "conv", "batch_size": 128, "epochs": 3, "torch_examples": 15000},
@@ -194,7 +195,9 @@ def summarize(rounds: list[dict]) -> dict:
         values = [row[key]["examples_per_second"] for row in rounds if key in row]
         return statistics.median(values) if values else None
 
-    ours, torch, jax = median("keras_vae_train"), median("pytorch_example"), median("jax_scan")
+    # every round has keras_vae_train: not None
+    ours = cast(float, median("keras_vae_train"))
+    torch, jax = median("pytorch_example"), median("jax_scan")
     summary = {
         "keras_vae_train": round(ours),
         "command_seconds": statistics.median(

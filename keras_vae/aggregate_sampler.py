@@ -27,7 +27,7 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -257,7 +257,9 @@ def read_aggregate_sampler(run_dir: str | os.PathLike, model: VAE) -> AggregateS
         mixture = LatentMixture(**arrays)
         check_mixture(mixture, model, metadata["covariance"])
         rows = mixture.log_weights.shape[0]
-        fields = {key: metadata.get(key) for key in ("examples", "log_likelihood", "iterations")}
+        fields: dict[str, Any] = {  # JSON values, checked to be lists just below
+            key: metadata.get(key) for key in ("examples", "log_likelihood", "iterations")
+        }
         if any(not isinstance(v, list) or len(v) != rows for v in fields.values()):
             raise ValueError(f"its metadata does not list {list(fields)} per class row")
         check_at_least("seed", metadata.get("seed"), 0, maximum=MAX_SEED)
@@ -290,7 +292,7 @@ def sampler_record(model: VAE, sampler: str, temperature: float) -> dict[str, An
     for the aggregate sampler, its `AggregateSampler.summary`."""
     record: dict[str, Any] = {"name": sampler, "temperature": float(temperature)}
     if sampler == "aggregate":
-        record.update(model.aggregate_sampler.summary())
+        record.update(cast("AggregateSampler", model.aggregate_sampler).summary())  # fitted
     return record
 
 
@@ -355,7 +357,7 @@ def samples_figure(model: VAE) -> bytes:
     seed 0 (one row per class of a conditional model)."""
     from keras_vae import figures, visualize
 
-    drawn = {"sampler": "aggregate"}
+    drawn: dict[str, Any] = {"sampler": "aggregate"}
     if model.conditional:
         return figures.png_bytes(visualize.class_sample_pixels(model, **drawn))
     return figures.png_bytes(visualize.sample_pixels(model, **drawn))

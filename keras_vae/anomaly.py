@@ -18,7 +18,7 @@ import io
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -186,8 +186,8 @@ def score_run(
     _check_common(importance_samples, 0 if seed is None else seed, max_examples)
     out = check_output_file(out, "such as scores.csv", rd.input_paths(run_dir, dataset))
     record = None  # a preset has no calibration, hence no is_anomaly column
-    if not rd.is_preset(run_dir):
-        record = calibration.read_calibration(rd.check_run_dir(run_dir))
+    if not rd.is_preset(run_dir):  # then a Run is a preset's: `run_dir` is a path
+        record = calibration.read_calibration(rd.check_run_dir(cast("str | os.PathLike", run_dir)))
     if record is not None:
         importance_samples = importance_samples or record["importance_samples"]
         seed = record["seed"] if seed is None else seed
@@ -217,6 +217,7 @@ def score_run(
     flags = None
     summary: dict[str, Any] = {}
     if calibrated:
+        record = cast("dict[str, Any]", record)  # calibrated: a record
         flags = calibration.is_anomaly(
             scores[record["score"]], record["threshold"], record["anomaly_if"]
         )

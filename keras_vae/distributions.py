@@ -22,12 +22,12 @@ from keras_vae.compat import in_xla_on_cpu
 tfd = tfp.distributions
 
 
-def posterior(z_mean: tf.Tensor, z_stddev: tf.Tensor) -> tfd.Distribution:
+def posterior(z_mean: tf.Tensor, z_stddev: tf.Tensor) -> tfp.distributions.Distribution:
     """q(z|x): a diagonal Gaussian with batch shape [batch] and event shape [latent_dim]."""
     return tfd.Independent(tfd.Normal(loc=z_mean, scale=z_stddev), reinterpreted_batch_ndims=1)
 
 
-def prior(latent_dim: int, dtype: tf.DType = tf.float32) -> tfd.Distribution:
+def prior(latent_dim: int, dtype: tf.DType = tf.float32) -> tfp.distributions.Distribution:
     """p(z) = N(0, I) with event shape [latent_dim] and no batch shape."""
     zeros = tf.zeros([latent_dim], dtype=dtype)
     return tfd.Independent(tfd.Normal(loc=zeros, scale=tf.ones_like(zeros)), 1)
@@ -38,7 +38,7 @@ def likelihood(
     location: tf.Tensor,
     event_ndims: int,
     scale: tf.Tensor | float | None = None,
-) -> tfd.Distribution:
+) -> tfp.distributions.Distribution:
     """p(x|z) with the last `event_ndims` axes of `location` as one event.
 
     Args:
@@ -145,7 +145,9 @@ def likelihood_mean(name: str, location: tf.Tensor) -> tf.Tensor:
     return tf.sigmoid(location) if name == "bernoulli" else location
 
 
-def gaussian_mixture(log_weights: tf.Tensor, loc: tf.Tensor, scale: tf.Tensor) -> tfd.Distribution:
+def gaussian_mixture(
+    log_weights: tf.Tensor, loc: tf.Tensor, scale: tf.Tensor
+) -> tfp.distributions.Distribution:
     """sum_k pi_k N(loc_k, diag scale_k^2): `log_weights` [K], `loc` and `scale` [K, D].
 
     Example:

@@ -53,7 +53,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -202,7 +202,8 @@ def evaluate_run(
             "(`keras-vae evaluate --preset` only prints)."
         )
     if write_metrics:
-        check_metrics_writable(run_dir)  # before minutes of work that could not be saved
+        # before minutes of work that could not be saved; a Run is a preset's, refused above
+        check_metrics_writable(cast("str | os.PathLike", run_dir))
     run = rd.load_run(run_dir)
     test = rd.load_test_split(run, dataset, data_dir)
     images = test.images[:max_examples] if max_examples else test.images
@@ -233,7 +234,14 @@ def evaluate_run(
     conditional = {}
     if run.model.conditional:
         conditional = label_swap_gap(
-            run.model, images, labels, estimate, importance_samples, batch_size, chunk_size, seed
+            run.model,
+            images,
+            cast("np.ndarray", labels),  # set above for a conditional model
+            estimate,
+            importance_samples,
+            batch_size,
+            chunk_size,
+            seed,
         )
     seconds = time.perf_counter() - start
     result = {

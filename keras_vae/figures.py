@@ -298,7 +298,8 @@ def latent_scatter(z_mean: np.ndarray, labels: np.ndarray | None = None, size: i
         colours = matplotlib.colormaps["tab20" if len(classes) > 10 else "tab10"]
         for index, label in enumerate(classes):
             chosen = labels == label
-            ax.scatter(*z_mean[chosen].T, s=2, alpha=0.7, color=colours(index), label=str(label))
+            # the two rows of [n, 2].T are x and y, never `s` (mypy cannot count them)
+            ax.scatter(*z_mean[chosen].T, s=2, alpha=0.7, color=colours(index), label=str(label))  # type: ignore[misc]
         ax.legend(title="label", markerscale=4, loc="best", fontsize="small")
     else:
         points = ax.scatter(z_mean[:, 0], z_mean[:, 1], c=labels, cmap="viridis", s=2)

@@ -43,6 +43,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from typing import TypeVar
 
 import numpy as np
 
@@ -51,6 +52,7 @@ from keras_vae.limits import FLOAT32_MAX, MAX_COUNT, MAX_SEED, check_at_least, c
 COVARIANCE_TYPES = ("full", "diag")
 LLOYD_ITERATIONS = 10  # k-means refinements of the k-means++ centres before EM
 EMPTY_MASS = 1e-12  # responsibility mass (in examples) under which a component is empty
+_T = TypeVar("_T")  # `_plain_integer` returns what it is given, or an int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,6 +382,6 @@ def _checked_data(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _plain_integer(value: object) -> object:
+def _plain_integer(value: _T) -> _T | int:
     """NumPy integers as Python ints (the limits' checks take Python numbers); else unchanged."""
     return int(value) if isinstance(value, np.integer) else value

@@ -104,10 +104,11 @@ def importance_weighted_terms(
     given_noise = noise is not None
     if given_noise:
         noise = tf.convert_to_tensor(noise, tf.float32)
-        if noise.shape != (batch, num_samples, model.latent_dim):
+        # mypy keeps the hint's non-tensor types for a tensor assigned to an Optional argument
+        if noise.shape != (batch, num_samples, model.latent_dim):  # type: ignore[union-attr]
             raise ValueError(
                 f"Expected `noise` of shape {(batch, num_samples, model.latent_dim)} "
-                f"(batch, num_samples, latent_dim). Received: noise.shape={noise.shape}"
+                f"(batch, num_samples, latent_dim). Received: noise.shape={noise.shape}"  # type: ignore[union-attr]
             )
     else:
         noise = _seed_pair(model, seed)
@@ -246,7 +247,7 @@ def estimate_log_likelihood(
         chunk_size = default_chunk_size(model, batch_size)
     check_at_least("chunk_size", chunk_size, 1, maximum=MAX_IMPORTANCE_SAMPLES)
     check_step_size(min(chunk_size, num_samples), batch_size, int(np.prod(model.data_shape)))
-    parts = {"log_likelihood": [], "elbo": [], "mc_stderr": []}
+    parts: dict[str, list[np.ndarray]] = {"log_likelihood": [], "elbo": [], "mc_stderr": []}
     base_seed = tf.constant([seed, 0], tf.int32)
     if getattr(model, "conditional", False) and (labels is None or len(labels) != len(images)):
         raise ValueError(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,7 @@ def find_non_finite(values: Any, path: str = "") -> tuple[str, float] | None:
     if isinstance(values, float) and not math.isfinite(values):
         return path, values
     if isinstance(values, dict):
-        items = values.items()
+        items: Iterable[tuple[Any, Any]] = values.items()
     elif isinstance(values, (list, tuple)):
         items = enumerate(values)
     else:

@@ -22,7 +22,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from keras_vae.config import Config, ModelConfig
 from keras_vae.limits import parse_widths
@@ -82,7 +82,7 @@ def training_memory(config: Config, data_shape: Sequence[int]) -> MemoryEstimate
     classes = (model.num_classes or 0) if model.conditional else 0
     draws = model.num_samples
     heads = 2 if model.likelihood == "gaussian" and model.likelihood_scale == "learned" else 1
-    hidden = tuple(model.hidden_units)
+    hidden = tuple(cast("tuple[int, ...]", model.hidden_units))  # set by ModelConfig
     flow_hidden = tuple(model.flow_hidden_units or ())
     context = flow_hidden[0] if model.posterior == "iaf" and flow_hidden else 0
     if model.architecture == "conv":

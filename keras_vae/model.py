@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import keras
 
@@ -35,6 +35,48 @@ MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 # so they read as `posterior_name` and `prior_name`, and `num_classes` (0 when unconditional)
 # and `conditional` are properties.
 CONFIG_ATTRIBUTES = frozenset(MODEL_FIELDS) - {"posterior", "prior", "num_classes", "conditional"}
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from keras_vae.parts import posteriors, priors
+
+    class VAEAttributes:
+        """What the host class, `VAE`, sets for the methods of its mixins (`TrainingMixin` and
+        `InferenceMixin`, which subclass this for mypy only: `object` at run time)."""
+
+        # set by `VAE.__init__`
+        data_shape: tuple[int, ...]
+        learned_scale: bool
+        encoder: keras.Model
+        decoder: keras.Model
+        posterior_layer: posteriors.GaussianPosterior | posteriors.IAFPosterior
+        prior_layer: priors.NormalPrior | priors.MixturePrior | priors.VampPrior
+        seed_generator: keras.random.SeedGenerator
+        trackers: dict[str, keras.metrics.Mean]
+        # `ModelConfig` fields (`CONFIG_ATTRIBUTES`), read through `VAE.__getattr__`
+        latent_dim: int
+        likelihood: str
+        likelihood_scale: float | str
+        num_samples: int
+        estimator: str
+        objective: str
+        gradient_estimator: str
+        beta: float
+        kl_warmup_steps: int
+        # set by `keras.Model` (`optimizer` by `compile`)
+        optimizer: keras.optimizers.Optimizer
+        trainable_variables: list[keras.Variable]
+        losses: list[tf.Tensor]
+        __call__: Callable[..., tf.Tensor]
+
+        # `VAE`'s read-only properties
+        @property
+        def conditional(self) -> bool: ...
+        @property
+        def num_classes(self) -> int: ...
+        @property
+        def posterior_name(self) -> str: ...
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -135,20 +177,25 @@ class VAE(TrainingMixin, InferenceMixin, keras.Model):
         self.data_shape = data_shape
         self.seed = seed
 
+        # `ModelConfig` resolves the sizes left None to the parts' defaults (0 where unused)
+        hidden_units = cast("tuple[int, ...]", config.hidden_units)
+        flow_steps = cast(int, config.flow_steps)
+        flow_hidden_units = cast("tuple[int, ...]", config.flow_hidden_units)
+        prior_components = cast(int, config.prior_components)
         self.learned_scale = (
             config.likelihood == "gaussian" and config.likelihood_scale == "learned"
         )
         self.posterior_layer = build_posterior(
-            config.posterior, config.latent_dim, config.flow_steps, config.flow_hidden_units
+            config.posterior, config.latent_dim, flow_steps, flow_hidden_units
         )
         self.prior_layer = build_prior(
-            config.prior, config.latent_dim, config.prior_components, data_shape
+            config.prior, config.latent_dim, prior_components, data_shape
         )
         self.encoder = build_encoder(
             data_shape,
             config.latent_dim,
             config.architecture,
-            config.hidden_units,
+            hidden_units,
             config.activation,
             context_units=self.posterior_layer.context_units,
             num_classes=self.num_classes,
@@ -157,7 +204,7 @@ class VAE(TrainingMixin, InferenceMixin, keras.Model):
             data_shape,
             config.latent_dim,
             config.architecture,
-            config.hidden_units,
+            hidden_units,
             config.activation,
             config.likelihood,
             learned_scale=self.learned_scale,
@@ -269,7 +316,8 @@ class VAE(TrainingMixin, InferenceMixin, keras.Model):
     @property
     def compiled_steps_per_execution(self) -> int:
         """`steps_per_execution` as compiled ("auto" resolved), before `fit` adapts it."""
-        return self.execution_policy.steps_per_execution
+        # set by `compile` (before it, None: an AttributeError)
+        return cast(execution.ExecutionPolicy, self.execution_policy).steps_per_execution
 
     def get_compile_config(self) -> dict[str, Any]:
         """Keras' compile config, with `jit_compile` and `steps_per_execution` as given."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import keras
 import numpy as np
@@ -31,6 +31,9 @@ from keras_vae.tensor_types import LabelsLike, TensorLike
 
 if TYPE_CHECKING:
     from keras_vae.aggregate_sampler import AggregateSampler
+    from keras_vae.model import VAE, VAEAttributes
+else:
+    VAEAttributes = object  # what the host class, `VAE`, sets (declared for mypy only)
 
 LABEL_KEY = "label"  # the labels of a conditional model's dict inputs
 
@@ -55,7 +58,7 @@ def unpack_inputs(data: Any) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor | N
     return tf.cast(x, tf.float32), labels, noise
 
 
-class InferenceMixin:
+class InferenceMixin(VAEAttributes):
     """`VAE`'s methods on data, z and labels (mixed into `keras_vae.model.VAE`)."""
 
     def checked_labels(
@@ -88,7 +91,7 @@ class InferenceMixin:
                     f"labels from {values.min()} to {values.max()}"
                 )
             labels = tf.constant(values.astype(np.int32))
-            if batch is not None and labels.shape.rank == 0:
+            if batch is not None and cast("tf.Tensor", labels).shape.rank == 0:
                 labels = tf.fill([batch], labels)
         return tf.cast(labels, tf.int32)
 
@@ -313,7 +316,7 @@ class InferenceMixin:
         from keras_vae.aggregate_sampler import fit_aggregate_sampler
 
         self.aggregate_sampler = fit_aggregate_sampler(
-            self, x, labels, components, covariance, seed
+            cast("VAE", self), x, labels, components, covariance, seed
         )
         return self.aggregate_sampler
 
@@ -375,16 +378,13 @@ class InferenceMixin:
         """
         return self.importance_weighted_terms(x, *args, **kwargs).log_likelihood
 
-    log_likelihood.__signature__ = inspect.signature(  # the arguments shown are the real ones
+    # the arguments shown are the real ones (mypy: a function has no such attribute)
+    log_likelihood.__signature__ = inspect.signature(  # type: ignore[attr-defined]
         importance.importance_weighted_terms
     ).replace(return_annotation="tf.Tensor")
 
     def score(
-        self,
-        x: TensorLike,
-        num_samples: int = 100,
-        seed: int = 0,
-        labels: LabelsLike = None,
+        self, x: TensorLike, num_samples: int = 100, seed: int = 0, labels: LabelsLike = None
     ) -> scores.Scores:
         """Per-example anomaly scores in nats, [batch] each: `elbo`, importance-weighted
         `log_likelihood` (K = `num_samples`), `reconstruction`, `kl`; deterministic (the same x,

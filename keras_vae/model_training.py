@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import tensorflow as tf
@@ -31,6 +31,11 @@ from keras_vae.parts.priors import MixtureParams
 from keras_vae.replicas import BatchLayout, average_over_global_batch, batch_layout
 from keras_vae.tensor_types import LabelsLike
 
+if TYPE_CHECKING:
+    from keras_vae.model import VAEAttributes
+else:
+    VAEAttributes = object  # what the host class, `VAE`, sets (declared for mypy only)
+
 METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
 IWAE_METRIC = "iwae"  # the importance-weighted bound, reported by models trained on it
 DREG_LOSS = "dreg_loss"  # the per-example DReG surrogate's negative (not a metric)
@@ -41,8 +46,14 @@ def metric_names(objective: str) -> tuple[str, ...]:
     return (*METRIC_NAMES, IWAE_METRIC) if objective == "iwae" else METRIC_NAMES
 
 
-class TrainingMixin:
+class TrainingMixin(VAEAttributes):
     """`VAE`'s objective, steps and metrics (mixed into `keras_vae.model.VAE`)."""
+
+    # The host class, `VAE`, sets these: `InferenceMixin`'s methods.
+    checked_labels: Callable[..., tf.Tensor | None]
+    encode_all: Callable[..., tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]]
+    log_likelihood_given_z: Callable[..., tf.Tensor]
+    prior_parameters: Callable[..., MixtureParams]
 
     def latent_terms(
         self,
@@ -112,7 +123,8 @@ class TrainingMixin:
         terms = self.latent_terms(x, *args, **kwargs)
         return objectives.elbo_from_terms(terms, self.estimator)
 
-    elbo_terms.__signature__ = inspect.signature(latent_terms).replace(  # the real arguments
+    # the real arguments (mypy: a function has no such attribute)
+    elbo_terms.__signature__ = inspect.signature(latent_terms).replace(  # type: ignore[attr-defined]
         return_annotation="objectives.ElboTerms"
     )
 

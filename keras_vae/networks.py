@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import keras
 import numpy as np
@@ -198,7 +198,7 @@ def _conv_shape(data_shape: Sequence[int]) -> tuple[int, int, int]:
     if len(data_shape) == 2:
         return (data_shape[0], data_shape[1], 1)
     if len(data_shape) == 3:
-        return tuple(data_shape)
+        return cast("tuple[int, int, int]", tuple(data_shape))  # three, as just checked
     raise ValueError(
         "The conv architecture needs images shaped HxW or HxWxC. "
         f"Received: data_shape={tuple(data_shape)}; use architecture='mlp' for vectors."

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Any
+from typing import Any, cast
 
 from keras_vae import presets
 from keras_vae import run_reader as rd
@@ -85,12 +85,15 @@ def measure_preset(
 
     protocol = {**MEASURE, **protocol}
     run = presets.preset_run(preset)
-    result = evaluate_run(run, dataset, data_dir=data_dir, write_metrics=False, **protocol)
+    # protocol holds int arguments only (MEASURE's keys, chunk_size), never `progress`
+    result = evaluate_run(run, dataset, data_dir=data_dir, write_metrics=False, **protocol)  # type: ignore[arg-type]
     protocol["chunk_size"] = result["chunk_size"]  # fixed, so the same draws come back
     given = {"dataset": dataset, "data_dir": data_dir, **protocol}
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in given.items() if v is not None]
     return {
-        "command": shlex.join(["keras-vae", "evaluate", "--preset", run.preset, *flags]),
+        "command": shlex.join(
+            ["keras-vae", "evaluate", "--preset", cast("str", run.preset), *flags]  # a preset's Run
+        ),
         "dataset": result["dataset"],
         "split": "test",
         "examples": result["num_examples"],

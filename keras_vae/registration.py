@@ -96,7 +96,7 @@ class KerasImportHook(importlib.abc.MetaPathFinder):
             if ready:
                 import_all(self.modules)
 
-        loader.exec_module = exec_module
+        loader.exec_module = exec_module  # type: ignore[method-assign]  # this loader only
 
 
 def import_all(modules: Sequence[str]) -> None:

@@ -29,6 +29,7 @@ import io
 import json
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def save_state(
     path: str | Path,
     model: keras.Model,
     progress: dict[str, Any],
-    extra_arrays: list[np.ndarray] = (),
+    extra_arrays: Sequence[np.ndarray] = (),
 ) -> None:
     """Every training variable of `model` (`training_variables`), a JSON-able `progress`
     dict and any `extra_arrays` (e.g. early stopping's best weights; `read_extra_arrays`) as
@@ -73,7 +74,7 @@ def save_state(
 
 
 def state_bytes(
-    model: keras.Model, progress: dict[str, Any], extra_arrays: list[np.ndarray] = ()
+    model: keras.Model, progress: dict[str, Any], extra_arrays: Sequence[np.ndarray] = ()
 ) -> bytes:
     """The content of `save_state`'s file: a snapshot of the variables taken now."""
     variables = training_variables(model)

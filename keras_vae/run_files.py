@@ -71,7 +71,7 @@ def check_run_file_writable(
 def write_run_file(
     folder: str | os.PathLike,
     name: str,
-    content: bytes,
+    content: str | bytes,
     command: str,
     error: type[ValueError] = ValueError,
 ) -> Path:

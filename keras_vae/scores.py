@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import keras
 import numpy as np
@@ -351,7 +351,7 @@ def score(
             f"Expected `x` of shape [batch, {', '.join(map(str, model.data_shape))}] "
             f"(batch, *data_shape) for this model. Received: x.shape={tuple(x.shape)}"
         )
-    labels = model.checked_labels(labels, int(x.shape[0]))
+    labels = cast("tf.Tensor | None", model.checked_labels(labels, int(x.shape[0])))
     if labels is not None and int(labels.shape[0]) != int(x.shape[0]):
         raise ValueError(
             f"Expected one label per example: {int(x.shape[0])} examples, "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import keras
 import tensorflow as tf
@@ -79,7 +79,8 @@ def build_model(config: Config, info: DatasetInfo, pipelines: Pipelines | None =
         model.decoder.get_layer(OUTPUT_BIAS_LAYER).bias.assign(bias.reshape(-1))
     steps_per_execution = training.steps_per_execution
     if steps_per_execution != "auto":  # at most N: executions never straddle two epochs
-        steps_per_execution = largest_divisor_at_most(steps_per_epoch, steps_per_execution)
+        limit = cast("int", steps_per_execution)  # not "auto": a count
+        steps_per_execution = largest_divisor_at_most(steps_per_epoch, limit)
     model.compile(
         optimizer=make_optimizer(training, steps_per_epoch),
         jit_compile=training.jit_compile,  # "auto" values resolved by VAE.compile

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import tensorflow as tf
@@ -102,7 +102,8 @@ def decode(model: VAE, z: np.ndarray, labels: np.ndarray | int | None = None) ->
     rows or one per row, for a conditional model)."""
     if labels is not None and np.ndim(labels) == 0:
         labels = np.full(len(z), int(labels))
-    return np.concatenate([np.asarray(x) for x in in_batches(model.decode, z, labels)])
+    rows = cast("np.ndarray | None", labels)  # an int became one label per row above
+    return np.concatenate([np.asarray(x) for x in in_batches(model.decode, z, rows)])
 
 
 def kl_per_dimension(z_mean: np.ndarray, z_stddev: np.ndarray) -> np.ndarray:
@@ -121,7 +122,7 @@ def sample_pixels(
     num_samples: int = NUM_SAMPLES,
     seed: int = SAMPLE_SEED,
     label: int | None = None,
-    **sampler: str | float,
+    **sampler: Any,
 ) -> np.ndarray:
     """uint8 grid of `num_samples` samples (of class `label`, conditional models; `sampler`:
     the `sampler` and `temperature` of `VAE.sample`); the same integer seed gives the same
@@ -135,7 +136,7 @@ def class_sample_pixels(
     columns: int = CLASS_SAMPLE_COLUMNS,
     seed: int = SAMPLE_SEED,
     classes: Sequence[int] | None = None,
-    **sampler: str | float,
+    **sampler: Any,
 ) -> np.ndarray:
     """uint8 grid of a conditional model's samples, one row per class of `classes` (default:
     the first `MAX_CLASS_ROWS`), every row from the same `columns` seeded draws: from the
@@ -200,7 +201,7 @@ def render_figures(
         ranking = np.argsort(-kl_per_dimension(z_mean, z_stddev), kind="stable")
         dims = [int(d) for d in ranking[:TRAVERSAL_DIMS]]
         codes = figures.traversal_latents(z_mean[0], dims, TRAVERSAL_VALUES)
-        label = int(given[0]) if conditional else None
+        label = int(cast("np.ndarray", given)[0]) if conditional else None  # labelled data
         decoded = decode(model, codes, label)
         rendered["traversals.png"] = figures.png_bytes(
             figures.traversal_grid(decoded, shape, len(TRAVERSAL_VALUES))
@@ -280,7 +281,7 @@ def sample_run(
     from keras_vae.run_reader import input_paths, load_run
 
     check_count("num_samples", num_samples)
-    drawn = {"sampler": sampler, "temperature": check_sampler(sampler, temperature)}
+    drawn: dict[str, Any] = {"sampler": sampler, "temperature": check_sampler(sampler, temperature)}
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(
             f"Received an invalid value for `seed`, expected an integer >= 0. Received: {seed!r}"
@@ -292,7 +293,7 @@ def sample_run(
     if label == "all":
         pixels = class_sample_pixels(model, num_samples, seed, range(model.num_classes), **drawn)
     else:
-        pixels = sample_pixels(model, num_samples, seed, label, **drawn)
+        pixels = sample_pixels(model, num_samples, seed, cast("int | None", label), **drawn)
     extra = {} if label is None else {"label": label}
     return _write_png(pixels, out, num_samples=num_samples, seed=seed, **drawn, **extra)
 

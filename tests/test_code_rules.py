@@ -1,6 +1,7 @@
 """The code rules of CONTRIBUTING.md, checked on every run of the suite instead of by memory:
 `ruff` clean (lint, type hints on every function of the package and the benchmarks, format),
-every module of `keras_vae/` and `benchmarks/` under 400 lines with a docstring saying its job."""
+`mypy` agreeing with those hints, every module of `keras_vae/` and `benchmarks/` under 400
+lines with a docstring saying its job."""
 
 from __future__ import annotations
 
@@ -44,6 +45,19 @@ def test_ruff_requires_type_hints_on_the_package_and_benchmarks():
         "missing-return-type-public-function",
     ):
         assert rule in result.stdout, rule
+
+
+def test_mypy_agrees_with_the_type_hints(tmp_path):
+    """pyproject.toml's [tool.mypy]: the package and the benchmarks, against their own hints
+    (TensorFlow, Keras and TFP have none: their values are Any)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path), "--no-error-summary"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, f"run: mypy\n{result.stdout[-5000:]}{result.stderr[-2000:]}"
 
 
 def test_modules_are_short_with_a_docstring():

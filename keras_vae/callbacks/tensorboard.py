@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import keras
 import numpy as np
@@ -59,7 +59,7 @@ class ImageSummaries(keras.callbacks.Callback):
         self.examples = np.asarray(examples, dtype=np.float32)
         self.num_samples = num_samples
         self.seed = seed
-        self._writer = None
+        self._writer: tf.summary.SummaryWriter | None = None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._writer = tf.summary.create_file_writer(self.log_dir)
@@ -67,10 +67,11 @@ class ImageSummaries(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         reconstructions = visualize.reconstruction_pixels(self.model, self.examples)
         sample_pixels = visualize.sample_pixels(self.model, self.num_samples, self.seed)
-        with self._writer.as_default():
+        writer = cast("tf.summary.SummaryWriter", self._writer)  # made by on_train_begin
+        with writer.as_default():
             tf.summary.image("reconstructions", _summary_image(reconstructions), step=epoch)
             tf.summary.image("samples", _summary_image(sample_pixels), step=epoch)
-        self._writer.flush()
+        writer.flush()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._writer is not None:

@@ -39,7 +39,7 @@ class BlockValidation(keras.callbacks.Callback):
     def __init__(self, blocks: tf.data.Dataset) -> None:
         super().__init__()
         self.blocks = [block for block in blocks]
-        self._function = None
+        self._function: Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]] | None = None
 
     def _compiled(self) -> Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]]:
         if self._function is None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from keras_vae.limits import MAX_SEED, MAX_TEMPERATURE, SAMPLERS, check_at_least, user_path
 
@@ -50,7 +50,7 @@ Received: N=0
         check_at_least(name, value, minimum, maximum=maximum)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-    return value
+    return cast(int, value)  # an int: check_at_least refuses text
 
 
 def integer_or_word(text: str, name: str, word: str, minimum: int, expected: str) -> int | str:

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from keras_vae import config as cfg
 from keras_vae import recipes
@@ -69,8 +70,12 @@ def validation_examples(text: str) -> int | str:
 
 # How a config field's flag reads its text: by the field's annotation, or, for a field of any
 # other type, by its name (a new such field makes `add_arguments` fail until it is listed).
-_PARSING_BY_TYPE = {"int": {"type": int}, "float": {"type": float}, "str": {}}
-_PARSING_BY_FIELD = {
+_PARSING_BY_TYPE: dict[object, dict[str, Any]] = {
+    "int": {"type": int},
+    "float": {"type": float},
+    "str": {},
+}
+_PARSING_BY_FIELD: dict[str, dict[str, Any]] = {
     "hidden_units": {"type": hidden_units},
     "flow_hidden_units": {"type": flow_hidden_units},
     "flow_steps": {"type": int},  # None by default: resolved by the posterior

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from keras_vae.config.fields import config_field, document_fields
 from keras_vae.limits import (
@@ -165,13 +165,13 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_choice("architecture", self.architecture, ARCHITECTURES)
-        units = self.hidden_units
+        units: tuple[int, ...] | int | None = self.hidden_units  # one width in the loop below
         if units is None:
             units = DEFAULT_HIDDEN_UNITS[self.architecture]
         object.__setattr__(self, "hidden_units", parse_widths(units))
         object.__setattr__(self, "likelihood_scale", parse_likelihood_scale(self.likelihood_scale))
         check_at_least("latent_dim", self.latent_dim, 1, maximum=MAX_LAYER_WIDTH)
-        for units in self.hidden_units:
+        for units in cast("tuple[int, ...]", self.hidden_units):  # parsed just above
             check_at_least("hidden_units", units, 1, maximum=MAX_LAYER_WIDTH)
         check_choice("likelihood", self.likelihood, LIKELIHOODS)
         if self.activation == "gated" and self.architecture != "mlp":

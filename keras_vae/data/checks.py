@@ -17,7 +17,7 @@ the data contain NaN (1 NaN of 2 values); expected finite values: remove or impu
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -255,7 +255,10 @@ def check_class_labels(splits: Mapping[str, Split], num_classes: int | None, sou
             "source with labels (IDX label files, an .npz with y_train and y_test, a TFDS "
             "dataset with 'label', digits) or drop --conditional."
         )
-    largest = {name: int(labels.max()) if len(labels) else -1 for name, labels in labelled.items()}
+    largest = {
+        name: int(labels.max()) if len(labels) else -1
+        for name, labels in cast("dict[str, np.ndarray]", labelled).items()  # None refused
+    }
     needed = 1 + max(largest.values())
     if num_classes is None:
         if needed > MAX_NUM_CLASSES:

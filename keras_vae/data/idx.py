@@ -16,10 +16,10 @@ array([7, 2, 1], dtype=uint8)
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import struct
 import zlib
-from typing import BinaryIO
 
 import numpy as np
 
@@ -81,7 +81,7 @@ def read_idx(path: str, magic: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
-def _read_at_most(stream: BinaryIO, limit: int) -> bytearray:
+def _read_at_most(stream: io.BufferedIOBase, limit: int) -> bytearray:
     """Up to `limit` bytes of `stream`, read in blocks: memory grows with the bytes there are,
     never with what a header claims, and a small gzip inflating to gigabytes stops at `limit`."""
     data = bytearray()

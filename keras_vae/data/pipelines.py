@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import tensorflow as tf
@@ -121,7 +122,8 @@ def prepared_splits(
         config.dataset, config.data_dir, config.test_fraction, seed=0, validation=from_source
     )
     if config.has_validation and not from_source:
-        loaded = _hold_out(loaded, config.validation_examples, config.dataset)
+        held_out = cast("int", config.validation_examples)  # not SOURCE_VALIDATION: a count
+        loaded = _hold_out(loaded, held_out, config.dataset)
     prepared = {}
     for name in splits:
         images = loaded[name].images

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from typing import Any, cast
 
 import numpy as np
 
@@ -96,7 +97,7 @@ def load_splits(
     """
     path = os.path.expanduser(dataset)
     if dataset == "digits":
-        splits = _load_digits(test_fraction, seed)
+        splits: tuple[Split, ...] = _load_digits(test_fraction, seed)
     elif os.path.isdir(path):
         splits = _load_idx_folder(path)
     elif path.endswith(".npz"):
@@ -200,8 +201,8 @@ def _load_idx_folder(folder: str) -> tuple[Split, Split]:
         )
     splits = []
     for prefix in ("train", "test"):
-        images = read_idx(paths[f"{prefix}_images"], IDX_IMAGES_MAGIC)
-        labels = read_idx(paths[f"{prefix}_labels"], IDX_LABELS_MAGIC)
+        images = read_idx(cast("str", paths[f"{prefix}_images"]), IDX_IMAGES_MAGIC)  # none missing
+        labels = read_idx(cast("str", paths[f"{prefix}_labels"]), IDX_LABELS_MAGIC)
         if len(labels) != len(images):
             raise DataError(
                 f"{paths[f'{prefix}_labels']} has {len(labels)} labels but "
@@ -237,7 +238,7 @@ def _load_npz(
             Split(arrays["x_test"], _labels(arrays.get("y_test"), path, "y_test")),
         )
     if {"train", "test"} <= keys:  # binarized MNIST (Larochelle); "valid" only if asked for
-        splits = Split(arrays["train"], None), Split(arrays["test"], None)
+        splits: tuple[Split, ...] = Split(arrays["train"], None), Split(arrays["test"], None)
         if validation and "valid" in keys:
             splits += (Split(arrays["valid"], None),)
         return splits
@@ -340,7 +341,7 @@ def _finish(splits: dict[str, Split], source: str) -> dict[str, Split]:
     """Drop grey channel axes, check values and shapes, store binary data as uint8 {0, 255}."""
     checked = {}
     for key, split in splits.items():
-        images = np.asarray(split.images)
+        images: Any = np.asarray(split.images)  # below the loop: all splits' arrays
         what = f"{source}: {key} images"
         if images.ndim < 2:
             raise DataError(f"{what} have shape {images.shape}, expected (N, ...) with N >= 1.")

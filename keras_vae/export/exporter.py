@@ -13,7 +13,7 @@ import datetime
 import functools
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from keras_vae.atomic import folders_removed_on_failure, write_json_atomically
 from keras_vae.export import layout, transaction
@@ -316,6 +316,7 @@ def _scoring(run_path: Path | None, score_samples: int | None) -> tuple[int, int
         return score_samples or DEFAULT_SCORE_SAMPLES, DEFAULT_SCORE_SEED, None
     calibrated = int(calibration["importance_samples"])
     if score_samples is not None and score_samples != calibrated:
+        run_path = cast(Path, run_path)  # not None: the calibration was read from it
         raise ValueError(
             f"{run_path / CALIBRATION_FILE} holds a threshold for scores with {calibrated} "
             f"importance samples; the scorer's is_anomaly needs the same K. Export with "

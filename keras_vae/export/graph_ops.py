@@ -44,9 +44,9 @@ def add_endpoint(
     specs.insert(label_at, label_spec())
 
     def with_label(*inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        inputs = list(inputs)
-        label = inputs.pop(label_at)
-        return function(*inputs, label=label)
+        rest = list(inputs)
+        label = rest.pop(label_at)
+        return function(*rest, label=label)
 
     archive.add_endpoint(name, with_label, input_signature=specs)
 
@@ -151,7 +151,7 @@ def checked_label(
     num_classes: int,
     rows: tf.Tensor | None = None,
     rows_of: str = "",
-    checks: tuple = (),
+    checks: Sequence[tf.Operation] = (),
 ) -> tf.Tensor:
     """`label` itself once it is int32 [batch] (as many rows as `rows_of` when `rows` is
     given) with every value in [0, num_classes): otherwise the signature fails with

@@ -56,8 +56,7 @@ def check_version(version: object) -> int:
         >>> check_version(2)
         2
     """
-    ok = isinstance(version, int) and not isinstance(version, bool)
-    if not ok or not 1 <= version <= MAX_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
         raise ValueError(
             "Received an invalid value for `version`, expected an integer in [1, 2**63 - 1] "
             "(TF Serving loads numbered folders 1, 2, ... as int64 versions). "

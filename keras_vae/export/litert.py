@@ -103,7 +103,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -222,13 +222,21 @@ def write_litert_models(
 
     def expected_score(signature: str, feed: Mapping[str, np.ndarray]) -> dict:
         given = noise if signature == SCORE else feed["noise"]
-        expected = expected_scores(model, feed["x"], given, feed.get(LABEL))
+        expected: dict[str, Any] = expected_scores(model, feed["x"], given, feed.get(LABEL))
         if calibration is not None:
             expected[IS_ANOMALY] = None  # `check_scorer_flags` checks it
         return expected
 
     encoder_weights = weight_count(model.encoder, model.posterior_layer)
-    plans = {
+    plans: dict[
+        str,
+        tuple[
+            keras.export.ExportArchive,
+            Callable[[str, Mapping[str, np.ndarray]], Mapping[str, Any]],
+            int,
+            int | None,
+        ],
+    ] = {
         ENCODER_FILE: (
             encoder_litert_archive(model),
             functools.partial(expected_encoder, model),

@@ -57,7 +57,7 @@ def operators(content: bytes) -> list[str]:
     return sorted(found)
 
 
-def interpreter(content: bytes) -> Interpreter:
+def interpreter(content: bytes | bytearray) -> Interpreter:
     """An `ai_edge_litert` interpreter for a flatbuffer."""
     from ai_edge_litert.interpreter import Interpreter
 

@@ -19,7 +19,7 @@ The formats' contracts are in `keras_vae.export.litert`, the checks in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +128,10 @@ def _guarded_examples(
 
 
 def _add_example_endpoints(
-    archive: keras.export.ExportArchive, model: keras.Model, plain: tuple, with_noise: tuple
+    archive: keras.export.ExportArchive,
+    model: keras.Model,
+    plain: tuple[str, Callable[..., dict[str, tf.Tensor]]],
+    with_noise: tuple[str, Callable[..., dict[str, tf.Tensor]]],
 ) -> None:
     """Two endpoints, ``plain`` = (name, function(x, label=None)) on x and ``with_noise`` =
     (name, function(x, noise, label=None)) on (x, noise), a conditional model's label last."""

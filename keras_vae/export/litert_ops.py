@@ -157,7 +157,7 @@ def component_from_bits(cdf_bits: tf.Tensor, uniform: tf.Tensor) -> tf.Tensor:
 
 
 def sample_from_tables(
-    tables: dict[str, np.ndarray | None],
+    tables: dict[str, np.ndarray],
     noise: tf.Tensor,
     uniform: tf.Tensor | None,
     label: tf.Tensor | None = None,

@@ -208,6 +208,8 @@ def check_file(
     minimum = check_size(content, file_name, weights)
     ops = operators(content)
     interp = interpreter(content)
+    errors: dict[str, float]
+    tolerances: dict[str, float]
     errors, tolerances, refused = {}, {}, 0
     feed = check_inputs(model, CHECK_BATCH, noise_rows)
     for signature in SIGNATURES[file_name]:

@@ -294,7 +294,10 @@ def check_refuses_above_cap(
     if max_samples >= 2**31 - 1:
         return
     seeds = np.zeros(max_samples + 1, np.int64)
-    feed = {SEEDS: seeds, **({LABEL: seeds.astype(np.int32)} if conditional else {})}
+    feed: dict[str, np.ndarray] = {
+        SEEDS: seeds,
+        **({LABEL: seeds.astype(np.int32)} if conditional else {}),
+    }
     if not refuses(signature, **feed):
         raise ExportError(
             f"The exported decoder's {key} signature accepted {max_samples + 1} rows, "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import keras
 import numpy as np
@@ -51,7 +51,7 @@ def expected_scores(
         scores = score_graph(model, tf.constant(x), tf.constant(noise, tf.float32), given)
     out = {name: np.asarray(value, np.float32) for name, value in zip(SCORE_NAMES, scores)}
     if calibration is not None:
-        calibration = check_calibration(calibration)
+        calibration = cast(dict[str, Any], check_calibration(calibration))  # a record: not None
         out[IS_ANOMALY] = is_anomaly(
             out[calibration["score"]], calibration["threshold"], calibration["anomaly_if"]
         )

@@ -36,7 +36,7 @@ import re
 import struct
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -49,7 +49,7 @@ DEFAULT_BATCH_SIZES = (1, 2, 4)
 SEED_INPUT = "seed"
 
 
-def _positive_int(value: Any) -> bool:
+def _positive_int(value: Any) -> bool | np.bool_:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
 
@@ -261,7 +261,7 @@ def read_warmup_requests(path: str | Path) -> list[Any]:
     count = check_record_framing(path)
     if count > MAX_WARMUP_RECORDS:
         raise ExportError(f"{path} holds {count} records, more than {MAX_WARMUP_RECORDS}.")
-    logs = []
+    logs: list[Any] = []
     iterator = iter(tf.data.TFRecordDataset(str(path)))
     while True:
         index = len(logs)
@@ -307,7 +307,7 @@ def check_warmup_request(log: Any, signatures: dict[str, dict[str, Any]]) -> tup
             f"TF Serving's batcher needs every input batched along dimension 0 with one batch "
             f"size; the inputs of signature {name!r} have shapes {shapes}"
         )
-    return name, batches.pop()
+    return name, cast(int, batches.pop())  # not None: checked above
 
 
 def replay_warmup_requests(saved_model_dir: str | Path) -> int:

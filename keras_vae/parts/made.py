@@ -97,7 +97,7 @@ class MADE(keras.layers.Layer):
         ]
 
     def build(
-        self, z_shape: tuple[int | None, ...], context_shape: tuple[int | None, ...] | None = None
+        self, z_shape: tuple[int | None, ...], context_shape: tuple[int | None, int] | None = None
     ) -> None:
         fan_in = self.event_size
         self.hidden_kernels, self.hidden_biases = [], []

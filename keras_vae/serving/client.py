@@ -130,6 +130,7 @@ class ServingClient:
             max_samples_per_request = int(max_samples_per_request)
         self.max_samples_per_request = check_max_samples(max_samples_per_request)
         self.num_classes = given.optional_int("num_classes", num_classes, 0, INT32_MAX)
+        self.transport: RestTransport | GrpcTransport
         if protocol == "rest":
             self.transport = RestTransport(
                 host, self.rest_port, self.version, self.timeout, rest_format
@@ -298,7 +299,8 @@ class ServingClient:
             f"the name {self.scorer!r} (serving/models.config)?"
         )
         out = self._server.predict(call, deadline, not_found)
-        return ScoreResult(*(out[name] for name in SCORE_NAMES), out.get(IS_ANOMALY))
+        # mypy cannot count a starred generator's items (the four SCORE_NAMES)
+        return ScoreResult(*(out[name] for name in SCORE_NAMES), out.get(IS_ANOMALY))  # type: ignore[call-arg]
 
     def metadata(self, model: str | None = None) -> dict[str, ServedModel]:
         """What the server serves: for `model` (a served name), or for each of this client's

@@ -27,6 +27,7 @@ from keras_vae.serving.results import ModelVersion, ServingError
 if TYPE_CHECKING:
     from google.protobuf.message import Message
     from tensorflow_serving.apis.model_pb2 import ModelSpec
+    from tensorflow_serving.apis.model_service_pb2_grpc import ModelServiceStub
     from tensorflow_serving.apis.prediction_service_pb2_grpc import PredictionServiceStub
 
 
@@ -40,8 +41,8 @@ class GrpcTransport:
     def __init__(self, host: str, port: int, version: int | None, timeout: float) -> None:
         self.host, self.port, self.version, self.timeout = host, port, version, timeout
         self._channel = None
-        self._stub = None
-        self._model_stub = None  # ModelService (model status)
+        self._stub: PredictionServiceStub | None = None
+        self._model_stub: ModelServiceStub | None = None  # ModelService (model status)
 
     def address(self, model: str, verb: str) -> str:
         """The channel's target (the same for every model and verb)."""

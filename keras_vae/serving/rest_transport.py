@@ -18,6 +18,7 @@ import math
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,7 @@ class Connection(http.client.HTTPConnection):
     """An HTTP/1.1 connection whose socket obeys the deadline of the call using it."""
 
     deadline = math.inf
+    sock: DeadlineSocket | None  # connect() sets it (http.client types it as any socket)
 
     def connect(self) -> None:
         self.sock = open_socket(self.host, self.port, self.deadline)
@@ -203,7 +205,7 @@ class RestTransport:
         body: dict[str, Any] = {"signature_name": call.signature}
         inputs = {name: np.asarray(value) for name, value in call.inputs.items()}
         if row:
-            names = list(inputs)
+            names: Sequence[str] = list(inputs)
             if len(names) == 1:
                 body["instances"] = inputs[names[0]].tolist()
             else:
