@@ -316,8 +316,9 @@ class VAE(TrainingMixin, InferenceMixin, keras.Model):
     @property
     def compiled_steps_per_execution(self) -> int:
         """`steps_per_execution` as compiled ("auto" resolved), before `fit` adapts it."""
-        # set by `compile` (before it, None: an AttributeError)
-        return cast(execution.ExecutionPolicy, self.execution_policy).steps_per_execution
+        if self.execution_policy is None:
+            raise RuntimeError("The VAE is not compiled yet: call `vae.compile(...)` first.")
+        return self.execution_policy.steps_per_execution
 
     def get_compile_config(self) -> dict[str, Any]:
         """Keras' compile config, with `jit_compile` and `steps_per_execution` as given."""

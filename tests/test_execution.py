@@ -61,6 +61,14 @@ def test_an_explicit_setting_that_would_overshoot_is_refused_before_training():
     assert int(vae.optimizer.iterations) == 2 * 117
 
 
+def test_compiled_steps_per_execution_is_resolved_and_asks_for_compile_before():
+    vae = VAE(data_shape=(6,), latent_dim=2, hidden_units=(8,))
+    with pytest.raises(RuntimeError, match=r"not compiled yet: call `vae.compile\(...\)`"):
+        _ = vae.compiled_steps_per_execution
+    assert small_vae(steps_per_execution=7).compiled_steps_per_execution == 7
+    assert small_vae().compiled_steps_per_execution >= 1  # "auto", resolved
+
+
 def test_saved_compile_settings_stay_auto_and_resolve_again_on_load(tmp_path):
     vae = small_vae()
     vae.fit(repeated_batches(), epochs=1, steps_per_epoch=10, verbose=0)
