@@ -164,8 +164,8 @@ def score_run(
     """Score a dataset's held-out split with a trained run and write one CSV row per example.
 
     Args:
-        run_dir: a folder written by `keras-vae train`, or a preset's `Run`
-            (`keras_vae.presets.preset_run`; uncalibrated).
+        run_dir: a folder written by `keras-vae train`, its `Run` (`run_reader.load_run`), or
+            a preset's (`keras_vae.presets.preset_run`; uncalibrated).
         out: the CSV to write (its folder must exist).
         dataset: score this dataset (any form `train --dataset` takes); None: the run's own.
         importance_samples: K; None: the calibration's K, or 100 for an uncalibrated run.
@@ -186,8 +186,9 @@ def score_run(
     _check_common(importance_samples, 0 if seed is None else seed, max_examples)
     out = check_output_file(out, "such as scores.csv", rd.input_paths(run_dir, dataset))
     record = None  # a preset has no calibration, hence no is_anomaly column
-    if not rd.is_preset(run_dir):  # then a Run is a preset's: `run_dir` is a path
-        record = calibration.read_calibration(rd.check_run_dir(cast("str | os.PathLike", run_dir)))
+    if not rd.is_preset(run_dir):  # a run folder, or its Run
+        folder = run_dir.path if isinstance(run_dir, rd.Run) else run_dir
+        record = calibration.read_calibration(rd.check_run_dir(folder))
     if record is not None:
         importance_samples = importance_samples or record["importance_samples"]
         seed = record["seed"] if seed is None else seed

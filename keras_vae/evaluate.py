@@ -172,8 +172,8 @@ def evaluate_run(
     docstring). The file is written atomically; the values `train` wrote are kept.
 
     Args:
-        run_dir: a folder written by `keras-vae train`, or a preset's `Run`
-            (`keras_vae.presets.preset_run`, evaluated with ``write_metrics=False``).
+        run_dir: a folder written by `keras-vae train`, its `Run` (`run_reader.load_run`), or
+            a preset's (`keras_vae.presets.preset_run`, with ``write_metrics=False``).
         dataset: evaluate on this dataset's held-out split instead of the run's own.
         importance_samples: K, 1 to `MAX_IMPORTANCE_SAMPLES`. Default 5000, the standard
             protocol.
@@ -202,8 +202,8 @@ def evaluate_run(
             "(`keras-vae evaluate --preset` only prints)."
         )
     if write_metrics:
-        # before minutes of work that could not be saved; a Run is a preset's, refused above
-        check_metrics_writable(cast("str | os.PathLike", run_dir))
+        # before minutes of work that could not be saved (a run folder's Run: its folder)
+        check_metrics_writable(run_dir.path if isinstance(run_dir, rd.Run) else run_dir)
     run = rd.load_run(run_dir)
     test = rd.load_test_split(run, dataset, data_dir)
     images = test.images[:max_examples] if max_examples else test.images

@@ -186,6 +186,21 @@ def test_the_kl_score_flags_high_values(run_copy, capsys, tmp_path):
     assert scores["is_anomaly"].sum() == record["flagged"] == math.floor(0.1 * len(scores["kl"]))
 
 
+def test_a_loaded_run_scores_as_its_folder_does(run_copy, tmp_path, capsys):
+    """`score_run` takes a run folder's `Run` (`load_run`) as well as its path: the same CSV,
+    with the folder's calibration (it used to refuse it as an empty path)."""
+    from keras_vae.anomaly import score_run
+    from keras_vae.run_reader import load_run
+
+    assert cli("calibrate", run_copy, "--false-positive-rate", "0.1", "--verbose", "0") == 0
+    capsys.readouterr()
+    by_path, by_run = tmp_path / "path.csv", tmp_path / "run.csv"
+    score_run(run_copy, by_path, max_examples=20, require_calibration=True)
+    score_run(load_run(run_copy), by_run, max_examples=20, require_calibration=True)
+    assert by_run.read_bytes() == by_path.read_bytes()
+    assert "is_anomaly" in by_run.read_text().splitlines()[0]
+
+
 @pytest.mark.parametrize("rate", ["0", "1", "-0.1", "1.5", "nan", "inf", "abc"])
 def test_a_false_positive_rate_outside_0_1_is_refused(run_copy, capsys, rate):
     assert_exit_2_and_unchanged(

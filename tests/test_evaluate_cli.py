@@ -287,6 +287,20 @@ def test_unwritable_run_is_refused_before_computing(denied, run_copy, monkeypatc
     assert spy.calls == 2
 
 
+def test_a_loaded_run_is_evaluated_into_its_folders_metrics(run_copy):
+    """`evaluate_run` takes a run folder's `Run` (`load_run`) as well as its path, and writes
+    the same entry into its metrics.json (it used to refuse it as an empty path)."""
+    by_path = evaluate_run(run_copy, importance_samples=2, max_examples=3)
+    first = json.loads((run_copy / "metrics.json").read_text())["other_evaluations"]
+    by_run = evaluate_run(load_run(run_copy), importance_samples=2, max_examples=3)
+    second = json.loads((run_copy / "metrics.json").read_text())["other_evaluations"]
+    drop = ("seconds",)
+    assert {k: v for k, v in by_run.items() if k not in drop} == {
+        k: v for k, v in by_path.items() if k not in drop
+    }
+    assert second.keys() == first.keys() and len(first) == 1
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_read_only_run_folder_is_refused(run_copy, capsys):
     run_copy.chmod(0o555)
