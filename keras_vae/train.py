@@ -138,6 +138,19 @@ def train_and_evaluate(
     with the same arguments, and only the chief writes into `run_dir`.
 
     Returns the metrics written to `run_dir/metrics.json`.
+
+    Example (what `keras-vae train --dataset digits --epochs 1 ...` runs):
+        >>> import tempfile
+        >>> from keras_vae.config import Config, DataConfig, ModelConfig, TrainingConfig
+        >>> config = Config(
+        ...     model=ModelConfig(latent_dim=2, hidden_units=(16,)),
+        ...     data=DataConfig(dataset="digits"),
+        ...     training=TrainingConfig(epochs=1, batch_size=64),
+        ... )
+        >>> with tempfile.TemporaryDirectory() as run_dir:
+        ...     metrics = train_and_evaluate(config, run_dir, verbose=0)
+        >>> metrics["epochs"], metrics["num_train"], metrics["test_elbo"] < 0
+        (1, 1437, True)
     """
     plan = plan or run_setup.prepare(run_dir, config, overwrite)  # reads only; may refuse
     if plan.status == run_setup.FINISHED:

@@ -19,7 +19,14 @@ SOURCE_VALIDATION = "source"  # validation_examples: the source's own validation
 @document_fields
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where the data comes from and how it is prepared."""
+    """Where the data comes from and how it is prepared.
+
+    >>> DataConfig(dataset="mnist", binarization="dynamic").binarization
+    'dynamic'
+    >>> DataConfig(binarization="sometimes")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: ...binarization...
+    """
 
     dataset: str = config_field(
         "digits",

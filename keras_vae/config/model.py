@@ -46,7 +46,14 @@ DEFAULT_HIDDEN_UNITS = {"mlp": (400,), "conv": (32, 64)}
 @document_fields
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The VAE."""
+    """The VAE: its networks, latent parts, likelihood and objective.
+
+    >>> ModelConfig(latent_dim=2, hidden_units=(256, 128)).hidden_units
+    (256, 128)
+    >>> ModelConfig(latent_dim=0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: ...latent_dim...
+    """
 
     latent_dim: int = config_field(20, f"size of z, 1 to {MAX_LAYER_WIDTH:,}", flag="--latent-dim")
     architecture: str = config_field(

@@ -28,7 +28,13 @@ SECTIONS = {
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """A whole run: `Config(model=ModelConfig(...), data=..., training=..., runtime=...)`."""
+    """A whole run: `Config(model=ModelConfig(...), data=..., training=..., runtime=...)`.
+
+    >>> from keras_vae.config import DataConfig, ModelConfig
+    >>> config = Config(model=ModelConfig(latent_dim=2), data=DataConfig(dataset="digits"))
+    >>> Config.from_json(config.to_json()) == config  # what RUN_DIR/config.json holds
+    True
+    """
 
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)

@@ -20,7 +20,11 @@ MIXED_PRECISION = ("none", "float16", "bfloat16")
 @document_fields
 @dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
-    """Where and how the job runs."""
+    """Where and how the job runs: seed, distribution strategy, precision.
+
+    >>> RuntimeConfig(seed=7, strategy="mirrored").strategy
+    'mirrored'
+    """
 
     seed: int = config_field(
         0,

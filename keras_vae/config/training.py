@@ -28,7 +28,11 @@ DEFAULT_LEARNING_RATE_ALPHA = 0.0  # cosine: the last rate as a fraction of the 
 @document_fields
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    """The optimisation."""
+    """The optimisation: epochs, batch, optimizer, schedule, warm-up, early stopping.
+
+    >>> TrainingConfig(epochs=3280, batch_size=20, learning_rate_schedule="burda").epochs
+    3280
+    """
 
     epochs: int = config_field(
         10, f"passes over the training set, 1 to {MAX_COUNT:,}", flag="--epochs"

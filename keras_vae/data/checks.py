@@ -30,7 +30,15 @@ ONE_LINE_LIMIT = 300  # characters of a wrapped error's text kept in a one-line 
 
 
 class DataError(ValueError):
-    """A data source is missing, corrupt or not in a supported layout; the message says the fix."""
+    """A data source is missing, corrupt or not in a supported layout; the message says the fix.
+
+    >>> from keras_vae.data import load_splits
+    >>> try:
+    ...     load_splits("/no/such/data.npz")
+    ... except DataError as error:
+    ...     print(type(error).__name__, isinstance(error, ValueError))
+    DataError True
+    """
 
 
 def one_line(error: BaseException, limit: int = ONE_LINE_LIMIT) -> str:
