@@ -69,7 +69,8 @@ LONGEST_FILES_FIRST = (
 # - slow: the test's own code, or a function of the tests that it calls, trains a run,
 #   exports, starts a server or a process, fits, evaluates or saves and reloads a model, or
 #   runs a `keras-vae` command to success (a refused one, exit 2, is quick); or it reads the
-#   real datasets (shared_data_dir); or it is a docstring example that fits or saves.
+#   real datasets (shared_data_dir); or it is a docstring example that trains, fits, saves
+#   or exports.
 # Everything else (config, argument and data checks, the maths on small tensors, the client
 # against fakes) is the fast tier. Every test still runs in CI (`pytest -q`).
 BUILDS = (
@@ -123,7 +124,7 @@ def tier_marks(item) -> set[str]:
     function = getattr(item, "function", None)
     if function is None:  # a docstring example of keras_vae
         examples = getattr(getattr(item, "dtest", None), "examples", [])
-        fits = re.compile(rf"\b({FITS})\(")
+        fits = re.compile(rf"\b({BUILDS}|{FITS})\(")  # trains a run, exports, starts a process
         return {"slow"} if any(fits.search(e.source) for e in examples) else set()
     marks = set()
     # pytest's resolved closure of the test's fixtures (no public API gives their functions)

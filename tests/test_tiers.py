@@ -15,6 +15,10 @@ TIERS = {"slow", "integration"}
 USES_A_TRAINED_RUN = "tests/test_sample_cli.py::test_sample_png_size_and_seed_reproducibility"
 PURE_ARITHMETIC = "tests/test_recipes.py::test_burda_schedule_at_every_stage_boundary"
 FITS_A_MODEL = "tests/test_dreg.py::test_dreg_lowers_the_encoder_gradient_variance_at_k_50"
+# Docstring examples: one trains a run (slow), one builds a config (fast).
+TRAINING_EXAMPLE = "keras_vae/train.py::keras_vae.train.train_and_evaluate"
+CONFIG_EXAMPLE = "keras_vae/config/runtime.py::keras_vae.config.runtime.RuntimeConfig"
+EXAMPLES = (USES_A_TRAINED_RUN, PURE_ARITHMETIC, FITS_A_MODEL, TRAINING_EXAMPLE, CONFIG_EXAMPLE)
 
 
 def tiers(node) -> set[str]:
@@ -37,9 +41,10 @@ def test_a_fixture_that_trains_makes_its_tests_integration(request, train_on_dem
 
 
 def selected(expression: str) -> set[str]:
-    """The node ids among the three examples that `pytest -m EXPRESSION` selects."""
-    paths = [str(REPO_ROOT / test) for test in (USES_A_TRAINED_RUN, PURE_ARITHMETIC, FITS_A_MODEL)]
+    """The node ids among the examples that `pytest -m EXPRESSION` selects."""
+    paths = [str(REPO_ROOT / test) for test in EXAMPLES]
     options = ["--collect-only", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", "-o", "addopts="]
+    options.append("--doctest-modules")
     done = run_command([sys.executable, "-m", "pytest", *options, "-m", expression, *paths])
     assert done.returncode in (0, 5), done.stdout[-2000:] + done.stderr[-2000:]  # 5: none
     return {line.strip() for line in done.stdout.splitlines() if "::" in line}
@@ -48,5 +53,5 @@ def selected(expression: str) -> set[str]:
 def test_the_real_fixtures_and_tests_land_in_their_tiers():
     """Two collections (each imports TensorFlow): the run user is neither fast nor slow, so it
     is integration only."""
-    assert selected("not slow and not integration") == {PURE_ARITHMETIC}
-    assert selected("slow") == {FITS_A_MODEL}
+    assert selected("not slow and not integration") == {PURE_ARITHMETIC, CONFIG_EXAMPLE}
+    assert selected("slow") == {FITS_A_MODEL, TRAINING_EXAMPLE}
