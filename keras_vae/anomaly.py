@@ -187,8 +187,7 @@ def score_run(
     out = check_output_file(out, "such as scores.csv", rd.input_paths(run_dir, dataset))
     record = None  # a preset has no calibration, hence no is_anomaly column
     if not rd.is_preset(run_dir):  # a run folder, or its Run
-        folder = run_dir.path if isinstance(run_dir, rd.Run) else run_dir
-        record = calibration.read_calibration(rd.check_run_dir(folder))
+        record = calibration.read_calibration(rd.check_run_dir(run_dir))
     if record is not None:
         importance_samples = importance_samples or record["importance_samples"]
         seed = record["seed"] if seed is None else seed

@@ -100,7 +100,7 @@ def bits_per_dim_kind(likelihood: str, images: np.ndarray) -> str:
     return "discrete" if binary else "bernoulli_on_non_binary_data"
 
 
-def check_metrics_writable(path: str | os.PathLike) -> None:
+def check_metrics_writable(path: str | os.PathLike | rd.Run) -> None:
     """Raise `RunDirError` unless ``RUN_DIR/metrics.json`` can be (re)written atomically.
 
     The folder must be writable (the new file is written next to it, then renamed) and an
@@ -202,8 +202,7 @@ def evaluate_run(
             "(`keras-vae evaluate --preset` only prints)."
         )
     if write_metrics:
-        # before minutes of work that could not be saved (a run folder's Run: its folder)
-        check_metrics_writable(run_dir.path if isinstance(run_dir, rd.Run) else run_dir)
+        check_metrics_writable(run_dir)  # before minutes of work that could not be saved
     run = rd.load_run(run_dir)
     test = rd.load_test_split(run, dataset, data_dir)
     images = test.images[:max_examples] if max_examples else test.images

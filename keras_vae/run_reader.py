@@ -108,8 +108,8 @@ class Run:
 _one_line = one_line  # the package's one helper (keras_vae.data.checks)
 
 
-def check_run_dir(run_dir: str | os.PathLike) -> Path:
-    """The run directory as a `Path`, after checking it exists, is a folder and is readable.
+def check_run_dir(run_dir: str | os.PathLike | Run) -> Path:
+    """The run directory (a loaded `Run`'s folder) as a `Path`, checked: a readable folder.
 
     Raises:
         RunDirError: it is missing, a file, or cannot be listed.
@@ -122,7 +122,7 @@ def check_run_dir(run_dir: str | os.PathLike) -> Path:
     ...     print(str(error)[:40])
     Run directory not found: /no/such/run; p
     """
-    path = user_path("run_dir", run_dir)
+    path = run_dir.path if isinstance(run_dir, Run) else user_path("run_dir", run_dir)
     if not path.exists():
         raise RunDirError(f"Run directory not found: {path}; {TRAIN_HINT}.")
     if not path.is_dir():
