@@ -83,6 +83,8 @@ BUILDS_CALL = re.compile(rf"\b({BUILDS}|main)\(")
 # ...and in a test's code: a command run to success (`main([...]) == 0`), fixtures chosen at
 # run time (`request.getfixturevalue`: the rule cannot see which, so it assumes the worst)
 COSTLY_CALL = re.compile(rf"\b({BUILDS}|{FITS}|getfixturevalue)\(|\bmain\(.*\) == 0")
+# ...and in a docstring example: it trains a run, exports, starts a process, fits or saves
+EXAMPLE_COSTLY_CALL = re.compile(rf"\b({BUILDS}|{FITS})\(")
 CALLED_NAME = re.compile(r"\b([A-Za-z_]\w*)\(")
 TESTS_DIR = pathlib.Path(__file__).resolve().parent
 INTEGRATION_MODULES = "test_export_*.py"
@@ -124,8 +126,7 @@ def tier_marks(item) -> set[str]:
     function = getattr(item, "function", None)
     if function is None:  # a docstring example of keras_vae
         examples = getattr(getattr(item, "dtest", None), "examples", [])
-        fits = re.compile(rf"\b({BUILDS}|{FITS})\(")  # trains a run, exports, starts a process
-        return {"slow"} if any(fits.search(e.source) for e in examples) else set()
+        return {"slow"} if any(EXAMPLE_COSTLY_CALL.search(e.source) for e in examples) else set()
     marks = set()
     # pytest's resolved closure of the test's fixtures (no public API gives their functions)
     fixtures = [defs[-1].func for defs in item._fixtureinfo.name2fixturedefs.values()]

@@ -217,12 +217,22 @@ def assert_train_refused(
 
 
 def run_command(
-    command: Sequence[str], *, timeout: float = 300, env: Mapping[str, str] | None = None
+    command: Sequence[str],
+    *,
+    timeout: float = 300,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run `command` with TF's C++ logging kept quiet (`env` adds or replaces variables)."""
+    """Run `command` (in `cwd`) with TF's C++ logging kept quiet (`env` adds or replaces
+    variables)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.run(
-        [str(part) for part in command], capture_output=True, text=True, timeout=timeout, env=env
+        [str(part) for part in command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
     )
 
 

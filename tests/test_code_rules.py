@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MODULE_LINES = 400
@@ -19,15 +20,14 @@ MODULES = sorted(
 )
 
 
+def tool(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m ARGS` from the repository's root, where pyproject.toml configures it."""
+    return run_command([sys.executable, "-m", *args], cwd=ROOT, timeout=timeout)
+
+
 def ruff(*args: str, target: str = ".") -> subprocess.CompletedProcess:
-    """`ruff ARGS TARGET` from the repository's root, with pyproject.toml's rules, no cache."""
-    return subprocess.run(
-        [sys.executable, "-m", "ruff", *args, "--no-cache", target],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """`ruff ARGS TARGET` with pyproject.toml's rules, writing no cache."""
+    return tool("ruff", *args, "--no-cache", target)
 
 
 @pytest.mark.parametrize("args", [("check",), ("format", "--check")], ids=["check", "format"])
@@ -50,13 +50,7 @@ def test_ruff_requires_type_hints_on_the_package_and_benchmarks():
 def test_mypy_agrees_with_the_type_hints(tmp_path):
     """pyproject.toml's [tool.mypy]: the package and the benchmarks, against their own hints
     (TensorFlow, Keras and TFP have none: their values are Any)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path), "--no-error-summary"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = tool("mypy", "--cache-dir", str(tmp_path), "--no-error-summary", timeout=600)
     assert result.returncode == 0, f"run: mypy\n{result.stdout[-5000:]}{result.stderr[-2000:]}"
 
 
