@@ -36,12 +36,41 @@ MAX_LOG_SCALE = 3.0  # |s_t,d| < 3: each step scales z by at most e^3
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
+class _Posterior(keras.layers.Layer):
+    """What every posterior offers; subclasses define `sample` and `entropy`."""
+
+    closed_form_entropy = False
+    context_units = 0  # width of the encoder features it needs besides mu and sigma
+
+    def sample(
+        self,
+        z_mean: tf.Tensor,
+        z_stddev: tf.Tensor,
+        noise: tf.Tensor,
+        context: tf.Tensor | None = None,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """noise [L, batch, D] -> (z [L, batch, D], log q(z|x) [L, batch])."""
+        raise NotImplementedError  # pragma: no cover - every posterior defines it
+
+    def entropy(self, z_stddev: tf.Tensor) -> tf.Tensor:
+        """H[q(z|x)] [batch], where it has a closed form."""
+        raise NotImplementedError  # pragma: no cover - every posterior defines it
+
+    def call(
+        self,
+        z_mean: tf.Tensor,
+        z_stddev: tf.Tensor,
+        noise: tf.Tensor,
+        context: tf.Tensor | None = None,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        return self.sample(z_mean, z_stddev, noise, context)
+
+
 @keras.saving.register_keras_serializable(package="keras_vae")
-class GaussianPosterior(keras.layers.Layer):
+class GaussianPosterior(_Posterior):
     """q(z|x) = N(mu(x), diag sigma(x)^2): the paper's posterior (no weights of its own)."""
 
     closed_form_entropy = True
-    context_units = 0  # needs no encoder features besides mu and sigma
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -62,18 +91,9 @@ class GaussianPosterior(keras.layers.Layer):
         """H[q(z|x)] = sum_d log sigma_d + D (1 + log 2 pi) / 2, [batch]."""
         return distributions.posterior(tf.zeros_like(z_stddev), z_stddev).entropy()
 
-    def call(
-        self,
-        z_mean: tf.Tensor,
-        z_stddev: tf.Tensor,
-        noise: tf.Tensor,
-        context: tf.Tensor | None = None,
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        return self.sample(z_mean, z_stddev, noise, context)
-
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class IAFPosterior(keras.layers.Layer):
+class IAFPosterior(_Posterior):
     """The Gaussian posterior followed by `flow_steps` inverse autoregressive flow steps.
 
     Args:
@@ -89,8 +109,6 @@ class IAFPosterior(keras.layers.Layer):
         >>> bool(tf.reduce_all(z == 1.0))  # fresh flow: the identity
         True
     """
-
-    closed_form_entropy = False
 
     def __init__(
         self,
@@ -162,15 +180,6 @@ class IAFPosterior(keras.layers.Layer):
         raise ValueError(
             "The iaf posterior has no closed-form entropy; use the monte_carlo estimator."
         )
-
-    def call(
-        self,
-        z_mean: tf.Tensor,
-        z_stddev: tf.Tensor,
-        noise: tf.Tensor,
-        context: tf.Tensor | None = None,
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        return self.sample(z_mean, z_stddev, noise, context)
 
     def get_config(self) -> dict[str, Any]:
         return {
