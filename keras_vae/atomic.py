@@ -203,11 +203,13 @@ create it first or write elsewhere.
             f"Output path {path} is neither a regular file, a FIFO nor a character device; "
             f"pass a file name {example}."
         )
-    if not target.parent.is_dir():
-        raise ValueError(
-            f"The folder of the output path does not exist: {target.parent}; create it first "
-            "or write elsewhere."
-        )
+    # as written first: realpath collapses "missing/.." as if the folder were there
+    for folder in (path.parent, target.parent):
+        if not folder.is_dir():
+            raise ValueError(
+                f"The folder of the output path does not exist: {folder}; create it first "
+                "or write elsewhere."
+            )
     writable = os.access(target, os.W_OK) if target.exists() else True
     if not writable or not os.access(target.parent, os.W_OK):
         raise ValueError(f"Cannot write {path} (permission denied); write elsewhere.")

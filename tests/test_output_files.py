@@ -97,6 +97,17 @@ def test_a_symlink_is_followed_and_kept(tiny_run_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["sample", "reconstruct", "score"])
+def test_a_missing_folder_in_the_path_as_written_is_refused(name, tiny_run_dir, tmp_path, capsys):
+    """`missing/../out.png` names no file the shell could open (the kernel resolves `missing`
+    first); `os.path.realpath` collapses it to `out.png`, which must not be written."""
+    out = tmp_path / "missing" / ".." / png_or_csv(name)
+    assert_exit_2_and_unchanged(
+        commands(tiny_run_dir, out)[name], [tiny_run_dir, tmp_path], capsys, "does not exist"
+    )
+    assert sorted(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["sample", "reconstruct", "score"])
 def test_a_socket_is_refused_and_left_alone(name, tiny_run_dir, tmp_path, capsys):
     path = tmp_path / png_or_csv(name)
     server = socket.socket(socket.AF_UNIX)
