@@ -68,7 +68,20 @@ class _Posterior(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_vae")
 class GaussianPosterior(_Posterior):
-    """q(z|x) = N(mu(x), diag sigma(x)^2): the paper's posterior (no weights of its own)."""
+    """q(z|x) = N(mu(x), diag sigma(x)^2): the paper's posterior (no weights of its own).
+
+    Example:
+        >>> q = GaussianPosterior()
+        >>> mu, sigma = tf.constant([[0.5, -1.0]]), tf.constant([[2.0, 2.0]])
+        >>> z, _ = q.sample(mu, sigma, tf.constant([[[1.0, 0.5]]]))
+        >>> z.numpy().tolist()  # mu + sigma * noise
+        [[[2.5, 0.0]]]
+        >>> _, log_q = q.sample(mu, sigma, tf.zeros([1, 1, 2]))
+        >>> round(float(log_q[0, 0]), 4), round(-2 * math.log(2.0) - math.log(2 * math.pi), 4)
+        (-3.2242, -3.2242)
+        >>> round(float(q.entropy(sigma)[0]), 4)  # sum log sigma + D (1 + log 2 pi) / 2
+        4.2242
+    """
 
     closed_form_entropy = True
 
@@ -195,7 +208,19 @@ def build_posterior(
     name: str, latent_dim: int, flow_steps: int = 0, hidden_units: Sequence[int] = ()
 ) -> GaussianPosterior | IAFPosterior:
     """The posterior part by name ("gaussian" or "iaf"); the IAF sees encoder features of
-    width `hidden_units[0]` (the encoder adds that output, see `context_units`)."""
+    width `hidden_units[0]` (the encoder adds that output, see `context_units`).
+
+    Example:
+        >>> type(build_posterior("gaussian", latent_dim=2)).__name__
+        'GaussianPosterior'
+        >>> q = build_posterior("iaf", latent_dim=2, flow_steps=1, hidden_units=(8,))
+        >>> type(q).__name__, q.flow_steps, q.context_units
+        ('IAFPosterior', 1, 8)
+        >>> build_posterior("flow", latent_dim=2)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown posterior 'flow'. Expected one of ['gaussian', 'iaf']. ...
+    """
     if name == "gaussian":
         return GaussianPosterior(name="posterior")
     if name == "iaf":

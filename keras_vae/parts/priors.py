@@ -42,7 +42,15 @@ Encode = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 
 
 class MixtureParams(NamedTuple):
-    """A diagonal Gaussian mixture: `log_weights` [K] (log pi_k), `loc` and `scale` [K, D]."""
+    """A diagonal Gaussian mixture: `log_weights` [K] (log pi_k), `loc` and `scale` [K, D].
+
+    Example:
+        >>> params = MixtureParams(tf.math.log([0.25, 0.75]), tf.zeros([2, 3]), tf.ones([2, 3]))
+        >>> params._fields, params.loc.shape
+        (('log_weights', 'loc', 'scale'), TensorShape([2, 3]))
+        >>> round(float(tf.reduce_sum(tf.exp(params.log_weights))), 4)  # the weights sum to 1
+        1.0
+    """
 
     log_weights: tf.Tensor
     loc: tf.Tensor
@@ -130,7 +138,17 @@ class _Prior(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_vae")
 class NormalPrior(_Prior):
-    """p(z) = N(0, I); no weights."""
+    """p(z) = N(0, I); no weights.
+
+    Example:
+        >>> prior = NormalPrior(latent_dim=2)
+        >>> [tuple(t.shape) for t in prior.components()]  # one component
+        [(1,), (1, 2), (1, 2)]
+        >>> round(float(prior.log_prob(tf.zeros([2]))), 4)  # -D/2 log(2 pi) at z = 0
+        -1.8379
+        >>> prior.log_prob(tf.zeros([5, 2])).shape
+        TensorShape([5])
+    """
 
     closed_form_kl = True
 
@@ -154,7 +172,21 @@ class NormalPrior(_Prior):
 
 @keras.saving.register_keras_serializable(package="keras_vae")
 class MixturePrior(_Prior):
-    """A learned K-component diagonal Gaussian mixture (means start N(0, 1), scales 1)."""
+    """A learned K-component diagonal Gaussian mixture (means start N(0, 1), scales 1).
+
+    Example:
+        >>> prior = MixturePrior(latent_dim=2, num_components=3)
+        >>> params = prior.components()
+        >>> [tuple(t.shape) for t in params]
+        [(3,), (3, 2), (3, 2)]
+        >>> round(float(tf.reduce_sum(tf.exp(params.log_weights))), 4)  # equal weights, sum 1
+        1.0
+        >>> round(float(tf.reduce_max(tf.abs(params.scale - 1.0))), 4)  # unit scales
+        0.0
+        >>> _ = prior.loc.assign(tf.zeros([3, 2]))  # all means at 0: the mixture is N(0, I)
+        >>> round(float(prior.log_prob(tf.zeros([2]), prior.components())), 4)
+        -1.8379
+    """
 
     def __init__(self, latent_dim: int, num_components: int, **kwargs: Any) -> None:
         super().__init__(latent_dim, num_components, **kwargs)
@@ -186,6 +218,24 @@ class VampPrior(_Prior):
         latent_dim: D.
         num_components: K.
         data_shape: the shape of one example (of a pseudo-input).
+
+    Example:
+        >>> prior = VampPrior(latent_dim=2, num_components=4, data_shape=(3, 3))
+        >>> u = prior.pseudo_inputs()
+        >>> u.shape, bool(tf.reduce_all((u >= 0.0) & (u <= 1.0)))
+        (TensorShape([4, 3, 3]), True)
+        >>> def encode(u):  # a toy encoder: N(0, I) for every input
+        ...     loc = tf.zeros([tf.shape(u)[0], 2])
+        ...     return loc, tf.ones_like(loc)
+        >>> params = prior.components(encode)
+        >>> params.loc.shape, [round(float(w), 4) for w in tf.exp(params.log_weights)]
+        (TensorShape([4, 2]), [0.25, 0.25, 0.25, 0.25])
+        >>> round(float(prior.log_prob(tf.zeros([2]), params)), 4)  # -D/2 log(2 pi)
+        -1.8379
+        >>> prior.components()
+        Traceback (most recent call last):
+        ...
+        ValueError: The VampPrior's components are the encoder's posteriors: pass `encode`.
     """
 
     uses_encoder = True
@@ -227,7 +277,18 @@ class VampPrior(_Prior):
 def build_prior(
     name: str, latent_dim: int, num_components: int, data_shape: Sequence[int]
 ) -> NormalPrior | MixturePrior | VampPrior:
-    """The prior part by name: "normal", "mixture" or "vamp"."""
+    """The prior part by name: "normal", "mixture" or "vamp".
+
+    Example:
+        >>> [type(build_prior(n, 2, 3, (4,))).__name__ for n in ("normal", "mixture", "vamp")]
+        ['NormalPrior', 'MixturePrior', 'VampPrior']
+        >>> build_prior("normal", 2, 3, (4,)).num_components  # N(0, I) ignores K
+        1
+        >>> build_prior("flow", 2, 3, (4,))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown prior 'flow'. Expected one of ['normal', 'vamp', 'mixture']. ...
+    """
     if name == "normal":
         return NormalPrior(latent_dim, name="prior")
     if name == "mixture":
