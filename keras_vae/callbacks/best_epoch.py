@@ -44,6 +44,23 @@ class BestEpoch(keras.callbacks.Callback):
         wait: epochs since then that count against `patience`.
         stopped: whether training was stopped.
         best_weights: the model's weights at `best_epoch` (None before the first epoch).
+
+    Example:
+        >>> dense = keras.layers.Dense(1)
+        >>> model = keras.Sequential([keras.Input((1,)), dense])
+        >>> model.stop_training = False  # as `fit` sets it
+        >>> stopper = BestEpoch(patience=2)
+        >>> stopper.set_model(model)
+        >>> for epoch, val_elbo in enumerate([-10.0, -5.0, -7.0, -6.0, -1.0]):
+        ...     _ = dense.bias.assign([epoch + 1.0])  # epoch n trains to bias n
+        ...     stopper.on_epoch_end(epoch, {"val_elbo": val_elbo})
+        ...     if model.stop_training:
+        ...         break
+        >>> stopper.best_epoch, stopper.best, stopper.wait, stopper.stopped, epoch + 1
+        (2, -5.0, 2, True, 4)
+        >>> stopper.restore_best(model)  # back from epoch 4's bias to epoch 2's
+        >>> dense.bias.numpy().tolist()
+        [2.0]
     """
 
     def __init__(self, patience: int, monitor: str = "val_elbo", warmup_epochs: int = 0) -> None:
@@ -124,7 +141,27 @@ class BestEpoch(keras.callbacks.Callback):
         model: keras.Model,
         epochs_done: int,
     ) -> None:
-        """Continue from what `state` returned, for `model` restored to `epochs_done`."""
+        """Continue from what `state` returned, for `model` restored to `epochs_done`.
+
+        Example:
+            >>> model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+            >>> stopper = BestEpoch(patience=3)
+            >>> stopper.set_model(model)
+            >>> stopper.on_epoch_end(0, {"val_elbo": -5.0})
+            >>> best = model.get_weights()
+            >>> model.set_weights([w + 1.0 for w in best])  # epoch 2: other weights...
+            >>> stopper.on_epoch_end(1, {"val_elbo": -6.0})  # ...and a lower bound
+            >>> progress, arrays = stopper.state()  # saved with the backup; then killed
+            >>> progress["best_epoch"], progress["wait"], len(arrays)
+            (1, 1, 2)
+            >>> resumed = BestEpoch(patience=3)  # the resumed run's
+            >>> resumed.load_state(progress, arrays, model, epochs_done=2)
+            >>> resumed.best, resumed.best_epoch, resumed.wait, resumed.stopped
+            (-5.0, 1, 1, False)
+            >>> resumed.restore_best(model)
+            >>> all(np.array_equal(w, b) for w, b in zip(model.get_weights(), best))
+            True
+        """
         self.epochs_seen = epochs_done
         self.best = progress["best"]
         self.best_epoch = int(progress["best_epoch"])

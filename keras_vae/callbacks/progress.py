@@ -42,6 +42,20 @@ class TrainingProgress(keras.callbacks.Callback):
     Attributes:
         steps_seen: the step count of the current epoch after the last update (a test can
             read it; it equals the optimizer's steps taken in the epoch).
+
+    Example:
+        >>> model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        >>> model.compile(optimizer="sgd")
+        >>> progress = TrainingProgress(steps_per_epoch=3, batch_size=8, epochs=2, verbose=2)
+        >>> progress.set_model(model)
+        >>> _ = model.optimizer.iterations.assign(3)  # the steps of epoch 1
+        >>> progress.on_epoch_begin(1)
+        Epoch 2/2
+        >>> _ = model.optimizer.iterations.assign(6)  # 3 more optimizer steps
+        >>> progress.on_epoch_end(1, {"elbo": -2.5})  # doctest: +ELLIPSIS
+        3/3 - ...s - examples/s: ... - elbo: -2.5
+        >>> progress.steps_seen
+        3
     """
 
     def __init__(

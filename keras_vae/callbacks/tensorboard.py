@@ -45,6 +45,24 @@ class ImageSummaries(keras.callbacks.Callback):
         examples: fixed inputs [N, *data_shape] to reconstruct (the first test examples).
         num_samples: prior samples to draw (always the same z: `seed`). Default 64.
         seed: seed of the prior draws. Default 0.
+
+    Example:
+        >>> import tempfile
+        >>> from keras_vae.model import VAE
+        >>> log_dir = Path(tempfile.mkdtemp())
+        >>> images = ImageSummaries(log_dir, np.full((3, 4, 4), 0.5), num_samples=4)
+        >>> images.set_model(VAE(data_shape=(4, 4), latent_dim=1, hidden_units=(3,)))
+        >>> images.on_train_begin()
+        >>> images.on_epoch_end(0)  # step 0, the first epoch
+        >>> images.on_train_end()
+        >>> [events] = log_dir.glob("events.out.tfevents.*")
+        >>> for record in tf.data.TFRecordDataset(str(events)).as_numpy_iterator():
+        ...     event = tf.compat.v1.Event.FromString(record)
+        ...     for value in event.summary.value:  # an image: [width, height, png]
+        ...         width, height = tf.make_ndarray(value.tensor)[:2].astype(int)
+        ...         print(value.tag, event.step, f"{width}x{height}")
+        reconstructions 0 92x62
+        samples 0 62x62
     """
 
     def __init__(
@@ -82,7 +100,15 @@ class ImageSummaries(keras.callbacks.Callback):
 def tensorboard_callbacks(
     log_dir: str | os.PathLike, examples: np.ndarray
 ) -> list[keras.callbacks.Callback]:
-    """Scalars (Keras' `TensorBoard`) and images (`ImageSummaries`) under `log_dir`."""
+    """Scalars (Keras' `TensorBoard`) and images (`ImageSummaries`) under `log_dir`.
+
+    Example:
+        >>> scalars, images = tensorboard_callbacks("runs/x/logs", np.zeros((10, 8, 8)))
+        >>> type(scalars).__name__, Path(scalars.log_dir).as_posix()
+        ('TensorBoard', 'runs/x/logs')
+        >>> type(images).__name__, Path(images.log_dir).as_posix(), images.examples.shape
+        ('ImageSummaries', 'runs/x/logs/images', (10, 8, 8))
+    """
     log_dir = Path(log_dir)
     return [
         keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0),
@@ -94,7 +120,18 @@ def training_callbacks(
     run_dir: str | os.PathLike, test_data: tf.data.Dataset, tensorboard: bool = False
 ) -> list[keras.callbacks.Callback]:
     """What `train` adds to `fit`: `LearningRateLogger`, and with `tensorboard` the callbacks
-    logging scalars and images (of the first test examples) to ``run_dir/logs``."""
+    logging scalars and images (of the first test examples) to ``run_dir/logs``.
+
+    Example:
+        >>> test_data = tf.data.Dataset.from_tensor_slices(tf.zeros([12, 8, 8])).batch(5)
+        >>> [type(c).__name__ for c in training_callbacks("runs/x", test_data)]
+        ['LearningRateLogger']
+        >>> callbacks = training_callbacks("runs/x", test_data, tensorboard=True)
+        >>> [type(c).__name__ for c in callbacks]
+        ['LearningRateLogger', 'TensorBoard', 'ImageSummaries']
+        >>> Path(callbacks[-1].log_dir).as_posix(), callbacks[-1].examples.shape  # 10 of 12
+        ('runs/x/logs/images', (10, 8, 8))
+    """
     callbacks: list[keras.callbacks.Callback] = [LearningRateLogger()]
     if tensorboard:
         examples, _ = visualize.collect_examples(test_data, visualize.NUM_RECONSTRUCTIONS)

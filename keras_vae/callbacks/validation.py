@@ -34,6 +34,25 @@ class BlockValidation(keras.callbacks.Callback):
     Args:
         blocks: a finite `tf.data.Dataset` of `{"x_steps": xs}` blocks (see
             `keras_vae.blocks.stack_evaluation_steps`); read into memory once.
+
+    Example:
+        >>> from keras_vae.blocks import stack_evaluation_steps
+        >>> from keras_vae.model import VAE
+        >>> batches = tf.data.Dataset.from_tensor_slices(tf.fill([8, 4], 0.5)).batch(4)
+        >>> blocks = stack_evaluation_steps(batches, num_examples=8, batch_size=4, example_size=4)
+        >>> model = VAE(data_shape=(4,), latent_dim=1, hidden_units=(3,))
+        >>> model.compile(optimizer="sgd", jit_compile=False)
+        >>> validation = BlockValidation(blocks)
+        >>> validation.set_model(model)
+        >>> [block["x_steps"].shape.as_list() for block in validation.blocks]  # 2 batches of 4
+        [[2, 4, 4]]
+        >>> logs = {"elbo": -3.0}  # the epoch's training logs
+        >>> validation.on_epoch_end(0, logs)
+        >>> sorted(logs)
+        ['elbo', 'val_elbo', 'val_kl', 'val_loss', 'val_reconstruction']
+        >>> elbo, kl, reconstruction = logs["val_elbo"], logs["val_kl"], logs["val_reconstruction"]
+        >>> abs(reconstruction - kl - elbo) < 1e-5, logs["val_loss"] == -elbo
+        (True, True)
     """
 
     def __init__(self, blocks: tf.data.Dataset) -> None:
