@@ -207,11 +207,21 @@ class Pipelines:
         train: the training batches (see `training_pipeline`).
         test: the held-out batches (see `held_out_pipeline`).
         info: what the data holds.
-        splits: the prepared "train" and "test" `Split`s the pipelines read.
+        splits: the prepared "train", "test" and (with one) "validation" `Split`s the pipelines
+            read.
         config: the data config.
         batch_size: the batch size of both pipelines.
         seed: the seed of shuffling and binarization.
         validation: the validation split's batches, in order like `test`; None without one.
+
+    Example:
+
+    >>> config = DataConfig("digits", validation_examples=100)
+    >>> pipelines = make_pipelines(config, batch_size=64)
+    >>> {name: len(split.images) for name, split in pipelines.splits.items()}
+    {'train': 1337, 'test': 360, 'validation': 100}
+    >>> [len(x) for x, _ in pipelines.held_out]  # the validation split, in order
+    [64, 36]
     """
 
     train: tf.data.Dataset

@@ -78,6 +78,13 @@ class ExportError(RuntimeError):
     """An export was written but failed its own checks (wrong numbers, NaN, dropped weights).
 
     Nothing is committed when it is raised: no version folder, no tflite file, no export.json.
+
+    Example:
+        >>> check_close("decoder x_mean", [0.5], [0.75], tolerance=1e-5)
+        Traceback (most recent call last):
+        ...
+        keras_vae.export.export_utils.ExportError: The exported decoder x_mean differs from the \
+Keras model by 0.25 (shapes (1,) vs (1,)), more than the allowed 1e-05; nothing was written.
     """
 
 

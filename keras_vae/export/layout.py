@@ -46,7 +46,18 @@ TFLITE_FILES = (
 
 
 class VersionExistsError(ValueError):
-    """The requested version already exists and `overwrite` was not given."""
+    """The requested version already exists and `overwrite` was not given.
+
+    Example:
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp())
+        >>> (out / "encoder" / "2").mkdir(parents=True)
+        >>> try:
+        ...     resolve_version(out, version=2, overwrite=False)
+        ... except ValueError as error:  # a VersionExistsError is a ValueError
+        ...     print(type(error).__name__, "|", str(error).split("; ")[1])
+        VersionExistsError | pass --overwrite to replace it, or omit --version to write version 3.
+    """
 
 
 def check_version(version: object) -> int:
@@ -67,7 +78,16 @@ def check_version(version: object) -> int:
 
 def list_versions(model_dir: str | os.PathLike) -> list[int]:
     """The version folders TF Serving would load from one model base path, ascending ([] if it
-    is missing): names that are int64 numbers >= 1."""
+    is missing): names that are int64 numbers >= 1.
+
+    Example:
+        >>> import tempfile
+        >>> model_dir = Path(tempfile.mkdtemp())
+        >>> for name in ("3", "tmp", "1", "0"):
+        ...     (model_dir / name).mkdir()
+        >>> list_versions(model_dir), list_versions(model_dir / "missing")
+        ([1, 3], [])
+    """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         return []
@@ -137,6 +157,21 @@ def resolve_version(
         ValueError: `version` is not in [1, 2**63 - 1], or the next one would not be.
         VersionExistsError: `version` exists for some model and `overwrite` is False, or it
             exists but was not written by keras-vae (per `manifest`).
+
+    Example:
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp())
+        >>> for name in ("1", "3", "tmp"):
+        ...     (out / "decoder" / name).mkdir(parents=True)
+        >>> resolve_version(out, version=None, overwrite=False)  # one above the highest
+        4
+        >>> resolve_version(out, version=2, overwrite=False), resolve_version(out, 3, True)
+        (2, 3)
+        >>> resolve_version(out, version=3, overwrite=False)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        keras_vae.export.layout.VersionExistsError: Version 3 already exists (...); pass \
+--overwrite to replace it, or omit --version to write version 4.
     """
     taken = existing_versions(out_dir, models)
     if version is None:
