@@ -94,5 +94,9 @@ class DataConfig:
 
     @property
     def has_validation(self) -> bool:
-        """Whether a validation split is held out of the training data."""
+        """Whether a validation split is held out of the training data.
+
+        >>> DataConfig().has_validation, DataConfig(validation_examples=400).has_validation
+        (False, True)
+        """
         return self.validation_examples != 0

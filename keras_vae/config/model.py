@@ -310,5 +310,9 @@ class ModelConfig:
 
     @property
     def default_parts(self) -> bool:
-        """Whether this is the paper's model: gaussian posterior, normal prior, the ELBO."""
+        """Whether this is the paper's model: gaussian posterior, normal prior, the ELBO.
+
+        >>> ModelConfig().default_parts, ModelConfig(objective="iwae").default_parts
+        (True, False)
+        """
         return self.posterior == "gaussian" and self.prior == "normal" and self.objective == "elbo"

@@ -70,11 +70,20 @@ class Config:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as nested plain dicts (`dataclasses.asdict`)."""
+        """The config as nested plain dicts (`dataclasses.asdict`).
+
+        >>> values = Config().to_dict()
+        >>> list(values), values["model"]["latent_dim"]
+        (['model', 'data', 'training', 'runtime'], 20)
+        """
         return dataclasses.asdict(self)
 
     def to_json(self) -> str:
-        """The config as indented JSON with sorted keys."""
+        """The config as indented JSON with sorted keys (NaN and infinity never written).
+
+        >>> Config().to_json().splitlines()[:3]
+        ['{', '  "data": {', '    "binarization": "none",']
+        """
         # allow_nan=False: never write NaN/Infinity, which are not JSON (the checks refuse them)
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False)
 
