@@ -300,6 +300,11 @@ class VAE(TrainingMixin, InferenceMixin, keras.Model):
         XLA; `self.replica_jit_compile` tells which applies. `steps_per_execution > 1` with
         several mirrored replicas raises a ValueError (a Keras 3 bug, see
         `keras_vae.execution.check_steps_per_execution`). Call inside the strategy's scope.
+
+        >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
+        >>> vae.compile(optimizer="adam")
+        >>> vae.compiled_steps_per_execution, vae.replica_jit_compile  # one device: 50, False
+        (50, False)
         """
         policy = execution.ExecutionPolicy.resolve(
             self.distribute_strategy, self.architecture, jit_compile, steps_per_execution
