@@ -1,9 +1,9 @@
 """`VAE`: a `keras.Model` whose `train_step` maximises the SGVB estimate of the ELBO.
 
 This module holds what makes one: the constructor (the layers from one `ModelConfig`), the
-compile and fit policy, presets and serialization. Its two halves of methods live beside it:
-`keras_vae.model_training` (the objective, train and test steps, metrics) and
-`keras_vae.model_inference` (encode, decode, sample, densities, log-likelihood, scores).
+compile and fit policy, presets and serialization. Its methods live in three mixins beside it:
+`keras_vae.model_training` (objective, steps, metrics), `keras_vae.model_inference` (encode,
+decode, densities, log-likelihood, scores) and `keras_vae.model_sampling` (samples).
 
 >>> import numpy as np, keras
 >>> vae = VAE(data_shape=(8, 8), latent_dim=2, hidden_units=(32,))
@@ -26,6 +26,7 @@ import keras
 from keras_vae import execution
 from keras_vae.config import ModelConfig
 from keras_vae.model_inference import InferenceMixin
+from keras_vae.model_sampling import SamplingMixin
 from keras_vae.model_training import TrainingMixin, metric_names
 from keras_vae.networks import build_decoder, build_encoder
 from keras_vae.parts import build_posterior, build_prior
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
     from keras_vae.parts import posteriors, priors
 
     class VAEAttributes:
-        """What the host class, `VAE`, sets for the methods of its mixins (`TrainingMixin` and
-        `InferenceMixin`, which subclass this for mypy only: `object` at run time)."""
+        """What the host class, `VAE`, sets for the methods of its three mixins (which
+        subclass this for mypy only: `object` at run time)."""
 
         # set by `VAE.__init__`
         data_shape: tuple[int, ...]
@@ -80,7 +81,7 @@ if TYPE_CHECKING:
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class VAE(TrainingMixin, InferenceMixin, keras.Model):
+class VAE(TrainingMixin, InferenceMixin, SamplingMixin, keras.Model):
     """Variational autoencoder trained with the SGVB estimator (Kingma & Welling, 2014).
 
     By default q(z|x) is a diagonal Gaussian, p(z) = N(0, I) and p(x|z) a Bernoulli or

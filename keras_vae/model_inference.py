@@ -1,10 +1,11 @@
-"""What a `VAE` computes from data, z and labels: encode, decode, sample, densities, scores.
+"""What a `VAE` computes from data, z and labels: encode, decode, densities, scores.
 
-`InferenceMixin` is the half of `keras_vae.model.VAE` that a trained model is used through
-(the other half, `keras_vae.model_training.TrainingMixin`, trains it): the posterior, prior and
-likelihood as distributions or their parameters, reconstructions and samples, and the
-importance-weighted log-likelihood (`keras_vae.importance`) and anomaly scores
-(`keras_vae.scores`). It reads the model's layers and settings, which `VAE.__init__` makes.
+`InferenceMixin` is the part of `keras_vae.model.VAE` that a trained model is used through
+(`keras_vae.model_training.TrainingMixin` trains it, `keras_vae.model_sampling.SamplingMixin`
+draws from it): the posterior, prior and likelihood as distributions or their parameters,
+reconstructions, and the importance-weighted log-likelihood (`keras_vae.importance`) and
+anomaly scores (`keras_vae.scores`). It reads the model's layers and settings, which
+`VAE.__init__` makes.
 
 >>> from keras_vae.model import VAE
 >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
@@ -17,21 +18,18 @@ importance-weighted log-likelihood (`keras_vae.importance`) and anomaly scores
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_vae import distributions, importance, latent_draws, scores
-from keras_vae.limits import check_sampler
+from keras_vae import distributions, importance, scores
 from keras_vae.parts import priors
 from keras_vae.tensor_types import LabelsLike, TensorLike
 
 if TYPE_CHECKING:
-    from keras_vae.aggregate_sampler import AggregateSampler
-    from keras_vae.model import VAE, VAEAttributes
+    from keras_vae.model import VAEAttributes
 else:
     VAEAttributes = object  # what the host class, `VAE`, sets (declared for mypy only)
 
@@ -65,7 +63,18 @@ class InferenceMixin(VAEAttributes):
         self, labels: LabelsLike, batch: int | tf.Tensor | None = None
     ) -> tf.Tensor | None:
         """int32 labels [batch] for a conditional model (None for an unconditional one); a
-        `ValueError` when missing or, where known (eager), not integers in [0, num_classes)."""
+        `ValueError` when missing or, where known (eager), not integers in [0, num_classes).
+
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,), num_classes=3)
+            >>> vae.checked_labels(2, batch=3).numpy().tolist()  # one label for the whole batch
+            [2, 2, 2]
+            >>> vae.checked_labels([0, 3])
+            Traceback (most recent call last):
+            ...
+            ValueError: Labels must lie in [0, 3) for this model. Received: labels from 0 to 3
+        """
         if not self.conditional:
             return None
         if labels is None:
@@ -103,7 +112,16 @@ class InferenceMixin(VAEAttributes):
     def encode_all(
         self, x: tf.Tensor, training: bool = False, labels: LabelsLike = None
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
-        """(z_mean, z_stddev, context or None): q(z|x[, y])'s Gaussian and an IAF's features."""
+        """(z_mean, z_stddev, context or None): q(z|x[, y])'s Gaussian and an IAF's features.
+
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> iaf = VAE(data_shape=(4,), latent_dim=2, posterior="iaf", flow_hidden_units=(8,))
+            >>> [tuple(t.shape) for t in iaf.encode_all(tf.zeros((3, 4)))]  # context: width 8
+            [(3, 2), (3, 2), (3, 8)]
+            >>> VAE(data_shape=(4,), latent_dim=2).encode_all(tf.zeros((3, 4)))[2] is None
+            True
+        """
         labels = self.checked_labels(labels, batch_size_of(x))
         outputs = self.encoder(self._encoder_inputs(x, labels), training=training)
         context = outputs[2] if len(outputs) > 2 else None
@@ -112,7 +130,18 @@ class InferenceMixin(VAEAttributes):
     def posterior(
         self, x: tf.Tensor, training: bool = False, labels: LabelsLike = None
     ) -> distributions.tfd.Distribution:
-        """q(z|x) as a `tfd.Distribution`, batch [batch], event [latent_dim] (Gaussian only)."""
+        """q(z|x) as a `tfd.Distribution`, batch [batch], event [latent_dim] (Gaussian only).
+
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> vae, x = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,)), tf.eye(4)[:2]
+            >>> q = vae.posterior(x)
+            >>> q.batch_shape, q.event_shape
+            (TensorShape([2]), TensorShape([2]))
+            >>> z_mean, z_stddev = vae.encode(x)
+            >>> bool(tf.reduce_all(q.mean() == z_mean)), bool(tf.reduce_all(q.stddev() == z_stddev))
+            (True, True)
+        """
         if self.posterior_name != "gaussian":
             raise ValueError(
                 f"The {self.posterior_name} posterior is not a closed-form distribution; use "
@@ -129,7 +158,17 @@ class InferenceMixin(VAEAttributes):
         training: bool = False,
         labels: LabelsLike = None,
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        """(z [batch, latent_dim], log q(z|x) [batch]) of one draw; `noise`: N(0, I) or None."""
+        """(z [batch, latent_dim], log q(z|x) [batch]) of one draw; `noise`: N(0, I) or None.
+
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> vae, x = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,)), tf.eye(4)[:2]
+            >>> z, log_q = vae.posterior_sample(x, noise=tf.zeros((2, 2)))  # zero noise: z = z_mean
+            >>> bool(tf.reduce_all(z == vae.encode(x)[0]))
+            True
+            >>> float(tf.reduce_max(tf.abs(log_q - vae.posterior(x).log_prob(z)))) < 1e-5
+            True
+        """
         x = tf.cast(x, tf.float32)
         z_mean, z_stddev, context = self.encode_all(x, training, labels)
         if noise is None:
@@ -141,7 +180,14 @@ class InferenceMixin(VAEAttributes):
         return z[0], log_q[0]
 
     def prior_parameters(self, training: bool = False) -> priors.MixtureParams:
-        """p(z)'s Gaussian mixture `MixtureParams` (the VampPrior encodes: call once a batch)."""
+        """p(z)'s Gaussian mixture `MixtureParams` (the VampPrior encodes: call once a batch).
+
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> vae = VAE(data_shape=(4,), latent_dim=2, prior="vamp", prior_components=5)
+            >>> [tuple(t.shape) for t in vae.prior_parameters()]  # K = 5 encoded pseudo-inputs
+            [(5,), (5, 2), (5, 2)]
+        """
 
         def encode(u: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             # a conditional VampPrior's pseudo-input k has the fixed label k mod num_classes
@@ -154,13 +200,31 @@ class InferenceMixin(VAEAttributes):
         return self.prior_layer.components(encode if self.prior_layer.uses_encoder else None)
 
     def prior(self) -> distributions.tfd.Distribution:
-        """p(z) as a `tfd.Distribution`, event [latent_dim]: N(0, I) or a learned mixture."""
+        """p(z) as a `tfd.Distribution`, event [latent_dim]: N(0, I) or a learned mixture.
+
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> prior = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,)).prior()
+            >>> prior.sample(5, seed=0).shape, round(float(prior.log_prob(tf.zeros(2))), 4)
+            (TensorShape([5, 2]), -1.8379)
+        """
         return self.prior_layer.distribution(self.prior_parameters())
 
     def likelihood_from_z(
         self, z: tf.Tensor, training: bool = False, labels: LabelsLike = None
     ) -> distributions.tfd.Distribution:
-        """p(x|z) for z of shape [..., latent_dim]: a distribution over [..., *data_shape]."""
+        """p(x|z) for z of shape [..., latent_dim]: a distribution over [..., *data_shape].
+
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> vae, x = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,)), tf.eye(4)[:2]
+            >>> z = tf.zeros((3, 2))
+            >>> p = vae.likelihood_from_z(z)
+            >>> p.batch_shape, p.event_shape
+            (TensorShape([3]), TensorShape([4]))
+            >>> float(tf.reduce_max(tf.abs(p.mean() - vae.decode(z)))) < 1e-6
+            True
+        """
         location, scale = self._likelihood_parameters(z, training, labels)
         return distributions.likelihood(self.likelihood, location, len(self.data_shape), scale)
 
@@ -168,7 +232,18 @@ class InferenceMixin(VAEAttributes):
         self, x: tf.Tensor, z: tf.Tensor, training: bool = False, labels: LabelsLike = None
     ) -> tf.Tensor:
         """log p(x|z), [...], for z [..., latent_dim] and x broadcastable to [..., *data_shape]:
-        `likelihood_from_z(z).log_prob(x)` in closed form, cheaper (what the losses use)."""
+        `likelihood_from_z(z).log_prob(x)` in closed form, cheaper (what the losses use).
+
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> vae, x = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,)), tf.eye(4)[:2]
+            >>> z = tf.random.stateless_normal((5, 2, 2), seed=(1, 2))  # 5 draws for 2 examples
+            >>> log_p = vae.log_likelihood_given_z(x, z)
+            >>> log_p.shape
+            TensorShape([5, 2])
+            >>> float(tf.reduce_max(tf.abs(log_p - vae.likelihood_from_z(z).log_prob(x)))) < 1e-4
+            True
+        """
         location, scale = self._likelihood_parameters(z, training, labels)
         return distributions.log_likelihood(
             self.likelihood, location, x, len(self.data_shape), scale
@@ -210,7 +285,16 @@ class InferenceMixin(VAEAttributes):
     def central_z(
         self, x: TensorLike, labels: LabelsLike = None, training: bool = False
     ) -> tf.Tensor:
-        """The z of zero noise, [batch, latent_dim]: the posterior mean, or its IAF image."""
+        """The z of zero noise, [batch, latent_dim]: the posterior mean, or its IAF image.
+
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> vae, x = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,)), tf.eye(4)[:2]
+            >>> bool(tf.reduce_all(vae.central_z(x) == vae.encode(x)[0]))  # gaussian: the mean
+            True
+            >>> bool(tf.reduce_all(vae(x) == vae.decode(vae.central_z(x))))  # what `call` decodes
+            True
+        """
         z_mean, z_stddev, context = self.encode_all(tf.cast(x, tf.float32), training, labels)
         if self.posterior_name == "gaussian":
             return z_mean
@@ -222,14 +306,30 @@ class InferenceMixin(VAEAttributes):
     def encode(
         self, x: TensorLike, labels: LabelsLike = None, training: bool = False
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        """(z_mean, z_stddev) [batch, latent_dim] of q(z|x[, y]) (an IAF's Gaussian base)."""
+        """(z_mean, z_stddev) [batch, latent_dim] of q(z|x[, y]) (an IAF's Gaussian base).
+
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> vae, x = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,)), tf.eye(4)[:2]
+            >>> z_mean, z_stddev = vae.encode(x)
+            >>> z_mean.shape, bool(tf.reduce_all(z_stddev > 0))
+            (TensorShape([2, 2]), True)
+        """
         x = tf.cast(x, tf.float32)
         z_mean, z_stddev, _ = self.encode_all(x, training, labels)
         return z_mean, z_stddev
 
     def decode(self, z: TensorLike, labels: LabelsLike = None, training: bool = False) -> tf.Tensor:
         """E[x|z] (E[x|z, y] with `labels` [batch] or one label for all rows, conditional
-        models): Bernoulli probabilities or the Gaussian mean, [batch, *data_shape]."""
+        models): Bernoulli probabilities or the Gaussian mean, [batch, *data_shape].
+
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> vae, x = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,)), tf.eye(4)[:2]
+            >>> x_mean = vae.decode(tf.zeros((3, 2)))  # Bernoulli probabilities
+            >>> x_mean.shape, bool(tf.reduce_all((x_mean > 0) & (x_mean < 1)))
+            (TensorShape([3, 4]), True)
+        """
         z = tf.cast(z, tf.float32)
         inputs = z
         if self.conditional:
@@ -239,127 +339,17 @@ class InferenceMixin(VAEAttributes):
         return distributions.likelihood_mean(self.likelihood, location)
 
     def reconstruct(self, x: TensorLike, labels: LabelsLike = None) -> tf.Tensor:
-        """As `call`: E[x|z] at the posterior mean (conditional: with the true `labels`)."""
+        """As `call`: E[x|z] at the posterior mean (conditional: with the true `labels`).
+
+        Example:
+            >>> from keras_vae.model import VAE
+            >>> vae, x = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,)), tf.eye(4)[:2]
+            >>> bool(tf.reduce_all(vae.reconstruct(x) == vae(x)))
+            True
+        """
         if self.conditional:
             return self({"x": x, LABEL_KEY: self.checked_labels(labels, batch_size_of(x))})
         return self(x, training=False)
-
-    def sample(
-        self,
-        num_samples: int,
-        seed: int | Sequence[int] | np.ndarray | None = None,
-        labels: LabelsLike = None,
-        sampler: str = "prior",
-        temperature: float = 1.0,
-    ) -> tf.Tensor:
-        """E[x|z] of `num_samples` draws z (`sample_latent`); `labels`: one class or one per row.
-
-        Example:
-            >>> from keras_vae.model import VAE
-            >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
-            >>> vae.sample(3, seed=1, temperature=0.7).shape
-            TensorShape([3, 4])
-        """
-        labels = self.checked_labels(labels, num_samples)
-        return self.decode(
-            self.sample_latent(num_samples, seed, labels, sampler, temperature), labels
-        )
-
-    def sample_latent(
-        self,
-        num_samples: int,
-        seed: int | Sequence[int] | np.ndarray | None = None,
-        labels: LabelsLike = None,
-        sampler: str = "prior",
-        temperature: float = 1.0,
-    ) -> tf.Tensor:
-        """`num_samples` draws z [num_samples, latent_dim] from `sampler`: ``"prior"`` (p(z)) or
-        ``"aggregate"`` (`aggregate_sampler`, fitted to the training codes; per class, with
-        `labels`, if conditional), noise scaled by `temperature` (`latent_draws.draw_latent`).
-        `seed`: None, the model's seed generator; an integer, the exported ``sample``'s draws;
-        `num_samples` integers, row i from seeds[i] alone (the exported ``generate``)."""
-        temperature = check_sampler(sampler, temperature)
-        mixture = self.latent_mixture(sampler)
-        per_class = mixture is not None and mixture.num_classes > 1
-        labels = self.checked_labels(labels, num_samples) if per_class else None
-        noise, uniform = self.latent_noise(num_samples, seed, uniform=mixture is not None)
-        z, _ = latent_draws.draw_latent(mixture, noise, uniform, labels, temperature)
-        return z
-
-    def sample_prior(
-        self, num_samples: int, seed: int | Sequence[int] | np.ndarray | None = None
-    ) -> tf.Tensor:
-        """`num_samples` draws z ~ p(z), [num_samples, latent_dim]: `sample_latent`."""
-        return self.sample_latent(num_samples, seed)
-
-    aggregate_sampler = None  # an `AggregateSampler` (keras_vae.aggregate_sampler) once fitted
-
-    def fit_sampler(
-        self,
-        x: np.ndarray,
-        labels: np.ndarray | None = None,
-        components: int = 10,
-        covariance: str = "full",
-        seed: int = 0,
-    ) -> AggregateSampler:
-        """Fit the ``aggregate`` sampler on training images `x` (and, conditional, their `labels`)
-        and keep it as `aggregate_sampler`, as ``keras-vae fit-sampler`` does for a run folder
-        (stored beside the model, not in ``vae.save``): `fit_aggregate_sampler`.
-
-        Example:
-            >>> from keras_vae.model import VAE
-            >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
-            >>> x = np.random.default_rng(0).uniform(size=(64, 4)).astype("float32")
-            >>> vae.fit_sampler(x, components=2).components
-            2
-        """
-        from keras_vae.aggregate_sampler import fit_aggregate_sampler
-
-        self.aggregate_sampler = fit_aggregate_sampler(
-            cast("VAE", self), x, labels, components, covariance, seed
-        )
-        return self.aggregate_sampler
-
-    def latent_mixture(self, sampler: str = "prior") -> latent_draws.LatentMixture | None:
-        """The Gaussian mixture `sampler` draws z from (None: N(0, I)), as constants."""
-        if sampler == "aggregate":
-            if self.aggregate_sampler is None:
-                raise ValueError(
-                    "This model has no aggregate sampler: fit one with `keras-vae fit-sampler "
-                    "RUN_DIR` (or `keras_vae.aggregate_sampler.fit_aggregate_sampler`), or "
-                    "draw from the prior (--sampler prior)."
-                )
-            return self.aggregate_sampler.mixture
-        params = latent_draws.baked_prior(self)
-        return None if params is None else latent_draws.LatentMixture.of_prior(params)
-
-    def latent_noise(
-        self,
-        num_samples: int,
-        seed: int | Sequence[int] | np.ndarray | None = None,
-        uniform: bool = True,
-    ) -> tuple[tf.Tensor, tf.Tensor | None]:
-        """(standard normal noise [n, latent_dim], uniforms [n] or None without `uniform`) for
-        `sample_latent`'s `seed`: seed generator, exported ``sample`` or ``generate`` draws."""
-        n, width = int(num_samples), int(self.latent_dim)
-        if seed is None:
-            noise = keras.random.normal((n, width), seed=self.seed_generator)
-            return noise, keras.random.uniform((n,), seed=self.seed_generator) if uniform else None
-        if np.ndim(seed) == 0:
-            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-                raise ValueError(f"`seed` must be an integer. Received: seed={seed!r}")
-            count, key = tf.constant(n), tf.constant(latent_draws.keras_seed(seed))
-            noise = latent_draws.prior_noise(count, key, width)
-            return noise, latent_draws.prior_uniform(count, key) if uniform else None
-        seeds = np.asarray(seed)
-        if seeds.shape != (n,) or seeds.dtype.kind not in "iu":
-            raise ValueError(
-                f"`seed` must be an integer or {n} integers, one per sample. Received: seed "
-                f"of shape {seeds.shape} and dtype {seeds.dtype}"
-            )
-        seeds = tf.constant(seeds.astype(np.int64))
-        noise = latent_draws.row_prior_noise(seeds, width)
-        return noise, latent_draws.row_prior_uniform(seeds) if uniform else None
 
     # ----------------------------------------------------------------- evaluation
     # Thin: importance sampling lives in `keras_vae.importance`, scoring in `keras_vae.scores`.

@@ -1,7 +1,7 @@
 """How a `VAE` learns: the objective of a batch, the train and test steps, the metrics.
 
-`TrainingMixin` is the half of `keras_vae.model.VAE` that `fit` and `evaluate` run (the other
-half, `keras_vae.model_inference.InferenceMixin`, is what a trained model is used through):
+`TrainingMixin` is the part of `keras_vae.model.VAE` that `fit` and `evaluate` run (what a
+trained model is used through is `keras_vae.model_inference.InferenceMixin`):
 `latent_terms` gathers log p(x|z), log p(z) and log q(z|x) of a batch's samples, the objective
 (`keras_vae.objectives`) turns them into the loss and the reported metrics, and `train_step` /
 `test_step` run one batch, or a block of batches in one compiled loop.

@@ -28,5 +28,8 @@ LabelsLike: TypeAlias = TensorLike | int | None
 # A seed: an int for a reproducible draw, None for the model's own seed generator, a
 # `keras.random.SeedGenerator`, or a stateless seed tensor where the function says so.
 SeedLike: TypeAlias = int | keras.random.SeedGenerator | tf.Tensor | None
+# The seeds of drawn samples: one int (the exported `sample`'s draws), one int per row (the
+# exported `generate`'s: row i from seeds[i] alone), or None for the model's seed generator.
+SampleSeeds: TypeAlias = int | Sequence[int] | np.ndarray | None
 
-__all__ = ["LabelsLike", "SeedLike", "TensorLike"]
+__all__ = ["LabelsLike", "SampleSeeds", "SeedLike", "TensorLike"]
