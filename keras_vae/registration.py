@@ -19,9 +19,9 @@ import importlib
 import importlib.abc
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
@@ -73,30 +73,72 @@ class KerasImportHook(importlib.abc.MetaPathFinder):
             return None
         if isinstance(spec.loader, importlib.abc.FileLoader):
             self.wrap(spec.loader, fullname)  # a loader made for this spec alone
+        elif spec.loader is not None:  # maybe shared (pytest's rewriter of files it was given)
+            spec.loader = CountedLoader(self, spec.loader, fullname)
         return spec
 
     def wrap(self, loader: importlib.abc.FileLoader, fullname: str) -> None:
-        """Counts `loader`'s module as loading while its code runs, and registers after."""
+        """Counts `loader`'s module as loading while its code runs (`run_counted`)."""
         run = loader.exec_module
 
         def exec_module(module: ModuleType) -> None:
-            with self.lock:
-                self.loading += 1
             try:
-                run(module)
+                self.run_counted(fullname, run, module)
             finally:
                 del loader.exec_module  # the class's method again
-                with self.lock:
-                    self.loading -= 1
-            with self.lock:
-                self.keras_loaded |= fullname == "keras"
-                ready = self.keras_loaded and self.loading == 0 and self in sys.meta_path
-                if ready:
-                    sys.meta_path.remove(self)
-            if ready:
-                import_all(self.modules)
 
         loader.exec_module = exec_module  # type: ignore[method-assign]  # this loader only
+
+    def run_counted(
+        self, fullname: str, run: Callable[[ModuleType], None], module: ModuleType
+    ) -> None:
+        """`run(module)`, counted as loading; registers after it if nothing else is loading."""
+        with self.lock:
+            self.loading += 1
+        try:
+            run(module)
+        finally:
+            with self.lock:
+                self.loading -= 1
+        with self.lock:
+            self.keras_loaded |= fullname == "keras"
+            ready = self.keras_loaded and self.loading == 0 and self in sys.meta_path
+            if ready:
+                sys.meta_path.remove(self)
+        if ready:
+            import_all(self.modules)
+
+
+class CountedLoader(importlib.abc.Loader):
+    """Another finder's loader, its `exec_module` counted by a `KerasImportHook`: a loader
+    that may load several modules (pytest's assertion rewriter loads the files named on its
+    command line) cannot be wrapped in place. Everything else is the loader's own.
+
+        >>> import importlib.util
+        >>> class Loader(importlib.abc.Loader):
+        ...     def exec_module(self, module: ModuleType) -> None:
+        ...         module.loading = hook.loading  # what the hook counts while the code runs
+        >>> hook = KerasImportHook(())
+        >>> spec = importlib.util.spec_from_loader("demo", CountedLoader(hook, Loader(), "demo"))
+        >>> module = importlib.util.module_from_spec(spec)
+        >>> spec.loader.exec_module(module)
+        >>> module.loading, hook.loading
+        (1, 0)
+    """
+
+    def __init__(self, hook: KerasImportHook, loader: importlib.abc.Loader, fullname: str) -> None:
+        self.hook, self.loader, self.fullname = hook, loader, fullname
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self.hook.run_counted(self.fullname, self.loader.exec_module, module)
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_resource_reader, ...
+        if name == "loader":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self.loader, name)
 
 
 def import_all(modules: Sequence[str]) -> None:
