@@ -1,12 +1,16 @@
 """The README's results at a glance and benchmarks/README.md's tables are exactly what
 benchmarks/report.py renders from the JSON."""
 
+import json
+import math
 import re
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_benchmark_modules
+from helpers import load_benchmark_modules, run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES_PAGE = ROOT / "benchmarks" / "README.md"
@@ -76,6 +80,31 @@ def test_readme_starts_with_its_two_commands_and_ci_runs_the_test_one():
     ci = (ROOT / ".ci" / "run").read_text()
     assert 'python -m pip install --quiet -e ".[test]"' in ci
     assert ci.rstrip().splitlines()[-1] == second.rsplit(" && ", 1)[1]
+
+
+def test_the_readme_main_job_runs_as_written(tmp_path):
+    """The README's first command after its install: each `keras-vae` step exactly as written
+    (the venv's console script, in an empty folder) trains, evaluates and exports."""
+    readme = (ROOT / "README.md").read_text()
+    first = re.findall(r"```bash\n(.*?)\n```", readme, re.S)[0]
+    steps = [shlex.split(step) for step in first.split(" && ") if step.startswith("keras-vae ")]
+    assert [step[1] for step in steps] == ["train", "evaluate", "export"]
+    outputs = []
+    for step in steps:
+        result = run_command([Path(sys.executable).parent / step[0], *step[1:]], cwd=tmp_path)
+        assert result.returncode == 0, (step, result.stderr[-2000:])
+        outputs.append(result.stdout)
+    evaluation = json.loads(outputs[1][outputs[1].index("{") :])
+    nll, elbo = -evaluation["test_log_likelihood"], -evaluation["test_elbo"]
+    assert evaluation["num_examples"] == 360 and evaluation["test_log_likelihood_k"] == 1000
+    # log p(x) >= ELBO, and far below the 64 log 2 = 44.4 nats of independent fair coins
+    assert math.isfinite(nll) and 0 < nll <= elbo < 35, evaluation
+    metrics = json.loads((tmp_path / "runs" / "digits" / "metrics.json").read_text())
+    assert metrics["epochs"] == 20 and metrics["evaluation"]["importance_samples"] == 1000
+    export = json.loads((tmp_path / "export" / "export.json").read_text())
+    assert export["version"] == 1
+    for model in ("encoder", "decoder", "scorer"):
+        assert (tmp_path / "export" / model / "1" / "saved_model.pb").is_file(), model
 
 
 def test_readme_is_read_in_five_minutes():
