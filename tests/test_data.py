@@ -268,6 +268,17 @@ def test_digits():
     np.testing.assert_array_equal(again["test"].labels, test.labels)
 
 
+def test_a_path_object_is_a_dataset_and_a_config_is_refused_in_one_line(idx_folder):
+    as_text = load_splits(str(idx_folder.path))
+    as_path = load_splits(idx_folder.path)
+    np.testing.assert_array_equal(as_path["test"].images, as_text["test"].images)
+    with pytest.raises(TypeError) as error:
+        load_splits(DataConfig("digits"))
+    message = str(error.value)
+    assert "\n" not in message and message.endswith("Received: dataset of type DataConfig")
+    assert "make_datasets" in message
+
+
 def test_tfds_mnist_with_mock_data():
     with tfds.testing.mock_data(num_examples=5):
         splits = load_splits("mnist")

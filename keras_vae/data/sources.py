@@ -64,7 +64,7 @@ class Split:
 
 
 def load_splits(
-    dataset: str,
+    dataset: str | os.PathLike,
     data_dir: str | None = None,
     test_fraction: float = 0.2,
     seed: int = 0,
@@ -95,6 +95,13 @@ def load_splits(
     >>> len(splits["train"].images) + len(splits["test"].images)
     1797
     """
+    dataset = os.fspath(dataset) if isinstance(dataset, os.PathLike) else dataset
+    if not isinstance(dataset, str):
+        raise TypeError(
+            "`dataset` is a dataset's name or path: 'digits', a folder of MNIST IDX files, an "
+            f".npz file or a TFDS name (a DataConfig goes to make_datasets). Received: dataset "
+            f"of type {type(dataset).__name__}"
+        )
     path = os.path.expanduser(dataset)
     if dataset == "digits":
         splits: tuple[Split, ...] = _load_digits(test_fraction, seed)
