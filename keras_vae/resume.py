@@ -231,10 +231,14 @@ class RunBackup(keras.callbacks.Callback):
         payload = state_bytes(model, progress, extra)
         self.wait()
         self.backup_dir.mkdir(parents=True, exist_ok=True)
-        self._writer = threading.Thread(
+        writer = threading.Thread(
             target=self._write, args=(self.state_path, payload), name="keras-vae-backup"
         )
-        self._writer.start()
+        # Recorded once started: a Ctrl-C inside `start` would leave a thread `wait` cannot
+        # join ("cannot join thread before it is started"), hiding the KeyboardInterrupt. A
+        # write it did start still lands before the interpreter exits (not a daemon thread).
+        writer.start()
+        self._writer = writer
 
     def _write(self, path: Path, payload: bytes) -> None:
         try:
