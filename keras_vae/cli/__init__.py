@@ -83,14 +83,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.run(args) or 0)
-    except (UsageError, ValueError, OSError) as error:
+    except BaseException as error:
+        if interrupted_by_ctrl_c(error):  # one line, not TensorFlow's stack
+            left = INTERRUPTED.get(args.command, "no file was left half-written")
+            print(f"keras-vae {args.command}: interrupted; {left}.", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if not isinstance(error, (UsageError, ValueError, OSError)):
+            raise
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"keras-vae {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:  # Ctrl-C: one line, not TensorFlow's stack
-        left = INTERRUPTED.get(args.command, "no file was left half-written")
-        print(f"keras-vae {args.command}: interrupted; {left}.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+
+
+def interrupted_by_ctrl_c(error: BaseException) -> bool:
+    """Whether `error` is a KeyboardInterrupt or was raised while one was being handled: a
+    library's cleanup that fails under a Ctrl-C (NumPy's zip writer: "Can't close the ZIP
+    file while there is an open writing handle") is the Ctrl-C, not bad input.
+
+    >>> try:
+    ...     try:
+    ...         raise KeyboardInterrupt
+    ...     finally:
+    ...         raise ValueError("Can't close the ZIP file while there is an open writing handle")
+    ... except ValueError as error:
+    ...     interrupted_by_ctrl_c(error), interrupted_by_ctrl_c(ValueError("bad input"))
+    (True, False)
+    """
+    seen: set[int] = set()
+    found: BaseException | None = error
+    while found is not None and id(found) not in seen:
+        if isinstance(found, KeyboardInterrupt):
+            return True
+        seen.add(id(found))
+        found = found.__context__
+    return False
 
 
 if __name__ == "__main__":
