@@ -392,7 +392,7 @@ def test_ctrl_c_is_one_line_exit_130_and_keeps_the_backup(tmp_path):
     run_dir = tmp_path / "run"
     flags = [f for f in CLI_FLAGS if not f.startswith("--epochs")] + ["--epochs=100000"]
     command = [sys.executable, "-m", "keras_vae.cli", "train", f"--output={run_dir}", *flags]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONFAULTHANDLER": "1"}
     # Ctrl-C reaches a command run in a terminal's foreground, which handles SIGINT. A suite
     # started in the background (`pytest &` in a script) passes SIGINT down ignored, as POSIX
     # has it, and a Python started that way keeps ignoring it: restore the default here.
@@ -410,7 +410,12 @@ def test_ctrl_c_is_one_line_exit_130_and_keeps_the_backup(tmp_path):
             assert process.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=120)
+        try:
+            _, err = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # show where it was: faulthandler prints each thread
+            process.send_signal(signal.SIGABRT)
+            _, err = process.communicate(timeout=60)
+            pytest.fail(f"train went on 120 s after Ctrl-C; its threads then:\n{err[-8000:]}")
     finally:
         if process.poll() is None:
             process.kill()
