@@ -206,14 +206,20 @@ def test_backup_round_trip_includes_optimizer_and_seed_generator(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
-def test_backup_write_is_atomic(tmp_path, monkeypatch):
-    """A save that dies before its rename leaves the previous state intact and readable."""
+def backed_up_epoch_1(folder: Path) -> tuple[VAE, resume.RunBackup]:
+    """A tiny compiled VAE and its `RunBackup` in `folder`, epoch 1's state written."""
     model = VAE(data_shape=(3,), latent_dim=1, hidden_units=(2,))
     model.compile(optimizer="sgd")
-    backup = resume.RunBackup(tmp_path)
+    backup = resume.RunBackup(folder)
     backup.epochs_done = 1
     backup.save(model)
     backup.wait()
+    return model, backup
+
+
+def test_backup_write_is_atomic(tmp_path, monkeypatch):
+    """A save that dies before its rename leaves the previous state intact and readable."""
+    model, backup = backed_up_epoch_1(tmp_path)
     before = (tmp_path / "state.npz").read_bytes()
     model.encoder.trainable_variables[0].assign_add(np.ones((3, 2), "float32"))
     backup.epochs_done = 2
@@ -235,13 +241,8 @@ def test_a_ctrl_c_while_a_backup_thread_starts_is_still_a_keyboard_interrupt(tmp
     """Ctrl-C can land inside `Thread.start`, before the new thread runs: train's way out
     (`finally: backup.wait()`) then raised "cannot join thread before it is started" over the
     KeyboardInterrupt, and the command printed that stack and exited 1 instead of its one
-    line and 130 (seen in CI, about once in a dozen Ctrl-Cs)."""
-    model = VAE(data_shape=(3,), latent_dim=1, hidden_units=(2,))
-    model.compile(optimizer="sgd")
-    backup = resume.RunBackup(tmp_path)
-    backup.epochs_done = 1
-    backup.save(model)
-    backup.wait()
+    line and 130 (found stress-testing Ctrl-C: about once in a dozen)."""
+    model, backup = backed_up_epoch_1(tmp_path)
     before = (tmp_path / "state.npz").read_bytes()
 
     class InterruptedThread(threading.Thread):
