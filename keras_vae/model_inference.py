@@ -217,7 +217,7 @@ class InferenceMixin(VAEAttributes):
 
         Example:
             >>> from keras_vae.model import VAE
-            >>> vae, x = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,)), tf.eye(4)[:2]
+            >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
             >>> z = tf.zeros((3, 2))
             >>> p = vae.likelihood_from_z(z)
             >>> p.batch_shape, p.event_shape
@@ -325,7 +325,7 @@ class InferenceMixin(VAEAttributes):
 
         Example:
             >>> from keras_vae.model import VAE
-            >>> vae, x = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,)), tf.eye(4)[:2]
+            >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
             >>> x_mean = vae.decode(tf.zeros((3, 2)))  # Bernoulli probabilities
             >>> x_mean.shape, bool(tf.reduce_all((x_mean > 0) & (x_mean < 1)))
             (TensorShape([3, 4]), True)

@@ -66,11 +66,16 @@ def test_readme_quotes_every_results_file():
     assert "[benchmarks/README.md](benchmarks/README.md)" in readme
 
 
+def readme_commands() -> list[str]:
+    """The README's ```bash blocks, in order (the first two: the main job and the tests)."""
+    return re.findall(r"```bash\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
+
+
 def test_readme_starts_with_its_two_commands_and_ci_runs_the_test_one():
     """The first two commands install and run the main job, then install and run the tests;
     .ci/run installs the same extra and ends with exactly the README's test command."""
     readme = (ROOT / "README.md").read_text()
-    first, second = re.findall(r"```bash\n(.*?)\n```", readme, re.S)[:2]
+    first, second = readme_commands()[:2]
     assert readme.index(second) < readme.index("## Using it from Python")
     assert first.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install -e . ")
     assert "keras-vae train" in first and "keras-vae export" in first
@@ -85,8 +90,7 @@ def test_readme_starts_with_its_two_commands_and_ci_runs_the_test_one():
 def test_the_readme_main_job_runs_as_written(tmp_path):
     """The README's first command after its install: each `keras-vae` step exactly as written
     (the venv's console script, in an empty folder) trains, evaluates and exports."""
-    readme = (ROOT / "README.md").read_text()
-    first = re.findall(r"```bash\n(.*?)\n```", readme, re.S)[0]
+    first = readme_commands()[0]
     steps = [shlex.split(step) for step in first.split(" && ") if step.startswith("keras-vae ")]
     assert [step[1] for step in steps] == ["train", "evaluate", "export"]
     outputs = []
