@@ -31,6 +31,7 @@ from keras_vae.blocks import (
 )
 from keras_vae.callbacks import (
     BestEpoch,
+    StopOnCtrlC,
     TrainingProgress,
     training_callbacks,
 )
@@ -217,7 +218,8 @@ def _train(
                 note=DATA_PATH_NOTES[feed.data_path],
             ),
             *([stopper] if stopper is not None else []),  # before the backup, which saves it
-            backup,  # the backup last: it commits the epoch
+            backup,  # the backup after the others: it commits the epoch
+            StopOnCtrlC(),  # then a Ctrl-C that was swallowed stops training
         ]
         try:
             model.fit(

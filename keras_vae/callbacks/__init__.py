@@ -5,6 +5,7 @@
 - `BlockValidation` (`validation`): the validation split evaluated in memory, in blocks;
 - `TrainingProgress` (`progress`): the progress bar, counting optimizer steps;
 - `LearningRateLogger` (`learning_rate`): the learning rate in each epoch's logs;
+- `StopOnCtrlC` (`interrupt`): a Ctrl-C that something swallowed still stops training;
 - `ImageSummaries`, `tensorboard_callbacks` and `training_callbacks` (`tensorboard`): what
   ``--tensorboard`` logs, and the callbacks `train` adds to `fit`.
 
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 from keras_vae.callbacks.best_epoch import BestEpoch
+from keras_vae.callbacks.interrupt import StopOnCtrlC
 from keras_vae.callbacks.learning_rate import LearningRateLogger
 from keras_vae.callbacks.progress import TrainingProgress
 from keras_vae.callbacks.tensorboard import (
@@ -32,6 +34,7 @@ __all__ = [
     "BlockValidation",
     "ImageSummaries",
     "LearningRateLogger",
+    "StopOnCtrlC",
     "TrainingProgress",
     "tensorboard_callbacks",
     "training_callbacks",

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from keras_vae import __version__
+from keras_vae.ctrl_c import remember_ctrl_c
 
 # Subcommand name -> module under keras_vae.cli (imported only when that subcommand runs).
 SUBCOMMANDS = {
@@ -82,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return EXIT_USAGE
     try:
-        return int(args.run(args) or 0)
+        with remember_ctrl_c():  # a Ctrl-C something swallows still stops `train`
+            return int(args.run(args) or 0)
     except BaseException as error:
         if interrupted_by_ctrl_c(error):  # one line, not TensorFlow's stack
             left = INTERRUPTED.get(args.command, "no file was left half-written")
