@@ -248,8 +248,11 @@ def _weight_arrays(path: Path) -> list[tuple[Any, tuple[int, ...]]]:
 
 def _load_weights(model: VAE, path: Path, arrays: list[tuple[Any, tuple[int, ...]]]) -> None:
     """Load `path` into `model` after checking its `arrays` are float32, one per weight, of
-    the weights' shapes (so no array is read that is larger than the model's)."""
+    the weights' shapes (so no array is read that is larger than the model's), and that the
+    weights loaded are all finite."""
     import numpy as np
+
+    from keras_vae.finite_weights import check_finite_weights
 
     dtypes = [dtype for dtype, _ in arrays]
     if len(arrays) != len(model.weights) or any(dtype != np.float32 for dtype in dtypes):
@@ -271,6 +274,7 @@ def _load_weights(model: VAE, path: Path, arrays: list[tuple[Any, tuple[int, ...
         skipped = [w for w in caught if "saving" in w.filename]
         if skipped:
             raise ValueError(str(skipped[0].message))
+        check_finite_weights(model)
     except Exception as error:  # Keras and h5py raise many types; all mean "does not fit"
         raise PresetError(
             f"{path} does not fit {CONFIG_FILE} ({one_line(error)[:300]}); {_WEIGHTS_FIX}."

@@ -183,10 +183,11 @@ def load_model(run_dir: str | os.PathLike, compile: bool = False) -> VAE:
         compile: also restore the optimizer (only needed to continue training). Default False.
 
     Raises:
-        RunDirError: the file is missing, unreadable, corrupt, or holds another kind of model.
+        RunDirError: the file is missing, unreadable, corrupt (a NaN weight too), or not a VAE.
     """
     import keras
 
+    from keras_vae.finite_weights import check_finite_weights
     from keras_vae.model import VAE
 
     path = check_run_dir(run_dir) / MODEL_FILE
@@ -211,6 +212,7 @@ def load_model(run_dir: str | os.PathLike, compile: bool = False) -> VAE:
     _check_archive_config(path, fix)
     try:
         model = keras.saving.load_model(path, compile=compile)
+        check_finite_weights(model)
     except Exception as error:  # Keras and h5py raise many types; all mean "cannot load"
         raise RunDirError(f"Cannot load {path} ({_one_line(error)[:300]}); {fix}.") from None
     if not isinstance(model, VAE):

@@ -5,6 +5,7 @@ import math
 import os
 import sys
 
+import keras
 import numpy as np
 import pytest
 from helpers import (
@@ -107,6 +108,7 @@ def write_npz(path, **arrays):
         "corrupt_model",
         "truncated_model",
         "model_is_a_folder",
+        "nan_weight",
         "corrupt_metrics",
         "corrupt_config",
         "mismatched_shape",
@@ -143,6 +145,11 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(case, run_copy, tmp
     elif case == "model_is_a_folder":
         (run_copy / "model.keras").unlink()
         (run_copy / "model.keras").mkdir()
+    elif case == "nan_weight":  # a diverged training, or an edit: loads, and gives numbers
+        model = keras.saving.load_model(run_copy / "model.keras")
+        kernel = model.decoder.weights[0]
+        kernel.assign(np.where(np.eye(*kernel.shape) > 0, np.nan, kernel.numpy()))
+        model.save(run_copy / "model.keras")
     elif case == "corrupt_metrics":
         (run_copy / "metrics.json").write_text('{"test_elbo": ')
     elif case == "corrupt_config":
@@ -188,6 +195,7 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(case, run_copy, tmp
             "corrupt_model": "corrupt",
             "truncated_model": "corrupt",
             "model_is_a_folder": "not a file",
+            "nan_weight": "are NaN or infinite, the first in decoder/",
             "corrupt_metrics": "not valid JSON",
             "corrupt_config": "expected an object",
             "outside_unit_interval": "expected [0, 1]",

@@ -365,8 +365,6 @@ def _break(folder, case: str) -> None:
     elif case == "truncated_weights":
         weights.write_bytes(weights.read_bytes()[:5000])
     elif case == "huge_array":  # 4 GB declared in a few bytes (chunked, nothing stored)
-        import h5py
-
         with h5py.File(weights, "r+") as handle:
             names: list[str] = []
             handle.visititems(
@@ -374,6 +372,10 @@ def _break(folder, case: str) -> None:
             )
             del handle[names[0]]
             handle.create_dataset(names[0], shape=(10**9,), dtype="f4", chunks=(1024,))
+    elif case == "nan_kernel":  # loads, and a ReLU turns the NaN into 0: plausible numbers
+        with h5py.File(weights, "r+") as handle:
+            kernel = handle["decoder/layers/dense/vars/0"]
+            kernel[...] = np.nan
     elif case in ("config_keys", "config_latent_dim", "config_layers", "config_huge"):
         values = json.loads(config.read_text())
         if case == "config_keys":
@@ -405,6 +407,7 @@ def _break(folder, case: str) -> None:
         ("bad_json_metadata", "metadata.json is not valid JSON"),
         ("truncated_weights", "model.weights.h5 is corrupt or truncated"),
         ("huge_array", "its arrays have other shapes than the VAE's weights"),
+        ("nan_kernel", "are NaN or infinite, the first in decoder/"),
         ("config_keys", "config.json is not a keras_vae VAE's config"),
         ("config_latent_dim", "model.weights.h5 does not fit config.json"),
         ("config_layers", "model.weights.h5 holds 10 arrays"),
