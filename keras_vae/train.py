@@ -32,6 +32,7 @@ from keras_vae.blocks import (
 from keras_vae.callbacks import (
     BestEpoch,
     StopOnCtrlC,
+    StopWhenDiverged,
     TrainingProgress,
     training_callbacks,
 )
@@ -217,6 +218,7 @@ def _train(
                 _verbosity(verbose),
                 note=DATA_PATH_NOTES[feed.data_path],
             ),
+            StopWhenDiverged(),  # before anything saves the epoch's weights
             *([stopper] if stopper is not None else []),  # before the backup, which saves it
             backup,  # the backup after the others: it commits the epoch
             StopOnCtrlC(),  # then a Ctrl-C that was swallowed stops training

@@ -269,3 +269,42 @@ def test_saved_model_reproduces_the_reported_test_metrics(digits_run):
     # The mean of 8 more draws is a sharper reference: SE^2 = var/N (1 + 1/8).
     se_mean = math.sqrt(within_example_var / len(x) * (1 + 1 / 8))
     assert abs(draws.mean() - metrics["test_elbo"]) < 4.5 * se_mean
+
+
+def test_a_diverged_training_stops_in_one_line_exit_1_writing_no_model(tmp_path, capsys):
+    """A learning rate of 1e8 makes epoch 1's loss NaN. train used to go on to the last epoch,
+    write a model.keras of NaN weights (which every other command refuses) and exit 0."""
+    run_dir = tmp_path / "run"
+    flags = ["--dataset=digits", "--epochs=5", "--learning-rate=1e8", "--verbose=0"]
+    assert main(["train", f"--output={run_dir}", *flags]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "keras-vae train: error: The training loss of epoch 1 is nan: the model diverged (no "
+        "epoch was backed up). Lower --learning-rate (or check the data) and train again with "
+        "--overwrite."
+    ]
+    assert not (run_dir / "model.keras").exists() and not (run_dir / "metrics.json").exists()
+
+
+def test_a_run_that_diverges_later_keeps_its_last_finite_epoch_backed_up(
+    tmp_path, monkeypatch, capsys
+):
+    """The check runs before the backup: epoch 3's NaN weights are never saved over epoch 2."""
+    from keras_vae import resume
+    from keras_vae import train as train_module
+
+    class LossBecomesNaN(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                logs["loss"] = float("nan")
+
+    made = train_module.training_callbacks
+    monkeypatch.setattr(
+        train_module, "training_callbacks", lambda *a, **k: [*made(*a, **k), LossBecomesNaN()]
+    )
+    run_dir = tmp_path / "run"
+    assert main(["train", f"--output={run_dir}", "--dataset=digits", "--epochs=6"]) == 1
+    assert "epoch 3 is nan: the model diverged (the backup keeps epochs 1-2)" in (
+        capsys.readouterr().err
+    )
+    assert resume.read_progress(run_dir / "backup" / "state.npz")["epoch"] == 2
+    assert not (run_dir / "model.keras").exists()

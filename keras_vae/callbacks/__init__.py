@@ -6,6 +6,7 @@
 - `TrainingProgress` (`progress`): the progress bar, counting optimizer steps;
 - `LearningRateLogger` (`learning_rate`): the learning rate in each epoch's logs;
 - `StopOnCtrlC` (`interrupt`): a Ctrl-C that something swallowed still stops training;
+- `StopWhenDiverged` (`diverged`): a NaN or infinite loss stops training with an error;
 - `ImageSummaries`, `tensorboard_callbacks` and `training_callbacks` (`tensorboard`): what
   ``--tensorboard`` logs, and the callbacks `train` adds to `fit`.
 
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 from keras_vae.callbacks.best_epoch import BestEpoch
+from keras_vae.callbacks.diverged import DivergedError, StopWhenDiverged
 from keras_vae.callbacks.interrupt import StopOnCtrlC
 from keras_vae.callbacks.learning_rate import LearningRateLogger
 from keras_vae.callbacks.progress import TrainingProgress
@@ -32,9 +34,11 @@ __all__ = [
     "IMAGES_DIR",
     "BestEpoch",
     "BlockValidation",
+    "DivergedError",
     "ImageSummaries",
     "LearningRateLogger",
     "StopOnCtrlC",
+    "StopWhenDiverged",
     "TrainingProgress",
     "tensorboard_callbacks",
     "training_callbacks",

@@ -3,8 +3,9 @@
 Each subcommand lives in its own module exposing `HELP`, `add_arguments(parser)` and
 `run(args) -> int`; the arguments several of them share are in `keras_vae.cli.arguments`, and
 `train`'s config flags are made from the config dataclasses. Bad input (a ValueError or
-OSError raised before any output is written) becomes one line on stderr and exit code 2;
-Ctrl-C one line saying what was kept, and exit code 130.
+OSError raised before any output is written) becomes one line on stderr and exit code 2; an
+error with an `exit_code` (a diverged training: 1) one line and that code; Ctrl-C one line
+saying what was kept, and exit code 130.
 
     $ keras-vae train --dataset digits --epochs 5 --output runs/digits
 """
@@ -90,11 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             left = INTERRUPTED.get(args.command, "no file was left half-written")
             print(f"keras-vae {args.command}: interrupted; {left}.", file=sys.stderr)
             return EXIT_INTERRUPTED
-        if not isinstance(error, (UsageError, ValueError, OSError)):
+        # An error that carries its exit code (a diverged training) is one line, like bad input.
+        exit_code = getattr(error, "exit_code", None)
+        if not isinstance(error, (UsageError, ValueError, OSError)) and exit_code is None:
             raise
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"keras-vae {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_USAGE if exit_code is None else int(exit_code)
 
 
 def interrupted_by_ctrl_c(error: BaseException) -> bool:
