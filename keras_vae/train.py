@@ -139,7 +139,8 @@ def train_and_evaluate(
     batch, split over the replicas; every worker of a multi-worker run calls this function
     with the same arguments, and only the chief writes into `run_dir`.
 
-    Returns the metrics written to `run_dir/metrics.json`.
+    Returns the metrics written to `run_dir/metrics.json`. Raises `DivergedError` (from
+    `keras_vae.callbacks`) at the first epoch whose loss is NaN or infinite, its backup kept.
 
     Example (what `keras-vae train --dataset digits --epochs 1 ...` runs):
         >>> import tempfile
