@@ -38,6 +38,7 @@ import numpy as np
 
 from keras_vae.atomic import remove_temporaries, write_atomically
 from keras_vae.callbacks.best_epoch import BestEpoch
+from keras_vae.finite_weights import check_finite_weights
 from keras_vae.npz_files import read_npz
 from keras_vae.run_paths import FIGURES_DIR, STATE_FILE, RunDirError
 
@@ -127,8 +128,8 @@ def restore_state(
     """Load the variables `save_state` wrote into `model` (compiled); return the progress.
 
     Raises:
-        RunDirError: the file is unreadable or was written by a different model (`fix` says
-            what to do).
+        RunDirError: the file is unreadable, was written by a different model or holds a
+            weight that is NaN or infinite (`fix` says what to do).
     """
     return _restore(Path(path), model, fix, what)[0]
 
@@ -151,6 +152,10 @@ def _restore(
         )
     for variable, value in zip(variables, arrays):
         variable.assign(value)
+    try:  # what the backup saves is finite (StopWhenDiverged): NaN is damage
+        check_finite_weights(model)
+    except ValueError as error:
+        raise RunDirError(f"{what.capitalize()} {path}: {error}; {fix}.") from None
     return _progress(metadata), extras
 
 

@@ -385,3 +385,18 @@ def test_kill_minus_9_mid_run_then_same_command_finishes_with_same_metrics(tmp_p
     assert_same_results(metrics, _metrics_of(reference))
     assert metrics["num_classes"] == 10  # the digits' labels conditioned the run
     assert not (killed_dir / "backup").exists()
+
+
+def test_restore_refuses_a_backup_whose_weights_are_not_finite(tmp_path):
+    """A backup only ever holds finite epochs (StopWhenDiverged runs before it): a NaN is
+    damage, refused naming the fix, not resumed into an epoch that then "diverges"."""
+    model, backup = backed_up_epoch_1(tmp_path)
+    kernel = model.decoder.weights[0]
+    kernel.assign(np.full(kernel.shape, np.inf, "float32"))
+    backup.epochs_done = 2
+    backup.save(model)
+    backup.wait()
+    fresh = VAE(data_shape=(3,), latent_dim=1, hidden_units=(2,))
+    fresh.compile(optimizer="sgd")
+    with pytest.raises(RunDirError, match="are NaN or infinite, the first in decoder/.*; delete"):
+        resume.RunBackup(tmp_path).restore(fresh)
