@@ -274,11 +274,14 @@ def _load_weights(model: VAE, path: Path, arrays: list[tuple[Any, tuple[int, ...
         skipped = [w for w in caught if "saving" in w.filename]
         if skipped:
             raise ValueError(str(skipped[0].message))
-        check_finite_weights(model)
     except Exception as error:  # Keras and h5py raise many types; all mean "does not fit"
         raise PresetError(
             f"{path} does not fit {CONFIG_FILE} ({one_line(error)[:300]}); {_WEIGHTS_FIX}."
         ) from None
+    try:  # it fits, but a damaged file's NaN would give plausible numbers
+        check_finite_weights(model)
+    except ValueError as error:
+        raise PresetError(f"{path}: {error}; {_WEIGHTS_FIX}.") from None
 
 
 def load_preset(preset: str | os.PathLike) -> Preset:
