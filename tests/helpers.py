@@ -290,6 +290,17 @@ def train_run(folder: pathlib.Path, config: Mapping[str, Any]) -> pathlib.Path:
     return run_dir
 
 
+def add_training_callback(monkeypatch, callback: keras.callbacks.Callback) -> None:
+    """Have `keras-vae train` pass `callback` to `fit` too, with `training_callbacks`' own
+    (so before the progress bar, the divergence check and the backup)."""
+    from keras_vae import train as train_module
+
+    made = train_module.training_callbacks
+    monkeypatch.setattr(
+        train_module, "training_callbacks", lambda *a, **k: [*made(*a, **k), callback]
+    )
+
+
 # ---------------------------------------------------------------------------- resuming
 RTOL = 1e-6
 TIMING_KEYS = {"examples_per_second", "resumed_from_epoch"}

@@ -11,7 +11,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from helpers import assert_exit_2_and_unchanged, assert_one_line_error
+from helpers import add_training_callback, assert_exit_2_and_unchanged, assert_one_line_error
 
 from keras_vae import __version__
 from keras_vae.cli import build_parser, main
@@ -290,17 +290,13 @@ def test_a_run_that_diverges_later_keeps_its_last_finite_epoch_backed_up(
 ):
     """The check runs before the backup: epoch 3's NaN weights are never saved over epoch 2."""
     from keras_vae import resume
-    from keras_vae import train as train_module
 
     class LossBecomesNaN(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 2:
                 logs["loss"] = float("nan")
 
-    made = train_module.training_callbacks
-    monkeypatch.setattr(
-        train_module, "training_callbacks", lambda *a, **k: [*made(*a, **k), LossBecomesNaN()]
-    )
+    add_training_callback(monkeypatch, LossBecomesNaN())
     run_dir = tmp_path / "run"
     assert main(["train", f"--output={run_dir}", "--dataset=digits", "--epochs=6"]) == 1
     assert "epoch 3 is nan: the model diverged (the backup keeps epochs 1-2)" in (

@@ -15,9 +15,9 @@ import time
 import keras
 import numpy as np
 import pytest
+from helpers import add_training_callback
 
 from keras_vae import resume
-from keras_vae import train as train_module
 from keras_vae.callbacks import StopOnCtrlC
 from keras_vae.cli import main
 from keras_vae.ctrl_c import ctrl_c_pressed, remember_ctrl_c
@@ -59,16 +59,21 @@ class SwallowsCtrlC(keras.callbacks.Callback):
                 self.swallowed += 1
 
 
-def test_a_swallowed_ctrl_c_still_stops_fit_at_the_epoch_end(python_sigint):
+def tiny_model() -> VAE:
     model = VAE(data_shape=(4,), latent_dim=1, hidden_units=(3,))
     model.compile(optimizer="adam")
+    return model
+
+
+def test_a_swallowed_ctrl_c_still_stops_fit_at_the_epoch_end(python_sigint):
     swallower = SwallowsCtrlC(epoch=1)
     epochs = keras.callbacks.History()
     with remember_ctrl_c(), pytest.raises(KeyboardInterrupt):
-        model.fit(
+        tiny_model().fit(
             np.full((8, 4), 0.5), epochs=50, verbose=0, callbacks=[swallower, epochs, StopOnCtrlC()]
         )
     assert swallower.swallowed == 1
+    assert len(epochs.history["loss"]) == 2  # stopped at the end of the epoch it was pressed in
     assert ctrl_c_pressed()
     with remember_ctrl_c():  # each block starts with nothing pressed
         assert not ctrl_c_pressed()
@@ -76,9 +81,7 @@ def test_a_swallowed_ctrl_c_still_stops_fit_at_the_epoch_end(python_sigint):
 
 def test_without_remember_ctrl_c_a_swallowed_ctrl_c_is_lost(python_sigint):
     """What the CI saw: the same swallowed Ctrl-C and nothing remembers it."""
-    model = VAE(data_shape=(4,), latent_dim=1, hidden_units=(3,))
-    model.compile(optimizer="adam")
-    history = model.fit(
+    history = tiny_model().fit(
         np.full((8, 4), 0.5), epochs=3, verbose=0, callbacks=[SwallowsCtrlC(epoch=0), StopOnCtrlC()]
     )
     assert len(history.history["loss"]) == 3
@@ -90,10 +93,7 @@ def test_keras_vae_train_stops_on_a_swallowed_ctrl_c_with_the_epoch_backed_up(
     """The whole command: Ctrl-C swallowed at the end of epoch 2 of 1,000; train stops there,
     says how to resume (exit 130), and its backup holds the 2 epochs."""
     swallower = SwallowsCtrlC(epoch=1)
-    made = train_module.training_callbacks
-    monkeypatch.setattr(
-        train_module, "training_callbacks", lambda *a, **k: [*made(*a, **k), swallower]
-    )
+    add_training_callback(monkeypatch, swallower)
     run_dir = tmp_path / "run"
     assert main(["train", f"--output={run_dir}", *FLAGS, "--epochs=1000"]) == 130
     assert swallower.swallowed == 1
