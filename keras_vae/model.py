@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import keras
 
@@ -36,48 +36,6 @@ MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 # so they read as `posterior_name` and `prior_name`, and `num_classes` (0 when unconditional)
 # and `conditional` are properties.
 CONFIG_ATTRIBUTES = frozenset(MODEL_FIELDS) - {"posterior", "prior", "num_classes", "conditional"}
-
-if TYPE_CHECKING:
-    import tensorflow as tf
-
-    from keras_vae.parts import posteriors, priors
-
-    class VAEAttributes:
-        """What the host class, `VAE`, sets for the methods of its three mixins (which
-        subclass this for mypy only: `object` at run time)."""
-
-        # set by `VAE.__init__`
-        data_shape: tuple[int, ...]
-        learned_scale: bool
-        encoder: keras.Model
-        decoder: keras.Model
-        posterior_layer: posteriors.GaussianPosterior | posteriors.IAFPosterior
-        prior_layer: priors.NormalPrior | priors.MixturePrior | priors.VampPrior
-        seed_generator: keras.random.SeedGenerator
-        trackers: dict[str, keras.metrics.Mean]
-        # `ModelConfig` fields (`CONFIG_ATTRIBUTES`), read through `VAE.__getattr__`
-        latent_dim: int
-        likelihood: str
-        likelihood_scale: float | str
-        num_samples: int
-        estimator: str
-        objective: str
-        gradient_estimator: str
-        beta: float
-        kl_warmup_steps: int
-        # set by `keras.Model` (`optimizer` by `compile`)
-        optimizer: keras.optimizers.Optimizer
-        trainable_variables: list[keras.Variable]
-        losses: list[tf.Tensor]
-        __call__: Callable[..., tf.Tensor]
-
-        # `VAE`'s read-only properties
-        @property
-        def conditional(self) -> bool: ...
-        @property
-        def num_classes(self) -> int: ...
-        @property
-        def posterior_name(self) -> str: ...
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -227,7 +185,14 @@ class VAE(TrainingMixin, InferenceMixin, SamplingMixin, keras.Model):
         num_classes: int | None = None,
     ) -> VAE:
         """Build from a `ModelConfig` (what `keras-vae train` does); a conditional config
-        without `num_classes` takes `num_classes` (the data's)."""
+        without `num_classes` takes `num_classes` (the data's).
+
+        Example:
+            >>> config = ModelConfig(latent_dim=2, hidden_units=(8,), conditional=True)
+            >>> vae = VAE.from_model_config((4,), config, num_classes=3)
+            >>> vae.num_classes, vae.config.num_classes
+            (3, 3)
+        """
         values = vars(config)
         if config.conditional and config.num_classes is None:
             values = {**values, "num_classes": num_classes}

@@ -29,7 +29,7 @@ from keras_vae.parts import priors
 from keras_vae.tensor_types import LabelsLike, TensorLike
 
 if TYPE_CHECKING:
-    from keras_vae.model import VAEAttributes
+    from keras_vae.model_attributes import VAEAttributes
 else:
     VAEAttributes = object  # what the host class, `VAE`, sets (declared for mypy only)
 

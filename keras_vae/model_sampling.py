@@ -27,7 +27,8 @@ from keras_vae.tensor_types import LabelsLike, SampleSeeds
 
 if TYPE_CHECKING:
     from keras_vae.aggregate_sampler import AggregateSampler
-    from keras_vae.model import VAE, VAEAttributes
+    from keras_vae.model import VAE
+    from keras_vae.model_attributes import VAEAttributes
 else:
     VAEAttributes = object  # what the host class, `VAE`, sets (declared for mypy only)
 

@@ -32,7 +32,7 @@ from keras_vae.replicas import BatchLayout, average_over_global_batch, batch_lay
 from keras_vae.tensor_types import LabelsLike
 
 if TYPE_CHECKING:
-    from keras_vae.model import VAEAttributes
+    from keras_vae.model_attributes import VAEAttributes
 else:
     VAEAttributes = object  # what the host class, `VAE`, sets (declared for mypy only)
 

@@ -91,6 +91,12 @@ class Config:
     def from_dict(cls, values: dict[str, Any]) -> Config:
         """The checked `Config` of ``{"model": {...}, "data": ..., ...}`` (missing: defaults).
 
+        >>> Config.from_dict({"model": {"latent_dim": 2}}).model.latent_dim
+        2
+        >>> Config.from_dict({"model": {"latent_dims": 2}})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ValueError: Unknown keys ['latent_dims'] in config section 'model'. Expected some of [...].
+
         Raises:
             ValueError: an unknown section or key, a value out of range, or a NaN or infinity
                 anywhere (Python's `json` reads NaN and Infinity, which are not JSON).
@@ -129,5 +135,12 @@ class Config:
 
     @classmethod
     def from_json(cls, text: str) -> Config:
-        """`from_dict` of a JSON text; NaN and Infinity are refused like every bad value."""
+        """`from_dict` of a JSON text; NaN and Infinity are refused like every bad value.
+
+        >>> Config.from_json('{"training": {"epochs": 5}}').training.epochs
+        5
+        >>> Config.from_json('{"model": {"beta": NaN}}')  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ValueError: Received an invalid value for `beta`, ... beta=nan
+        """
         return cls.from_dict(json.loads(text))
