@@ -1,8 +1,9 @@
 """`VAEAttributes`: what the host class, `VAE`, sets, declared for mypy for its three mixins.
 
 `keras_vae.model_training`, `keras_vae.model_inference` and `keras_vae.model_sampling` each
-subclass it when type-checking, and `object` at run time, so that mypy checks their methods
-against the attributes `VAE` gives them without the mixins importing `keras_vae.model`.
+subclass `VAEMixinBase`: `VAEAttributes` when type-checking, `object` at run time (no Protocol
+in `VAE`'s MRO), so that mypy checks their methods against the attributes `VAE` gives them
+without the mixins importing `keras_vae.model`.
 
 >>> from keras_vae.model import VAE
 >>> vae = VAE(data_shape=(4,), latent_dim=2, hidden_units=(8,))
@@ -10,6 +11,8 @@ against the attributes `VAE` gives them without the mixins importing `keras_vae.
 >>> missing = [name for name in VAEAttributes.__annotations__ if not hasattr(vae, name)]
 >>> missing  # every declared attribute is one a compiled VAE has
 []
+>>> VAEAttributes in VAE.__mro__  # the mixins' run-time base is `object`
+False
 """
 
 from __future__ import annotations
@@ -60,3 +63,9 @@ class VAEAttributes(Protocol):
     def num_classes(self) -> int: ...
     @property
     def posterior_name(self) -> str: ...
+
+
+if TYPE_CHECKING:
+    VAEMixinBase = VAEAttributes
+else:
+    VAEMixinBase = object  # the mixins' run-time base: the declaration is for mypy only

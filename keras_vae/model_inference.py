@@ -18,20 +18,16 @@ anomaly scores (`keras_vae.scores`). It reads the model's layers and settings, w
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_vae import distributions, importance, scores
+from keras_vae.model_attributes import VAEMixinBase
 from keras_vae.parts import priors
 from keras_vae.tensor_types import LabelsLike, TensorLike
-
-if TYPE_CHECKING:
-    from keras_vae.model_attributes import VAEAttributes
-else:
-    VAEAttributes = object  # what the host class, `VAE`, sets (declared for mypy only)
 
 LABEL_KEY = "label"  # the labels of a conditional model's dict inputs
 
@@ -56,7 +52,7 @@ def unpack_inputs(data: Any) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor | N
     return tf.cast(x, tf.float32), labels, noise
 
 
-class InferenceMixin(VAEAttributes):
+class InferenceMixin(VAEMixinBase):
     """`VAE`'s methods on data, z and labels (mixed into `keras_vae.model.VAE`)."""
 
     def checked_labels(

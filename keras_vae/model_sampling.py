@@ -23,17 +23,15 @@ import tensorflow as tf
 
 from keras_vae import latent_draws
 from keras_vae.limits import check_sampler
+from keras_vae.model_attributes import VAEMixinBase
 from keras_vae.tensor_types import LabelsLike, SampleSeeds
 
 if TYPE_CHECKING:
     from keras_vae.aggregate_sampler import AggregateSampler
     from keras_vae.model import VAE
-    from keras_vae.model_attributes import VAEAttributes
-else:
-    VAEAttributes = object  # what the host class, `VAE`, sets (declared for mypy only)
 
 
-class SamplingMixin(VAEAttributes):
+class SamplingMixin(VAEMixinBase):
     """`VAE`'s generation: z and images drawn from a sampler (mixed into `keras_vae.model.VAE`)."""
 
     # The host class, `VAE`, sets these: `InferenceMixin`'s methods.

@@ -18,23 +18,19 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 import tensorflow as tf
 
 from keras_vae import device_data, distributions, execution, objectives
 from keras_vae.compat import reducible_logs
+from keras_vae.model_attributes import VAEMixinBase
 from keras_vae.model_inference import batch_size_of, unpack_inputs
 from keras_vae.noise import replica_normal, stateless_seed
 from keras_vae.parts.priors import MixtureParams
 from keras_vae.replicas import BatchLayout, average_over_global_batch, batch_layout
 from keras_vae.tensor_types import LabelsLike
-
-if TYPE_CHECKING:
-    from keras_vae.model_attributes import VAEAttributes
-else:
-    VAEAttributes = object  # what the host class, `VAE`, sets (declared for mypy only)
 
 METRIC_NAMES = ("loss", "elbo", "reconstruction", "kl")
 IWAE_METRIC = "iwae"  # the importance-weighted bound, reported by models trained on it
@@ -46,7 +42,7 @@ def metric_names(objective: str) -> tuple[str, ...]:
     return (*METRIC_NAMES, IWAE_METRIC) if objective == "iwae" else METRIC_NAMES
 
 
-class TrainingMixin(VAEAttributes):
+class TrainingMixin(VAEMixinBase):
     """`VAE`'s objective, steps and metrics (mixed into `keras_vae.model.VAE`)."""
 
     # The host class, `VAE`, sets these: `InferenceMixin`'s methods.
